@@ -1,0 +1,172 @@
+"""What users and the CLI call: fit, predict, evaluate, load_run, models."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from headstart.backbones import Backbone, available_models, load_backbone
+from headstart.config import FitConfig
+from headstart.data import DataSplits, Dataset, Skipped, load_data, load_items
+from headstart.devices import resolve_device, resolve_precision
+from headstart.engine import predict_logits
+from headstart.errors import DataError
+from headstart.features import Extraction, FeatureCache
+from headstart.metrics import classification_metrics
+from headstart.runs import Predictor, load_predictor, read_json, save_run
+from headstart.strategies import FitContext, StrategyResult, make_strategy
+
+
+@dataclass
+class FitResult:
+    """What a fit produced: metrics, history, the trained predictor, and where the run was saved."""
+
+    strategy: str
+    model: str
+    classes: list[str]
+    metrics: dict
+    history: list[dict]
+    info: dict
+    predictor: Predictor
+    config: FitConfig
+    split: dict
+    skipped: list[Skipped] = field(default_factory=list)
+    run_dir: Path | None = None
+
+    def predict(self, inputs: Any, **options) -> list[dict]:
+        """Labels and class probabilities for new inputs (files, a folder, a table, texts)."""
+        return self.predictor.predict(inputs, **options)
+
+    def save(self, out: str | Path, overwrite: bool = False) -> Path:
+        """Write the run directory (config, split, history, metrics, model)."""
+        records = {"config.json": {"config": self.config.to_dict()}, "split.json": self.split,
+                   "metrics.json": self.metrics}
+        self.run_dir = save_run(Path(out), self.predictor, records, self.history, overwrite)
+        return self.run_dir
+
+
+def fit(data: Any, model: str | Backbone = "minilm-l6", strategy: str = "linear", *, val: Any = None,
+        test: Any = None, out: str | Path | None = None, overwrite: bool = False, progress: bool = True,
+        **options: Any) -> FitResult:
+    """Adapt a pretrained ``model`` to labelled ``data`` with ``strategy`` (linear, partial, full, lp-ft).
+
+    ``data`` is an image folder, a table file, a DataFrame or an ``(items, labels)`` pair; ``options``
+    are FitConfig fields (``epochs=5``, ``image_size=96``...). With ``out`` the run directory is written.
+    """
+    start = time.perf_counter()
+    name = model.name if isinstance(model, Backbone) else model
+    strategy_name = strategy if isinstance(strategy, str) else strategy.name
+    cfg = FitConfig(model=name, strategy=strategy_name, **options)
+    strat = make_strategy(strategy, **cfg.strategy_options())
+    splits = load_data(data, val=val, test=test, text_col=cfg.text_col, label_col=cfg.label_col,
+                       image_col=cfg.image_col, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+                       seed=cfg.seed, skip_bad=cfg.skip_bad)
+    backbone = model if isinstance(model, Backbone) else load_backbone(
+        cfg.model, weights=cfg.weights, image_size=cfg.image_size, max_length=cfg.max_length)
+    if backbone.modality != splits.train.modality:
+        raise DataError(f"The data holds {splits.train.modality} items but {backbone.name!r} is a "
+                        f"{backbone.modality} model. Pick a {splits.train.modality} model (see `headstart models`).")
+    ctx = _context(cfg, splits, backbone, progress)
+    result = strat.fit(backbone, splits, ctx)
+    precision = ctx.extraction.precision if result.frozen_backbone else ctx.train_precision
+    predictor = Predictor(result.model, _with_module(backbone, result.model.backbone), splits.classes, precision)
+    metrics = _metrics(result, backbone, splits, ctx, predictor)
+    metrics.update(_costs(result, start, ctx))
+    fitted = FitResult(strat.name, name, splits.classes, metrics, result.history, result.info, predictor, cfg,
+                       splits.split, list(splits.skipped))
+    if out is not None:
+        fitted.save(out, overwrite)
+    return fitted
+
+
+def _context(cfg: FitConfig, splits: DataSplits, backbone: Backbone, progress: bool) -> FitContext:
+    device = resolve_device(cfg.device)
+    index = {c: i for i, c in enumerate(splits.classes)}
+    targets = {name: np.array([index[y] for y in ds.labels], dtype=np.int64)
+               for name, ds in (("train", splits.train), ("val", splits.val), ("test", splits.test)) if ds is not None}
+    extraction = Extraction(device, resolve_precision(cfg.precision, device), batch_size=64,
+                            num_workers=cfg.num_workers, progress=progress)
+    train_precision = resolve_precision(cfg.precision, device, training=True, depthwise=backbone.depthwise)
+    return FitContext(targets, FeatureCache(cfg.cache_dir), extraction, device, train_precision,
+                      cfg.train_settings(), progress)
+
+
+def _with_module(backbone: Backbone, module: torch.nn.Module) -> Backbone:
+    """The same backbone surface around the (possibly fine-tuned) module that predicts."""
+    return Backbone(backbone.name, backbone.modality, module, backbone.feature_dim, backbone.group_matcher,
+                    backbone.preprocessing, backbone.arch, backbone.source, backbone.weights_id)
+
+
+def _metrics(result: StrategyResult, backbone: Backbone, splits: DataSplits, ctx: FitContext,
+             predictor: Predictor) -> dict:
+    """Validation and test metrics; a frozen backbone is scored from cached features, with no forward pass."""
+    out = {}
+    for name, ds in (("val", splits.val), ("test", splits.test)):
+        if ds is None:
+            continue
+        if result.frozen_backbone:
+            feats = torch.from_numpy(ctx.cache.features(backbone, ds, ctx.extraction))
+            with torch.no_grad():
+                logits = result.model.head(feats).numpy()
+        else:
+            logits = predict_logits(result.model.to(ctx.device), predictor.backbone, ds, ctx.device,
+                                    predictor.precision, ctx.settings.batch_size * 2)
+            result.model.cpu()
+        out[name] = classification_metrics(ctx.targets[name], logits.argmax(1), splits.classes)
+    return out
+
+
+def _costs(result: StrategyResult, start: float, ctx: FitContext) -> dict:
+    total = sum(p.numel() for p in result.model.parameters())
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 1024**2)
+    costs = {"trainable_params": result.trainable_params, "total_params": total,
+             "trainable_share": result.trainable_params / total, "seconds": time.perf_counter() - start,
+             "peak_rss_mb": peak_mb, "backbone_forward_items": ctx.cache.forwarded,
+             "device": str(ctx.device), "train_precision": ctx.train_precision,
+             "feature_precision": ctx.extraction.precision}
+    if ctx.device.type == "cuda":
+        costs["peak_gpu_mb"] = torch.cuda.max_memory_allocated(ctx.device) / 2**20
+    return costs
+
+
+def load_run(run: str | Path) -> Predictor:
+    """The trained model of a run directory, ready to predict (offline, no training data needed)."""
+    return load_predictor(Path(run))
+
+
+def predict(run: str | Path, inputs: Any, device: str = "auto", **source_options: Any) -> list[dict]:
+    """Labels and class probabilities for ``inputs`` from a saved run."""
+    return load_run(run).predict(inputs, device=device, **source_options)
+
+
+def evaluate(run: str | Path, data: Any, device: str = "auto", **source_options: Any) -> dict:
+    """Accuracy, macro-F1, per-class scores and confusion matrix of a saved run on labelled ``data``."""
+    predictor = load_run(run)
+    ds = data if isinstance(data, Dataset) else load_items(data, **source_options)
+    if ds.labels is None:
+        raise DataError(f"{data}: no labels found. evaluate needs labelled data (a label column or class folders).")
+    index = {c: i for i, c in enumerate(predictor.classes)}
+    unseen = sorted(set(ds.labels) - set(index))
+    if unseen:
+        raise DataError(f"{data}: labels {unseen} were not in the run's training classes {predictor.classes}. "
+                        "Remove those items or retrain with them.")
+    probs = predictor.probabilities(ds, device)
+    y = np.array([index[label] for label in ds.labels])
+    return classification_metrics(y, probs.argmax(1), predictor.classes)
+
+
+def run_summary(run: str | Path) -> dict:
+    """The saved config and metrics of a run directory."""
+    return {"config": read_json(Path(run), "config.json"), "metrics": read_json(Path(run), "metrics.json")}
+
+
+def models() -> list[dict]:
+    """Backbones that load on this machine now, offline, and where they come from."""
+    return available_models()

@@ -1,0 +1,1 @@
+"""The `headstart` command line: one thin module per verb over headstart.api."""

@@ -1,0 +1,30 @@
+"""The typer application: wires the verbs and turns headstart's errors into one clear line."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from headstart.cli import cache, evaluate, fit, models, predict
+from headstart.errors import HeadstartError
+
+app = typer.Typer(
+    name="headstart", no_args_is_help=True, add_completion=False,
+    help="Adapt a pretrained image or text model to your labelled data: transfer learning or fine-tuning.",
+)
+app.command("fit")(fit.fit_cli)
+app.command("predict")(predict.predict_cli)
+app.command("evaluate")(evaluate.evaluate_cli)
+app.command("models")(models.models_cli)
+app.command("cache")(cache.cache_cli)
+
+
+def main() -> None:
+    """Entry point of the `headstart` script."""
+    try:
+        app()
+    except HeadstartError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)

@@ -1,0 +1,71 @@
+"""`headstart fit`: adapt a model to a data set and save the run."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from headstart.api import fit
+from headstart.cli.output import console, print_json, summary_table
+
+
+def fit_cli(
+    data: str = typer.Argument(..., help="Image folder (root/<class>/*), or a CSV/TSV/JSONL/Parquet table."),
+    model: str = typer.Option("minilm-l6", "--model", "-m", help="Built-in name, timm name, HF id or local dir."),
+    strategy: str = typer.Option("linear", "--strategy", "-s", help="linear | partial | full | lp-ft"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory [default: runs/<model>-<strategy>-<time>]"),
+    val: Optional[str] = typer.Option(None, help="Validation data; default: a stratified split of DATA."),
+    test: Optional[str] = typer.Option(None, help="Test data, scored once at the end."),
+    text_col: Optional[str] = typer.Option(None, help="Table column with the texts."),
+    label_col: Optional[str] = typer.Option(None, help="Table column with the labels."),
+    image_col: Optional[str] = typer.Option(None, help="Table column with image paths (relative to the table)."),
+    val_fraction: float = typer.Option(0.2, help="Share of DATA held out for validation when --val is not given."),
+    test_fraction: float = typer.Option(0.0, help="Share of DATA held out as a test set when --test is not given."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable or invalid items and list them."),
+    seed: int = typer.Option(0, help="Seed of the split, the head and the training order."),
+    unfreeze: Optional[int] = typer.Option(None, help="partial / lp-ft: train the last N layer groups."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate of the top layer group."),
+    head_lr: Optional[float] = typer.Option(None, help="Learning rate of the head."),
+    lr_decay: Optional[float] = typer.Option(None, help="Layer-wise decay: each lower group gets lr * decay."),
+    epochs: int = typer.Option(10, help="Most epochs of fine-tuning (early stopping may end sooner)."),
+    batch_size: int = typer.Option(32, help="Fine-tuning batch size."),
+    patience: int = typer.Option(3, help="Epochs without validation improvement before stopping."),
+    augment: bool = typer.Option(True, "--augment/--no-augment", help="Light image augmentation when fine-tuning."),
+    hflip: bool = typer.Option(True, "--hflip/--no-hflip", help="Random horizontal flips (turn off for digits, text)."),
+    image_size: Optional[int] = typer.Option(None, help="Input size in pixels [default: the weights' own]."),
+    max_length: Optional[int] = typer.Option(None, help="Text: tokens kept per item [default: 128]."),
+    weights: Optional[str] = typer.Option(None, help="Checkpoint file for the architecture named by --model."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    precision: str = typer.Option("auto", help="auto | fp32 | bf16 (auto: bf16 where the hardware has it)."),
+    num_workers: int = typer.Option(0, help="DataLoader worker processes."),
+    cache_dir: Optional[str] = typer.Option(None, help="Feature cache [default: ~/.cache/headstart]."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run at --out."),
+    json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Fit MODEL to DATA with STRATEGY and save the run.
+
+    Example: headstart fit data/pets --model mobilenetv2 --strategy partial --out runs/pets
+    """
+    out = out or Path("runs") / f"{Path(model).name}-{strategy}-{time.strftime('%Y%m%d-%H%M%S')}"
+    result = fit(
+        data, model, strategy, val=val, test=test, out=out, overwrite=overwrite, progress=not quiet,
+        text_col=text_col, label_col=label_col, image_col=image_col, val_fraction=val_fraction,
+        test_fraction=test_fraction, skip_bad=skip_bad, seed=seed, unfreeze=unfreeze, lr=lr, head_lr=head_lr,
+        lr_decay=lr_decay, epochs=epochs, batch_size=batch_size, patience=patience, augment=augment, hflip=hflip,
+        image_size=image_size, max_length=max_length, weights=weights, device=device, precision=precision,
+        num_workers=num_workers, cache_dir=cache_dir,
+    )
+    if json_out:
+        print_json({"run": str(result.run_dir), "metrics": result.metrics, "info": result.info,
+                    "skipped": [s.__dict__ for s in result.skipped]})
+        return
+    for s in result.skipped:
+        console.print(f"[yellow]skipped[/] {s.origin}: {s.reason}", highlight=False)
+    console.print(summary_table([{"strategy": result.strategy, "metrics": result.metrics}],
+                                f"{result.model} on {data}"))
+    console.print(f"Saved to [bold]{result.run_dir}[/]. Next: headstart predict {result.run_dir} INPUTS",
+                  highlight=False)

@@ -1,0 +1,43 @@
+"""Tables and JSON for the terminal."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def print_json(payload: Any) -> None:
+    """Machine-readable output on stdout."""
+    print(json.dumps(payload, indent=2, default=str))
+
+
+def fmt_count(n: int) -> str:
+    """1234567 -> '1.23M'."""
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+def summary_table(rows: list[dict], title: str) -> Table:
+    """One row per fitted strategy: accuracy, macro-F1, trainable/total parameters, time, memory."""
+    table = Table(title=title)
+    for col in ("strategy", "val acc", "test acc", "test macro-F1", "trainable / total", "time", "peak mem"):
+        table.add_column(col, justify="left" if col == "strategy" else "right")
+    for r in rows:
+        m = r["metrics"]
+        test = m.get("test")
+        lo, hi = (test or m["val"])["accuracy_ci95"]
+        table.add_row(
+            r["strategy"], f"{m['val']['accuracy']:.3f}",
+            f"{test['accuracy']:.3f} [{lo:.2f}, {hi:.2f}]" if test else "-",
+            f"{test['macro_f1']:.3f}" if test else "-",
+            f"{fmt_count(m['trainable_params'])} / {fmt_count(m['total_params'])} ({m['trainable_share']:.1%})",
+            f"{m['seconds']:.1f} s", f"{m['peak_rss_mb']:.0f} MB",
+        )
+    return table

@@ -1,0 +1,92 @@
+"""FitConfig: every option of a fit, validated once, saved with the run as JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from headstart.devices import PRECISIONS
+from headstart.engine import TrainSettings
+from headstart.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Options of ``headstart.fit`` / ``headstart fit``; CLI flags are these names with dashes."""
+
+    model: str = "minilm-l6"
+    strategy: str = "linear"
+    weights: str | None = None  # checkpoint file for a timm/torchvision architecture named by ``model``
+    image_size: int | None = None  # override the weights' input size (e.g. 96 for small images)
+    max_length: int | None = None  # text: tokens kept per item (default 128)
+    # data
+    text_col: str | None = None
+    label_col: str | None = None
+    image_col: str | None = None
+    val_fraction: float = 0.2
+    test_fraction: float = 0.0
+    skip_bad: bool = False
+    seed: int = 0
+    # strategy
+    unfreeze: int | None = None  # partial / lp-ft: number of last layer groups to train
+    lr: float | None = None
+    head_lr: float | None = None
+    lr_decay: float | None = None
+    # training loop (fine-tuning strategies)
+    epochs: int = 10
+    batch_size: int = 32
+    patience: int = 3
+    augment: bool = True
+    hflip: bool = True
+    weight_decay: float = 0.01
+    warmup: float = 0.1
+    # hardware
+    device: str = "auto"
+    precision: str = "auto"
+    num_workers: int = 0
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        checks = [
+            (0 < self.val_fraction < 1, "--val-fraction must be between 0 and 1 (e.g. 0.2)"),
+            (0 <= self.test_fraction < 1, "--test-fraction must be in [0, 1)"),
+            (self.val_fraction + self.test_fraction < 1, "--val-fraction plus --test-fraction must stay below 1"),
+            (self.epochs >= 1, "--epochs must be at least 1"),
+            (self.batch_size >= 1, "--batch-size must be at least 1"),
+            (self.patience >= 1, "--patience must be at least 1"),
+            (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
+            (self.num_workers >= 0, "--num-workers must be 0 or more"),
+            (self.image_size is None or self.image_size >= 16, "--image-size must be at least 16 pixels"),
+            (self.max_length is None or self.max_length >= 8, "--max-length must be at least 8 tokens"),
+            (0 <= self.warmup < 1, "--warmup is a fraction of the steps, in [0, 1)"),
+        ]
+        problems = [msg for ok, msg in checks if not ok]
+        if problems:
+            raise ConfigError("Invalid options: " + "; ".join(problems) + ".")
+
+    def strategy_options(self) -> dict[str, Any]:
+        """Options that belong to the strategy (None means its default)."""
+        return {"unfreeze": self.unfreeze, "lr": self.lr, "head_lr": self.head_lr, "lr_decay": self.lr_decay}
+
+    def train_settings(self) -> TrainSettings:
+        """The fine-tuning loop's settings."""
+        return TrainSettings(
+            epochs=self.epochs, batch_size=self.batch_size, patience=self.patience, augment=self.augment,
+            hflip=self.hflip, weight_decay=self.weight_decay, warmup=self.warmup,
+            num_workers=self.num_workers, seed=self.seed,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FitConfig":
+        """Inverse of ``to_dict``; unknown keys are an error that names them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"Unknown config keys {unknown}; known keys: {sorted(known)}.")
+        return cls(**data)

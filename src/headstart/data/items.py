@@ -1,0 +1,109 @@
+"""Per-item checks shared by every reader: labels present, texts non-empty, images decodable."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from headstart.data.dataset import Dataset, Skipped
+from headstart.data.images import array_problem, array_to_image, image_file_problem
+from headstart.errors import DataError
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Raises a DataError for a bad item, or with ``skip_bad`` records it in ``skipped``."""
+
+    skip_bad: bool
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def reject(self, origin: str, problem: str, fix: str) -> None:
+        """Refuse one item: ``problem`` says what is wrong, ``fix`` how to repair it."""
+        if self.skip_bad:
+            self.skipped.append(Skipped(origin=origin, reason=problem))
+            return
+        raise DataError(f"{origin}: {problem}. {fix}, or pass --skip-bad to skip such items.")
+
+
+def normalize_label(value: Any) -> str | None:
+    """Label as a stripped string, or None when missing (None, NaN, empty or blank)."""
+    if value is None or (np.ndim(value) == 0 and pd.isna(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text or None
+
+
+def read_text_file(path: Path) -> str:
+    """Contents of a text file, decoded as UTF-8 (BOM allowed) or else latin-1."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def build_dataset(
+    items: Sequence[Any],
+    labels: Sequence[str | None] | None,
+    origins: Sequence[str],
+    modality: str,
+    gate: Gate,
+    *,
+    where: str = "",
+    label_where: str = "",
+) -> Dataset:
+    """Check every item (and label) and return a Dataset of the good ones.
+
+    ``where`` / ``label_where`` name the table column in messages, e.g. " in column 'text'".
+    """
+    kept: list[int] = []
+    converted: list[Any] = []
+    for index, (item, origin) in enumerate(zip(items, origins)):
+        if labels is not None and labels[index] is None:
+            gate.reject(origin, f"the label{label_where} is missing", "Fill it in or drop the row")
+            continue
+        item, problem, fix = _check_item(item, modality, where)
+        if problem:
+            gate.reject(origin, problem, fix)
+            continue
+        kept.append(index)
+        converted.append(item)
+    return Dataset(
+        items=converted,
+        labels=None if labels is None else [labels[i] for i in kept],
+        modality=modality,
+        origins=[origins[i] for i in kept],
+    )
+
+
+def _check_item(item: Any, modality: str, where: str) -> tuple[Any, str | None, str]:
+    """The item ready for use, or a problem and a fix for it."""
+    if modality == "text":
+        if item is None or (isinstance(item, float) and math.isnan(item)):
+            item = ""
+        text = item if isinstance(item, str) else str(item)
+        if not text.strip():
+            return text, f"the text{where} is empty", "Fill it in or remove it"
+        return text, None, ""
+    if item is None:
+        return item, "the image is missing (None)", "Give an image or remove the item"
+    if isinstance(item, Image.Image):
+        return item, None, ""
+    if isinstance(item, np.ndarray):
+        problem = array_problem(item)
+        if problem:
+            return item, problem, "Convert it to a uint8 HxW or HxWx3 array"
+        return array_to_image(item), None, ""
+    problem = image_file_problem(str(item))
+    if problem is None:
+        return str(item), None, ""
+    return item, problem[0], problem[1]

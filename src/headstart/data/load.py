@@ -1,0 +1,167 @@
+"""The two entry points: load_data (labelled train/val/test splits) and load_items (inputs)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from headstart.data.dataset import Dataset, DataSplits
+from headstart.data.folders import split_layout
+from headstart.data.items import Gate
+from headstart.data.sources import read_source
+from headstart.data.split import carve, drop_rare_classes, drop_unseen
+from headstart.data.tables import Columns
+from headstart.errors import ConfigError, DataError
+
+
+def load_data(
+    source: Any,
+    *,
+    val: Any = None,
+    test: Any = None,
+    text_col: str | None = None,
+    label_col: str | None = None,
+    image_col: str | None = None,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.0,
+    seed: int = 0,
+    skip_bad: bool = False,
+) -> DataSplits:
+    """Load, check and split labelled data; see the package docstring for accepted sources.
+
+    A folder with a train/ subfolder supplies its val/ (or validation/) and test/ subfolders as
+    splits unless ``val``/``test`` are given. Without a val split, a seeded stratified
+    ``val_fraction`` of the training data becomes val; likewise ``test_fraction`` for test.
+    With ``skip_bad`` bad items (and classes) are dropped and listed in ``skipped``.
+    """
+    _check_fractions(val_fraction, test_fraction)
+    gate = Gate(skip_bad)
+    columns = Columns(text=text_col, image=image_col, label=label_col)
+    source, val, test = _split_folders(source, val, test, gate)
+    train = _read(source, "train", columns, gate)
+    given = {
+        role: _read(data, role, columns, gate)
+        for role, data in (("val", val), ("test", test))
+        if data is not None
+    }
+    for role, data in given.items():
+        if data.modality != train.modality:
+            raise DataError(
+                f"Mixed modalities: the training data is {train.modality}s but the {role} data "
+                f"is {data.modality}s. Give {role} data of the same kind as the training data."
+            )
+    train = drop_rare_classes(train, gate)
+    classes = train.classes
+    if len(classes) < 2:
+        dropped = " after dropping classes with too few examples" if gate.skipped else ""
+        raise DataError(
+            f"The training data has {len(classes)} class(es) {classes}{dropped}; a classifier "
+            "needs at least 2. Add examples of another class."
+        )
+    for role in list(given):
+        given[role] = _nonempty(drop_unseen(given[role], classes, gate, role), role, gate)
+    return _assemble(train, given, classes, val_fraction, test_fraction, seed, gate)
+
+
+def load_items(
+    source: Any,
+    *,
+    text_col: str | None = None,
+    image_col: str | None = None,
+    skip_bad: bool = False,
+) -> Dataset:
+    """Load unlabelled inputs: image/.txt file(s), a folder (recursive), a table or a list.
+
+    Labels are read from a table's label column when it has one (else ``labels`` is None).
+    With ``skip_bad`` bad items are dropped and listed in the result's ``skipped``.
+    """
+    gate = Gate(skip_bad)
+    columns = Columns(text=text_col, image=image_col)
+    dataset = read_source(source, labelled=False, columns=columns, gate=gate, role="input")
+    dataset = _nonempty(dataset, "input", gate)
+    return dataclasses.replace(dataset, skipped=tuple(gate.skipped))
+
+
+def _check_fractions(val_fraction: float, test_fraction: float) -> None:
+    """ConfigError unless 0 < val_fraction < 1, 0 <= test_fraction < 1 and their sum < 1."""
+    if not 0 < val_fraction < 1:
+        raise ConfigError(
+            f"--val-fraction must be between 0 and 1 (exclusive); got {val_fraction}."
+        )
+    if not 0 <= test_fraction < 1:
+        raise ConfigError(f"--test-fraction must be at least 0 and below 1; got {test_fraction}.")
+    if val_fraction + test_fraction >= 1:
+        raise ConfigError(
+            f"--val-fraction ({val_fraction}) plus --test-fraction ({test_fraction}) must be "
+            "below 1 so that some data is left for training."
+        )
+
+
+def _split_folders(source: Any, val: Any, test: Any, gate: Gate) -> tuple[Any, Any, Any]:
+    """Use root/train, root/val (or validation), root/test when source is such a folder."""
+    if not isinstance(source, (str, os.PathLike)) or not Path(source).is_dir():
+        return source, val, test
+    layout = split_layout(Path(source), str(source), gate)
+    if layout is None:
+        return source, val, test
+    shown = {split: os.path.join(str(source), path.name) for split, path in layout.items()}
+    return (
+        shown["train"],
+        val if val is not None else shown.get("val"),
+        test if test is not None else shown.get("test"),
+    )
+
+
+def _read(source: Any, role: str, columns: Columns, gate: Gate) -> Dataset:
+    """Labelled Dataset for one split, refusing an empty result."""
+    return _nonempty(
+        read_source(source, labelled=True, columns=columns, gate=gate, role=role), role, gate
+    )
+
+
+def _nonempty(data: Dataset, role: str, gate: Gate) -> Dataset:
+    """``data`` unless it has no items; then a DataError saying why."""
+    if len(data):
+        return data
+    why = "every item was skipped as bad (see the skipped list)" if gate.skipped else "it is empty"
+    raise DataError(f"The {role} data has no usable items: {why}. Add or fix items.")
+
+
+def _assemble(
+    train: Dataset,
+    given: dict[str, Dataset],
+    classes: list[str],
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    gate: Gate,
+) -> DataSplits:
+    """Carve the missing splits from train and record how the splits were made."""
+    carve_val = "val" not in given
+    carve_test = "test" not in given and test_fraction > 0
+    train_idx, val_idx, test_idx = carve(
+        train.labels,
+        val_fraction if carve_val else None,
+        test_fraction if carve_test else None,
+        seed,
+    )
+    val = train.subset(val_idx) if carve_val else given["val"]
+    test = given.get("test")
+    if carve_test and test_idx:  # classes too small to spare a test example give none
+        test = train.subset(test_idx)
+    train = train.subset(train_idx)
+    carved = [name for name, flag in (("val", carve_val), ("test", bool(test_idx))) if flag]
+    record = {
+        "method": "stratified" if carved else "given",
+        "carved": carved,
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "test_fraction": test_fraction,
+        "sizes": {"train": len(train), "val": len(val), "test": 0 if test is None else len(test)},
+        "train_origins": list(train.origins),
+        "val_origins": list(val.origins),
+        "test_origins": [] if test is None else list(test.origins),
+    }
+    return DataSplits(train, val, test, classes, record, list(gate.skipped))

@@ -1,0 +1,135 @@
+"""Turning any accepted source (path, DataFrame, (items, labels), list of items) into a Dataset."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from headstart.data.dataset import Dataset
+from headstart.data.folders import read_folder
+from headstart.data.images import is_image_name
+from headstart.data.items import Gate, build_dataset, normalize_label, read_text_file
+from headstart.data.tables import TABLE_EXTENSIONS, Columns, frame_table, read_table, table_dataset
+from headstart.errors import DataError
+
+SEQUENCES = (list, tuple, pd.Series, np.ndarray)
+ACCEPTED = (
+    "a folder laid out as <folder>/<class>/<files>, a table file "
+    f"({', '.join(TABLE_EXTENSIONS)}), a pandas DataFrame, or a pair (items, labels)"
+)
+
+
+def read_source(source: Any, *, labelled: bool, columns: Columns, gate: Gate, role: str) -> Dataset:
+    """Dataset from ``source``; ``role`` ('train', 'val', 'test', 'input') is used in messages."""
+    prefix = "" if role in ("train", "input") else f"{role} "
+    if isinstance(source, pd.DataFrame):
+        table = frame_table(source, f"{prefix}DataFrame", None)
+        return table_dataset(table, columns, gate, labelled)
+    if isinstance(source, (str, os.PathLike)):
+        return _read_path(Path(source), str(source), labelled, columns, gate, role)
+    if is_pair(source):
+        return _pair_dataset(source[0], source[1], prefix, gate, role)
+    if labelled:
+        raise DataError(
+            f"The {role} data is a {type(source).__name__}, which carries no labels. "
+            f"Pass {ACCEPTED}."
+        )
+    if _is_single_image(source):
+        source = [source]
+    if isinstance(source, SEQUENCES):
+        return _list_dataset(list(source), None, prefix, gate, role)
+    raise DataError(
+        f"Cannot read inputs from a {type(source).__name__}. Pass image files or a folder, a "
+        "table file, a DataFrame, or a list of texts, image paths or PIL images."
+    )
+
+
+def is_pair(source: Any) -> bool:
+    """True if ``source`` looks like (items, labels): two sequences, the second one-dimensional."""
+    if not isinstance(source, (tuple, list)) or len(source) != 2:
+        return False
+    items, labels = source
+    if isinstance(items, str) or not isinstance(items, SEQUENCES):
+        return False
+    if isinstance(labels, np.ndarray):
+        return labels.ndim == 1
+    return isinstance(labels, (list, tuple, pd.Series))
+
+
+def _is_single_image(source: Any) -> bool:
+    """True for one PIL image or one HxW / HxWxC array."""
+    if isinstance(source, Image.Image):
+        return True
+    return isinstance(source, np.ndarray) and (
+        source.ndim == 2 or (source.ndim == 3 and source.shape[-1] in (1, 3, 4))
+    )
+
+
+def _read_path(
+    path: Path, shown: str, labelled: bool, columns: Columns, gate: Gate, role: str
+) -> Dataset:
+    """Dataset from a folder, a table file or (for inputs) one image or .txt file."""
+    if not path.exists():
+        raise DataError(
+            f"{shown}: no such file or folder (given as the {role} data). Check the path."
+        )
+    if path.is_dir():
+        return read_folder(path, shown, gate, labelled)
+    suffix = path.suffix.lower()
+    if suffix in TABLE_EXTENSIONS:
+        return table_dataset(read_table(path, shown, gate), columns, gate, labelled)
+    if not labelled and is_image_name(path.name):
+        return build_dataset([os.path.abspath(path)], None, [shown], "image", gate)
+    if not labelled and suffix == ".txt":
+        return build_dataset([read_text_file(path)], None, [shown], "text", gate)
+    wanted = ACCEPTED if labelled else "an image, a .txt file, a folder or a table file"
+    raise DataError(
+        f"{shown}: cannot read a '{suffix or 'no extension'}' file as {role} data. Pass {wanted}."
+    )
+
+
+def _pair_dataset(items: Any, labels: Any, prefix: str, gate: Gate, role: str) -> Dataset:
+    """Dataset from (items, labels) with one label per item."""
+    items, labels = list(items), list(labels)
+    if len(items) != len(labels):
+        raise DataError(
+            f"The {role} (items, labels) pair has {len(items)} items but {len(labels)} labels. "
+            "Give exactly one label per item."
+        )
+    return _list_dataset(items, [normalize_label(label) for label in labels], prefix, gate, role)
+
+
+def _list_dataset(items: list, labels: list | None, prefix: str, gate: Gate, role: str) -> Dataset:
+    """Dataset from in-memory items: texts, or image paths / PIL images / uint8 arrays."""
+    if not items:
+        raise DataError(f"The {role} data is an empty list; give at least one item.")
+    kinds = [_item_kind(item) for item in items]
+    origins = [f"{prefix}list item {i}" for i in range(1, len(items) + 1)]
+    if "image" in kinds and "text" in kinds:
+        first_image, first_text = kinds.index("image"), kinds.index("text")
+        raise DataError(
+            f"The {role} data mixes modalities: {origins[first_image]} is an image "
+            f"({str(items[first_image])[:60]!r}) but {origins[first_text]} is a text "
+            f"({str(items[first_text])[:60]!r}). Give only texts or only images (paths "
+            f"ending in an image extension, PIL images or uint8 arrays)."
+        )
+    modality = "image" if "image" in kinds else "text"
+    if modality == "image":
+        items = [os.path.abspath(i) if isinstance(i, (str, os.PathLike)) else i for i in items]
+    return build_dataset(items, labels, origins, modality, gate)
+
+
+def _item_kind(item: Any) -> str | None:
+    """'image', 'text' or None (missing, fits either) for one in-memory item."""
+    if item is None or (isinstance(item, float) and np.isnan(item)):
+        return None
+    if isinstance(item, (Image.Image, np.ndarray, os.PathLike)):
+        return "image"
+    if isinstance(item, str) and "\n" not in item and is_image_name(item.strip()):
+        return "image"
+    return "text"

@@ -1,0 +1,273 @@
+"""Reading tables (.csv, .tsv, .jsonl/.ndjson, .parquet, DataFrames) into Datasets.
+
+Row numbering in messages: CSV/TSV say "line N" as a text editor or spreadsheet shows it (the
+header is line 1, so the first data row is line 2; a quoted multi-line cell counts from the line
+it starts on); JSONL says "line N" (the first line is line 1); Parquet files and DataFrames say
+"row N", counting data rows from 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from headstart.data.dataset import Dataset
+from headstart.data.items import Gate, build_dataset, normalize_label, read_text_file
+from headstart.errors import ConfigError, DataError
+
+TABLE_EXTENSIONS = (".csv", ".tsv", ".jsonl", ".ndjson", ".parquet")
+LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "y")
+TEXT_COLUMNS = ("text", "sentence", "content", "review", "document", "body")
+IMAGE_COLUMNS = ("image", "image_path", "path", "file", "filename")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table's rows as dicts, each row's origin, and the folder image paths resolve against."""
+
+    name: str
+    columns: tuple[str, ...]
+    rows: tuple[dict[str, Any], ...]
+    origins: tuple[str, ...]
+    folder: str | None
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Column names the user chose (None: use the defaults)."""
+
+    text: str | None = None
+    image: str | None = None
+    label: str | None = None
+
+
+def read_table(path: Path, shown: str, gate: Gate) -> Table:
+    """Read a .csv/.tsv/.jsonl/.ndjson/.parquet file; image paths resolve against its folder."""
+    suffix = path.suffix.lower()
+    folder = os.path.abspath(path.parent)
+    if suffix == ".parquet":
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises many types for a damaged file
+            raise DataError(
+                f"{shown}: cannot read this Parquet file ({exc}). Check that it is a valid "
+                "Parquet file, or export the data as CSV."
+            ) from exc
+        return frame_table(frame, shown, folder)
+    text = read_text_file(path)
+    if suffix in (".jsonl", ".ndjson"):
+        return _jsonl_table(text, shown, folder, gate)
+    return _delimited_table(text, "\t" if suffix == ".tsv" else ",", shown, folder, gate)
+
+
+def frame_table(frame: pd.DataFrame, shown: str, folder: str | None) -> Table:
+    """Table from a DataFrame; origins are '<shown> row N' counting from 1."""
+    columns = tuple(str(column) for column in frame.columns)
+    if len(set(columns)) != len(columns):
+        raise DataError(f"{shown}: some column names repeat ({list(columns)}); rename them.")
+    rows = tuple(dict(zip(columns, values)) for values in frame.itertuples(index=False, name=None))
+    origins = tuple(f"{shown} row {i}" for i in range(1, len(rows) + 1))
+    return Table(shown, columns, rows, origins, folder)
+
+
+def _delimited_table(text: str, delimiter: str, shown: str, folder: str, gate: Gate) -> Table:
+    """Table from CSV/TSV text whose first line is the header."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader, None)
+        if not header or not any(cell.strip() for cell in header):
+            raise DataError(
+                f"{shown}: the file is empty or its first line is blank. The first line must be "
+                "a header naming the columns, e.g. text,label, with one example per line below."
+            )
+        columns = tuple(cell.strip() for cell in header)
+        _check_unique(columns, shown)
+        rows, origins, last_line = [], [], reader.line_num
+        for cells in reader:
+            start, last_line = last_line + 1, reader.line_num
+            if not any(cell.strip() for cell in cells):
+                continue
+            origin = f"{shown} line {start}"
+            if len(cells) > len(columns):
+                gate.reject(
+                    origin,
+                    f"it has {len(cells)} fields but the header has {len(columns)}",
+                    "Put quotes around values that contain the delimiter",
+                )
+                continue
+            cells = cells + [""] * (len(columns) - len(cells))
+            rows.append(dict(zip(columns, cells)))
+            origins.append(origin)
+    except csv.Error as exc:
+        raise DataError(
+            f"{shown} line {reader.line_num}: cannot parse this line ({exc}). Fix the quoting."
+        ) from exc
+    return Table(shown, columns, tuple(rows), tuple(origins), folder)
+
+
+def _jsonl_table(text: str, shown: str, folder: str, gate: Gate) -> Table:
+    """Table from JSON Lines text: one JSON object per line; blank lines are ignored."""
+    rows, origins, columns = [], [], {}
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        origin = f"{shown} line {number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            gate.reject(origin, f"this line is not valid JSON ({exc.msg})", "Fix the line")
+            continue
+        if not isinstance(row, dict):
+            gate.reject(origin, "this line is not a JSON object", 'Write it as {"text": ..}')
+            continue
+        columns.update(dict.fromkeys(row))
+        rows.append(row)
+        origins.append(origin)
+    return Table(shown, tuple(columns), tuple(rows), tuple(origins), folder)
+
+
+def _check_unique(columns: tuple[str, ...], shown: str) -> None:
+    """DataError if a column name appears twice in a header."""
+    repeated = sorted({name for name in columns if columns.count(name) > 1})
+    if repeated:
+        raise DataError(
+            f"{shown}: the header names column(s) {', '.join(map(repr, repeated))} more than "
+            "once. Give every column a distinct name."
+        )
+
+
+def table_dataset(table: Table, columns: Columns, gate: Gate, need_labels: bool) -> Dataset:
+    """Dataset from a table: texts or image paths plus labels (required when ``need_labels``)."""
+    if columns.text and columns.image:
+        raise ConfigError("Pass only one of --text-col and --image-col, not both.")
+    label_col = _pick(table, columns.label, LABEL_COLUMNS, "--label-col", "label", need_labels)
+    modality, item_col = _item_column(table, columns)
+    labels = None
+    if label_col is not None:
+        labels = [normalize_label(row.get(label_col)) for row in table.rows]
+        if not need_labels and all(label is None for label in labels):
+            labels = None
+    values = [row.get(item_col) for row in table.rows]
+    origins = list(table.origins)
+    if modality == "image":
+        values = _image_items(values, origins, labels, item_col, table.folder, gate)
+        if labels is not None:
+            labels = [label for label, value in zip(labels, values) if value is not None]
+        origins = [origin for origin, value in zip(origins, values) if value is not None]
+        values = [value for value in values if value is not None]
+    return build_dataset(
+        values,
+        labels,
+        origins,
+        modality,
+        gate,
+        where=f" in column '{item_col}'",
+        label_where=f" in column '{label_col}'",
+    )
+
+
+def _pick(
+    table: Table, wanted: str | None, defaults: tuple, option: str, role: str, required: bool
+) -> str | None:
+    """The column to use: the one asked for, or the first default present (any case)."""
+    if wanted is not None:
+        if wanted not in table.columns:
+            raise DataError(
+                f"{table.name}: there is no column '{wanted}'; the columns are "
+                f"{list(table.columns)}. Pass {option} with one of these names."
+            )
+        return wanted
+    by_lower = {}
+    for column in table.columns:
+        by_lower.setdefault(column.lower(), column)
+    for name in defaults:
+        if name in by_lower:
+            return by_lower[name]
+    if required:
+        raise DataError(
+            f"{table.name}: no {role} column found (looked for {', '.join(defaults)}); the "
+            f"columns are {list(table.columns)}. Pass {option} NAME to say which column holds "
+            f"the {role}s."
+        )
+    return None
+
+
+def _item_column(table: Table, columns: Columns) -> tuple[str, str]:
+    """('text' | 'image', column name) for the items of the table."""
+    if columns.text:
+        return "text", _pick(table, columns.text, TEXT_COLUMNS, "--text-col", "text", True)
+    if columns.image:
+        return "image", _pick(table, columns.image, IMAGE_COLUMNS, "--image-col", "image", True)
+    text_col = _pick(table, None, TEXT_COLUMNS, "--text-col", "text", False)
+    image_col = _pick(table, None, IMAGE_COLUMNS, "--image-col", "image", False)
+    if text_col and image_col:
+        raise DataError(
+            f"{table.name}: mixed modalities: it has a text column '{text_col}' and an image "
+            f"column '{image_col}'. Pass --text-col {text_col} to use the texts or "
+            f"--image-col {image_col} to use the images."
+        )
+    if text_col:
+        return "text", text_col
+    if image_col:
+        return "image", image_col
+    raise DataError(
+        f"{table.name}: no text or image column found (looked for {', '.join(TEXT_COLUMNS)} and "
+        f"{', '.join(IMAGE_COLUMNS)}); the columns are {list(table.columns)}. Pass --text-col "
+        "NAME or --image-col NAME."
+    )
+
+
+def _image_items(
+    values: list, origins: list, labels: list | None, column: str, folder: str | None, gate: Gate
+) -> list:
+    """Absolute image paths (or in-memory images) per row; None where the row was skipped."""
+    items: list = []
+    for index, (value, origin) in enumerate(zip(values, origins)):
+        if isinstance(value, (Image.Image, np.ndarray)):
+            items.append(value)
+            continue
+        if labels is not None and labels[index] is None:
+            items.append(value)  # build_dataset reports the missing label
+            continue
+        path = normalize_label(value)
+        if path is None:
+            gate.reject(
+                origin,
+                f"the image path in column '{column}' is empty",
+                "Fill it in or drop the row",
+            )
+            items.append(None)
+            continue
+        resolved = _inside(path, folder)
+        if resolved is None:
+            gate.reject(
+                origin,
+                f"the image path '{path}' points outside the table's folder {folder}",
+                "Image paths must be relative to the table's folder and stay inside it; "
+                "move the image into that folder and fix the path",
+            )
+            items.append(None)
+            continue
+        items.append(resolved)
+    return items
+
+
+def _inside(path: str, folder: str | None) -> str | None:
+    """Absolute path of ``path`` relative to ``folder``; None if it escapes the folder."""
+    if folder is None:
+        return os.path.abspath(path)
+    joined = os.path.normpath(os.path.join(folder, path))
+    try:
+        inside = os.path.commonpath([folder, joined]) == folder
+    except ValueError:  # different drives on Windows
+        inside = False
+    return joined if inside else None

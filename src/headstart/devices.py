@@ -1,0 +1,56 @@
+"""Device and numeric precision choices: CUDA when present, bf16 autocast where the hardware has it."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from headstart.errors import ConfigError
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU; anything else must be a valid torch device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"--device {device!r} is not a device; use auto, cpu, cuda or cuda:N.") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device} was asked for but no CUDA GPU is visible; use --device cpu.")
+    return resolved
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """True where bf16 matrix work runs natively (Ampere+ GPUs, CPUs with AVX-512 bf16 or AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(cpu, name, lambda: False)() for name in checks)
+
+
+def resolve_precision(precision: str, device: torch.device, training: bool = False,
+                      depthwise: bool = False) -> str:
+    """``auto`` -> ``bf16`` where supported, except CPU training of depthwise CNNs (no gain there)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision {precision!r} is not one of {', '.join(PRECISIONS)}.")
+    if precision != "auto":
+        if precision == "bf16" and not bf16_supported(device):
+            raise ConfigError(f"--precision bf16 is not supported on this {device.type}; use fp32.")
+        return precision
+    if not bf16_supported(device):
+        return "fp32"
+    if training and depthwise and device.type == "cpu":
+        return "fp32"
+    return "bf16"
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on ``device`` when ``precision`` is bf16, else a no-op."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()

@@ -1,0 +1,185 @@
+"""The one training loop for fine-tuning, and batched inference.
+
+AdamW with layer-wise learning rates as optimizer parameter groups, linear warm-up then cosine decay,
+bf16 autocast where it pays, early stopping on validation accuracy and the best epoch restored at the end.
+Frozen layer groups are frozen completely: no gradients, and their modules (BatchNorm, dropout) stay in
+eval mode so weights and running statistics do not move.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from headstart.backbones import Backbone, batch_to
+from headstart.data import Dataset
+from headstart.devices import autocast
+from headstart.progress import progress_task
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Hyperparameters of one fine-tuning run."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-4  # learning rate of the top unfrozen layer group
+    head_lr: float = 1e-3
+    lr_decay: float = 0.7  # each group further from the head gets lr * lr_decay ** depth
+    weight_decay: float = 0.01
+    warmup: float = 0.1  # fraction of all steps spent warming up
+    patience: int = 3  # epochs without validation improvement before stopping
+    augment: bool = True
+    hflip: bool = True
+    grad_clip: float = 1.0
+    num_workers: int = 0
+    seed: int = 0
+
+
+@dataclass
+class TrainOutcome:
+    """Per-epoch history, the best epoch (1-based), and whether early stopping ended the run."""
+
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    stopped_early: bool = False
+
+
+def freeze(model: nn.Module, trainable: set[str]) -> int:
+    """Make exactly the parameters named in ``trainable`` require gradients; returns their count."""
+    count = 0
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in trainable)
+        count += param.numel() if name in trainable else 0
+    return count
+
+
+def set_train_mode(model: nn.Module) -> None:
+    """Train mode for modules that learn; eval mode for frozen ones (BatchNorm stats and dropout off)."""
+    model.train()
+    trainable_below = {}
+    for name, module in reversed(list(model.named_modules())):
+        own = any(p.requires_grad for p in module.parameters(recurse=False))
+        trainable_below[name] = own or any(
+            trainable_below[f"{name}.{child}" if name else child] for child, _ in module.named_children()
+        )
+    for name, module in model.named_modules():
+        if trainable_below[name]:
+            continue
+        parent = name.rpartition(".")[0]
+        has_own_params = any(True for _ in module.parameters(recurse=False))
+        if has_own_params or not trainable_below.get(parent, True):
+            module.eval()
+
+
+def param_groups(model: nn.Module, groups: Sequence[Sequence[str]], prefix: str, s: TrainSettings) -> list[dict]:
+    """Optimizer groups: the head at ``head_lr``; backbone groups at ``lr * lr_decay ** depth``.
+
+    Biases and normalisation weights (1-D tensors) get no weight decay.
+    """
+    named = dict(model.named_parameters())
+    out = []
+
+    def add(names: list[str], lr: float, label: str) -> None:
+        params = [named[n] for n in names if named[n].requires_grad]
+        decay = [p for p in params if p.ndim > 1]
+        no_decay = [p for p in params if p.ndim <= 1]
+        for ps, wd in ((decay, s.weight_decay), (no_decay, 0.0)):
+            if ps:
+                out.append({"params": ps, "lr": lr, "weight_decay": wd, "name": label})
+
+    add([n for n in named if n.startswith("head.")], s.head_lr, "head")
+    for depth, names in enumerate(reversed(groups)):
+        add([prefix + n for n in names], s.lr * s.lr_decay ** depth, f"group-{len(groups) - depth - 1}")
+    return out
+
+
+def warmup_cosine(total_steps: int, warmup: float) -> Callable[[int], float]:
+    """Learning-rate multiplier: linear warm-up over ``warmup`` of the steps, then cosine to zero."""
+    warm = max(1, int(total_steps * warmup))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total_steps - warm)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dataset, targets: dict,
+          groups: list[dict], s: TrainSettings, device: torch.device, precision: str,
+          progress: bool = True) -> TrainOutcome:
+    """Fine-tune ``model`` (a Classifier) in place; the best validation epoch's weights are restored."""
+    generator = torch.Generator().manual_seed(s.seed)
+    torch.manual_seed(s.seed)
+    pairs = list(zip(train_set.items, targets["train"]))
+    loader = DataLoader(pairs, batch_size=s.batch_size, shuffle=True, generator=generator,
+                        collate_fn=backbone.preprocessing.collate(s.augment, s.hflip), num_workers=s.num_workers)
+    channels_last = backbone.modality == "image"
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    optimizer = torch.optim.AdamW(groups)
+    total = s.epochs * len(loader)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, s.warmup))
+    trainable = [p for g in groups for p in g["params"]]
+    outcome, best_key, best_state = TrainOutcome(), None, None
+    for epoch in range(1, s.epochs + 1):
+        start = time.perf_counter()
+        set_train_mode(model)
+        seen, loss_sum, correct = 0, 0.0, 0
+        with progress_task(f"epoch {epoch}/{s.epochs}", len(pairs), progress) as advance:
+            for inputs, y in loader:
+                inputs, y = batch_to(inputs, device, channels_last), y.to(device)
+                with autocast(device, precision):
+                    logits = model(inputs)
+                loss = F.cross_entropy(logits.float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if s.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(trainable, s.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                seen += len(y)
+                loss_sum += loss.item() * len(y)
+                correct += int((logits.argmax(1) == y).sum())
+                advance(len(y), info=f"loss {loss_sum / seen:.3f}")
+        logits = predict_logits(model, backbone, val_set, device, precision, s.batch_size * 2, s.num_workers)
+        val_y = torch.as_tensor(targets["val"])
+        val_loss = float(F.cross_entropy(torch.from_numpy(logits), val_y))
+        val_acc = float((logits.argmax(1) == targets["val"]).mean())
+        outcome.history.append({
+            "epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+            "val_loss": val_loss, "val_accuracy": val_acc, "seconds": time.perf_counter() - start,
+        })
+        if best_key is None or (val_acc, -val_loss) > best_key:
+            best_key, outcome.best_epoch = (val_acc, -val_loss), epoch
+            best_state = copy.deepcopy(model.state_dict())
+        elif epoch - outcome.best_epoch >= s.patience:
+            outcome.stopped_early = True
+            break
+    model.load_state_dict(best_state)
+    return outcome
+
+
+def predict_logits(model: nn.Module, backbone: Backbone, data: Dataset, device: torch.device, precision: str,
+                   batch_size: int = 64, num_workers: int = 0) -> np.ndarray:
+    """Logits ``[len(data), n_classes]`` in ``data`` order, in eval and inference mode."""
+    loader = DataLoader([(x, 0) for x in data.items], batch_size=batch_size,
+                        collate_fn=backbone.preprocessing.collate(False), num_workers=num_workers)
+    channels_last = backbone.modality == "image"
+    model.eval()
+    outs = []
+    with torch.inference_mode():
+        for inputs, _ in loader:
+            with autocast(device, precision):
+                outs.append(model(batch_to(inputs, device, channels_last)).float().cpu())
+    return torch.cat(outs).numpy() if outs else np.zeros((0, 0), dtype=np.float32)

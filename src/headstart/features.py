@@ -1,0 +1,156 @@
+"""FeatureCache: frozen-backbone features computed once per item content, kept on disk.
+
+Entries are content-addressed: a key directory per (weights, preprocessing, precision) holds shards of
+(item hash, feature row). Any subset, split, fold or shot count of data seen before is a cache hit, and
+only items never seen are forwarded through the backbone. Shards are written atomically with a checksum;
+a shard that fails its checksum is deleted and recomputed, never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+from torch.utils.data import DataLoader
+
+from headstart.backbones import Backbone, TextPreprocessing, batch_to
+from headstart.data import Dataset
+from headstart.devices import autocast
+from headstart.progress import progress_task
+
+FORMAT_VERSION = "1"
+
+
+def default_cache_dir() -> Path:
+    """``$HEADSTART_CACHE``, else ``$XDG_CACHE_HOME/headstart``, else ``~/.cache/headstart``."""
+    if os.environ.get("HEADSTART_CACHE"):
+        return Path(os.environ["HEADSTART_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "headstart"
+
+
+@dataclass
+class Extraction:
+    """How to run the backbone: device, precision, batch size, loader workers, progress."""
+
+    device: torch.device
+    precision: str = "fp32"
+    batch_size: int = 64
+    num_workers: int = 0
+    progress: bool = True
+
+
+class FeatureCache:
+    """Features of a frozen backbone, keyed by weights identity, preprocessing, precision and item content."""
+
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root) if root else default_cache_dir()
+        self.forwarded = 0  # items that went through the backbone in this cache object's lifetime
+
+    def key(self, backbone: Backbone, precision: str) -> str:
+        """The cache key of everything that determines a feature row, except the item itself."""
+        parts = {"version": FORMAT_VERSION, "weights": backbone.weights_id, "arch": backbone.arch,
+                 "preprocessing": backbone.preprocessing.to_dict(), "precision": precision}
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+    def features(self, backbone: Backbone, data: Dataset, run: Extraction) -> np.ndarray:
+        """``[len(data), feature_dim]`` float32 features, forwarding only items not cached before."""
+        folder = self.root / "features" / self.key(backbone, run.precision)
+        hashes = data.item_hashes()
+        known = self._load(folder)
+        missing = [i for i, h in enumerate(hashes) if h not in known]
+        if missing:
+            unique = list({hashes[i]: i for i in missing}.values())
+            rows = extract(backbone, data.subset(unique), run)
+            self.forwarded += len(unique)
+            new = {hashes[i]: rows[k] for k, i in enumerate(unique)}
+            self._write_shard(folder, new)
+            known.update(new)
+        return np.stack([known[h] for h in hashes]).astype(np.float32, copy=False)
+
+    def _load(self, folder: Path) -> dict[str, np.ndarray]:
+        known: dict[str, np.ndarray] = {}
+        for shard in sorted(folder.glob("*.safetensors")):
+            try:
+                tensors = load_file(str(shard))
+                digest = _checksum(tensors["features"], tensors["hashes"])
+                meta = json.loads((shard.with_suffix(".json")).read_text())
+                if meta["checksum"] != digest:
+                    raise ValueError("checksum mismatch")
+            except (OSError, ValueError, KeyError, SafetensorError):
+                shard.unlink(missing_ok=True)  # corrupt or truncated: recompute, never read
+                shard.with_suffix(".json").unlink(missing_ok=True)
+                continue
+            for h, row in zip(tensors["hashes"], tensors["features"]):
+                known[bytes(h).hex()] = row
+        return known
+
+    def _write_shard(self, folder: Path, rows: dict[str, np.ndarray]) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        hashes = np.stack([np.frombuffer(bytes.fromhex(h), dtype=np.uint8) for h in rows])
+        feats = np.ascontiguousarray(np.stack(list(rows.values())).astype(np.float32))
+        name = hashlib.sha256(hashes.tobytes()).hexdigest()[:16]
+        tmp = folder / f".{name}.{os.getpid()}.tmp"
+        save_file({"features": feats, "hashes": hashes}, str(tmp))
+        os.replace(tmp, folder / f"{name}.safetensors")
+        meta = {"checksum": _checksum(feats, hashes), "rows": len(rows)}
+        _atomic_write(folder / f"{name}.json", json.dumps(meta).encode())
+
+    def clear(self) -> int:
+        """Delete every cached feature file; returns how many files were removed."""
+        files = list((self.root / "features").rglob("*"))
+        removed = 0
+        for f in files:
+            if f.is_file():
+                f.unlink()
+                removed += 1
+        return removed
+
+
+def extract(backbone: Backbone, data: Dataset, run: Extraction) -> np.ndarray:
+    """Forward ``data`` through the frozen backbone in inference mode; rows in ``data`` order."""
+    order = _length_order(backbone, data)
+    pairs = [(data.items[i], 0) for i in order]
+    collate = backbone.preprocessing.collate(augment=False)
+    loader = DataLoader(pairs, batch_size=run.batch_size, collate_fn=collate, num_workers=run.num_workers)
+    module = backbone.module.to(run.device).eval()
+    channels_last = backbone.modality == "image"
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    out = np.empty((len(data), backbone.feature_dim), dtype=np.float32)
+    start = 0
+    with torch.inference_mode(), progress_task(f"features ({backbone.name})", len(data), run.progress) as advance:
+        for inputs, _ in loader:
+            with autocast(run.device, run.precision):
+                feats = module(batch_to(inputs, run.device, channels_last))
+            n = feats.shape[0]
+            out[order[start:start + n]] = feats.float().cpu().numpy()
+            start += n
+            advance(n)
+    return out
+
+
+def _length_order(backbone: Backbone, data: Dataset) -> np.ndarray:
+    """Texts sorted by token length (less padding per batch); images in their own order."""
+    if isinstance(backbone.preprocessing, TextPreprocessing):
+        return np.argsort(backbone.preprocessing.lengths(data.items), kind="stable")
+    return np.arange(len(data))
+
+
+def _checksum(features: np.ndarray, hashes: np.ndarray) -> str:
+    return hashlib.sha256(features.tobytes() + hashes.tobytes()).hexdigest()
+
+
+def _atomic_write(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to a temp file in the same folder, then rename it into place."""
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
+        tmp.write(payload)
+    os.replace(tmp.name, path)

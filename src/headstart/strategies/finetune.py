@@ -1,0 +1,49 @@
+"""What every fine-tuning strategy shares: copy the backbone, freeze all but the last groups, train."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+from torch import nn
+
+from headstart.backbones import Backbone
+from headstart.data import DataSplits
+from headstart.engine import freeze, param_groups, train
+from headstart.errors import ConfigError
+from headstart.heads import Classifier
+from headstart.strategies.base import FitContext, StrategyResult
+
+DEFAULT_LR = {"image": 5e-4, "text": 5e-5}  # learning rate of the top backbone group
+FRESH_HEAD_LR = 1e-3
+
+
+def finetune(backbone: Backbone, splits: DataSplits, ctx: FitContext, *, unfreeze: int | None,
+             lr: float | None, head_lr: float | None, lr_decay: float, head: nn.Linear | None = None) -> StrategyResult:
+    """Train the last ``unfreeze`` layer groups (all when None) and a head, on a copy of the backbone.
+
+    ``head`` starts from a fitted head (LP-FT); otherwise a fresh linear head is trained.
+    """
+    groups = backbone.layer_groups()
+    n = len(groups) if unfreeze is None else unfreeze
+    if not 0 < n <= len(groups):
+        raise ConfigError(f"unfreeze={unfreeze}: {backbone.name} has {len(groups)} layer groups; "
+                          f"choose 1 to {len(groups)}, or the 'full' strategy for all of them.")
+    top = lr if lr is not None else DEFAULT_LR[backbone.modality]
+    if head_lr is None:  # a fresh head learns fast; a fitted one moves at the backbone's pace
+        head_lr = FRESH_HEAD_LR if head is None else top
+    head = head if head is not None else nn.Linear(backbone.feature_dim, len(splits.classes))
+    model = Classifier(copy.deepcopy(backbone.module), copy.deepcopy(head))
+    chosen = groups[-n:]
+    trainable = {f"backbone.{name}" for group in chosen for name in group}
+    trainable |= {name for name, _ in model.named_parameters() if name.startswith("head.")}
+    count = freeze(model, trainable)
+    settings = dataclasses.replace(ctx.settings, lr=top, head_lr=head_lr,
+                                   lr_decay=lr_decay)
+    optimizer_groups = param_groups(model, chosen, "backbone.", settings)
+    outcome = train(model, backbone, splits.train, splits.val, ctx.targets, optimizer_groups, settings,
+                    ctx.device, ctx.train_precision, ctx.progress)
+    model.cpu()
+    info = {"unfrozen_groups": n, "layer_groups": len(groups), "best_epoch": outcome.best_epoch,
+            "stopped_early": outcome.stopped_early, "lr": top, "head_lr": settings.head_lr, "lr_decay": lr_decay}
+    return StrategyResult(model, count, outcome.history, info)

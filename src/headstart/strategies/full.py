@@ -1,0 +1,31 @@
+"""Full fine-tuning: every layer group trains, lower ones with smaller learning rates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from headstart.backbones import Backbone
+from headstart.data import DataSplits
+from headstart.errors import ConfigError
+from headstart.strategies.base import FitContext, StrategyResult
+from headstart.strategies.finetune import finetune
+
+
+@dataclass(frozen=True)
+class Full:
+    """Fine-tune all layer groups with layer-wise learning-rate decay."""
+
+    lr: float | None = None
+    head_lr: float | None = None
+    lr_decay: float = 0.7
+    name: ClassVar[str] = "full"
+
+    def __post_init__(self):
+        if not 0 < self.lr_decay <= 1:
+            raise ConfigError(f"--lr-decay {self.lr_decay}: must be in (0, 1].")
+
+    def fit(self, backbone: Backbone, splits: DataSplits, ctx: FitContext) -> StrategyResult:
+        """Fine-tune every group of a copy of ``backbone``."""
+        return finetune(backbone, splits, ctx, unfreeze=None, lr=self.lr, head_lr=self.head_lr,
+                        lr_decay=self.lr_decay)

@@ -1,0 +1,31 @@
+"""Transfer learning: the backbone stays frozen; a linear head is fitted on its cached features."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from headstart.backbones import Backbone
+from headstart.data import DataSplits
+from headstart.heads import DEFAULT_CS, Classifier, linear_probe
+from headstart.strategies.base import FitContext, StrategyResult
+
+
+@dataclass(frozen=True)
+class Linear:
+    """Logistic-regression probe on frozen features; its strength ``C`` is picked on validation."""
+
+    cs: tuple[float, ...] = DEFAULT_CS
+    name: ClassVar[str] = "linear"
+
+    def fit(self, backbone: Backbone, splits: DataSplits, ctx: FitContext) -> StrategyResult:
+        """Extract (or reuse cached) features, then fit the head in seconds."""
+        x_train = ctx.cache.features(backbone, splits.train, ctx.extraction)
+        x_val = ctx.cache.features(backbone, splits.val, ctx.extraction)
+        probe = linear_probe(x_train, ctx.targets["train"], x_val, ctx.targets["val"],
+                             len(splits.classes), self.cs, ctx.settings.seed)
+        head_params = sum(p.numel() for p in probe.head.parameters())
+        return StrategyResult(
+            model=Classifier(backbone.module, probe.head), trainable_params=head_params,
+            history=probe.candidates, info={"C": probe.C}, frozen_backbone=True,
+        )

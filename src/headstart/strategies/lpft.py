@@ -1,0 +1,39 @@
+"""LP-FT: a linear probe on cached features first, then fine-tuning that starts from that head.
+
+Kumar et al. 2022, "Fine-Tuning can Distort Pretrained Features and Underperform Out-of-Distribution":
+starting from a fitted head keeps the early gradients from wrecking the pretrained features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from headstart.backbones import Backbone
+from headstart.data import DataSplits
+from headstart.errors import ConfigError
+from headstart.strategies.base import FitContext, StrategyResult
+from headstart.strategies.finetune import finetune
+from headstart.strategies.linear import Linear
+
+
+@dataclass(frozen=True)
+class LPFT:
+    """Linear probe, then fine-tune the last ``unfreeze`` groups (all when None) from that head."""
+
+    unfreeze: int | None = None
+    lr: float | None = None
+    lr_decay: float = 0.7
+    name: ClassVar[str] = "lp-ft"
+
+    def __post_init__(self):
+        if self.unfreeze is not None and self.unfreeze < 1:
+            raise ConfigError(f"--unfreeze {self.unfreeze}: must be at least 1.")
+
+    def fit(self, backbone: Backbone, splits: DataSplits, ctx: FitContext) -> StrategyResult:
+        """Probe from the feature cache, then fine-tune with the head at the backbone's learning rate."""
+        probe = Linear().fit(backbone, splits, ctx)
+        result = finetune(backbone, splits, ctx, unfreeze=self.unfreeze, lr=self.lr, head_lr=None,
+                          lr_decay=self.lr_decay, head=probe.model.head)
+        result.info["probe"] = {"C": probe.info["C"], "val_accuracy": max(c["val_accuracy"] for c in probe.history)}
+        return result

@@ -1,0 +1,34 @@
+"""Partial fine-tuning: the last N layer groups and the head train; earlier groups stay frozen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from headstart.backbones import Backbone
+from headstart.data import DataSplits
+from headstart.errors import ConfigError
+from headstart.strategies.base import FitContext, StrategyResult
+from headstart.strategies.finetune import finetune
+
+
+@dataclass(frozen=True)
+class Partial:
+    """Fine-tune the last ``unfreeze`` layer groups with layer-wise learning-rate decay."""
+
+    unfreeze: int = 2
+    lr: float | None = None  # top group; None picks a default per modality
+    head_lr: float | None = None
+    lr_decay: float = 0.7
+    name: ClassVar[str] = "partial"
+
+    def __post_init__(self):
+        if self.unfreeze < 1:
+            raise ConfigError(f"--unfreeze {self.unfreeze}: must be at least 1 (use 'linear' to train only the head).")
+        if not 0 < self.lr_decay <= 1:
+            raise ConfigError(f"--lr-decay {self.lr_decay}: must be in (0, 1].")
+
+    def fit(self, backbone: Backbone, splits: DataSplits, ctx: FitContext) -> StrategyResult:
+        """Fine-tune the later groups of a copy of ``backbone``."""
+        return finetune(backbone, splits, ctx, unfreeze=self.unfreeze, lr=self.lr, head_lr=self.head_lr,
+                        lr_decay=self.lr_decay)

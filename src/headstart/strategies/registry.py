@@ -1,0 +1,37 @@
+"""Strategies by name: the built-ins, plus any a user registers."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from headstart.errors import ConfigError
+from headstart.strategies.base import Strategy
+from headstart.strategies.full import Full
+from headstart.strategies.linear import Linear
+from headstart.strategies.lpft import LPFT
+from headstart.strategies.partial import Partial
+
+STRATEGIES: dict[str, type] = {cls.name: cls for cls in (Linear, Partial, Full, LPFT)}
+
+
+def register_strategy(cls: type) -> type:
+    """Make a strategy dataclass available by its ``name`` (usable as a class decorator)."""
+    STRATEGIES[cls.name] = cls
+    return cls
+
+
+def make_strategy(name: str | Strategy, **options: Any) -> Strategy:
+    """A strategy from its name and the options it accepts (options it does not know are an error)."""
+    if not isinstance(name, str):
+        return name
+    if name not in STRATEGIES:
+        raise ConfigError(f"Unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}.")
+    cls = STRATEGIES[name]
+    known = {f.name for f in dataclasses.fields(cls)}
+    given = {k: v for k, v in options.items() if v is not None}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ConfigError(f"Strategy {name!r} does not take {', '.join(unknown)}; it takes: "
+                          f"{', '.join(sorted(known)) or 'no options'}.")
+    return cls(**given)
