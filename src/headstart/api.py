@@ -14,7 +14,7 @@ import torch
 
 from headstart.backbones import Backbone, available_models, load_backbone
 from headstart.config import FitConfig
-from headstart.data import DataSplits, Dataset, Skipped, load_data, load_items
+from headstart.data import DataSplits, Dataset, Skipped, load_data, load_labelled
 from headstart.devices import resolve_device, resolve_precision
 from headstart.engine import predict_logits
 from headstart.errors import DataError
@@ -149,9 +149,7 @@ def predict(run: str | Path, inputs: Any, device: str = "auto", **source_options
 def evaluate(run: str | Path, data: Any, device: str = "auto", **source_options: Any) -> dict:
     """Accuracy, macro-F1, per-class scores and confusion matrix of a saved run on labelled ``data``."""
     predictor = load_run(run)
-    ds = data if isinstance(data, Dataset) else load_items(data, **source_options)
-    if ds.labels is None:
-        raise DataError(f"{data}: no labels found. evaluate needs labelled data (a label column or class folders).")
+    ds = data if isinstance(data, Dataset) else load_labelled(data, **source_options)
     index = {c: i for i, c in enumerate(predictor.classes)}
     unseen = sorted(set(ds.labels) - set(index))
     if unseen:

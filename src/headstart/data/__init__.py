@@ -10,7 +10,7 @@ writes into a data folder.
 from headstart.data.bundled import bbc_news_csv, bbc_news_folder, mnist_folder
 from headstart.data.dataset import Dataset, DataSplits, Skipped
 from headstart.data.images import IMAGE_EXTENSIONS, load_image
-from headstart.data.load import load_data, load_items
+from headstart.data.load import load_data, load_items, load_labelled
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -22,5 +22,6 @@ __all__ = [
     "load_data",
     "load_image",
     "load_items",
+    "load_labelled",
     "mnist_folder",
 ]

@@ -30,8 +30,9 @@ def image_file_problem(path: str) -> tuple[str, str] | None:
     except (FileNotFoundError, IsADirectoryError):
         return f"the image file '{path}' does not exist", "Correct the path or add the file"
     except DECODE_ERRORS as exc:
+        detail = str(exc).replace(f" '{path}'", "").replace(f" {path}", "")
         return (
-            f"the image file '{path}' cannot be decoded ({exc})",
+            f"the image file '{os.path.basename(path)}' cannot be decoded ({detail})",
             "Re-save it as PNG or JPEG or remove it",
         )
     return None

@@ -55,7 +55,7 @@ def load_data(
     train = drop_rare_classes(train, gate)
     classes = train.classes
     if len(classes) < 2:
-        dropped = " after dropping classes with too few examples" if gate.skipped else ""
+        dropped = " after skipping bad items and too-small classes" if gate.skipped else ""
         raise DataError(
             f"The training data has {len(classes)} class(es) {classes}{dropped}; a classifier "
             "needs at least 2. Add examples of another class."
@@ -81,6 +81,21 @@ def load_items(
     columns = Columns(text=text_col, image=image_col)
     dataset = read_source(source, labelled=False, columns=columns, gate=gate, role="input")
     dataset = _nonempty(dataset, "input", gate)
+    return dataclasses.replace(dataset, skipped=tuple(gate.skipped))
+
+
+def load_labelled(
+    source: Any,
+    *,
+    text_col: str | None = None,
+    label_col: str | None = None,
+    image_col: str | None = None,
+    skip_bad: bool = False,
+) -> Dataset:
+    """Load one labelled data set as it is, with no split (for evaluation)."""
+    gate = Gate(skip_bad)
+    columns = Columns(text=text_col, image=image_col, label=label_col)
+    dataset = _read(source, "evaluation", columns, gate)
     return dataclasses.replace(dataset, skipped=tuple(gate.skipped))
 
 
