@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from headstart.cli import cache, evaluate, fit, models, predict
+from headstart.cli import cache, demo, evaluate, fit, models, predict
 from headstart.errors import HeadstartError
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app.command("predict")(predict.predict_cli)
 app.command("evaluate")(evaluate.evaluate_cli)
 app.command("models")(models.models_cli)
 app.command("cache")(cache.cache_cli)
+app.command("demo")(demo.demo_cli)
 
 
 def main() -> None:

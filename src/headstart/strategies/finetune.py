@@ -14,7 +14,7 @@ from headstart.errors import ConfigError
 from headstart.heads import Classifier
 from headstart.strategies.base import FitContext, StrategyResult
 
-DEFAULT_LR = {"image": 5e-4, "text": 5e-5}  # learning rate of the top backbone group
+DEFAULT_LR = {"image": 5e-4, "text": 1e-4}  # learning rate of the top backbone group
 FRESH_HEAD_LR = 1e-3
 
 

