@@ -1,0 +1,121 @@
+"""The training loop's pieces: train/eval modes of frozen parts, optimizer groups, the LR schedule."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from torch import nn
+
+from headstart.engine import TrainSettings, freeze, param_groups, set_train_mode, warmup_cosine
+from headstart.heads import Classifier
+
+
+def classifier_with_last_groups(backbone, unfrozen: int) -> tuple[Classifier, list[list[str]]]:
+    """A Classifier around a copy of ``backbone`` with only the last ``unfrozen`` groups and the head trainable."""
+    model = Classifier(copy.deepcopy(backbone.module), nn.Linear(backbone.feature_dim, 3))
+    chosen = backbone.layer_groups()[-unfrozen:]
+    trainable = {f"backbone.{n}" for g in chosen for n in g} | {"head.weight", "head.bias"}
+    freeze(model, trainable)
+    return model, chosen
+
+
+def group_of_module(backbone, module_name: str) -> int | None:
+    """Index of the layer group whose parameters this module (``backbone.``-less name) owns."""
+    for i, group in enumerate(backbone.layer_groups()):
+        if any(n.rpartition(".")[0] == module_name for n in group):
+            return i
+    return None
+
+
+def test_freeze_marks_exactly_the_named_parameters_and_counts_them(image_backbone):
+    model, chosen = classifier_with_last_groups(image_backbone, 2)
+    names = {f"backbone.{n}" for g in chosen for n in g} | {"head.weight", "head.bias"}
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == names
+    count = freeze(model, names)
+    assert count == sum(p.numel() for n, p in model.named_parameters() if n in names)
+
+
+def test_set_train_mode_keeps_frozen_batchnorm_in_eval_and_trained_in_train(image_backbone):
+    model, _ = classifier_with_last_groups(image_backbone, 2)
+    model.eval()
+    set_train_mode(model)
+    n_groups = len(image_backbone.layer_groups())
+    seen = {"frozen": 0, "trained": 0}
+    for name, module in model.backbone.named_modules():
+        if not isinstance(module, nn.BatchNorm2d):
+            continue
+        group = group_of_module(image_backbone, name)
+        if group >= n_groups - 2:
+            assert module.training, name
+            seen["trained"] += 1
+        else:
+            assert not module.training, name
+            seen["frozen"] += 1
+    assert seen["frozen"] > 0 and seen["trained"] > 0
+    assert model.head.training
+
+
+def test_set_train_mode_turns_off_dropout_only_in_frozen_blocks(text_backbone):
+    model, _ = classifier_with_last_groups(text_backbone, 1)  # only encoder.layer.1 trains
+    set_train_mode(model)
+    dropouts = {n: m for n, m in model.backbone.named_modules() if isinstance(m, nn.Dropout)}
+    frozen = [n for n in dropouts if ".embeddings." in f"{n}." or ".layer.0." in n]
+    trained = [n for n in dropouts if ".layer.1." in n]
+    assert frozen and trained
+    assert not any(dropouts[n].training for n in frozen)
+    assert all(dropouts[n].training for n in trained)
+
+
+def test_set_train_mode_trains_everything_when_nothing_is_frozen(image_backbone):
+    model = Classifier(copy.deepcopy(image_backbone.module), nn.Linear(image_backbone.feature_dim, 2))
+    model.eval()
+    set_train_mode(model)
+    assert all(m.training for m in model.modules())
+
+
+def test_param_groups_give_layerwise_learning_rates(image_backbone):
+    model, chosen = classifier_with_last_groups(image_backbone, 3)
+    s = TrainSettings(lr=1e-3, head_lr=1e-2, lr_decay=0.5, weight_decay=0.05)
+    groups = param_groups(model, chosen, "backbone.", s)
+    lrs = {g["name"]: g["lr"] for g in groups}
+    n = len(image_backbone.layer_groups())
+    assert lrs == pytest.approx({"head": 1e-2, f"group-{n - 1}": 1e-3, f"group-{n - 2}": 5e-4,
+                                 f"group-{n - 3}": 2.5e-4})
+
+
+def test_param_groups_hold_each_trainable_parameter_once_and_no_frozen_one(image_backbone):
+    model, chosen = classifier_with_last_groups(image_backbone, 3)
+    groups = param_groups(model, chosen, "backbone.", TrainSettings())
+    ids = [id(p) for g in groups for p in g["params"]]
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert len(ids) == len(set(ids))
+    assert set(ids) == trainable
+
+
+def test_param_groups_exempt_one_dimensional_tensors_from_weight_decay(image_backbone):
+    model, chosen = classifier_with_last_groups(image_backbone, 2)
+    groups = param_groups(model, chosen, "backbone.", TrainSettings(weight_decay=0.05))
+    for g in groups:
+        for p in g["params"]:
+            assert g["weight_decay"] == (0.05 if p.ndim > 1 else 0.0)
+    assert any(g["weight_decay"] == 0.0 for g in groups) and any(g["weight_decay"] == 0.05 for g in groups)
+
+
+def test_warmup_cosine_rises_linearly_then_decays_to_zero():
+    total, warm = 100, 10
+    f = warmup_cosine(total, warm / total)
+    rising = [f(i) for i in range(warm)]
+    assert rising == pytest.approx([(i + 1) / warm for i in range(warm)])
+    assert f(warm) == pytest.approx(1.0)
+    falling = [f(i) for i in range(warm, total)]
+    assert all(a >= b for a, b in zip(falling, falling[1:]))
+    assert falling[len(falling) // 2] == pytest.approx(0.5, abs=0.03)
+    assert f(total - 1) < 0.01
+    assert f(total) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_warmup_cosine_without_warmup_starts_at_full_rate():
+    f = warmup_cosine(50, 0.0)
+    assert f(0) == pytest.approx(1.0)
+    assert f(49) < 0.01
