@@ -11,19 +11,13 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the network from tests
-# The models here are tiny: one thread is fastest, and it keeps a shared 2-core machine from
-# oversubscribing (two processes with multi-threaded OpenMP each can run 50x slower). Child
-# processes (CLI and load_run subprocesses) inherit this too.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import pytest
+import torch
+from PIL import Image
 
-import headstart  # noqa: E402
-
-torch.set_num_threads(1)
+import headstart
 
 # Three classes a model can tell apart by colour alone.
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import resource
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +15,12 @@ import torch
 from headstart.backbones import Backbone, available_models, load_backbone
 from headstart.config import FitConfig
 from headstart.data import DataSplits, Dataset, Skipped, load_data, load_labelled
-from headstart.devices import resolve_device, resolve_precision
+from headstart.devices import resolve_device, resolve_precision, resolve_workers
 from headstart.engine import predict_logits
 from headstart.errors import DataError
 from headstart.features import Extraction, FeatureCache
 from headstart.metrics import classification_metrics
-from headstart.runs import Predictor, load_predictor, read_json, save_run
+from headstart.runs import Predictor, check_out, load_predictor, read_json, save_run
 from headstart.strategies import FitContext, StrategyResult, make_strategy
 
 
@@ -65,14 +65,17 @@ def fit(data: Any, model: str | Backbone = "minilm-l6", strategy: str = "linear"
     strategy_name = strategy if isinstance(strategy, str) else strategy.name
     cfg = FitConfig(model=name, strategy=strategy_name, **options)
     strat = make_strategy(strategy, **cfg.strategy_options())
+    if out is not None:
+        check_out(Path(out), overwrite)  # before any work: never train for nothing
     splits = load_data(data, val=val, test=test, text_col=cfg.text_col, label_col=cfg.label_col,
                        image_col=cfg.image_col, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
                        seed=cfg.seed, skip_bad=cfg.skip_bad)
     backbone = model if isinstance(model, Backbone) else load_backbone(
         cfg.model, weights=cfg.weights, image_size=cfg.image_size, max_length=cfg.max_length)
     if backbone.modality != splits.train.modality:
-        raise DataError(f"The data holds {splits.train.modality} items but {backbone.name!r} is a "
-                        f"{backbone.modality} model. Pick a {splits.train.modality} model (see `headstart models`).")
+        wanted = splits.train.modality
+        raise DataError(f"The data holds {wanted} items but {backbone.name!r} is a {backbone.modality} model. "
+                        f"Pick {'an' if wanted == 'image' else 'a'} {wanted} model (see `headstart models`).")
     ctx = _context(cfg, splits, backbone, progress)
     result = strat.fit(backbone, splits, ctx)
     precision = ctx.extraction.precision if result.frozen_backbone else ctx.train_precision
@@ -91,11 +94,12 @@ def _context(cfg: FitConfig, splits: DataSplits, backbone: Backbone, progress: b
     index = {c: i for i, c in enumerate(splits.classes)}
     targets = {name: np.array([index[y] for y in ds.labels], dtype=np.int64)
                for name, ds in (("train", splits.train), ("val", splits.val), ("test", splits.test)) if ds is not None}
+    workers = resolve_workers(cfg.num_workers, device, backbone.modality)
     extraction = Extraction(device, resolve_precision(cfg.precision, device), batch_size=64,
-                            num_workers=cfg.num_workers, progress=progress)
+                            num_workers=workers, progress=progress)
     train_precision = resolve_precision(cfg.precision, device, training=True, depthwise=backbone.depthwise)
-    return FitContext(targets, FeatureCache(cfg.cache_dir), extraction, device, train_precision,
-                      cfg.train_settings(), progress)
+    settings = replace(cfg.train_settings(), num_workers=workers)
+    return FitContext(targets, FeatureCache(cfg.cache_dir), extraction, device, train_precision, settings, progress)
 
 
 def _with_module(backbone: Backbone, module: torch.nn.Module) -> Backbone:

@@ -45,7 +45,7 @@ class FitConfig:
     # hardware
     device: str = "auto"
     precision: str = "auto"
-    num_workers: int = 0
+    num_workers: int | None = None  # None: chosen from the device and core count
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -57,7 +57,7 @@ class FitConfig:
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.patience >= 1, "--patience must be at least 1"),
             (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
-            (self.num_workers >= 0, "--num-workers must be 0 or more"),
+            (self.num_workers is None or self.num_workers >= 0, "--num-workers must be 0 or more"),
             (self.image_size is None or self.image_size >= 16, "--image-size must be at least 16 pixels"),
             (self.max_length is None or self.max_length >= 8, "--max-length must be at least 8 tokens"),
             (0 <= self.warmup < 1, "--warmup is a fraction of the steps, in [0, 1)"),
@@ -75,7 +75,7 @@ class FitConfig:
         return TrainSettings(
             epochs=self.epochs, batch_size=self.batch_size, patience=self.patience, augment=self.augment,
             hflip=self.hflip, weight_decay=self.weight_decay, warmup=self.warmup,
-            num_workers=self.num_workers, seed=self.seed,
+            num_workers=self.num_workers or 0, seed=self.seed,
         )
 
     def to_dict(self) -> dict[str, Any]:

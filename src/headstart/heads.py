@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
+import torch.nn.functional as F
 from sklearn.metrics import log_loss
 from torch import nn
 
@@ -24,50 +24,79 @@ class ProbeFit:
 
 def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
                  n_classes: int, cs: tuple[float, ...] = DEFAULT_CS, seed: int = 0) -> ProbeFit:
-    """Multinomial logistic regression on standardised features; ``C`` chosen by validation accuracy.
+    """L2-regularised logistic regression on standardised features; ``C`` chosen by validation accuracy.
 
-    Ties are broken by validation log-loss. The standardisation is folded into the returned
-    ``nn.Linear``, so it applies to raw backbone features.
+    The objective is scikit-learn's (``C * sum(log-loss) + ||W||^2 / 2``, binary form for two classes),
+    solved by full-batch L-BFGS in float64 with a warm start along ``cs`` from strong to weak
+    regularisation: the same solution in a fraction of the time. Ties are broken by validation
+    log-loss. The standardisation is folded into the returned ``nn.Linear`` (it takes raw features).
+    ``seed`` is accepted for the strategy contract; the solve is deterministic.
     """
     mean, std = x_train.mean(0), x_train.std(0) + 1e-6
-    xt, xv = (x_train - mean) / std, (x_val - mean) / std
-    candidates, best = [], None
-    for c in cs:
-        clf = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(xt, y_train)
-        proba = _full_proba(clf, xv, n_classes)
+    xt = torch.from_numpy((x_train - mean) / std).double()
+    xv = torch.from_numpy((x_val - mean) / std).double()
+    present = np.unique(y_train)
+    remap = {c: i for i, c in enumerate(present)}
+    yt = torch.tensor([remap[c] for c in y_train])
+    candidates, best, init = [], None, None
+    for c in sorted(cs):
+        weight, bias = _solve(xt, yt, len(present), c, init)
+        init = (weight, bias)
+        proba = np.full((len(x_val), n_classes), 1e-12)
+        proba[:, present] = torch.softmax(_logits(xv, weight, bias), 1).numpy()
+        proba /= proba.sum(1, keepdims=True)
         acc = float((proba.argmax(1) == y_val).mean())
         loss = float(log_loss(y_val, proba, labels=list(range(n_classes))))
         candidates.append({"C": c, "val_accuracy": acc, "val_loss": loss})
-        if best is None or (acc, -loss) > (best[1], -best[2]):
-            best = (clf, acc, loss, c)
-    clf, _, _, c = best
-    return ProbeFit(_to_linear(clf, mean, std, x_train.shape[1], n_classes), c, candidates)
+        if best is None or (acc, -loss) > (best[0], -best[1]):
+            best = (acc, loss, c, weight, bias)
+    candidates.sort(key=lambda cand: list(cs).index(cand["C"]))
+    _, _, c, weight, bias = best
+    return ProbeFit(_to_linear(weight, bias, present, mean, std, n_classes), c, candidates)
 
 
-def _full_proba(clf: LogisticRegression, x: np.ndarray, n_classes: int) -> np.ndarray:
-    """Probabilities over all ``n_classes`` columns, even when training lacked some class."""
-    proba = np.zeros((x.shape[0], n_classes))
-    proba[:, clf.classes_] = clf.predict_proba(x)
-    proba = np.clip(proba, 1e-12, 1.0)
-    return proba / proba.sum(1, keepdims=True)
+def _logits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Class logits; the binary form has one weight row and a fixed zero logit for the first class."""
+    z = x @ weight.T + bias
+    return torch.cat([torch.zeros_like(z), z], 1) if weight.shape[0] == 1 else z
 
 
-def _to_linear(clf: LogisticRegression, mean: np.ndarray, std: np.ndarray, dim: int, n_classes: int) -> nn.Linear:
-    """An ``nn.Linear`` on raw features equal to ``clf`` on standardised ones."""
+def _solve(x: torch.Tensor, y: torch.Tensor, k: int, c: float, init=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimise ``mean CE + ||W||^2 / (2 C n)`` with L-BFGS; one weight row when ``k == 2``."""
+    rows = 1 if k == 2 else k
+    weight = (init[0].clone() if init else torch.zeros(rows, x.shape[1], dtype=torch.float64)).requires_grad_()
+    bias = (init[1].clone() if init else torch.zeros(rows, dtype=torch.float64)).requires_grad_()
+    penalty = 1.0 / (2.0 * c * len(y))
+    optimizer = torch.optim.LBFGS([weight, bias], lr=1, max_iter=1000, history_size=20, tolerance_grad=1e-6,
+                                  tolerance_change=1e-10, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(_logits(x, weight, bias), y) + penalty * (weight * weight).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return weight.detach(), bias.detach()
+
+
+def _to_linear(weight: torch.Tensor, bias: torch.Tensor, present: np.ndarray, mean: np.ndarray, std: np.ndarray,
+               n_classes: int) -> nn.Linear:
+    """An ``nn.Linear`` over all classes on raw features, equal to the solved model on standardised ones."""
+    dim = weight.shape[1]
     coef = np.zeros((n_classes, dim))
     intercept = np.full(n_classes, -1e4)  # a class absent from training is never predicted
-    if len(clf.classes_) == 2:  # sklearn's binary form: one logit for the second class
-        coef[clf.classes_[1]], intercept[clf.classes_[1]] = clf.coef_[0], clf.intercept_[0]
-        intercept[clf.classes_[0]] = 0.0
-        coef[clf.classes_[0]] = 0.0
+    if weight.shape[0] == 1:  # binary form: the first present class has the fixed zero logit
+        coef[present[1]], intercept[present[1]] = weight[0].numpy(), float(bias[0])
+        intercept[present[0]] = 0.0
     else:
-        coef[clf.classes_], intercept[clf.classes_] = clf.coef_, clf.intercept_
-    weight = coef / std
-    bias = intercept - (coef * (mean / std)).sum(1)
+        coef[present], intercept[present] = weight.numpy(), bias.numpy()
+    folded_weight = coef / std
+    folded_bias = intercept - (coef * (mean / std)).sum(1)
     head = nn.Linear(dim, n_classes)
     with torch.no_grad():
-        head.weight.copy_(torch.from_numpy(weight).float())
-        head.bias.copy_(torch.from_numpy(bias).float())
+        head.weight.copy_(torch.from_numpy(folded_weight).float())
+        head.bias.copy_(torch.from_numpy(folded_bias).float())
     return head
 
 

@@ -42,14 +42,17 @@ class Predictor:
     precision: str = "fp32"
 
     def predict(self, inputs: Any, device: str = "auto", batch_size: int = 64, **source_options) -> list[dict]:
-        """One dict per input: ``input`` (where it came from), ``label``, ``probabilities`` by class."""
+        """One dict per input: ``input`` (where it came from), ``label``, ``probabilities`` by class (+ ``text``)."""
         data = inputs if isinstance(inputs, Dataset) else load_items(inputs, **source_options)
         probs = self.probabilities(data, device, batch_size)
-        return [
-            {"input": origin, "label": self.classes[int(p.argmax())],
-             "probabilities": {c: float(p[i]) for i, c in enumerate(self.classes)}}
-            for origin, p in zip(data.origins, probs)
-        ]
+        rows = []
+        for origin, item, p in zip(data.origins, data.items, probs):
+            row = {"input": origin, "label": self.classes[int(p.argmax())],
+                   "probabilities": {c: float(p[i]) for i, c in enumerate(self.classes)}}
+            if data.modality == "text":
+                row["text"] = item
+            rows.append(row)
+        return rows
 
     def probabilities(self, data: Dataset, device: str = "auto", batch_size: int = 64) -> np.ndarray:
         """``[len(data), n_classes]`` class probabilities."""
@@ -66,8 +69,7 @@ def save_run(out: Path, predictor: Predictor, records: dict[str, Any], history: 
              overwrite: bool = False) -> Path:
     """Write a run directory atomically: into a hidden temporary sibling, then renamed into place."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise RunError(f"{out} already holds a run. Choose another --out, or pass --overwrite to replace it.")
+    check_out(out, overwrite)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -88,6 +90,15 @@ def save_run(out: Path, predictor: Predictor, records: dict[str, Any], history: 
         raise RunError(f"Could not write the run to {out}: {exc.strerror or exc}. Check that the folder is "
                        "writable and the disk has space; earlier runs were left as they were.") from exc
     return out
+
+
+def check_out(out: Path, overwrite: bool = False) -> None:
+    """RunError when ``out`` already holds files and ``overwrite`` is not set (checked before any work)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunError(f"{out} is a file, not a folder. Choose another --out for the run directory.")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise RunError(f"{out} already holds a run. Choose another --out, or pass --overwrite to replace it.")
 
 
 def save_model_dir(folder: Path, predictor: Predictor) -> None:

@@ -78,10 +78,11 @@ def test_param_groups_give_layerwise_learning_rates(image_backbone):
     model, chosen = classifier_with_last_groups(image_backbone, 3)
     s = TrainSettings(lr=1e-3, head_lr=1e-2, lr_decay=0.5, weight_decay=0.05)
     groups = param_groups(model, chosen, "backbone.", s)
-    lrs = {g["name"]: g["lr"] for g in groups}
-    n = len(image_backbone.layer_groups())
-    assert lrs == pytest.approx({"head": 1e-2, f"group-{n - 1}": 1e-3, f"group-{n - 2}": 5e-4,
-                                 f"group-{n - 3}": 2.5e-4})
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert {lr_of[id(p)] for p in model.head.parameters()} == {1e-2}
+    params = dict(model.backbone.named_parameters())
+    for depth, group in enumerate(reversed(chosen)):  # depth 0: the group next to the head
+        assert [lr_of[id(params[n])] for n in group] == pytest.approx([1e-3 * 0.5 ** depth] * len(group))
 
 
 def test_param_groups_hold_each_trainable_parameter_once_and_no_frozen_one(image_backbone):

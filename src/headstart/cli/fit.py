@@ -40,7 +40,7 @@ def fit_cli(
     weights: Optional[str] = typer.Option(None, help="Checkpoint file for the architecture named by --model."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     precision: str = typer.Option("auto", help="auto | fp32 | bf16 (auto: bf16 where the hardware has it)."),
-    num_workers: int = typer.Option(0, help="DataLoader worker processes."),
+    num_workers: Optional[int] = typer.Option(None, help="DataLoader worker processes [default: by device and cores]."),
     cache_dir: Optional[str] = typer.Option(None, help="Feature cache [default: ~/.cache/headstart]."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run at --out."),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),

@@ -21,7 +21,7 @@ def predict_cli(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     json_out: bool = typer.Option(False, "--json", help="JSON instead of CSV."),
 ) -> None:
-    """Predict labels for INPUTS with the model in RUN; CSV (input,label,p_<class>...) on stdout.
+    """Predict labels for INPUTS with the model in RUN; CSV (input,[text,]label,p_<class>...) on stdout.
 
     Example: headstart predict runs/pets photos/  |  echo "refund please" | headstart predict runs/helpdesk
     """
@@ -36,7 +36,9 @@ def predict_cli(
         print_json(rows)
         return
     classes = list(rows[0]["probabilities"]) if rows else []
+    text = bool(rows) and "text" in rows[0]
     writer = csv.writer(sys.stdout)
-    writer.writerow(["input", "label"] + [f"p_{c}" for c in classes])
+    writer.writerow(["input"] + (["text"] if text else []) + ["label"] + [f"p_{c}" for c in classes])
     for r in rows:
-        writer.writerow([r["input"], r["label"]] + [f"{r['probabilities'][c]:.6f}" for c in classes])
+        shown = [r["text"][:200]] if text else []
+        writer.writerow([r["input"], *shown, r["label"]] + [f"{r['probabilities'][c]:.6f}" for c in classes])

@@ -1,0 +1,239 @@
+"""The report's plots, drawn on ``matplotlib.figure.Figure`` objects (no pyplot state) and returned as PNG data URIs.
+
+Each public function takes plain JSON-shaped data and returns ``"data:image/png;base64,..."`` or ``None``
+when there is nothing to draw. Text from user data goes through ``_plain`` so a ``$`` in a class name
+is shown as typed rather than parsed as mathtext.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Sequence
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+
+matplotlib.use("Agg")  # no display, ever: the figures are rendered to PNG bytes
+
+# A muted palette; the usual strategies keep the same colour in every report.
+PALETTE = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
+KNOWN = {"linear": 0, "partial": 1, "lp-ft": 2, "full": 3}
+TRAIN, VAL = "#8C8C8C", "#4C72B0"
+INK, GRID = "#333333", "#E6E6E6"
+DPI = 144  # shown at 96 CSS px per inch: crisp on high-density screens
+WIDE = 10.2  # inches: the full width of a report section
+
+
+def strategy_colour(name: str, order: Sequence[str] = ()) -> str:
+    """A stable colour for a strategy: fixed for the built-in ones, by position for others."""
+    if name in KNOWN:
+        return PALETTE[KNOWN[name]]
+    position = list(order).index(name) if name in order else len(KNOWN)
+    return PALETTE[(len(KNOWN) + position) % len(PALETTE)]
+
+
+def _plain(text: object, limit: int = 28) -> str:
+    """User text as literal matplotlib text: ``$`` escaped, long names shortened."""
+    s = str(text)
+    if len(s) > limit:
+        s = s[: limit - 1] + "…"
+    return s.replace("$", r"\$")
+
+
+def _figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list]:
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    axes = fig.subplots(1, ncols, squeeze=False)[0].tolist()
+    for ax in axes:
+        ax.spines[["top", "right"]].set_visible(False)
+        for side in ("left", "bottom"):
+            ax.spines[side].set_color("#BBBBBB")
+        ax.tick_params(colors=INK, labelsize=8)
+        ax.grid(True, color=GRID, linewidth=0.8)
+        ax.set_axisbelow(True)
+    return fig, axes
+
+
+def _title(ax, text: str) -> None:
+    ax.set_title(text, loc="left", fontsize=10, color=INK, fontweight="bold")
+
+
+def to_data_uri(fig: Figure) -> str:
+    """The figure as a base64 PNG data URI."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, facecolor="white")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def css_width(uri: str) -> int:
+    """The CSS pixel width to show a PNG data URI at (its figure inches at 96 px per inch)."""
+    header = base64.b64decode(uri.split(",", 1)[1][:32])
+    return round(int.from_bytes(header[16:20], "big") * 96 / DPI)
+
+
+def _percent_axis(ax, values: Sequence[float], axis: str = "y") -> None:
+    """A 0-100% axis cut just below the lowest value, so differences near the top stay visible."""
+    low = min([v for v in values if v is not None] or [0.0])
+    limits = (max(0.0, math.floor(low * 10) / 10 - 0.05), 1.02)
+    ax.set_xlim(*limits) if axis == "x" else ax.set_ylim(*limits)
+    getattr(ax, f"{axis}axis").set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+
+
+def history_plot(history: list[dict]) -> str | None:
+    """Loss and accuracy per epoch (train vs validation), or validation accuracy vs C for a linear probe."""
+    epochs = [row for row in history if "epoch" in row]
+    if epochs:
+        return _epoch_plot(epochs)
+    probe = [row for row in history if "C" in row and row.get("val_accuracy") is not None]
+    return _probe_plot(probe) if probe else None
+
+
+def _epoch_plot(rows: list[dict]) -> str:
+    x = [row["epoch"] for row in rows]
+    best = max(rows, key=lambda r: (r.get("val_accuracy") or 0.0, -(r.get("val_loss") or 0.0)))["epoch"]
+    fig, (loss_ax, acc_ax) = _figure(WIDE, 3.0, ncols=2)
+    for ax, key, label in ((loss_ax, "loss", "Loss"), (acc_ax, "accuracy", "Accuracy")):
+        for split, colour, style in (("train", TRAIN, "--"), ("val", VAL, "-")):
+            y = [row.get(f"{split}_{key}") for row in rows]
+            if any(v is not None for v in y):
+                name = "train" if split == "train" else "validation"
+                ax.plot(x, [np.nan if v is None else v for v in y], style, color=colour, marker="o",
+                        markersize=3.5, linewidth=1.8, label=name)
+        ax.axvline(best, color="#55A868", linewidth=1, linestyle=":", zorder=0)
+        ax.set_xlabel("epoch", fontsize=8, color=INK)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        _title(ax, label)
+    acc = [row.get(k) for row in rows for k in ("train_accuracy", "val_accuracy")]
+    _percent_axis(acc_ax, acc)
+    acc_ax.annotate(f"best epoch {best}", xy=(best, 1.0), xytext=(4, -2), textcoords="offset points",
+                    fontsize=7, color="#3B7A47", va="top")
+    loss_ax.legend(fontsize=8, frameon=False)
+    return to_data_uri(fig)
+
+
+def _probe_plot(rows: list[dict]) -> str:
+    rows = sorted(rows, key=lambda r: r["C"])
+    cs = [r["C"] for r in rows]
+    best = max(rows, key=lambda r: (r["val_accuracy"], -(r.get("val_loss") or 0.0)))
+    fig, (loss_ax, acc_ax) = _figure(WIDE, 2.9, ncols=2)
+    for ax, key, label in ((loss_ax, "val_loss", "Validation loss"), (acc_ax, "val_accuracy", "Validation accuracy")):
+        y = [np.nan if r.get(key) is None else r[key] for r in rows]
+        ax.plot(cs, y, "-o", color=VAL, markersize=4, linewidth=1.8)
+        if best.get(key) is not None:
+            ax.plot([best["C"]], [best[key]], "o", markersize=11, markerfacecolor="none",
+                    markeredgecolor="#55A868", markeredgewidth=2)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_xlabel("C (weaker regularisation to the right)", fontsize=8, color=INK)
+        _title(ax, label)
+    _percent_axis(acc_ax, [r["val_accuracy"] for r in rows])
+    acc_ax.annotate(f"chosen C = {best['C']:g}", xy=(best["C"], best["val_accuracy"]), xytext=(0, -18),
+                    textcoords="offset points", ha="center", fontsize=7.5, color="#3B7A47")
+    return to_data_uri(fig)
+
+
+def confusion_plot(matrix: list[list[int]], classes: list[str]) -> str | None:
+    """Heatmap of the confusion matrix (rows: true class, columns: predicted), counts written in the cells."""
+    counts = np.asarray(matrix, dtype=float)
+    if counts.size == 0 or counts.ndim != 2:
+        return None
+    k = counts.shape[0]
+    rows = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
+    side = min(9.0, max(3.6, 0.45 * k + 1.8))
+    fig, (ax,) = _figure(side + 0.6, side)
+    ax.grid(False)
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1, aspect="equal")
+    labels = [_plain(c, 18) for c in classes]
+    ax.set_xticks(range(k), labels, rotation=45 if k > 3 else 0, ha="right" if k > 3 else "center")
+    ax.set_yticks(range(k), labels)
+    if k <= 25:
+        size = 9 if k <= 8 else 7 if k <= 15 else 5.5
+        for i in range(k):
+            for j in range(k):
+                if counts[i, j] or i == j:
+                    ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=size,
+                            color="white" if share[i, j] > 0.55 else INK)
+    ax.set_xlabel("predicted class", fontsize=8, color=INK)
+    ax.set_ylabel("true class", fontsize=8, color=INK)
+    bar = fig.colorbar(image, ax=ax, shrink=0.7, format=matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+    bar.ax.tick_params(labelsize=7)
+    bar.set_label("share of the true class", fontsize=7)
+    bar.outline.set_visible(False)
+    return to_data_uri(fig)
+
+
+def comparison_plot(rows: list[dict]) -> str | None:
+    """Validation accuracy (mean with 95% CI) and time of each strategy that ran, side by side."""
+    done = [r for r in rows if (r.get("val_accuracy") or {}).get("mean") is not None]
+    if not done:
+        return None
+    names = [str(r["strategy"]) for r in done]
+    fig, (acc_ax, time_ax) = _figure(WIDE, 0.45 * len(done) + 1.3, ncols=2)
+    y = np.arange(len(done))[::-1]
+    for yi, row, name in zip(y, done, names):
+        acc, colour = row["val_accuracy"], strategy_colour(name, names)
+        lo, hi = (acc.get("ci95") or [acc["mean"], acc["mean"]])[:2]
+        acc_ax.plot([lo, hi], [yi, yi], color=colour, linewidth=3, alpha=0.35, solid_capstyle="round")
+        acc_ax.plot([acc["mean"]], [yi], "o", color=colour, markersize=8)
+        acc_ax.annotate(f"{acc['mean']:.1%}", xy=(acc["mean"], yi), xytext=(0, 7), textcoords="offset points",
+                        ha="center", fontsize=7.5, color=INK)
+        seconds = row.get("seconds")
+        if seconds is not None:
+            time_ax.barh(yi, seconds, color=colour, height=0.55)
+            time_ax.annotate(format_seconds(seconds), xy=(seconds, yi), xytext=(3, 0), textcoords="offset points",
+                             va="center", fontsize=7.5, color=INK)
+    for ax in (acc_ax, time_ax):
+        ax.set_yticks(y, [_plain(n) for n in names])
+        ax.set_ylim(-0.7, len(done) - 0.3)
+    lows = [(r["val_accuracy"].get("ci95") or [r["val_accuracy"]["mean"]])[0] for r in done]
+    _percent_axis(acc_ax, lows, axis="x")
+    time_ax.margins(x=0.25)
+    _title(acc_ax, "Validation accuracy (95% CI)")
+    _title(time_ax, "Time")
+    time_ax.set_xlabel("seconds", fontsize=8, color=INK)
+    return to_data_uri(fig)
+
+
+def learning_curve_plot(curve: dict[str, list[dict]]) -> str | None:
+    """Accuracy against training-set size (log x), one line per strategy with its 95% CI band."""
+    curve = {name: [p for p in points if (p.get("accuracy") or {}).get("mean") is not None]
+             for name, points in (curve or {}).items()}
+    curve = {name: sorted(points, key=lambda p: p["n"]) for name, points in curve.items() if points}
+    if not curve:
+        return None
+    fig, (ax,) = _figure(WIDE * 0.75, 3.6)
+    names, everything, sizes = list(curve), [], set()
+    for name, points in curve.items():
+        colour = strategy_colour(name, names)
+        n = [p["n"] for p in points]
+        mean = [p["accuracy"]["mean"] for p in points]
+        ci = [p["accuracy"].get("ci95") or [m, m] for p, m in zip(points, mean)]
+        ax.fill_between(n, [c[0] for c in ci], [c[1] for c in ci], color=colour, alpha=0.15, linewidth=0)
+        ax.plot(n, mean, "-o", color=colour, markersize=4, linewidth=2, label=_plain(name))
+        everything += [c[0] for c in ci]
+        sizes.update(n)
+    ax.set_xscale("log")
+    if len(sizes) <= 8:
+        ax.set_xticks(sorted(sizes), [str(s) for s in sorted(sizes)])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set_xlabel("training examples (log scale)", fontsize=8, color=INK)
+    _percent_axis(ax, everything)
+    ax.legend(fontsize=8, frameon=False, loc="lower right")
+    _title(ax, "Accuracy by training-set size (mean, 95% CI band)")
+    return to_data_uri(fig)
+
+
+def format_seconds(seconds: float) -> str:
+    """``0.4 s``, ``12 s``, ``3 min 05 s``, ``1 h 02 min``."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

@@ -1,0 +1,373 @@
+"""report.html: one self-contained page (inline CSS, PNG plots as data URIs, no script, no network).
+
+The JSON files of a run directory are the source of truth; this module only reads them. Every string
+that comes from user data (class names, paths, strategy names, notes) goes through ``html.escape``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+
+from headstart.report import plots
+
+CSS = """
+*{box-sizing:border-box}
+body{margin:0;background:#f4f5f7;color:#24292f;font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
+main{max-width:1100px;margin:0 auto;padding:28px 24px 40px}
+header,section{background:#fff;border:1px solid #e3e6ea;border-radius:10px;padding:22px 26px;margin-bottom:18px}
+.brand,.eyebrow{font-size:12px;font-weight:600;letter-spacing:.08em;text-transform:uppercase;color:#4C72B0}
+h1{font-size:28px;margin:4px 0 2px;line-height:1.25}
+h2{font-size:20px;margin:0 0 14px}
+h3{font-size:14px;text-transform:uppercase;letter-spacing:.05em;color:#57606a;margin:22px 0 8px}
+.subtitle,.lede{color:#57606a;margin:0 0 12px}
+dl{margin:0}
+.facts{display:flex;flex-wrap:wrap;gap:10px 28px;border-top:1px solid #eef0f2;padding-top:12px}
+.facts dt,.kv dt,.chip span{font-size:12px;color:#6e7781}
+.facts dd{margin:0;font-weight:600;word-break:break-all}
+.callout{border-left:5px solid #55A868;background:#f6fbf7}
+.callout h2{font-size:24px;margin:2px 0 8px}
+.strategy{color:#2f7a43}
+.reasons{margin:0 0 12px;padding-left:20px}
+.chips{display:flex;flex-wrap:wrap;gap:8px}
+.chip{background:#fff;border:1px solid #d8e7dc;border-radius:8px;padding:5px 11px}
+.chip span{display:block}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(330px,1fr));gap:14px}
+.card{border:1px solid #e3e6ea;border-radius:10px;padding:16px 18px;display:flex;flex-wrap:wrap;gap:4px 36px}
+.hero{flex:1 1 250px}.card .kv{flex:1 1 290px}
+.card-head{display:flex;align-items:center;gap:8px;margin-bottom:6px}
+.big{font-size:40px;font-weight:700;line-height:1.1;color:#1f3f73}
+.sub{color:#57606a;font-size:13px}
+.cibar{position:relative;height:8px;background:#eef0f2;border-radius:4px;margin:10px 0 14px}
+.cibar .range{position:absolute;top:0;bottom:0;background:#a9bfe0;border-radius:4px}
+.cibar .dot{position:absolute;top:-3px;width:14px;height:14px;margin-left:-7px;border-radius:50%;background:#4C72B0;border:2px solid #fff}
+.kv div{display:flex;justify-content:space-between;gap:12px;border-top:1px solid #f0f1f3;padding:5px 0}
+.kv dd{margin:0;font-weight:600;text-align:right}
+.tag,.badge{font-size:12px;border-radius:999px;padding:1px 9px;background:#eef2f8;color:#3b5b8f;font-weight:600;vertical-align:middle}
+.badge.ok{background:#e3f3e7;color:#2f7a43}.badge.skipped{background:#eef0f2;color:#6e7781}.badge.stopped{background:#fff3d6;color:#8a5a00}
+.scroll{overflow-x:auto}
+table{border-collapse:collapse;width:100%;font-size:14px;font-variant-numeric:tabular-nums}
+th{text-align:left;font-size:12px;color:#6e7781;font-weight:600;border-bottom:2px solid #d8dde3;padding:6px 10px}
+td{border-bottom:1px solid #eef0f2;padding:7px 10px;vertical-align:top;white-space:nowrap}
+td.name,td.reason{white-space:normal}
+td small{display:block;color:#6e7781;font-size:11px}
+caption{caption-side:bottom;text-align:left;color:#6e7781;font-size:12px;padding-top:6px}
+.name{font-weight:600;word-break:break-word}
+.reason{color:#6e7781;font-size:12px;font-weight:400}
+tr.recommended td{background:#f3faf5}tr.skipped td{color:#8c959f}
+tr.weak td{background:#fdf1f0}tr.weak td.name{color:#b3261e}
+.meter{display:inline-block;width:56px;height:6px;background:#eef0f2;border-radius:3px;margin-right:8px;vertical-align:middle}
+.meter span{display:block;height:100%;background:#4C72B0;border-radius:3px}
+tr.weak .meter span{background:#C44E52}
+figure{margin:10px 0}figure img{max-width:100%;height:auto;display:block}
+figcaption{color:#6e7781;font-size:12px;margin-top:4px}
+.pair{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:22px;align-items:start}
+.pair.stack{grid-template-columns:1fr}
+@media (max-width:800px){.pair{grid-template-columns:1fr}}
+.notes li{margin-bottom:4px}.muted{color:#6e7781}
+footer{color:#8c959f;font-size:12px;text-align:center}
+"""
+
+
+@dataclass
+class ReportData:
+    """Everything one report shows; ``runs`` are ``{"name", "strategy", "metrics", "history", "config"}`` dicts."""
+
+    title: str
+    subtitle: str
+    runs: list[dict]
+    comparison: dict | None = None
+    recommendation: dict | None = None
+    notes: Sequence[str] = ()
+    meta: dict[str, str] = field(default_factory=dict)  # header facts (Data, Model, Strategy, Date); derived if absent
+
+
+def render_report(sections: ReportData) -> str:
+    """The whole report as one HTML string."""
+    runs = [dict(run, config=_fit_config(run.get("config"))) for run in sections.runs]
+    recommended = (sections.recommendation or {}).get("strategy")
+    body = [
+        _header(sections, runs),
+        _recommendation(sections.recommendation),
+        _comparison(sections.comparison, recommended),
+        _summary(runs, recommended),
+        *(_run_details(i, run) for i, run in enumerate(runs)),
+        _notes(sections.notes),
+    ]
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{escape(sections.title)}</title><style>{CSS}</style></head>\n"
+            f'<body><main>{"".join(part for part in body if part)}'
+            f'<footer>Written by headstart from the run\'s JSON files.</footer></main></body></html>\n')
+
+
+def render_run_report(run_dir: Path) -> Path:
+    """Read one run directory's JSON files and write ``run_dir/report.html``; return its path."""
+    run_dir = Path(run_dir)
+    run = read_run(run_dir)
+    cfg = run["config"]
+    split = run.get("split") or {}
+    stamp = datetime.datetime.fromtimestamp((run_dir / "metrics.json").stat().st_mtime)
+    meta = {"Data": _data_summary(split), "Model": str(cfg.get("model", "?")),
+            "Strategy": str(run["strategy"]), "Date": stamp.strftime("%Y-%m-%d %H:%M"), "Run": str(run_dir)}
+    data = ReportData(
+        title=f"{run['strategy']} · {cfg.get('model', 'model')}",
+        subtitle=f"How the {cfg.get('model', '?')} backbone did on your data with the {run['strategy']} strategy.",
+        runs=[run], notes=run_notes(run), meta={k: v for k, v in meta.items() if v})
+    path = run_dir / "report.html"
+    tmp = run_dir / f".report.html.tmp-{os.getpid()}"
+    tmp.write_text(render_report(data), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def read_run(run_dir: Path) -> dict:
+    """One run directory as a report run dict (``split`` added when split.json is there)."""
+    run_dir = Path(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    config = _fit_config(json.loads((run_dir / "config.json").read_text(encoding="utf-8")))
+    history_file = run_dir / "history.jsonl"
+    lines = history_file.read_text(encoding="utf-8").splitlines() if history_file.exists() else []
+    split_file = run_dir / "split.json"
+    split = json.loads(split_file.read_text(encoding="utf-8")) if split_file.exists() else None
+    return {"name": run_dir.name, "strategy": config.get("strategy", "?"), "metrics": metrics,
+            "history": [json.loads(line) for line in lines if line.strip()], "config": config, "split": split}
+
+
+def run_notes(run: dict) -> list[str]:
+    """Caveats a reader should know: no test split, a small evaluation set, early stopping."""
+    notes, metrics = [], run.get("metrics") or {}
+    split, scores = _headline(metrics)
+    epochs = [row for row in run.get("history") or [] if "epoch" in row]
+    if split == "val":
+        chose = "epoch" if epochs else "regularisation strength C"
+        notes.append(f"There is no test split: the accuracy is measured on the validation set, which also chose "
+                     f"the {chose}, so it is a little optimistic. Hold out a test set (e.g. --test-fraction 0.2) "
+                     "for an unbiased figure.")
+    if scores and scores.get("n", 0) < 100:
+        lo, hi = scores.get("accuracy_ci95", [0, 0])
+        notes.append(f"Only {scores['n']} {_SPLITS[split]} examples: the 95% interval spans {100 * (hi - lo):.0f} "
+                     "percentage points, so small differences between runs are noise.")
+    planned = (run.get("config") or {}).get("epochs")
+    if epochs and planned and len(epochs) < planned:
+        best = max(epochs, key=lambda r: (r.get("val_accuracy") or 0, -(r.get("val_loss") or 0)))["epoch"]
+        notes.append(f"Training stopped early after epoch {epochs[-1]['epoch']} of {planned}: validation did not "
+                     f"improve. The saved weights are from epoch {best}.")
+    return notes
+
+
+# ---------------------------------------------------------------- formatting
+
+_SPLITS = {"val": "validation", "test": "test"}
+
+
+def _fit_config(config: dict | None) -> dict:
+    """FitConfig fields, whether given bare or as config.json's ``{"config": {...}}``."""
+    config = config or {}
+    inner = config.get("config")
+    return inner if isinstance(inner, dict) else config
+
+
+def _headline(metrics: dict) -> tuple[str, dict]:
+    """The split the headline numbers come from: test when there is one, else validation."""
+    return ("test", metrics["test"]) if metrics.get("test") else ("val", metrics.get("val") or {})
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def _ci(ci: Sequence[float] | None) -> str:
+    return "" if not ci else f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}%"
+
+
+def _count(n: float | None) -> str:
+    if n is None:
+        return "—"
+    for size, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n:,.0f}"
+
+
+def _mb(mb: float | None) -> str:
+    return "—" if mb is None else f"{mb / 1024:.2f} GB" if mb >= 1024 else f"{mb:.0f} MB"
+
+
+def _value(value: object) -> str:
+    """A recommendation number, readably (escaped)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return escape(str(value))
+    return f"{value:,}" if isinstance(value, int) else escape(f"{value:.4g}")
+
+
+def _data_summary(split: dict) -> str:
+    sizes = split.get("sizes") or {}
+    counts = " · ".join(f"{n:,} {name}" for name, n in sizes.items() if n)
+    origins = [o for key in ("train_origins", "val_origins", "test_origins") for o in split.get(key) or []]
+    try:
+        root = os.path.commonpath(origins) if origins else ""
+    except ValueError:  # mixed absolute and relative origins
+        root = ""
+    return " — ".join(part for part in (root, counts) if part)
+
+
+def _figure(uri: str | None, alt: str, caption: str = "") -> str:
+    if not uri:
+        return ""
+    cap = f"<figcaption>{caption}</figcaption>" if caption else ""
+    width = plots.css_width(uri)
+    return f'<figure><img src="{uri}" alt="{escape(alt)}" style="width:{width}px">{cap}</figure>'
+
+
+# ---------------------------------------------------------------- sections
+
+def _header(data: ReportData, runs: list[dict]) -> str:
+    meta = dict(data.meta)
+    models = sorted({str(r["config"].get("model")) for r in runs if r["config"].get("model")})
+    strategies = [str(r.get("strategy")) for r in runs]
+    meta.setdefault("Model", ", ".join(models))
+    meta.setdefault("Strategy", ", ".join(dict.fromkeys(strategies)))
+    meta.setdefault("Date", datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))
+    facts = "".join(f"<div><dt>{escape(str(k))}</dt><dd>{escape(str(v))}</dd></div>" for k, v in meta.items() if v)
+    return (f'<header id="header"><div class="brand">headstart report</div><h1>{escape(data.title)}</h1>'
+            f'<p class="subtitle">{escape(data.subtitle)}</p><dl class="facts">{facts}</dl></header>')
+
+
+def _recommendation(rec: dict | None) -> str:
+    if not rec:
+        return ""
+    reasons = "".join(f"<li>{escape(str(r))}</li>" for r in rec.get("reasons") or [])
+    numbers = "".join(f'<div class="chip"><span>{escape(str(k))}</span><b>{_value(v)}</b></div>'
+                      for k, v in (rec.get("numbers") or {}).items())
+    return (f'<section id="recommendation" class="callout"><div class="eyebrow">Recommendation</div>'
+            f'<h2>Use <span class="strategy">{escape(str(rec.get("strategy", "?")))}</span></h2>'
+            f'<ul class="reasons">{reasons}</ul><div class="chips">{numbers}</div></section>')
+
+
+def _comparison(comp: dict | None, recommended: str | None) -> str:
+    if not comp:
+        return ""
+    rows = comp.get("rows") or []
+    head = ("<tr><th>Strategy</th><th>Status</th><th>Val accuracy</th><th>Val macro-F1</th><th>Test accuracy</th>"
+            "<th>Train−val gap</th><th>Trainable params</th><th>Time</th><th>Memory</th></tr>")
+    body = "".join(_comparison_row(row, recommended) for row in rows)
+    repeats, shots = comp.get("repeats"), comp.get("shots")
+    setup = [f"{repeats} repeat{'s' if repeats != 1 else ''} per strategy (mean and 95% CI)" if repeats else "",
+             f"{shots} labelled examples per class (few-shot)" if shots else ""]
+    lede = " · ".join(escape(s) for s in setup if s)
+    overview = _figure(plots.comparison_plot(rows), "accuracy and time per strategy")
+    curve = _figure(plots.learning_curve_plot(comp.get("learning_curve") or {}), "learning curve",
+                    "Accuracy as the training set grows, per strategy; where the lines part is where the extra "
+                    "trainable parameters start to pay.")
+    curve = f'<h3 id="learning-curve">Learning curve</h3>{curve}' if curve else ""
+    return (f'<section id="comparison"><h2>Transfer learning vs fine-tuning</h2><p class="lede">{lede}</p>'
+            f'{overview}<div class="scroll"><table class="compare"><thead>{head}</thead><tbody>{body}</tbody>'
+            f"</table></div>{curve}</section>")
+
+
+def _stat(stat: dict | None, as_points: bool = False) -> str:
+    if not stat or stat.get("mean") is None:
+        return "—"
+    mean = f"{100 * stat['mean']:+.1f} pts" if as_points else _pct(stat["mean"])
+    ci = stat.get("ci95")
+    return f'{mean}<small>{_ci(ci)}</small>' if ci and not as_points else mean
+
+
+def _comparison_row(row: dict, recommended: str | None) -> str:
+    status = str(row.get("status") or "ok")
+    name = escape(str(row.get("strategy", "?")))
+    reason = f'<div class="reason">{escape(str(row["reason"]))}</div>' if row.get("reason") else ""
+    cls = " ".join(c for c in ("recommended" if row.get("strategy") == recommended else "", status) if c)
+    first = f'<td class="name">{name}{reason if status != "skipped" else ""}</td>' \
+            f'<td><span class="badge {escape(status)}">{escape(status)}</span></td>'
+    if status == "skipped":
+        return f'<tr class="{cls}">{first}<td colspan="7" class="reason">{escape(str(row.get("reason", "")))}</td></tr>'
+    share = row.get("trainable_share")
+    params = _count(row.get("trainable_params")) + (f"<small>{_pct(share, 1)}</small>" if share is not None else "")
+    seconds = row.get("seconds")
+    cells = [_stat(row.get("val_accuracy")), _stat(row.get("val_macro_f1")), _stat(row.get("test_accuracy")),
+             _stat(row.get("gap"), as_points=True), params,
+             "—" if seconds is None else plots.format_seconds(seconds), _mb(row.get("peak_rss_mb"))]
+    return f'<tr class="{cls}">{first}{"".join(f"<td>{c}</td>" for c in cells)}</tr>'
+
+
+def _summary(runs: list[dict], recommended: str | None) -> str:
+    if not runs:
+        return ""
+    cards = "".join(_card(run, recommended) for run in runs)
+    return f'<section id="summary"><h2>Results</h2><div class="cards">{cards}</div></section>'
+
+
+def _card(run: dict, recommended: str | None) -> str:
+    m = run.get("metrics") or {}
+    split, scores = _headline(m)
+    lo, hi = (scores.get("accuracy_ci95") or [0.0, 0.0])[:2]
+    acc = scores.get("accuracy")
+    bar = (f'<div class="cibar" title="95% CI"><span class="range" style="left:{100 * lo:.1f}%;'
+           f'width:{100 * (hi - lo):.1f}%"></span><span class="dot" style="left:{100 * (acc or 0):.1f}%"></span></div>')
+    rows = [("Macro-F1", _pct(scores.get("macro_f1")))]
+    if split == "test" and m.get("val"):
+        rows.append(("Validation accuracy", _pct(m["val"].get("accuracy"))))
+    share = m.get("trainable_share")
+    rows += [("Trainable params", f"{_count(m.get('trainable_params'))} of {_count(m.get('total_params'))}"
+              + (f" ({_pct(share)})" if share is not None else "")),
+             ("Time", "—" if m.get("seconds") is None else plots.format_seconds(m["seconds"])),
+             ("Peak memory", _mb(m.get("peak_rss_mb")) + (f" · GPU {_mb(m['peak_gpu_mb'])}" if m.get("peak_gpu_mb")
+                                                          else "")),
+             ("Device", escape(" · ".join(str(m[k]) for k in ("device", "train_precision") if m.get(k))) or "—")]
+    facts = "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in rows)
+    star = ' <span class="badge ok">recommended</span>' if run.get("strategy") == recommended else ""
+    return (f'<article class="card"><div class="hero"><div class="card-head"><b>{escape(str(run.get("name", "")))}</b>'
+            f'<span class="tag">{escape(str(run.get("strategy", "")))}</span>{star}</div>'
+            f'<div class="big">{_pct(acc)}</div><div class="sub">{_SPLITS[split]} accuracy · 95% CI {_ci([lo, hi])}'
+            f' · n&nbsp;=&nbsp;{scores.get("n", 0):,}</div>{bar}</div><dl class="kv">{facts}</dl></article>')
+
+
+def _run_details(index: int, run: dict) -> str:
+    split, scores = _headline(run.get("metrics") or {})
+    history = run.get("history") or []
+    probe = history and not any("epoch" in row for row in history)
+    curves = _figure(plots.history_plot(history), "training curves",
+                     "Chosen by validation accuracy; the highlighted C is the one kept." if probe else
+                     "Dashed: training set; solid: validation set. The dotted line marks the epoch kept.")
+    classes = list((scores.get("per_class") or {}).keys())
+    matrix = _figure(plots.confusion_plot(scores.get("confusion_matrix") or [], classes), "confusion matrix",
+                     f"Confusion matrix on the {_SPLITS[split]} set: rows are true classes, columns predictions; "
+                     "colour is the share of the true class.")
+    return (f'<section id="run-{index}" class="run"><h2>{escape(str(run.get("name", "")))} '
+            f'<span class="tag">{escape(str(run.get("strategy", "")))}</span></h2>'
+            f'<h3>Training curves</h3>{curves or "<p class=muted>No training history was recorded.</p>"}'
+            f'<h3>Per class ({_SPLITS[split]} set)</h3><div class="pair{" stack" if len(classes) > 12 else ""}">{matrix}{_per_class(scores)}</div></section>')
+
+
+def _per_class(scores: dict) -> str:
+    per_class = scores.get("per_class") or {}
+    if not per_class:
+        return ""
+    ranked = sorted(per_class.items(), key=lambda item: (item[1].get("f1", 0), item[0]))
+    f1s = [s.get("f1", 0) for _, s in ranked]
+    cut = f1s[min(5, -(-len(f1s) // 4)) - 1]  # the weakest quarter (at most 5), ties included
+    weak = sum(1 for f in f1s if f <= cut < max(f1s))
+    rows = "".join(
+        f'<tr class="{"weak" if i < weak else ""}"><td class="name">{escape(str(name))}</td>'
+        f'<td>{_pct(s.get("precision"))}</td><td>{_pct(s.get("recall"))}</td>'
+        f'<td class="f1"><span class="meter"><span style="width:{100 * s.get("f1", 0):.0f}%"></span></span>'
+        f'{_pct(s.get("f1"))}</td><td>{s.get("support", 0):,}</td></tr>'
+        for i, (name, s) in enumerate(ranked))
+    caption = f"Weakest first; the {weak} weakest highlighted." if weak else "All classes score the same."
+    return (f'<div class="scroll"><table class="classes"><caption>{caption}</caption><thead><tr><th>Class</th>'
+            f"<th>Precision</th><th>Recall</th><th>F1</th><th>Support</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table></div>")
+
+
+def _notes(notes: Sequence[str]) -> str:
+    if not notes:
+        return ""
+    items = "".join(f"<li>{escape(str(n))}</li>" for n in notes)
+    return f'<section id="notes"><h2>Notes</h2><ul class="notes">{items}</ul></section>'

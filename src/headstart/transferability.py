@@ -1,0 +1,185 @@
+"""Transferability estimates: rank candidate backbones on their cached frozen features, before any fitting.
+
+- :func:`logme`: LogME, the maximised log evidence of Bayesian linear regression on the features
+  (You et al., "LogME: Practical Assessment of Pre-trained Models for Transfer Learning", ICML 2021).
+- :func:`h_score`: H-score (Bao et al., "An Information-theoretic Approach to Transferability in Task
+  Transfer Learning", ICIP 2019), by default regularised with Ledoit-Wolf shrinkage (Ibrahim et al.,
+  "Newer is not always better: Rethinking transferability metrics, their peculiarities, stability and
+  performance", ECML PKDD 2022).
+- :func:`probe_cv_accuracy` and :func:`learning_curve_slope`: the accuracy a cross-validated logistic
+  probe reaches, and how much doubling the data would still add.
+
+Scores are comparable between backbones on the same samples and labels, not across data sets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+from sklearn.covariance import LedoitWolf
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from headstart.errors import DataError
+
+_LOGME_MAX_ITER = 1000
+_LOGME_TOL = 1e-12  # change of the per-sample log evidence between fixed-point steps
+
+
+def _prepare(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(float64 [N, D] features, int [N] class codes)``, or a :class:`DataError` saying what is wrong."""
+    f = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels)
+    if f.ndim != 2 or f.shape[0] == 0 or f.shape[1] == 0:
+        raise DataError(f"features must be a non-empty [samples, dims] array; got shape {f.shape}.")
+    if y.ndim != 1 or len(y) != len(f):
+        raise DataError(f"labels must be one label per feature row: {len(f)} rows, labels of shape {y.shape}.")
+    if not np.isfinite(f).all():
+        raise DataError("features contain NaN or infinite values; check the backbone's output precision.")
+    classes, codes = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise DataError(f"transferability needs at least 2 classes; the labels hold {len(classes)}.")
+    return f, codes.reshape(-1)
+
+
+def _logme_terms(sigma: np.ndarray, proj: np.ndarray, y2: np.ndarray, t: np.ndarray, tall: bool):
+    """``(gamma, ||m||^2, ||f m - y||^2)`` per target at ``t = alpha / beta``, from the Gram spectrum.
+
+    tall (N >= D): ``proj = V^T f^T y``; wide (N < D): ``proj = U^T y`` (U spans all of R^N).
+    """
+    w = 1.0 / (t + sigma[:, None])  # [k, C]: 1 / (t + sigma_i)
+    gamma = (sigma[:, None] * w).sum(0)
+    p2 = proj * proj
+    if tall:
+        return gamma, (p2 * w * w).sum(0), y2 - (p2 * (sigma[:, None] + 2 * t) * w * w).sum(0)
+    return gamma, (sigma[:, None] * p2 * w * w).sum(0), (p2 * (t * w) ** 2).sum(0)
+
+
+def _logme_evidence(sigma: np.ndarray, d: int, n: int, alpha: np.ndarray, beta: np.ndarray, m2: np.ndarray,
+                    res2: np.ndarray) -> np.ndarray:
+    """Per-sample log evidence per target (the paper's eq. 2); ``log|A|`` counts the ``d - k`` zero eigenvalues
+    of ``f^T f`` that a wide ``f`` (N < D) has beyond its Gram spectrum (cf. thuml/LogME issue #23)."""
+    log_det_a = np.log(alpha + beta * sigma[:, None]).sum(0) + (d - len(sigma)) * np.log(alpha)
+    return (d * np.log(alpha) + n * np.log(beta) - log_det_a - beta * res2 - alpha * m2
+            - n * np.log(2 * np.pi)) / (2 * n)
+
+
+def logme(features: np.ndarray, labels: np.ndarray) -> float:
+    """LogME (You et al., ICML 2021; thuml/LogME): mean over classes of the per-sample log evidence,
+    maximised over (alpha, beta), of Bayesian linear regression ``y_c ~ N(f w, 1/beta)``,
+    ``w ~ N(0, 1/alpha)`` on one-hot targets. One eigendecomposition of the smaller Gram matrix, then
+    MacKay's fixed-point updates for all classes at once, until the evidence stops changing (it also
+    converges when the optimum lies at alpha or beta -> infinity). Higher is better."""
+    f, codes = _prepare(features, labels)
+    if not f.any():
+        raise DataError("features are all zero; the backbone produced no signal.")
+    n, d = f.shape
+    y = np.eye(codes.max() + 1)[codes]
+    tall = n >= d
+    sigma, vecs = np.linalg.eigh(f.T @ f if tall else f @ f.T)  # sigma: squared singular values of f
+    sigma = np.clip(sigma, 0.0, None)
+    proj, y2 = (vecs.T @ (f.T @ y) if tall else vecs.T @ y), (y * y).sum(0)
+    classes = y.shape[1]
+    alpha, beta, evidence = np.ones(classes), np.ones(classes), np.full(classes, np.inf)
+    active = np.arange(classes)  # targets whose evidence still moves
+    for _ in range(_LOGME_MAX_ITER):
+        a, b = alpha[active], beta[active]
+        gamma, m2, res2 = _logme_terms(sigma, proj[:, active], y2[active], a / b, tall)
+        new = _logme_evidence(sigma, d, n, a, b, m2, res2)
+        moving = np.abs(new - evidence[active]) > _LOGME_TOL
+        evidence[active] = new
+        alpha[active] = np.where(moving, np.clip(gamma / np.maximum(m2, 1e-300), 1e-150, 1e150), a)
+        beta[active] = np.where(moving, np.clip((n - gamma) / np.maximum(res2, 1e-300), 1e-150, 1e150), b)
+        active = active[moving]
+        if not len(active):
+            break
+    return float(np.mean(evidence))
+
+
+def h_score(features: np.ndarray, labels: np.ndarray, shrinkage: bool = True) -> float:
+    """H-score ``tr(cov(f)^-1 cov(E[f|y]))`` (Bao et al., ICIP 2019), between 0 and classes - 1.
+
+    ``shrinkage=True``: the regularised H-score of Ibrahim et al. 2022, ``tr(S_a^-1 (1 - a) cov(E[f|y]))``
+    with ``S_a`` the Ledoit-Wolf covariance and ``a`` its shrinkage (both covariances normalised by N,
+    so ``a = 0`` gives the plain score). ``shrinkage=False``: the pseudo-inverse of the sample covariance
+    (unreliable when dims approach samples). Higher is better."""
+    f, codes = _prepare(features, labels)
+    f = f - f.mean(0)
+    counts = np.bincount(codes)
+    means = np.zeros((len(counts), f.shape[1]))
+    np.add.at(means, codes, f)
+    means /= counts[:, None]
+    between = means.T * np.sqrt(counts / len(f))  # [D, C]: cov(E[f|y]) = between @ between.T
+    if shrinkage:
+        lw = LedoitWolf(assume_centered=True, store_precision=False).fit(f)
+        chol = np.linalg.cholesky(lw.covariance_)
+        half = np.linalg.solve(chol, between)  # tr(S^-1 B B^T) = ||L^-1 B||^2 with S = L L^T
+        return float((1.0 - lw.shrinkage_) * (half * half).sum())
+    eig, vecs = np.linalg.eigh(f.T @ f / len(f))
+    keep = eig > eig.max() * max(f.shape) * np.finfo(float).eps  # numpy's pinv cut-off for a Gram matrix
+    proj = vecs[:, keep].T @ between
+    return float(((proj * proj).sum(1) / eig[keep]).sum())
+
+
+def _folds(codes: np.ndarray, folds: int, seed: int) -> StratifiedKFold:
+    """Stratified folds, fewer when the smallest class has fewer samples than ``folds`` (at least 2)."""
+    smallest = int(np.bincount(codes).min())
+    if smallest < 2:
+        raise DataError("cross-validation needs at least 2 samples in every class; "
+                        f"one class has {smallest}. Add samples or drop that class.")
+    if folds < 2:
+        raise DataError(f"folds must be at least 2; got {folds}.")
+    return StratifiedKFold(n_splits=min(folds, smallest), shuffle=True, random_state=seed)
+
+
+def _probe_accuracy(f: np.ndarray, codes: np.ndarray, train: np.ndarray, test: np.ndarray) -> float:
+    """Held-out accuracy of a logistic-regression probe fitted on standardised training rows."""
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    probe.fit(f[train], codes[train])
+    return float((probe.predict(f[test]) == codes[test]).mean())
+
+
+def probe_cv_accuracy(features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> dict:
+    """Cross-validated accuracy of a logistic probe on standardised features (scaler fitted per fold).
+
+    Returns ``mean``, ``std`` (over folds, ddof 1), ``ci95`` (a t-interval over fold accuracies, clipped to
+    [0, 1]; approximate, as folds share training data), ``per_fold`` and ``folds`` (the count used)."""
+    f, codes = _prepare(features, labels)
+    splitter = _folds(codes, folds, seed)
+    per_fold = [_probe_accuracy(f, codes, tr, te) for tr, te in splitter.split(f, codes)]
+    k, mean = len(per_fold), float(np.mean(per_fold))
+    std = float(np.std(per_fold, ddof=1))
+    half = float(stats.t.ppf(0.975, k - 1)) * std / np.sqrt(k)
+    return {"mean": mean, "std": std, "ci95": [max(0.0, mean - half), min(1.0, mean + half)],
+            "per_fold": per_fold, "folds": k}
+
+
+def learning_curve_slope(features: np.ndarray, labels: np.ndarray, fractions: Sequence[float] = (0.25, 0.5, 1.0),
+                         seed: int = 0) -> dict:
+    """Held-out probe accuracy (5-fold CV) when training on nested, stratified ``fractions`` of each
+    training fold, and ``slope``: accuracy gained per doubling of the training set between the last two
+    fractions (``d accuracy / d log2 n``). A slope near 0 says more labels of this kind would add little.
+
+    Returns ``fractions``, ``n_train`` (mean training rows per fraction), ``accuracy``, ``slope``, ``folds``."""
+    fractions = [float(x) for x in fractions]
+    if len(fractions) < 2 or any(not 0 < x <= 1 for x in fractions) or fractions != sorted(set(fractions)):
+        raise DataError(f"fractions must be at least 2 increasing values in (0, 1]; got {fractions}.")
+    f, codes = _prepare(features, labels)
+    splitter = _folds(codes, 5, seed)
+    rng = np.random.default_rng(seed)
+    acc, sizes = np.zeros((splitter.n_splits, len(fractions))), np.zeros((splitter.n_splits, len(fractions)))
+    for i, (train, test) in enumerate(splitter.split(f, codes)):
+        by_class = [rng.permutation(train[codes[train] == c]) for c in np.unique(codes)]
+        for j, x in enumerate(fractions):  # nested: each subset holds the smaller ones
+            sub = np.concatenate([rows[:max(1, round(x * len(rows)))] for rows in by_class])
+            acc[i, j], sizes[i, j] = _probe_accuracy(f, codes, sub, test), len(sub)
+    n_train, accuracy = sizes.mean(0), acc.mean(0)
+    if n_train[-1] <= n_train[-2]:
+        raise DataError(f"too few samples: the last two fractions both train on {n_train[-1]:.0f} rows.")
+    slope = (accuracy[-1] - accuracy[-2]) / (np.log2(n_train[-1]) - np.log2(n_train[-2]))
+    return {"fractions": fractions, "n_train": n_train.tolist(), "accuracy": accuracy.tolist(),
+            "slope": float(slope), "folds": splitter.n_splits}

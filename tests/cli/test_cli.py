@@ -1,0 +1,197 @@
+"""The `headstart` command line: models, fit, predict, evaluate, cache, and how errors reach the user."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import headstart
+from headstart.cli.app import app
+
+WIDE = {"COLUMNS": "200", "NO_COLOR": "1", "HF_HUB_OFFLINE": "1"}  # rich tables unwrapped, no colour codes
+SCRIPT = Path(sys.executable).parent / "headstart"
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def invoke(runner: CliRunner, args: list[str], **kwargs):
+    result = runner.invoke(app, [str(a) for a in args], env=WIDE, **kwargs)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def cli_text_run(tmp_path_factory, text_csv, tiny_text_dir) -> Path:
+    """A run written by `headstart fit CSV --model <tiny dir> --strategy linear --out RUN --quiet`."""
+    out = tmp_path_factory.mktemp("cli") / "text-run"
+    cache = tmp_path_factory.mktemp("cli-cache")
+    result = CliRunner().invoke(app, ["fit", str(text_csv), "--model", str(tiny_text_dir), "--strategy", "linear",
+                                      "--out", str(out), "--quiet", "--cache-dir", str(cache)], env=WIDE)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_models_lists_the_three_builtins(runner):
+    result = invoke(runner, ["models"])
+    assert result.exit_code == 0
+    for name in ("minilm-l6", "mobilenetv2", "efficientnet-lite0"):
+        assert name in result.output
+
+
+def test_models_json_is_parseable(runner):
+    result = invoke(runner, ["models", "--json"])
+    rows = json.loads(result.stdout)
+    assert {r["name"] for r in rows} >= {"minilm-l6", "mobilenetv2", "efficientnet-lite0"}
+
+
+def test_no_arguments_shows_help(runner):
+    result = runner.invoke(app, [], env=WIDE)
+    for verb in ("fit", "predict", "evaluate", "models", "cache"):
+        assert verb in result.output
+
+
+def test_fit_on_a_csv_prints_the_summary_and_writes_the_run(runner, text_csv, tiny_text_dir, tmp_path):
+    out = tmp_path / "run"
+    result = invoke(runner, ["fit", text_csv, "--model", tiny_text_dir, "--strategy", "linear", "--out", out,
+                             "--quiet", "--cache-dir", tmp_path / "cache"])
+    assert result.exit_code == 0, result.output
+    assert "val acc" in result.output and "trainable / total" in result.output
+    assert "linear" in result.output
+    assert f"headstart predict {out}" in " ".join(result.output.split())  # long paths may wrap
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert f"{metrics['val']['accuracy']:.3f}" in result.output
+    assert (out / "model" / "headstart.json").is_file()
+
+
+def test_fit_json_prints_parseable_metrics(runner, text_csv, tiny_text_dir, tmp_path):
+    result = invoke(runner, ["fit", text_csv, "--model", tiny_text_dir, "--out", tmp_path / "run", "--quiet",
+                             "--json", "--cache-dir", tmp_path / "cache"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["run"] == str(tmp_path / "run")
+    assert payload["metrics"] == json.loads((tmp_path / "run" / "metrics.json").read_text())
+
+
+def test_fit_partial_on_an_image_folder(runner, image_folder, tmp_path):
+    out = tmp_path / "img-run"
+    result = invoke(runner, ["fit", image_folder, "--model", "random:mobilenetv2", "--strategy", "partial",
+                             "--epochs", "1", "--image-size", "32", "--batch-size", "8", "--unfreeze", "2",
+                             "--out", out, "--quiet", "--cache-dir", tmp_path / "cache"])
+    assert result.exit_code == 0, result.output
+    assert "partial" in result.output
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert (config["strategy"], config["epochs"], config["unfreeze"], config["image_size"]) == ("partial", 1, 2, 32)
+    assert len((out / "history.jsonl").read_text().splitlines()) == 1
+    rows = headstart.predict(out, str(image_folder / "red"))
+    assert len(rows) == 12
+
+
+def test_fit_into_an_existing_run_fails_without_overwrite(runner, cli_text_run, text_csv, tiny_text_dir):
+    before = (cli_text_run / "metrics.json").read_bytes()
+    result = runner.invoke(app, ["fit", str(text_csv), "--model", str(tiny_text_dir), "--out", str(cli_text_run),
+                                 "--quiet"], env=WIDE)
+    assert isinstance(result.exception, headstart.RunError)
+    assert (cli_text_run / "metrics.json").read_bytes() == before
+
+
+def test_predict_reads_text_lines_from_stdin_and_prints_csv(runner, cli_text_run):
+    texts = ["The winger crossed for a header", "Whisk the cream until stiff", "Boil the pasta"]
+    result = invoke(runner, ["predict", cli_text_run], input="\n".join(texts) + "\n\n")
+    assert result.exit_code == 0, result.output
+    header, *rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert header[0] == "input" and header[-3:] == ["label", "p_cooking", "p_sports"]
+    assert len(rows) == len(texts)  # the blank line is not an input
+    rows = [dict(zip(header, row)) for row in rows]
+    if "text" in header:
+        assert [r["text"] for r in rows] == texts
+    expected = headstart.predict(cli_text_run, texts)
+    for row, exp in zip(rows, expected):
+        assert row["label"] == exp["label"] and row["label"] in ("cooking", "sports")
+        assert float(row["p_cooking"]) == pytest.approx(exp["probabilities"]["cooking"], abs=1e-6)
+        assert float(row["p_cooking"]) + float(row["p_sports"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_predict_json_is_parseable(runner, cli_text_run):
+    result = invoke(runner, ["predict", cli_text_run, "--json"], input="Stir the soup\nScore a goal\n")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert len(rows) == 2 and len({r["input"] for r in rows}) == 2
+    for r in rows:
+        assert set(r["probabilities"]) == {"cooking", "sports"}
+        assert r["label"] == max(r["probabilities"], key=r["probabilities"].get)
+
+
+def test_predict_a_table_file(runner, cli_text_run, text_csv):
+    result = invoke(runner, ["predict", cli_text_run, text_csv])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == 30
+
+
+def test_evaluate_prints_accuracy_and_the_confusion_matrix(runner, cli_text_run, text_csv):
+    result = invoke(runner, ["evaluate", cli_text_run, text_csv])
+    assert result.exit_code == 0, result.output
+    metrics = headstart.evaluate(cli_text_run, str(text_csv))
+    assert f"accuracy {metrics['accuracy']:.4f}" in result.output
+    assert "confusion matrix" in result.output
+    assert "cooking" in result.output and "sports" in result.output
+    for row in metrics["confusion_matrix"]:
+        assert " ".join(str(v) for v in row) in " ".join(result.output.replace("│", " ").split())
+
+
+def test_evaluate_json_matches_the_api(runner, cli_text_run, text_csv):
+    result = invoke(runner, ["evaluate", cli_text_run, text_csv, "--json"])
+    assert json.loads(result.stdout) == json.loads(json.dumps(headstart.evaluate(cli_text_run, str(text_csv))))
+
+
+def test_cache_reports_and_clears(runner, text_csv, tiny_text_dir, tmp_path):
+    cache = tmp_path / "cache"
+    invoke(runner, ["fit", text_csv, "--model", tiny_text_dir, "--out", tmp_path / "run", "--quiet",
+                    "--cache-dir", cache])
+    shown = invoke(runner, ["cache", "--cache-dir", cache])
+    assert "1 backbone settings" in shown.output and "2 shards" in shown.output
+    cleared = invoke(runner, ["cache", "--clear", "--cache-dir", cache])
+    assert "Removed 4 files" in cleared.output
+    assert not list((cache / "features").rglob("*.safetensors"))
+
+
+# ---------------------------------------------------------------- the real script, end to end
+
+
+def run_script(args: list, tmp_path: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
+    if not SCRIPT.exists():
+        pytest.skip(f"{SCRIPT} is not installed")
+    env = {**os.environ, **WIDE, "HEADSTART_CACHE": str(tmp_path / "cache")}
+    return subprocess.run([str(SCRIPT), *map(str, args)], input=stdin, capture_output=True, text=True,
+                          env=env, timeout=300, cwd=str(tmp_path))
+
+
+def test_missing_column_exits_2_with_one_error_line_and_no_traceback(tmp_path, tiny_text_dir):
+    data = tmp_path / "reviews.csv"
+    data.write_text("review_text,label\ngreat phone,pos\nawful battery,neg\n")
+    proc = run_script(["fit", data, "--model", tiny_text_dir, "--text-col", "body_text", "--quiet",
+                       "--out", tmp_path / "run"], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    assert "body_text" in errors[0] and "review_text" in errors[0] and "--text-col" in errors[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_script_predicts_from_a_pipe(tmp_path, cli_text_run):
+    proc = run_script(["predict", cli_text_run], tmp_path, stdin="Serve the soup hot\nThe match ended 2-1\n")
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.reader(io.StringIO(proc.stdout)))
+    assert rows[0][0] == "input" and "label" in rows[0] and len(rows) == 3

@@ -1,0 +1,118 @@
+"""report.html in a real headless Chromium: it paints, the plots decode, and the page is more than a header.
+
+Thresholds were measured on these exact pages (1200x2000 viewport, Debian chromium):
+- real run report: 8.5% of pixels are neither white nor the page background; with its two plots
+  stripped out the same page scores 4.5%, a blank page 0%. The floor is 6%, between the two.
+- the darkest third of matplotlib's ``Blues`` (confusion-matrix cells holding most of a class) covers
+  about 23,000 pixels; no CSS colour is near it, so a few thousand prove the heatmap was painted.
+- the comparison report's ``partial`` orange (#DD8452) appears only in plots (time bar and learning
+  curve): about 10,000 pixels; 2,000 is a floor a missing plot cannot reach.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import headstart
+from headstart.report import render_report, render_run_report
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+WIDTH, HEIGHT = 1200, 2000
+PAGE_BACKGROUND = (244, 245, 247)  # body background in render.CSS
+ORANGE = (221, 132, 82)  # plots.PALETTE[1], the "partial" strategy
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    """The Chromium binary; a skip on a developer machine without it, a failure in CI."""
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is not installed (apt-get install -y chromium): the browser check cannot run"
+        if in_ci():
+            pytest.fail(message + " and CI is set, where it is required.")
+        pytest.skip(message + ".")
+    return CHROMIUM
+
+
+def screenshot(chromium: Path, page: Path, folder: Path) -> np.ndarray:
+    """The page as Chromium paints it in a 1200x2000 viewport, as an RGB array."""
+    png = folder / f"{page.stem}.png"
+    command = [str(chromium), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--hide-scrollbars", f"--user-data-dir={folder / 'profile'}", f"--window-size={WIDTH},{HEIGHT}",
+               f"--screenshot={png}", page.resolve().as_uri()]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert png.exists(), f"chromium wrote no screenshot (exit {done.returncode}): {done.stderr[-2000:]}"
+    return np.asarray(Image.open(png).convert("RGB")).astype(int)
+
+
+def ink(pixels: np.ndarray) -> np.ndarray:
+    """Pixels that are neither white nor the page background."""
+    white = (pixels >= 250).all(-1)
+    background = (np.abs(pixels - PAGE_BACKGROUND) <= 3).all(-1)
+    return ~(white | background)
+
+
+def near(pixels: np.ndarray, colours: np.ndarray, tolerance: int = 12) -> int:
+    """How many pixels lie within ``tolerance`` (per channel) of any of ``colours``."""
+    close = np.zeros(pixels.shape[:2], dtype=bool)
+    for colour in colours:
+        close |= (np.abs(pixels - colour) <= tolerance).all(-1)
+    return int(close.sum())
+
+
+def assert_painted(pixels: np.ndarray, min_ink: float) -> None:
+    assert pixels.shape == (HEIGHT, WIDTH, 3)
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) >= 500, "too few colours: a blank or unstyled page"
+    assert ink(pixels).mean() >= min_ink
+    header_rows = 300
+    assert ink(pixels[header_rows:]).mean() >= 0.03, "nothing below the header"
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory) -> Path:
+    """A real 2-epoch partial fit of a random MobileNetV2 on coloured squares, saved as a run directory."""
+    root = tmp_path_factory.mktemp("report-browser")
+    rng = np.random.default_rng(0)
+    for name, rgb in {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220)}.items():
+        (root / "data" / name).mkdir(parents=True)
+        for i in range(10):
+            pixels = np.clip(np.array(rgb) + rng.integers(-25, 26, (24, 24, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / "data" / name / f"{i}.png")
+    torch.manual_seed(0)
+    headstart.fit(str(root / "data"), "random:mobilenetv2", "partial", image_size=32, epochs=2, batch_size=8,
+                  progress=False, cache_dir=str(root / "cache"), out=root / "run")
+    return root / "run"
+
+
+def test_run_report_paints_in_chromium(chromium, real_run, tmp_path):
+    pixels = screenshot(chromium, render_run_report(real_run), tmp_path)
+    assert_painted(pixels, min_ink=0.06)
+    blues = matplotlib.colormaps["Blues"](np.linspace(0.7, 1.0, 16))[:, :3] * 255
+    assert near(pixels, blues.round()) >= 3000, "the confusion-matrix heatmap did not paint"
+
+
+def test_comparison_report_paints_in_chromium(chromium, tmp_path):
+    spec = importlib.util.spec_from_file_location("unit_test_report",
+                                                  Path(__file__).parents[1] / "unit" / "test_report.py")
+    builders = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builders)
+    page = tmp_path / "compare.html"
+    page.write_text(render_report(builders.make_report()), encoding="utf-8")
+    pixels = screenshot(chromium, page, tmp_path)
+    assert_painted(pixels, min_ink=0.10)
+    assert near(pixels, np.array([ORANGE])) >= 2000, "the comparison plots did not paint"

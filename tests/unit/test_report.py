@@ -1,0 +1,213 @@
+"""report.html: sections, embedded plots, escaping, self-containment, and a real run rendered."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import headstart
+from headstart.metrics import classification_metrics
+from headstart.report import ReportData, render_report, render_run_report
+
+EVIL = "<script>alert('x')</script>"
+CLASSES = ["cat", "dog", "bird", EVIL, "price $5 & up"]
+DATA_URI_PNG = "data:image/png;base64,"
+
+
+class Page(HTMLParser):
+    """Tags, attributes and text of an HTML page, as a browser's tokenizer sees them."""
+
+    def __init__(self, text: str):
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+    def ids(self) -> set[str]:
+        return {attrs["id"] for _, attrs in self.tags if attrs.get("id")}
+
+    def named(self, tag: str) -> list[dict]:
+        return [attrs for name, attrs in self.tags if name == tag]
+
+    def all_text(self) -> str:
+        return " ".join(self.text)
+
+
+def fake_metrics(seed: int, accuracy: float, test: bool = True) -> dict:
+    """metrics.json as api.fit writes it, from predictions that are right about ``accuracy`` of the time."""
+    rng = np.random.default_rng(seed)
+
+    def split(n: int) -> dict:
+        y = rng.integers(0, len(CLASSES), n)
+        wrong = rng.random(n) > accuracy
+        pred = np.where(wrong, rng.integers(0, len(CLASSES), n), y)
+        return classification_metrics(y, pred, CLASSES)
+
+    metrics = {"val": split(60), "trainable_params": 1_685_187, "total_params": 2_227_715,
+               "trainable_share": 0.756, "seconds": 84.2, "peak_rss_mb": 1830.5, "backbone_forward_items": 240,
+               "device": "cuda", "train_precision": "bf16", "feature_precision": "bf16", "peak_gpu_mb": 912.0}
+    if test:
+        metrics["test"] = split(150)
+    return metrics
+
+
+def epoch_history(epochs: int = 6) -> list[dict]:
+    return [{"epoch": e, "train_loss": 1.6 / e, "train_accuracy": min(1.0, 0.4 + 0.12 * e),
+             "val_loss": 1.2 / e ** 0.5, "val_accuracy": min(0.95, 0.45 + 0.08 * e), "seconds": 12.5}
+            for e in range(1, epochs + 1)]
+
+
+def probe_history() -> list[dict]:
+    return [{"C": c, "val_accuracy": a, "val_loss": loss}
+            for c, a, loss in ((0.001, 0.55, 1.4), (0.01, 0.7, 1.0), (0.1, 0.82, 0.7), (1.0, 0.8, 0.72))]
+
+
+def make_runs() -> list[dict]:
+    config = {"model": "mobilenetv2", "strategy": "partial", "epochs": 10}
+    return [
+        {"name": "pets-partial", "strategy": "partial", "metrics": fake_metrics(0, 0.85),
+         "history": epoch_history(), "config": {"config": config}},
+        {"name": "pets-linear", "strategy": "linear", "metrics": fake_metrics(1, 0.7, test=False),
+         "history": probe_history(), "config": dict(config, strategy="linear")},
+    ]
+
+
+def stat(mean: float, half: float = 0.04) -> dict:
+    return {"mean": mean, "ci95": [mean - half, min(1.0, mean + half)]}
+
+
+def make_comparison() -> dict:
+    def row(strategy, acc, trainable, seconds, status="ok", reason=""):
+        return {"strategy": strategy, "trainable_params": trainable, "trainable_share": trainable / 2.2e6,
+                "seconds": seconds, "peak_rss_mb": 1500.0, "val_accuracy": stat(acc), "val_macro_f1": stat(acc - 0.03),
+                "test_accuracy": stat(acc - 0.01), "gap": {"mean": 0.08}, "status": status, "reason": reason}
+
+    skipped = {"strategy": "full", "status": "skipped", "reason": f"needs 6 GB of GPU memory; {EVIL}"}
+    curve = {name: [{"fraction": f, "n": int(400 * f), "accuracy": stat(base + 0.2 * f, 0.08 - 0.05 * f)}
+                    for f in (0.1, 0.25, 0.5, 1.0)] for name, base in (("linear", 0.6), ("partial", 0.55))}
+    return {"rows": [row("linear", 0.78, 6405, 9.5), row("partial", 0.84, 1_685_187, 310.0),
+                     row("lp-ft", 0.81, 1_685_187, 250.0, "stopped", "time budget reached after 3 epochs"),
+                     skipped],
+            "learning_curve": curve, "shots": None, "repeats": 3}
+
+
+def make_report(**changes) -> ReportData:
+    data = dict(title=f"Pets {EVIL}", subtitle="mobilenetv2 on 5 classes", runs=make_runs(),
+                comparison=make_comparison(),
+                recommendation={"strategy": "partial", "reasons": ["6 points better than linear", EVIL],
+                                "numbers": {"partial val accuracy": 0.84, "linear seconds": 9.5, EVIL: 3}},
+                notes=["3 items were skipped (unreadable images)", f"class {EVIL} has 4 examples"],
+                meta={"Data": f"/data/{EVIL}/pets — 400 train"})
+    data.update(changes)
+    return ReportData(**data)
+
+
+def test_full_report_has_every_section_and_plot():
+    html = render_report(make_report())
+    page = Page(html)
+    assert {"header", "recommendation", "comparison", "summary", "run-0", "run-1", "notes"} <= page.ids()
+    images = page.named("img")
+    # comparison dot plot + learning curve + (training curves + confusion matrix) for each of 2 runs
+    assert len(images) == 6
+    assert all(img["src"].startswith(DATA_URI_PNG) for img in images)
+    assert html.count(f'<img src="{DATA_URI_PNG}') == 6
+    text = page.all_text()
+    for heading in ("Results", "Transfer learning vs fine-tuning", "Training curves", "Notes", "Recommendation"):
+        assert heading in text
+    assert len(page.named("article")) == 2  # one summary card per run
+    assert "84.0%" in text and "needs 6 GB of GPU memory" in text and "time budget reached" in text
+
+
+def test_report_is_self_contained():
+    html = render_report(make_report())
+    assert "http://" not in html and "https://" not in html
+    page = Page(html)
+    assert not page.named("script") and not page.named("link") and not page.named("iframe")
+    assert "url(" not in html
+    assert all("src" not in attrs or attrs["src"].startswith("data:") for _, attrs in page.tags)
+
+
+def test_user_strings_are_escaped_everywhere():
+    html = render_report(make_report())
+    page = Page(html)
+    assert not page.named("script"), "a class name became a script element"
+    assert EVIL not in html
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
+    text = page.all_text()
+    assert text.count(EVIL) >= 6  # title, data fact, reason, number name, skipped row, notes, class tables
+    assert "price $5 & up" in text
+
+
+def test_per_class_table_marks_the_weakest_classes():
+    html = render_report(make_report(comparison=None, recommendation=None))
+    page = Page(html)
+    weak_rows = [attrs for attrs in page.named("tr") if attrs.get("class") == "weak"]
+    assert 1 <= len(weak_rows) <= 2 * 2  # a quarter of 5 classes, rounded up, per run (ties may add)
+    assert "comparison" not in page.ids() and "recommendation" not in page.ids()
+    assert len(page.named("img")) == 4
+
+
+def test_sparse_report_renders_without_optional_parts():
+    run = {"name": "bare", "strategy": "linear", "metrics": {"val": fake_metrics(3, 0.9)["val"]},
+           "history": [], "config": {}}
+    html = render_report(ReportData(title="t", subtitle="s", runs=[run]))
+    page = Page(html)
+    assert len(page.named("img")) == 1  # the confusion matrix; no history, no comparison
+    assert "No training history was recorded." in page.all_text()
+    assert "notes" not in page.ids()
+
+
+def write_run_dir(folder: Path, run: dict) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps(run["metrics"]))
+    (folder / "config.json").write_text(json.dumps(run["config"] if "config" in run["config"]
+                                                   else {"config": run["config"]}))
+    (folder / "history.jsonl").write_text("".join(json.dumps(row) + "\n" for row in run["history"]))
+    (folder / "split.json").write_text(json.dumps({"sizes": {"train": 300, "val": 60, "test": 150},
+                                                   "train_origins": ["/d/pets/a.png", "/d/pets/b.png"]}))
+    return folder
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_render_run_report_writes_report_html(tmp_path, which):
+    run_dir = write_run_dir(tmp_path / "run", make_runs()[which])
+    path = render_run_report(run_dir)
+    assert path == run_dir / "report.html"
+    page = Page(path.read_text(encoding="utf-8"))
+    assert len(page.named("img")) == 2  # training curves (epochs or C) and the confusion matrix
+    text = page.all_text()
+    assert "/d/pets" in text and "300 train" in text and "mobilenetv2" in text
+    assert not list(run_dir.glob(".report*"))  # no temporary file left behind
+    if which == 1:  # validation only: the note says the figure is optimistic
+        assert "no test split" in text
+
+
+def test_real_fit_run_renders(tmp_path):
+    rng = np.random.default_rng(0)
+    for name, rgb in {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220)}.items():
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(10):
+            pixels = np.clip(np.array(rgb) + rng.integers(-25, 26, (24, 24, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "data" / name / f"{i}.png")
+    torch.manual_seed(0)
+    headstart.fit(str(tmp_path / "data"), "random:mobilenetv2", "partial", image_size=32, epochs=2, batch_size=8,
+                  progress=False, cache_dir=str(tmp_path / "c"), out=tmp_path / "run")
+    path = render_run_report(tmp_path / "run")
+    html = path.read_text(encoding="utf-8")
+    page = Page(html)
+    assert {"header", "summary", "run-0", "notes"} <= page.ids()
+    assert html.count(f'<img src="{DATA_URI_PNG}') == 2
+    assert "random:mobilenetv2" in page.all_text() and "partial" in page.all_text()
+    assert "https://" not in html and "http://" not in html
