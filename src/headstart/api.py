@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import resource
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -15,13 +13,13 @@ import torch
 from headstart.backbones import Backbone, available_models, load_backbone
 from headstart.config import FitConfig
 from headstart.data import DataSplits, Dataset, Skipped, load_data, load_labelled
-from headstart.devices import resolve_device, resolve_precision, resolve_workers
+from headstart.devices import peak_memory_mb, reset_peak_memory, resolve_device, resolve_precision, resolve_workers
 from headstart.engine import predict_logits
 from headstart.errors import DataError
 from headstart.features import Extraction, FeatureCache
 from headstart.metrics import classification_metrics
 from headstart.runs import Predictor, check_out, load_predictor, read_json, save_run
-from headstart.strategies import FitContext, StrategyResult, make_strategy
+from headstart.strategies import FitContext, Strategy, StrategyResult, make_strategy
 
 
 @dataclass
@@ -55,38 +53,80 @@ class FitResult:
 def fit(data: Any, model: str | Backbone = "minilm-l6", strategy: str = "linear", *, val: Any = None,
         test: Any = None, out: str | Path | None = None, overwrite: bool = False, progress: bool = True,
         **options: Any) -> FitResult:
-    """Adapt a pretrained ``model`` to labelled ``data`` with ``strategy`` (linear, partial, full, lp-ft).
+    """Adapt a pretrained ``model`` to labelled ``data`` with ``strategy`` (linear, partial, full, lp-ft, lora).
 
     ``data`` is an image folder, a table file, a DataFrame or an ``(items, labels)`` pair; ``options``
-    are FitConfig fields (``epochs=5``, ``image_size=96``...). With ``out`` the run directory is written.
+    are FitConfig fields (``epochs=5``, ``image_size=96``, ``shots=8``...). With ``out`` the run
+    directory (and its report.html) is written.
     """
-    start = time.perf_counter()
-    name = model.name if isinstance(model, Backbone) else model
-    strategy_name = strategy if isinstance(strategy, str) else strategy.name
-    cfg = FitConfig(model=name, strategy=strategy_name, **options)
+    cfg = config_for(model, strategy, options)
     strat = make_strategy(strategy, **cfg.strategy_options())
     if out is not None:
         check_out(Path(out), overwrite)  # before any work: never train for nothing
+    splits, backbone = prepare(data, model, cfg, val, test)
+    fitted = fit_prepared(splits, backbone, cfg, strat, progress)
+    if out is not None:
+        fitted.save(out, overwrite)
+    return fitted
+
+
+def config_for(model: str | Backbone, strategy: Any, options: dict) -> FitConfig:
+    """The FitConfig of a call, with the model and strategy named."""
+    name = model.name if isinstance(model, Backbone) else model
+    return FitConfig(model=name, strategy=strategy if isinstance(strategy, str) else strategy.name, **options)
+
+
+def prepare(data: Any, model: str | Backbone, cfg: FitConfig, val: Any = None,
+            test: Any = None) -> tuple[DataSplits, Backbone]:
+    """Load and check the data (keeping ``cfg.shots`` per class when set) and the backbone."""
     splits = load_data(data, val=val, test=test, text_col=cfg.text_col, label_col=cfg.label_col,
                        image_col=cfg.image_col, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
                        seed=cfg.seed, skip_bad=cfg.skip_bad)
+    if cfg.shots:
+        splits = keep_shots(splits, cfg.shots, cfg.seed)
     backbone = model if isinstance(model, Backbone) else load_backbone(
         cfg.model, weights=cfg.weights, image_size=cfg.image_size, max_length=cfg.max_length)
     if backbone.modality != splits.train.modality:
         wanted = splits.train.modality
         raise DataError(f"The data holds {wanted} items but {backbone.name!r} is a {backbone.modality} model. "
                         f"Pick {'an' if wanted == 'image' else 'a'} {wanted} model (see `headstart models`).")
+    return splits, backbone
+
+
+def keep_shots(splits: DataSplits, shots: int, seed: int) -> DataSplits:
+    """Keep ``shots`` training examples per class (seeded); validation and test stay whole."""
+    idx = subsample_per_class(splits.train.labels, shots, seed)
+    split = {**splits.split, "shots": shots, "train_origins": [splits.train.origins[i] for i in idx]}
+    return replace(splits, train=splits.train.subset(idx), split=split)
+
+
+def subsample_per_class(labels: Sequence[str], per_class: int, seed: int) -> list[int]:
+    """Indices of at most ``per_class`` items of each class, drawn with ``seed``, in original order."""
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    for c in sorted(set(labels)):
+        members = [i for i, y in enumerate(labels) if y == c]
+        keep += list(rng.permutation(members)[:per_class])
+    return sorted(int(i) for i in keep)
+
+
+def fit_prepared(splits: DataSplits, backbone: Backbone, cfg: FitConfig, strat: Strategy,
+                 progress: bool = True, deadline: float | None = None) -> FitResult:
+    """Fit an already loaded data set and backbone: what ``fit`` and ``compare`` share.
+
+    ``deadline`` (a ``time.perf_counter()`` value) stops fine-tuning early, keeping the best epoch.
+    """
+    start = time.perf_counter()
+    reset_peak_memory()
     ctx = _context(cfg, splits, backbone, progress)
+    ctx.settings = replace(ctx.settings, deadline=deadline)
     result = strat.fit(backbone, splits, ctx)
     precision = ctx.extraction.precision if result.frozen_backbone else ctx.train_precision
     predictor = Predictor(result.model, _with_module(backbone, result.model.backbone), splits.classes, precision)
     metrics = _metrics(result, backbone, splits, ctx, predictor)
     metrics.update(_costs(result, start, ctx))
-    fitted = FitResult(strat.name, name, splits.classes, metrics, result.history, result.info, predictor, cfg,
-                       splits.split, list(splits.skipped))
-    if out is not None:
-        fitted.save(out, overwrite)
-    return fitted
+    return FitResult(strat.name, cfg.model, splits.classes, metrics, result.history, result.info, predictor, cfg,
+                     splits.split, list(splits.skipped))
 
 
 def _context(cfg: FitConfig, splits: DataSplits, backbone: Backbone, progress: bool) -> FitContext:
@@ -110,9 +150,12 @@ def _with_module(backbone: Backbone, module: torch.nn.Module) -> Backbone:
 
 def _metrics(result: StrategyResult, backbone: Backbone, splits: DataSplits, ctx: FitContext,
              predictor: Predictor) -> dict:
-    """Validation and test metrics; a frozen backbone is scored from cached features, with no forward pass."""
+    """Train, validation and test metrics and the train-minus-validation accuracy gap.
+
+    A frozen backbone is scored from cached features, with no forward pass.
+    """
     out = {}
-    for name, ds in (("val", splits.val), ("test", splits.test)):
+    for name, ds in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
         if ds is None:
             continue
         if result.frozen_backbone:
@@ -124,15 +167,15 @@ def _metrics(result: StrategyResult, backbone: Backbone, splits: DataSplits, ctx
                                     predictor.precision, ctx.settings.batch_size * 2)
             result.model.cpu()
         out[name] = classification_metrics(ctx.targets[name], logits.argmax(1), splits.classes)
+    out["overfit_gap"] = out["train"]["accuracy"] - out["val"]["accuracy"]
     return out
 
 
 def _costs(result: StrategyResult, start: float, ctx: FitContext) -> dict:
     total = sum(p.numel() for p in result.model.parameters())
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 1024**2)
     costs = {"trainable_params": result.trainable_params, "total_params": total,
              "trainable_share": result.trainable_params / total, "seconds": time.perf_counter() - start,
-             "peak_rss_mb": peak_mb, "backbone_forward_items": ctx.cache.forwarded,
+             "peak_rss_mb": peak_memory_mb(), "backbone_forward_items": ctx.cache.forwarded,
              "device": str(ctx.device), "train_precision": ctx.train_precision,
              "feature_precision": ctx.extraction.precision}
     if ctx.device.type == "cuda":

@@ -29,6 +29,7 @@ class FitConfig:
     test_fraction: float = 0.0
     skip_bad: bool = False
     seed: int = 0
+    shots: int | None = None  # keep this many training examples per class (few-shot)
     # strategy
     unfreeze: int | None = None  # partial / lp-ft: number of last layer groups to train
     lr: float | None = None
@@ -42,6 +43,7 @@ class FitConfig:
     hflip: bool = True
     weight_decay: float = 0.01
     warmup: float = 0.1
+    l2sp: float = 0.0  # L2-SP weight (Li et al. 2018): pull trained backbone weights to the pretrained ones; 0 = off
     # hardware
     device: str = "auto"
     precision: str = "auto"
@@ -54,6 +56,7 @@ class FitConfig:
             (0 <= self.test_fraction < 1, "--test-fraction must be in [0, 1)"),
             (self.val_fraction + self.test_fraction < 1, "--val-fraction plus --test-fraction must stay below 1"),
             (self.epochs >= 1, "--epochs must be at least 1"),
+            (self.shots is None or self.shots >= 1, "--shots must be at least 1 example per class"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.patience >= 1, "--patience must be at least 1"),
             (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
@@ -61,6 +64,7 @@ class FitConfig:
             (self.image_size is None or self.image_size >= 16, "--image-size must be at least 16 pixels"),
             (self.max_length is None or self.max_length >= 8, "--max-length must be at least 8 tokens"),
             (0 <= self.warmup < 1, "--warmup is a fraction of the steps, in [0, 1)"),
+            (self.l2sp >= 0, "--l2sp must be 0 (off) or more"),
         ]
         problems = [msg for ok, msg in checks if not ok]
         if problems:
@@ -74,7 +78,7 @@ class FitConfig:
         """The fine-tuning loop's settings."""
         return TrainSettings(
             epochs=self.epochs, batch_size=self.batch_size, patience=self.patience, augment=self.augment,
-            hflip=self.hflip, weight_decay=self.weight_decay, warmup=self.warmup,
+            hflip=self.hflip, weight_decay=self.weight_decay, warmup=self.warmup, l2sp=self.l2sp,
             num_workers=self.num_workers or 0, seed=self.seed,
         )
 

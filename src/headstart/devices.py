@@ -65,3 +65,28 @@ def resolve_workers(num_workers: int | None, device: torch.device, modality: str
     if modality != "image" or cpus <= 2:
         return 0  # tokenising is cheap; on 2 cores workers only compete with the model for them
     return min(8, cpus - 1) if device.type == "cuda" else min(4, cpus // 2)
+
+
+def reset_peak_memory() -> None:
+    """Start a new peak-memory window: the process's peak RSS (Linux) and CUDA's peak allocation."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass  # not Linux, or not allowed: the peak then covers the whole process
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process since the last reset, in MiB."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -43,6 +43,8 @@ class TrainSettings:
     grad_clip: float = 1.0
     num_workers: int = 0
     seed: int = 0
+    l2sp: float = 0.0  # L2-SP weight: pulls trained backbone parameters to their start (replaces their weight decay)
+    deadline: float | None = None  # time.perf_counter() value: stop after the batch that passes it
 
 
 @dataclass
@@ -52,6 +54,7 @@ class TrainOutcome:
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     stopped_early: bool = False
+    out_of_time: bool = False  # the deadline ended training before the last epoch
 
 
 def freeze(model: nn.Module, trainable: set[str]) -> int:
@@ -66,6 +69,7 @@ def freeze(model: nn.Module, trainable: set[str]) -> int:
 def set_train_mode(model: nn.Module) -> None:
     """Train mode for modules that learn; eval mode for frozen ones (BatchNorm stats and dropout off)."""
     model.train()
+    has_params = {name: any(True for _ in module.parameters()) for name, module in model.named_modules()}
     trainable_below = {}
     for name, module in reversed(list(model.named_modules())):
         own = any(p.requires_grad for p in module.parameters(recurse=False))
@@ -76,6 +80,8 @@ def set_train_mode(model: nn.Module) -> None:
         if trainable_below[name]:
             continue
         parent = name.rpartition(".")[0]
+        while parent and not has_params[parent]:  # parameter-free containers (LoRA's dropouts) defer upwards
+            parent = parent.rpartition(".")[0]
         has_own_params = any(True for _ in module.parameters(recurse=False))
         if has_own_params or not trainable_below.get(parent, True):
             module.eval()
@@ -84,22 +90,25 @@ def set_train_mode(model: nn.Module) -> None:
 def param_groups(model: nn.Module, groups: Sequence[Sequence[str]], prefix: str, s: TrainSettings) -> list[dict]:
     """Optimizer groups: the head at ``head_lr``; backbone groups at ``lr * lr_decay ** depth``.
 
-    Biases and normalisation weights (1-D tensors) get no weight decay.
+    Biases and normalisation weights (1-D tensors) get no weight decay; with L2-SP (``s.l2sp > 0``) no
+    backbone parameter does, since the L2-SP penalty in ``train`` takes its place.
     """
     named = dict(model.named_parameters())
     out = []
 
-    def add(names: list[str], lr: float, label: str) -> None:
+    def add(names: list[str], lr: float, label: str, weight_decay: float) -> None:
         params = [named[n] for n in names if named[n].requires_grad]
         decay = [p for p in params if p.ndim > 1]
         no_decay = [p for p in params if p.ndim <= 1]
-        for ps, wd in ((decay, s.weight_decay), (no_decay, 0.0)):
+        for ps, wd in ((decay, weight_decay), (no_decay, 0.0)):
             if ps:
                 out.append({"params": ps, "lr": lr, "weight_decay": wd, "name": label})
 
-    add([n for n in named if n.startswith("head.")], s.head_lr, "head")
+    add([n for n in named if n.startswith("head.")], s.head_lr, "head", s.weight_decay)
+    backbone_decay = 0.0 if s.l2sp > 0 else s.weight_decay
     for depth, names in enumerate(reversed(groups)):
-        add([prefix + n for n in names], s.lr * s.lr_decay ** depth, f"group-{len(groups) - depth - 1}")
+        add([prefix + n for n in names], s.lr * s.lr_decay ** depth, f"group-{len(groups) - depth - 1}",
+            backbone_decay)
     return out
 
 
@@ -116,10 +125,21 @@ def warmup_cosine(total_steps: int, warmup: float) -> Callable[[int], float]:
     return factor
 
 
+def l2sp_penalty(anchored: Sequence[tuple[torch.Tensor, torch.Tensor]], weight: float) -> torch.Tensor:
+    """L2-SP (Li et al., ICML 2018): ``weight / 2 * sum ||theta - theta0||^2`` over ``(theta, theta0)`` pairs."""
+    total = sum(((p.float() - p0) ** 2).sum() for p, p0 in anchored)
+    return weight / 2 * torch.as_tensor(total)
+
+
 def train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dataset, targets: dict,
           groups: list[dict], s: TrainSettings, device: torch.device, precision: str,
           progress: bool = True) -> TrainOutcome:
-    """Fine-tune ``model`` (a Classifier) in place; the best validation epoch's weights are restored."""
+    """Fine-tune ``model`` (a Classifier) in place; the best validation epoch's weights are restored.
+
+    With ``s.l2sp > 0`` the loss adds ``l2sp_penalty`` over every trained parameter outside the ``head``
+    groups, anchored at its value when training starts (the pretrained weights; LoRA's adapters start at
+    their initialisation, B = 0, so the merged update is pulled towards zero).
+    """
     generator = torch.Generator().manual_seed(s.seed)
     torch.manual_seed(s.seed)
     pairs = list(zip(train_set.items, targets["train"]))
@@ -131,11 +151,13 @@ def train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dat
     total = s.epochs * len(loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, s.warmup))
     trainable = [p for g in groups for p in g["params"]]
+    anchored = [(p, p.detach().clone().float()) for g in groups if g.get("name") != "head" for p in g["params"]
+                if s.l2sp > 0]
     outcome, best_key, best_state = TrainOutcome(), None, None
     for epoch in range(1, s.epochs + 1):
         start = time.perf_counter()
         set_train_mode(model)
-        seen, loss_sum, correct = 0, 0.0, 0
+        seen, loss_sum, correct, penalty_sum = 0, 0.0, 0, 0.0
         with progress_task(f"epoch {epoch}/{s.epochs}", len(pairs), progress) as advance:
             for inputs, y in loader:
                 inputs, y = batch_to(inputs, device, channels_last), y.to(device)
@@ -143,7 +165,12 @@ def train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dat
                     logits = model(inputs)
                 loss = F.cross_entropy(logits.float(), y)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if anchored:
+                    penalty = l2sp_penalty(anchored, s.l2sp)
+                    penalty_sum += penalty.item() * len(y)
+                    (loss + penalty).backward()
+                else:
+                    loss.backward()
                 if s.grad_clip:
                     torch.nn.utils.clip_grad_norm_(trainable, s.grad_clip)
                 optimizer.step()
@@ -152,6 +179,9 @@ def train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dat
                 loss_sum += loss.item() * len(y)
                 correct += int((logits.argmax(1) == y).sum())
                 advance(len(y), info=f"loss {loss_sum / seen:.3f}")
+                if s.deadline is not None and time.perf_counter() > s.deadline:
+                    outcome.out_of_time = True
+                    break
         logits = predict_logits(model, backbone, val_set, device, precision, s.batch_size * 2, s.num_workers)
         val_y = torch.as_tensor(targets["val"])
         val_loss = float(F.cross_entropy(torch.from_numpy(logits), val_y))
@@ -160,11 +190,15 @@ def train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dat
             "epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
             "val_loss": val_loss, "val_accuracy": val_acc, "seconds": time.perf_counter() - start,
         })
+        if anchored:
+            outcome.history[-1]["l2sp_penalty"] = penalty_sum / seen
         if best_key is None or (val_acc, -val_loss) > best_key:
             best_key, outcome.best_epoch = (val_acc, -val_loss), epoch
             best_state = copy.deepcopy(model.state_dict())
         elif epoch - outcome.best_epoch >= s.patience:
             outcome.stopped_early = True
+            break
+        if outcome.out_of_time:
             break
     model.load_state_dict(best_state)
     return outcome

@@ -5,6 +5,7 @@
     RUN/history.jsonl   one line per epoch (or per probe candidate)
     RUN/metrics.json    validation and test metrics, parameters, time, memory
     RUN/model/          model.safetensors + headstart.json (+ tokenizer files): rebuilds without the data
+                        (+ adapter.safetensors, adapter_config.json for LoRA: see headstart.adapters)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_model, save_model
 
+from headstart.adapters import Adapter
 from headstart.backbones import Backbone, ImagePreprocessing, TextPreprocessing, build_module
 from headstart.backbones.build import surface
 from headstart.data import Dataset, load_items
@@ -106,6 +108,9 @@ def save_model_dir(folder: Path, predictor: Predictor) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     bb = predictor.backbone
     save_model(predictor.model, str(folder / "model.safetensors"))
+    adapter = getattr(predictor.model, "adapter", None)  # LoRA: the adapter merged into those weights
+    if isinstance(adapter, Adapter):
+        adapter.save(folder)
     spec = {
         "format": MODEL_FORMAT, "name": bb.name, "modality": bb.modality, "arch": bb.arch, "source": bb.source,
         "feature_dim": bb.feature_dim, "classes": predictor.classes, "precision": predictor.precision,
@@ -130,6 +135,9 @@ def load_predictor(run: Path) -> Predictor:
     feature_dim, matcher = surface(spec["arch"], module)
     model = Classifier(module, torch.nn.Linear(feature_dim, len(spec["classes"])))
     load_model(model, str(folder / "model.safetensors"))
+    adapter = Adapter.load(folder)
+    if adapter is not None:  # kept so the predictor saves it again
+        model.adapter = adapter
     backbone = Backbone(spec["name"], spec["modality"], model.backbone, feature_dim, matcher,
                         _preprocessing(spec["preprocessing"], folder), spec["arch"], spec["source"], "run")
     return Predictor(model.eval(), backbone, spec["classes"], spec["precision"])
@@ -142,6 +150,17 @@ def _preprocessing(cfg: dict, folder: Path) -> ImagePreprocessing | TextPreproce
         return TextPreprocessing(cfg["max_length"], AutoTokenizer.from_pretrained(str(folder)))
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items() if k != "kind"}
     return ImagePreprocessing(**fields)
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON next to ``path`` under a temporary name, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    try:
+        tmp.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise RunError(f"Could not write {path}: {exc.strerror or exc}. Check the folder is writable.") from exc
 
 
 def read_json(run: Path, name: str) -> dict:

@@ -116,11 +116,21 @@ def h_score(features: np.ndarray, labels: np.ndarray, shrinkage: bool = True) ->
     between = means.T * np.sqrt(counts / len(f))  # [D, C]: cov(E[f|y]) = between @ between.T
     if shrinkage:
         lw = LedoitWolf(assume_centered=True, store_precision=False).fit(f)
-        chol = np.linalg.cholesky(lw.covariance_)
-        half = np.linalg.solve(chol, between)  # tr(S^-1 B B^T) = ||L^-1 B||^2 with S = L L^T
-        return float((1.0 - lw.shrinkage_) * (half * half).sum())
-    eig, vecs = np.linalg.eigh(f.T @ f / len(f))
-    keep = eig > eig.max() * max(f.shape) * np.finfo(float).eps  # numpy's pinv cut-off for a Gram matrix
+        return float((1.0 - lw.shrinkage_) * _trace_inverse_times(lw.covariance_, between))
+    return _trace_inverse_times(f.T @ f / len(f), between, pseudo=True)
+
+
+def _trace_inverse_times(cov: np.ndarray, between: np.ndarray, pseudo: bool = False) -> float:
+    """``tr(cov^-1 B B^T)``: by Cholesky (``||L^-1 B||^2``), or with the pseudo-inverse when ``pseudo`` or
+    ``cov`` is singular (numpy's cut-off for a Gram matrix: ``max(shape) * eps * largest eigenvalue``)."""
+    if not pseudo:
+        try:
+            half = np.linalg.solve(np.linalg.cholesky(cov), between)
+            return float((half * half).sum())
+        except np.linalg.LinAlgError:
+            pass
+    eig, vecs = np.linalg.eigh(cov)
+    keep = eig > eig.max() * max(cov.shape) * np.finfo(float).eps
     proj = vecs[:, keep].T @ between
     return float(((proj * proj).sum(1) / eig[keep]).sum())
 

@@ -114,8 +114,14 @@ def make_report(**changes) -> ReportData:
     return ReportData(**data)
 
 
-def test_full_report_has_every_section_and_plot():
-    html = render_report(make_report())
+@pytest.fixture(scope="module")
+def full_html() -> str:
+    """The full report (two runs, comparison, recommendation, notes), rendered once for this module."""
+    return render_report(make_report())
+
+
+def test_full_report_has_every_section_and_plot(full_html):
+    html = full_html
     page = Page(html)
     assert {"header", "recommendation", "comparison", "summary", "run-0", "run-1", "notes"} <= page.ids()
     images = page.named("img")
@@ -130,8 +136,8 @@ def test_full_report_has_every_section_and_plot():
     assert "84.0%" in text and "needs 6 GB of GPU memory" in text and "time budget reached" in text
 
 
-def test_report_is_self_contained():
-    html = render_report(make_report())
+def test_report_is_self_contained(full_html):
+    html = full_html
     assert "http://" not in html and "https://" not in html
     page = Page(html)
     assert not page.named("script") and not page.named("link") and not page.named("iframe")
@@ -139,8 +145,8 @@ def test_report_is_self_contained():
     assert all("src" not in attrs or attrs["src"].startswith("data:") for _, attrs in page.tags)
 
 
-def test_user_strings_are_escaped_everywhere():
-    html = render_report(make_report())
+def test_user_strings_are_escaped_everywhere(full_html):
+    html = full_html
     page = Page(html)
     assert not page.named("script"), "a class name became a script element"
     assert EVIL not in html

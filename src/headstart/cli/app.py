@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from headstart.cli import cache, demo, evaluate, fit, models, predict
+from headstart.cli import cache, compare, demo, evaluate, fit, models, predict
 from headstart.errors import HeadstartError
 
 app = typer.Typer(
@@ -15,6 +15,7 @@ app = typer.Typer(
     help="Adapt a pretrained image or text model to your labelled data: transfer learning or fine-tuning.",
 )
 app.command("fit")(fit.fit_cli)
+app.command("compare")(compare.compare_cli)
 app.command("predict")(predict.predict_cli)
 app.command("evaluate")(evaluate.evaluate_cli)
 app.command("models")(models.models_cli)

@@ -15,7 +15,7 @@ from headstart.cli.output import console, print_json, summary_table
 def fit_cli(
     data: str = typer.Argument(..., help="Image folder (root/<class>/*), or a CSV/TSV/JSONL/Parquet table."),
     model: str = typer.Option("minilm-l6", "--model", "-m", help="Built-in name, timm name, HF id or local dir."),
-    strategy: str = typer.Option("linear", "--strategy", "-s", help="linear | partial | full | lp-ft"),
+    strategy: str = typer.Option("linear", "--strategy", "-s", help="linear | partial | full | lp-ft | lora"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory [default: runs/<model>-<strategy>-<time>]"),
     val: Optional[str] = typer.Option(None, help="Validation data; default: a stratified split of DATA."),
     test: Optional[str] = typer.Option(None, help="Test data, scored once at the end."),
@@ -26,6 +26,7 @@ def fit_cli(
     test_fraction: float = typer.Option(0.0, help="Share of DATA held out as a test set when --test is not given."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable or invalid items and list them."),
     seed: int = typer.Option(0, help="Seed of the split, the head and the training order."),
+    shots: Optional[int] = typer.Option(None, help="Few-shot: keep this many training examples per class."),
     unfreeze: Optional[int] = typer.Option(None, help="partial / lp-ft: train the last N layer groups."),
     lr: Optional[float] = typer.Option(None, help="Learning rate of the top layer group."),
     head_lr: Optional[float] = typer.Option(None, help="Learning rate of the head."),
@@ -35,6 +36,8 @@ def fit_cli(
     patience: int = typer.Option(3, help="Epochs without validation improvement before stopping."),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Light image augmentation when fine-tuning."),
     hflip: bool = typer.Option(True, "--hflip/--no-hflip", help="Random horizontal flips (turn off for digits, text)."),
+    l2sp: float = typer.Option(0.0, "--l2sp", help="L2-SP weight: pull fine-tuned backbone weights toward the "
+                               "pretrained ones (instead of their weight decay); 0 = off."),
     image_size: Optional[int] = typer.Option(None, help="Input size in pixels [default: the weights' own]."),
     max_length: Optional[int] = typer.Option(None, help="Text: tokens kept per item [default: 128]."),
     weights: Optional[str] = typer.Option(None, help="Checkpoint file for the architecture named by --model."),
@@ -55,9 +58,9 @@ def fit_cli(
         data, model, strategy, val=val, test=test, out=out, overwrite=overwrite, progress=not quiet,
         text_col=text_col, label_col=label_col, image_col=image_col, val_fraction=val_fraction,
         test_fraction=test_fraction, skip_bad=skip_bad, seed=seed, unfreeze=unfreeze, lr=lr, head_lr=head_lr,
-        lr_decay=lr_decay, epochs=epochs, batch_size=batch_size, patience=patience, augment=augment, hflip=hflip,
+        lr_decay=lr_decay, shots=shots, epochs=epochs, batch_size=batch_size, patience=patience, augment=augment, hflip=hflip,
         image_size=image_size, max_length=max_length, weights=weights, device=device, precision=precision,
-        num_workers=num_workers, cache_dir=cache_dir,
+        num_workers=num_workers, cache_dir=cache_dir, l2sp=l2sp,
     )
     if json_out:
         print_json({"run": str(result.run_dir), "metrics": result.metrics, "info": result.info,

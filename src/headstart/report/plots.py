@@ -1,8 +1,9 @@
-"""The report's plots, drawn on ``matplotlib.figure.Figure`` objects (no pyplot state) and returned as PNG data URIs.
+"""The report's plots: bare ``matplotlib.figure.Figure`` objects (no pyplot state) returned as PNG data URIs.
 
-Each public function takes plain JSON-shaped data and returns ``"data:image/png;base64,..."`` or ``None``
-when there is nothing to draw. Text from user data goes through ``_plain`` so a ``$`` in a class name
-is shown as typed rather than parsed as mathtext.
+A bare ``Figure`` renders to PNG through Agg by itself, so the process-wide backend (a notebook's,
+say) is never touched. Each public function takes plain JSON-shaped data and returns
+``"data:image/png;base64,..."``, or ``None`` when there is nothing to draw. Text from user data goes
+through ``_plain``, so a ``$`` in a class name is shown as typed rather than parsed as mathtext.
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ import io
 import math
 from collections.abc import Sequence
 
-import matplotlib
 import numpy as np
+from matplotlib import ticker
 from matplotlib.figure import Figure
-
-matplotlib.use("Agg")  # no display, ever: the figures are rendered to PNG bytes
 
 # A muted palette; the usual strategies keep the same colour in every report.
 PALETTE = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
@@ -78,7 +77,7 @@ def _percent_axis(ax, values: Sequence[float], axis: str = "y") -> None:
     low = min([v for v in values if v is not None] or [0.0])
     limits = (max(0.0, math.floor(low * 10) / 10 - 0.05), 1.02)
     ax.set_xlim(*limits) if axis == "x" else ax.set_ylim(*limits)
-    getattr(ax, f"{axis}axis").set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+    getattr(ax, f"{axis}axis").set_major_formatter(ticker.PercentFormatter(1.0, decimals=0))
 
 
 def history_plot(history: list[dict]) -> str | None:
@@ -103,7 +102,7 @@ def _epoch_plot(rows: list[dict]) -> str:
                         markersize=3.5, linewidth=1.8, label=name)
         ax.axvline(best, color="#55A868", linewidth=1, linestyle=":", zorder=0)
         ax.set_xlabel("epoch", fontsize=8, color=INK)
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
         _title(ax, label)
     acc = [row.get(k) for row in rows for k in ("train_accuracy", "val_accuracy")]
     _percent_axis(acc_ax, acc)
@@ -125,7 +124,7 @@ def _probe_plot(rows: list[dict]) -> str:
             ax.plot([best["C"]], [best[key]], "o", markersize=11, markerfacecolor="none",
                     markeredgecolor="#55A868", markeredgewidth=2)
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel("C (weaker regularisation to the right)", fontsize=8, color=INK)
         _title(ax, label)
     _percent_axis(acc_ax, [r["val_accuracy"] for r in rows])
@@ -143,7 +142,7 @@ def confusion_plot(matrix: list[list[int]], classes: list[str]) -> str | None:
     rows = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
     side = min(9.0, max(3.6, 0.45 * k + 1.8))
-    fig, (ax,) = _figure(side + 0.6, side)
+    fig, (ax,) = _figure(side + 0.8, side * 0.9)  # the labels and colour bar take width, not height
     ax.grid(False)
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1, aspect="equal")
     labels = [_plain(c, 18) for c in classes]
@@ -158,7 +157,7 @@ def confusion_plot(matrix: list[list[int]], classes: list[str]) -> str | None:
                             color="white" if share[i, j] > 0.55 else INK)
     ax.set_xlabel("predicted class", fontsize=8, color=INK)
     ax.set_ylabel("true class", fontsize=8, color=INK)
-    bar = fig.colorbar(image, ax=ax, shrink=0.7, format=matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+    bar = fig.colorbar(image, ax=ax, shrink=0.7, format=ticker.PercentFormatter(1.0, decimals=0))
     bar.ax.tick_params(labelsize=7)
     bar.set_label("share of the true class", fontsize=7)
     bar.outline.set_visible(False)
@@ -218,7 +217,7 @@ def learning_curve_plot(curve: dict[str, list[dict]]) -> str | None:
     ax.set_xscale("log")
     if len(sizes) <= 8:
         ax.set_xticks(sorted(sizes), [str(s) for s in sorted(sizes)])
-        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.xaxis.set_minor_locator(ticker.NullLocator())
     ax.set_xlabel("training examples (log scale)", fontsize=8, color=INK)
     _percent_axis(ax, everything)
     ax.legend(fontsize=8, frameon=False, loc="lower right")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
@@ -17,59 +18,48 @@ from pathlib import Path
 from headstart.report import plots
 
 CSS = """
-*{box-sizing:border-box}
-body{margin:0;background:#f4f5f7;color:#24292f;font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
+*{box-sizing:border-box} dl{margin:0} .scroll{overflow-x:auto} .muted{color:#6e7781}
+body{margin:0;background:#f4f5f7;color:#24292f;font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif}
 main{max-width:1100px;margin:0 auto;padding:28px 24px 40px}
 header,section{background:#fff;border:1px solid #e3e6ea;border-radius:10px;padding:22px 26px;margin-bottom:18px}
-.brand,.eyebrow{font-size:12px;font-weight:600;letter-spacing:.08em;text-transform:uppercase;color:#4C72B0}
-h1{font-size:28px;margin:4px 0 2px;line-height:1.25}
-h2{font-size:20px;margin:0 0 14px}
+h1{font-size:28px;margin:4px 0 2px;line-height:1.25} h2{font-size:20px;margin:0 0 14px}
 h3{font-size:14px;text-transform:uppercase;letter-spacing:.05em;color:#57606a;margin:22px 0 8px}
+.brand,.eyebrow{font-size:12px;font-weight:600;letter-spacing:.08em;text-transform:uppercase;color:#4C72B0}
 .subtitle,.lede{color:#57606a;margin:0 0 12px}
-dl{margin:0}
 .facts{display:flex;flex-wrap:wrap;gap:10px 28px;border-top:1px solid #eef0f2;padding-top:12px}
-.facts dt,.kv dt,.chip span{font-size:12px;color:#6e7781}
-.facts dd{margin:0;font-weight:600;word-break:break-all}
-.callout{border-left:5px solid #55A868;background:#f6fbf7}
-.callout h2{font-size:24px;margin:2px 0 8px}
-.strategy{color:#2f7a43}
-.reasons{margin:0 0 12px;padding-left:20px}
-.chips{display:flex;flex-wrap:wrap;gap:8px}
-.chip{background:#fff;border:1px solid #d8e7dc;border-radius:8px;padding:5px 11px}
-.chip span{display:block}
+.facts dt,.kv dt,.chip span{font-size:12px;color:#6e7781} .facts dd{margin:0;font-weight:600;word-break:break-all}
+.callout{border-left:5px solid #55A868;background:#f6fbf7} .callout h2{font-size:24px;margin:2px 0 8px}
+.strategy{color:#2f7a43} .reasons{margin:0 0 12px;padding-left:20px} .chips{display:flex;flex-wrap:wrap;gap:8px}
+.chip{background:#fff;border:1px solid #d8e7dc;border-radius:8px;padding:5px 11px} .chip span{display:block}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(330px,1fr));gap:14px}
 .card{border:1px solid #e3e6ea;border-radius:10px;padding:16px 18px;display:flex;flex-wrap:wrap;gap:4px 36px}
-.hero{flex:1 1 250px}.card .kv{flex:1 1 290px}
-.card-head{display:flex;align-items:center;gap:8px;margin-bottom:6px}
-.big{font-size:40px;font-weight:700;line-height:1.1;color:#1f3f73}
-.sub{color:#57606a;font-size:13px}
+.hero{flex:1 1 250px} .card .kv{flex:1 1 290px} .card-head{display:flex;align-items:center;gap:8px;margin-bottom:6px}
+.big{font-size:40px;font-weight:700;line-height:1.1;color:#1f3f73} .sub{color:#57606a;font-size:13px}
 .cibar{position:relative;height:8px;background:#eef0f2;border-radius:4px;margin:10px 0 14px}
 .cibar .range{position:absolute;top:0;bottom:0;background:#a9bfe0;border-radius:4px}
-.cibar .dot{position:absolute;top:-3px;width:14px;height:14px;margin-left:-7px;border-radius:50%;background:#4C72B0;border:2px solid #fff}
+.cibar .dot{position:absolute;top:-3px;width:14px;height:14px;margin-left:-7px;border-radius:50%;
+  background:#4C72B0;border:2px solid #fff}
 .kv div{display:flex;justify-content:space-between;gap:12px;border-top:1px solid #f0f1f3;padding:5px 0}
 .kv dd{margin:0;font-weight:600;text-align:right}
-.tag,.badge{font-size:12px;border-radius:999px;padding:1px 9px;background:#eef2f8;color:#3b5b8f;font-weight:600;vertical-align:middle}
-.badge.ok{background:#e3f3e7;color:#2f7a43}.badge.skipped{background:#eef0f2;color:#6e7781}.badge.stopped{background:#fff3d6;color:#8a5a00}
-.scroll{overflow-x:auto}
+.tag,.badge{font-size:12px;border-radius:999px;padding:1px 9px;background:#eef2f8;color:#3b5b8f;font-weight:600;
+  vertical-align:middle}
+.badge.ok{background:#e3f3e7;color:#2f7a43} .badge.skipped{background:#eef0f2;color:#6e7781}
+.badge.stopped{background:#fff3d6;color:#8a5a00}
 table{border-collapse:collapse;width:100%;font-size:14px;font-variant-numeric:tabular-nums}
 th{text-align:left;font-size:12px;color:#6e7781;font-weight:600;border-bottom:2px solid #d8dde3;padding:6px 10px}
 td{border-bottom:1px solid #eef0f2;padding:7px 10px;vertical-align:top;white-space:nowrap}
-td.name,td.reason{white-space:normal}
-td small{display:block;color:#6e7781;font-size:11px}
+td small{display:block;color:#6e7781;font-size:11px} td.name,td.reason{white-space:normal}
 caption{caption-side:bottom;text-align:left;color:#6e7781;font-size:12px;padding-top:6px}
-.name{font-weight:600;word-break:break-word}
-.reason{color:#6e7781;font-size:12px;font-weight:400}
-tr.recommended td{background:#f3faf5}tr.skipped td{color:#8c959f}
-tr.weak td{background:#fdf1f0}tr.weak td.name{color:#b3261e}
-.meter{display:inline-block;width:56px;height:6px;background:#eef0f2;border-radius:3px;margin-right:8px;vertical-align:middle}
+.name{font-weight:600;word-break:break-word} .reason{color:#6e7781;font-size:12px;font-weight:400}
+tr.recommended td{background:#f3faf5} tr.skipped td{color:#8c959f}
+tr.weak td{background:#fdf1f0} tr.weak td.name{color:#b3261e} tr.weak .meter span{background:#C44E52}
+.meter{display:inline-block;width:56px;height:6px;background:#eef0f2;border-radius:3px;margin-right:8px;
+  vertical-align:middle}
 .meter span{display:block;height:100%;background:#4C72B0;border-radius:3px}
-tr.weak .meter span{background:#C44E52}
-figure{margin:10px 0}figure img{max-width:100%;height:auto;display:block}
-figcaption{color:#6e7781;font-size:12px;margin-top:4px}
+figure{margin:10px 0} figure img{max-width:100%;height:auto;display:block}
+figcaption{color:#6e7781;font-size:12px;margin-top:4px} .notes li{margin-bottom:4px}
 .pair{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:22px;align-items:start}
-.pair.stack{grid-template-columns:1fr}
-@media (max-width:800px){.pair{grid-template-columns:1fr}}
-.notes li{margin-bottom:4px}.muted{color:#6e7781}
+.pair.stack{grid-template-columns:1fr} @media (max-width:800px){.pair{grid-template-columns:1fr}}
 footer{color:#8c959f;font-size:12px;text-align:center}
 """
 
@@ -207,11 +197,12 @@ def _value(value: object) -> str:
 
 
 def _data_summary(split: dict) -> str:
-    sizes = split.get("sizes") or {}
-    counts = " · ".join(f"{n:,} {name}" for name, n in sizes.items() if n)
-    origins = [o for key in ("train_origins", "val_origins", "test_origins") for o in split.get(key) or []]
+    """Where the items came from (their common file or folder) and the split sizes."""
+    counts = " · ".join(f"{n:,} {name}" for name, n in (split.get("sizes") or {}).items() if n)
+    origins = {re.sub(r" (line|row|list item) \d+$", "", o)
+               for key in ("train_origins", "val_origins", "test_origins") for o in split.get(key) or []}
     try:
-        root = os.path.commonpath(origins) if origins else ""
+        root = origins.pop() if len(origins) == 1 else os.path.commonpath(origins) if origins else ""
     except ValueError:  # mixed absolute and relative origins
         root = ""
     return " — ".join(part for part in (root, counts) if part)
@@ -283,7 +274,7 @@ def _comparison_row(row: dict, recommended: str | None) -> str:
     status = str(row.get("status") or "ok")
     name = escape(str(row.get("strategy", "?")))
     reason = f'<div class="reason">{escape(str(row["reason"]))}</div>' if row.get("reason") else ""
-    cls = " ".join(c for c in ("recommended" if row.get("strategy") == recommended else "", status) if c)
+    cls = escape(" ".join(c for c in ("recommended" if row.get("strategy") == recommended else "", status) if c))
     first = f'<td class="name">{name}{reason if status != "skipped" else ""}</td>' \
             f'<td><span class="badge {escape(status)}">{escape(status)}</span></td>'
     if status == "skipped":
@@ -340,10 +331,12 @@ def _run_details(index: int, run: dict) -> str:
     matrix = _figure(plots.confusion_plot(scores.get("confusion_matrix") or [], classes), "confusion matrix",
                      f"Confusion matrix on the {_SPLITS[split]} set: rows are true classes, columns predictions; "
                      "colour is the share of the true class.")
+    layout = " stack" if len(classes) > 12 else ""  # a big matrix gets the full width
     return (f'<section id="run-{index}" class="run"><h2>{escape(str(run.get("name", "")))} '
             f'<span class="tag">{escape(str(run.get("strategy", "")))}</span></h2>'
             f'<h3>Training curves</h3>{curves or "<p class=muted>No training history was recorded.</p>"}'
-            f'<h3>Per class ({_SPLITS[split]} set)</h3><div class="pair{" stack" if len(classes) > 12 else ""}">{matrix}{_per_class(scores)}</div></section>')
+            f'<h3>Per class ({_SPLITS[split]} set)</h3><div class="pair{layout}">{matrix}{_per_class(scores)}</div>'
+            "</section>")
 
 
 def _per_class(scores: dict) -> str:

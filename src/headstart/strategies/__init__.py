@@ -3,12 +3,14 @@
 from headstart.strategies.base import FitContext, Strategy, StrategyResult
 from headstart.strategies.full import Full
 from headstart.strategies.linear import Linear
+from headstart.strategies.lora import LoRA
 from headstart.strategies.lpft import LPFT
 from headstart.strategies.partial import Partial
 from headstart.strategies.registry import STRATEGIES, make_strategy, register_strategy
 
 __all__ = [
     "LPFT",
+    "LoRA",
     "STRATEGIES",
     "FitContext",
     "Full",

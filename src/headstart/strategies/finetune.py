@@ -45,5 +45,6 @@ def finetune(backbone: Backbone, splits: DataSplits, ctx: FitContext, *, unfreez
                     ctx.device, ctx.train_precision, ctx.progress)
     model.cpu()
     info = {"unfrozen_groups": n, "layer_groups": len(groups), "best_epoch": outcome.best_epoch,
-            "stopped_early": outcome.stopped_early, "lr": top, "head_lr": settings.head_lr, "lr_decay": lr_decay}
+            "stopped_early": outcome.stopped_early, "stopped": "budget" if outcome.out_of_time else None,
+            "lr": top, "head_lr": settings.head_lr, "lr_decay": lr_decay}
     return StrategyResult(model, count, outcome.history, info)

@@ -1,0 +1,91 @@
+"""`headstart compare`: every strategy on the same data and backbone, measured side by side."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from headstart.cli.output import console, fmt_count, print_json
+from headstart.compare import DEFAULT_STRATEGIES, Comparison, compare
+
+
+def compare_cli(
+    data: str = typer.Argument(..., help="Image folder (root/<class>/*), or a CSV/TSV/JSONL/Parquet table."),
+    model: str = typer.Option("minilm-l6", "--model", "-m", help="Built-in name, timm name, HF id or local dir."),
+    strategies: str = typer.Option(",".join(DEFAULT_STRATEGIES), help="Comma-separated strategies to compare."),
+    budget: Optional[str] = typer.Option(None, help="Time budget for the whole comparison, e.g. 90s, 15m, 1h."),
+    seeds: Optional[int] = typer.Option(None, help="Repeat over this many split seeds [default: 3 below 500 examples]."),
+    folds: Optional[int] = typer.Option(None, help="Repeat over K stratified folds instead of seeds."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to save [default: runs/compare-<time>]"),
+    val: Optional[str] = typer.Option(None, help="Validation data; default: a stratified split of DATA."),
+    test: Optional[str] = typer.Option(None, help="Test data, scored once per fit."),
+    text_col: Optional[str] = typer.Option(None, help="Table column with the texts."),
+    label_col: Optional[str] = typer.Option(None, help="Table column with the labels."),
+    image_col: Optional[str] = typer.Option(None, help="Table column with image paths."),
+    test_fraction: float = typer.Option(0.0, help="Share of DATA held out as a test set when --test is not given."),
+    shots: Optional[int] = typer.Option(None, help="Few-shot: keep this many training examples per class."),
+    unfreeze: Optional[int] = typer.Option(None, help="partial / lp-ft: train the last N layer groups."),
+    epochs: int = typer.Option(10, help="Most epochs of fine-tuning."),
+    image_size: Optional[int] = typer.Option(None, help="Input size in pixels [default: the weights' own]."),
+    max_length: Optional[int] = typer.Option(None, help="Text: tokens kept per item [default: 128]."),
+    hflip: bool = typer.Option(True, "--hflip/--no-hflip", help="Random horizontal flips when fine-tuning."),
+    seed: int = typer.Option(0, help="Seed of the first split; repeats use seed+1, seed+2..."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing comparison at --out."),
+    json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Compare transfer learning and fine-tuning strategies on DATA with MODEL.
+
+    Example: headstart compare data/pets --model mobilenetv2 --strategies linear,partial,full --budget 15m
+    """
+    out = out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    names = [s.strip() for s in strategies.split(",") if s.strip()]
+    result = compare(
+        data, model, names, budget=budget, seeds=seeds, folds=folds, val=val, test=test, progress=not quiet,
+        text_col=text_col, label_col=label_col, image_col=image_col, test_fraction=test_fraction, shots=shots,
+        unfreeze=unfreeze, epochs=epochs, image_size=image_size, max_length=max_length, hflip=hflip, seed=seed,
+        device=device,
+    )
+    result.save(out, overwrite)
+    if json_out:
+        print_json(result.to_dict())
+        return
+    console.print(comparison_table(result, f"{result.model} on {data}"))
+    for row in result.rows:
+        if row["reason"]:
+            console.print(f"[yellow]{row['strategy']}[/]: {row['reason']}", highlight=False)
+    console.print(f"Saved to [bold]{out}[/] (comparison.json, report.html, runs/<strategy>).", highlight=False,
+                  soft_wrap=True)
+
+
+def _ci(stat: dict | None) -> str:
+    if not stat or stat.get("n", 1) == 0:
+        return "-"
+    lo, hi = stat["ci95"]
+    return f"{stat['mean']:.3f} [{lo:.2f}, {hi:.2f}]"
+
+
+def comparison_table(c: Comparison, title: str) -> Table:
+    """Scope, data needs, cost, adaptability and overfitting, one row per strategy."""
+    table = Table(title=f"{title} ({c.repeats} {c.repeat_kind}{f', {c.shots} shots' if c.shots else ''})")
+    cols = ("strategy", "trainable (share)", "val acc [95% CI]", "val macro-F1", "test acc [95% CI]",
+            "train-val gap", "learning curve (val acc)", "time / fit", "peak mem", "status")
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("strategy", "learning curve (val acc)", "status") else "right")
+    for row in c.rows:
+        if row["status"] == "skipped":
+            table.add_row(row["strategy"], *["-"] * 8, "skipped")
+            continue
+        curve = " ".join(f"{p['n']}:{p['accuracy']['mean']:.2f}" for p in c.learning_curve[row["strategy"]])
+        table.add_row(
+            row["strategy"], f"{fmt_count(row['trainable_params'])} ({row['trainable_share']:.1%})",
+            _ci(row["val_accuracy"]), f"{row['val_macro_f1']['mean']:.3f}", _ci(row["test_accuracy"]),
+            f"{row['gap']['mean']:+.3f}", curve, f"{row['seconds']:.1f} s", f"{row['peak_rss_mb']:.0f} MB",
+            row["status"],
+        )
+    return table
