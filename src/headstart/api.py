@@ -53,18 +53,23 @@ class FitResult:
 def fit(data: Any, model: str | Backbone = "minilm-l6", strategy: str = "linear", *, val: Any = None,
         test: Any = None, out: str | Path | None = None, overwrite: bool = False, progress: bool = True,
         **options: Any) -> FitResult:
-    """Adapt a pretrained ``model`` to labelled ``data`` with ``strategy`` (linear, partial, full, lp-ft, lora).
+    """Adapt a pretrained ``model`` to labelled ``data`` with ``strategy`` (linear, partial, full, lp-ft, lora, auto).
 
     ``data`` is an image folder, a table file, a DataFrame or an ``(items, labels)`` pair; ``options``
     are FitConfig fields (``epochs=5``, ``image_size=96``, ``shots=8``...). With ``out`` the run
     directory (and its report.html) is written.
     """
     cfg = config_for(model, strategy, options)
-    strat = make_strategy(strategy, **cfg.strategy_options())
     if out is not None:
         check_out(Path(out), overwrite)  # before any work: never train for nothing
-    splits, backbone = prepare(data, model, cfg, val, test)
-    fitted = fit_prepared(splits, backbone, cfg, strat, progress)
+    if strategy == "auto":
+        from headstart.advise import fit_auto  # advise builds on this module
+
+        fitted = fit_auto(data, model, val=val, test=test, progress=progress, **options)
+    else:
+        strat = make_strategy(strategy, **cfg.strategy_options())
+        splits, backbone = prepare(data, model, cfg, val, test)
+        fitted = fit_prepared(splits, backbone, cfg, strat, progress)
     if out is not None:
         fitted.save(out, overwrite)
     return fitted

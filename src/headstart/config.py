@@ -30,6 +30,7 @@ class FitConfig:
     skip_bad: bool = False
     seed: int = 0
     shots: int | None = None  # keep this many training examples per class (few-shot)
+    budget: str | float | None = None  # strategy auto: time for the recommended fine-tuning ("15m")
     # strategy
     unfreeze: int | None = None  # partial / lp-ft: number of last layer groups to train
     lr: float | None = None

@@ -94,7 +94,8 @@ def make_comparison() -> dict:
                 "seconds": seconds, "peak_rss_mb": 1500.0, "val_accuracy": stat(acc), "val_macro_f1": stat(acc - 0.03),
                 "test_accuracy": stat(acc - 0.01), "gap": {"mean": 0.08}, "status": status, "reason": reason}
 
-    skipped = {"strategy": "full", "status": "skipped", "reason": f"needs 6 GB of GPU memory; {EVIL}"}
+    skipped = {"strategy": "full", "status": "skipped", "reason": f"needs 6 GB of GPU memory; {EVIL}",  # as compare
+               "trainable_params": 0, "val_accuracy": {"mean": float("nan"), "ci95": [float("nan")] * 2, "n": 0}}
     curve = {name: [{"fraction": f, "n": int(400 * f), "accuracy": stat(base + 0.2 * f, 0.08 - 0.05 * f)}
                     for f in (0.1, 0.25, 0.5, 1.0)] for name, base in (("linear", 0.6), ("partial", 0.55))}
     return {"rows": [row("linear", 0.78, 6405, 9.5), row("partial", 0.84, 1_685_187, 310.0),
@@ -134,6 +135,17 @@ def test_full_report_has_every_section_and_plot(full_html):
         assert heading in text
     assert len(page.named("article")) == 2  # one summary card per run
     assert "84.0%" in text and "needs 6 GB of GPU memory" in text and "time budget reached" in text
+    assert "nan" not in text.lower()  # a skipped strategy's NaN accuracy is not shown as a number
+
+
+def test_comparison_survives_a_json_round_trip():
+    comparison = json.loads(json.dumps(make_comparison()))  # NaN travels as JSON NaN, as comparison.json holds it
+    comparison["rows"][1]["test_accuracy"] = None
+    html = render_report(make_report(runs=[], comparison=comparison, recommendation=None, notes=[]))
+    page = Page(html)
+    assert len(page.named("img")) == 2  # accuracy/time overview and learning curve
+    assert {"comparison", "learning-curve"} <= page.ids() and "summary" not in page.ids()
+    assert "nan" not in page.all_text().lower()
 
 
 def test_report_is_self_contained(full_html):

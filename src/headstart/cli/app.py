@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from headstart.cli import cache, compare, demo, evaluate, fit, models, predict
+from headstart.cli import advise, cache, compare, demo, evaluate, fit, models, predict
 from headstart.errors import HeadstartError
 
 app = typer.Typer(
@@ -16,6 +16,7 @@ app = typer.Typer(
 )
 app.command("fit")(fit.fit_cli)
 app.command("compare")(compare.compare_cli)
+app.command("advise")(advise.advise_cli)
 app.command("predict")(predict.predict_cli)
 app.command("evaluate")(evaluate.evaluate_cli)
 app.command("models")(models.models_cli)

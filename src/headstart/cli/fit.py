@@ -58,7 +58,7 @@ def fit_cli(
         data, model, strategy, val=val, test=test, out=out, overwrite=overwrite, progress=not quiet,
         text_col=text_col, label_col=label_col, image_col=image_col, val_fraction=val_fraction,
         test_fraction=test_fraction, skip_bad=skip_bad, seed=seed, unfreeze=unfreeze, lr=lr, head_lr=head_lr,
-        lr_decay=lr_decay, shots=shots, epochs=epochs, batch_size=batch_size, patience=patience, augment=augment, hflip=hflip,
+        lr_decay=lr_decay, shots=shots, budget=budget, epochs=epochs, batch_size=batch_size, patience=patience, augment=augment, hflip=hflip,
         image_size=image_size, max_length=max_length, weights=weights, device=device, precision=precision,
         num_workers=num_workers, cache_dir=cache_dir, l2sp=l2sp,
     )

@@ -34,6 +34,26 @@ def strategy_colour(name: str, order: Sequence[str] = ()) -> str:
     return PALETTE[(len(KNOWN) + position) % len(PALETTE)]
 
 
+def finite(value: object) -> float | None:
+    """``value`` as a float, or None when it is missing or not finite (JSON ``NaN`` marks a skipped result)."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _mean(stat: dict | None) -> float | None:
+    return finite((stat or {}).get("mean"))
+
+
+def _interval(stat: dict) -> tuple[float, float]:
+    """The 95% interval of a ``{"mean", "ci95"}`` stat; the mean itself where the interval is missing."""
+    mean = _mean(stat) or 0.0
+    bounds = [finite(b) for b in (stat.get("ci95") or [])[:2]]
+    return (bounds[0], bounds[1]) if len(bounds) == 2 and None not in bounds else (mean, mean)
+
+
 def _plain(text: object, limit: int = 28) -> str:
     """User text as literal matplotlib text: ``$`` escaped, long names shortened."""
     s = str(text)
@@ -74,7 +94,7 @@ def css_width(uri: str) -> int:
 
 def _percent_axis(ax, values: Sequence[float], axis: str = "y") -> None:
     """A 0-100% axis cut just below the lowest value, so differences near the top stay visible."""
-    low = min([v for v in values if v is not None] or [0.0])
+    low = min([v for v in map(finite, values) if v is not None] or [0.0])
     limits = (max(0.0, math.floor(low * 10) / 10 - 0.05), 1.02)
     ax.set_xlim(*limits) if axis == "x" else ax.set_ylim(*limits)
     getattr(ax, f"{axis}axis").set_major_formatter(ticker.PercentFormatter(1.0, decimals=0))
@@ -166,7 +186,7 @@ def confusion_plot(matrix: list[list[int]], classes: list[str]) -> str | None:
 
 def comparison_plot(rows: list[dict]) -> str | None:
     """Validation accuracy (mean with 95% CI) and time of each strategy that ran, side by side."""
-    done = [r for r in rows if (r.get("val_accuracy") or {}).get("mean") is not None]
+    done = [r for r in rows if r.get("status") != "skipped" and _mean(r.get("val_accuracy")) is not None]
     if not done:
         return None
     names = [str(r["strategy"]) for r in done]
@@ -174,7 +194,7 @@ def comparison_plot(rows: list[dict]) -> str | None:
     y = np.arange(len(done))[::-1]
     for yi, row, name in zip(y, done, names):
         acc, colour = row["val_accuracy"], strategy_colour(name, names)
-        lo, hi = (acc.get("ci95") or [acc["mean"], acc["mean"]])[:2]
+        lo, hi = _interval(acc)
         acc_ax.plot([lo, hi], [yi, yi], color=colour, linewidth=3, alpha=0.35, solid_capstyle="round")
         acc_ax.plot([acc["mean"]], [yi], "o", color=colour, markersize=8)
         acc_ax.annotate(f"{acc['mean']:.1%}", xy=(acc["mean"], yi), xytext=(0, 7), textcoords="offset points",
@@ -187,7 +207,7 @@ def comparison_plot(rows: list[dict]) -> str | None:
     for ax in (acc_ax, time_ax):
         ax.set_yticks(y, [_plain(n) for n in names])
         ax.set_ylim(-0.7, len(done) - 0.3)
-    lows = [(r["val_accuracy"].get("ci95") or [r["val_accuracy"]["mean"]])[0] for r in done]
+    lows = [_interval(r["val_accuracy"])[0] for r in done]
     _percent_axis(acc_ax, lows, axis="x")
     time_ax.margins(x=0.25)
     _title(acc_ax, "Validation accuracy (95% CI)")
@@ -198,7 +218,7 @@ def comparison_plot(rows: list[dict]) -> str | None:
 
 def learning_curve_plot(curve: dict[str, list[dict]]) -> str | None:
     """Accuracy against training-set size (log x), one line per strategy with its 95% CI band."""
-    curve = {name: [p for p in points if (p.get("accuracy") or {}).get("mean") is not None]
+    curve = {name: [p for p in points if _mean(p.get("accuracy")) is not None and p.get("n")]
              for name, points in (curve or {}).items()}
     curve = {name: sorted(points, key=lambda p: p["n"]) for name, points in curve.items() if points}
     if not curve:
@@ -209,7 +229,7 @@ def learning_curve_plot(curve: dict[str, list[dict]]) -> str | None:
         colour = strategy_colour(name, names)
         n = [p["n"] for p in points]
         mean = [p["accuracy"]["mean"] for p in points]
-        ci = [p["accuracy"].get("ci95") or [m, m] for p, m in zip(points, mean)]
+        ci = [_interval(p["accuracy"]) for p in points]
         ax.fill_between(n, [c[0] for c in ci], [c[1] for c in ci], color=colour, alpha=0.15, linewidth=0)
         ax.plot(n, mean, "-o", color=colour, markersize=4, linewidth=2, label=_plain(name))
         everything += [c[0] for c in ci]

@@ -169,11 +169,13 @@ def _headline(metrics: dict) -> tuple[str, dict]:
 
 
 def _pct(value: float | None, digits: int = 1) -> str:
+    value = plots.finite(value)
     return "—" if value is None else f"{100 * value:.{digits}f}%"
 
 
 def _ci(ci: Sequence[float] | None) -> str:
-    return "" if not ci else f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}%"
+    bounds = [plots.finite(b) for b in (ci or [])[:2]]
+    return "" if len(bounds) < 2 or None in bounds else f"{100 * bounds[0]:.1f}–{100 * bounds[1]:.1f}%"
 
 
 def _count(n: float | None) -> str:
@@ -263,7 +265,7 @@ def _comparison(comp: dict | None, recommended: str | None) -> str:
 
 
 def _stat(stat: dict | None, as_points: bool = False) -> str:
-    if not stat or stat.get("mean") is None:
+    if plots.finite((stat or {}).get("mean")) is None:
         return "—"
     mean = f"{100 * stat['mean']:+.1f} pts" if as_points else _pct(stat["mean"])
     ci = stat.get("ci95")

@@ -1,0 +1,55 @@
+"""`headstart advise`: rank backbones on your data and recommend a strategy, with reasons in numbers."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from headstart.advise import advise
+from headstart.cli.output import console, fmt_count, print_json
+
+
+def advise_cli(
+    data: str = typer.Argument(..., help="Image folder (root/<class>/*), or a CSV/TSV/JSONL/Parquet table."),
+    models: str = typer.Option(..., "--models", "-m", help="Comma-separated candidates, e.g. mobilenetv2,efficientnet-lite0"),
+    budget: Optional[str] = typer.Option(None, help="Time you can give fine-tuning, e.g. 10m."),
+    text_col: Optional[str] = typer.Option(None, help="Table column with the texts."),
+    label_col: Optional[str] = typer.Option(None, help="Table column with the labels."),
+    image_col: Optional[str] = typer.Option(None, help="Table column with image paths."),
+    shots: Optional[int] = typer.Option(None, help="Few-shot: keep this many training examples per class."),
+    epochs: int = typer.Option(10, help="Epochs assumed for the fine-tuning time estimate."),
+    image_size: Optional[int] = typer.Option(None, help="Input size in pixels [default: the weights' own]."),
+    max_length: Optional[int] = typer.Option(None, help="Text: tokens kept per item [default: 128]."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    json_out: bool = typer.Option(False, "--json", help="Print the advice as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Rank candidate backbones by LogME, H-score and a cross-validated probe; recommend a strategy.
+
+    Example: headstart advise data/pets --models mobilenetv2,efficientnet-lite0 --budget 10m
+    """
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    advice = advise(data, names, budget=budget, progress=not quiet, text_col=text_col, label_col=label_col,
+                    image_col=image_col, shots=shots, epochs=epochs, image_size=image_size, max_length=max_length,
+                    device=device)
+    if json_out:
+        print_json(advice.to_dict())
+        return
+    table = Table(title=f"Backbones ranked on {data}")
+    for col in ("rank", "model", "LogME", "H-score", "probe acc (5-fold) [95% CI]", "curve slope / doubling",
+                "params", "features", "scored in"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for i, r in enumerate(advice.ranking, 1):
+        lo, hi = r["probe"]["ci95"]
+        table.add_row(str(i), r["model"], f"{r['logme']:.3f}", f"{r['h_score']:.2f}",
+                      f"{r['probe']['mean']:.3f} [{lo:.2f}, {hi:.2f}]", f"{r['curve']['slope']:+.3f}",
+                      fmt_count(r["parameters"]), str(r["feature_dim"]), f"{r['seconds']:.1f} s")
+    console.print(table)
+    rec = advice.recommendation
+    console.print(f"Recommendation: [bold]{rec['model']}[/] with [bold]{rec['strategy']}[/]", highlight=False)
+    for reason in rec["reasons"]:
+        console.print(f"  - {reason}", highlight=False, soft_wrap=True)
+    console.print(f"Next: headstart fit {data} --model {rec['model']} --strategy {rec['strategy']}", highlight=False,
+                  soft_wrap=True)
