@@ -1,7 +1,7 @@
 """advise: rank candidate backbones on cached features, then recommend a strategy with its reasons in numbers.
 
-Ranking uses LogME (You et al., ICML 2021) first, then the H-score and a cross-validated linear probe,
-all on frozen features that the cache keeps for later fits. The recommendation weighs examples per
+Ranking combines LogME (You et al., ICML 2021), the H-score (Bao et al. 2019) and a cross-validated
+linear probe by mean rank, all on frozen features that the cache keeps for later fits. The recommendation weighs examples per
 class, the probe's accuracy and how much its learning curve still rises, a fine-tuning time estimated
 from a measured training step, and the budget.
 """
@@ -48,7 +48,7 @@ class Advice:
 
 def advise(data: Any, models: Sequence[str | Backbone] = ("minilm-l6",), *, budget: str | float | None = None,
            val: Any = None, test: Any = None, progress: bool = True, **options: Any) -> Advice:
-    """Rank ``models`` on ``data`` by LogME, H-score and a CV probe; recommend a model and a strategy."""
+    """Rank ``models`` on ``data`` by LogME, H-score and a CV probe (mean rank); recommend a model and strategy."""
     cfg = config_for(models[0], "linear", options)
     splits, first = prepare(data, models[0], cfg, val, test)
     device = resolve_device(cfg.device)
@@ -59,12 +59,26 @@ def advise(data: Any, models: Sequence[str | Backbone] = ("minilm-l6",), *, budg
         backbone = first if i == 0 else (model if isinstance(model, Backbone) else load_backbone(
             model, image_size=cfg.image_size, max_length=cfg.max_length))
         ranking.append(score_backbone(backbone, splits, cache, extraction))
-    ranking.sort(key=lambda r: (r["logme"], r["probe"]["mean"]), reverse=True)
+    rank_by_evidence(ranking)
     best = first if ranking[0]["model"] == first.name else load_backbone(
         ranking[0]["model"], image_size=cfg.image_size, max_length=cfg.max_length)
     step = measure_step_seconds(best, splits, cfg.batch_size, device)
     rec = recommend(ranking[0], splits, step, cfg.batch_size, cfg.epochs, Budget.parse(budget).total)
     return Advice(ranking, rec)
+
+
+def rank_by_evidence(ranking: list[dict]) -> None:
+    """Sort in place by the mean rank under LogME, H-score and probe accuracy (probe breaks ties).
+
+    The three can disagree; the mean rank follows the majority, and each score stays in the table.
+    """
+    keys = {"logme": lambda r: r["logme"], "h_score": lambda r: r["h_score"], "probe": lambda r: r["probe"]["mean"]}
+    for name, key in keys.items():
+        for position, row in enumerate(sorted(ranking, key=key, reverse=True), 1):
+            row.setdefault("ranks", {})[name] = position
+    for row in ranking:
+        row["mean_rank"] = sum(row["ranks"].values()) / len(keys)
+    ranking.sort(key=lambda r: (r["mean_rank"], -r["probe"]["mean"]))
 
 
 def score_backbone(backbone: Backbone, splits: DataSplits, cache: FeatureCache, extraction: Extraction) -> dict:
@@ -123,8 +137,9 @@ def recommend(top: dict, splits: DataSplits, step: dict, batch_size: int, epochs
     numbers = {"examples_per_class_min": per_class, "probe_accuracy": probe, "probe_ci95": top["probe"]["ci95"],
                "slope_per_doubling": slope, "estimated_partial_s": est["partial"], "estimated_full_s": est["full"],
                "budget_s": budget_s, "logme": top["logme"]}
-    reasons = [f"{top['model']} ranks first by LogME ({top['logme']:.3f}); its cross-validated linear probe "
-               f"reaches {probe:.3f} (95% CI {top['probe']['ci95'][0]:.3f}-{top['probe']['ci95'][1]:.3f})."]
+    reasons = [f"{top['model']} ranks first (mean rank {top['mean_rank']:.1f} over LogME {top['logme']:.3f}, "
+               f"H-score {top['h_score']:.2f} and the probe); its cross-validated linear probe reaches "
+               f"{probe:.3f} (95% CI {top['probe']['ci95'][0]:.3f}-{top['probe']['ci95'][1]:.3f})."]
     if probe >= CEILING:
         strategy = "linear"
         reasons.append(f"The probe is at the ceiling (>= {CEILING}): fine-tuning could add at most "

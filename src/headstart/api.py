@@ -18,6 +18,7 @@ from headstart.engine import predict_logits
 from headstart.errors import DataError
 from headstart.features import Extraction, FeatureCache
 from headstart.metrics import classification_metrics
+from headstart.report import render_run_report
 from headstart.runs import Predictor, check_out, load_predictor, read_json, save_run
 from headstart.strategies import FitContext, Strategy, StrategyResult, make_strategy
 
@@ -43,10 +44,11 @@ class FitResult:
         return self.predictor.predict(inputs, **options)
 
     def save(self, out: str | Path, overwrite: bool = False) -> Path:
-        """Write the run directory (config, split, history, metrics, model)."""
+        """Write the run directory (config, split, history, metrics, model) and its report.html."""
         records = {"config.json": {"config": self.config.to_dict()}, "split.json": self.split,
                    "metrics.json": self.metrics}
         self.run_dir = save_run(Path(out), self.predictor, records, self.history, overwrite)
+        render_run_report(self.run_dir)
         return self.run_dir
 
 

@@ -9,6 +9,7 @@ A time budget is respected: a fit that would not finish in it is skipped or stop
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -25,6 +26,7 @@ from headstart.config import FitConfig
 from headstart.data import DataSplits, Dataset
 from headstart.data.split import carve
 from headstart.errors import ConfigError
+from headstart.report import ReportData, read_run, render_report
 from headstart.runs import check_out, write_json_atomic
 from headstart.strategies import STRATEGIES, make_strategy
 
@@ -39,6 +41,7 @@ class Comparison:
     """Per-strategy rows (means with 95% intervals), learning curves, and the fits behind them."""
 
     model: str
+    data: str
     classes: list[str]
     rows: list[dict]
     learning_curve: dict[str, list[dict]]
@@ -60,14 +63,49 @@ class Comparison:
         """Write ``out/comparison.json`` and each strategy's first fit as a run under ``out/runs/``."""
         out = Path(out)
         check_out(out, overwrite)
+        runs = []
         for strategy, result in self.fits.items():
-            result.save(out / "runs" / strategy, overwrite=True)
+            run_dir = result.save(out / "runs" / strategy, overwrite=True)
+            runs.append(read_run(run_dir))
         write_json_atomic(out / "comparison.json", self.to_dict())
+        notes = [f"Few-shot: {self.shots} training examples per class."] if self.shots else []
+        notes.append(f"Each strategy ran {self.repeats} time(s) over {self.repeat_kind}; intervals are 95%.")
+        report = ReportData(title=f"Transfer learning vs fine-tuning: {self.model}", subtitle=self.data,
+                            runs=runs, comparison=self.to_dict(), recommendation=self.recommendation(), notes=notes)
+        tmp = out / f".report.html.tmp-{os.getpid()}"
+        tmp.write_text(render_report(report), encoding="utf-8")
+        os.replace(tmp, out / "report.html")
         return out
+
+    def recommendation(self) -> dict | None:
+        """The strategy to use, preferring the cheaper one when the difference is within noise."""
+        done = {r["strategy"]: r for r in self.rows if r["status"] != "skipped"}
+        best = self.best()
+        if best is None:
+            return None
+        b = done[best]
+        reasons = [f"{best} has the best validation accuracy: {b['val_accuracy']['mean']:.3f} "
+                   f"(95% CI {b['val_accuracy']['ci95'][0]:.3f}-{b['val_accuracy']['ci95'][1]:.3f})."]
+        lin = done.get("linear")
+        if lin and best != "linear":
+            gain = b["val_accuracy"]["mean"] - lin["val_accuracy"]["mean"]
+            cost = b["seconds"] / max(lin["seconds"], 1e-9)
+            if b["val_accuracy"]["ci95"][0] <= lin["val_accuracy"]["mean"]:
+                reasons.append(f"Its gain over linear ({gain:+.3f}) is within the interval, and linear is "
+                               f"{cost:.1f}x cheaper to train with {lin['trainable_share']:.2%} of the parameters "
+                               "trainable: prefer linear.")
+                best, b = "linear", lin
+            else:
+                reasons.append(f"It beats linear by {gain:+.3f} beyond the interval, for {cost:.1f}x the training "
+                               f"time and {b['trainable_share']:.1%} of the parameters trainable.")
+        reasons.append(f"Train-minus-validation gap: {b['gap']['mean']:+.3f}.")
+        return {"strategy": best, "reasons": reasons,
+                "numbers": {"val_accuracy": b["val_accuracy"]["mean"], "seconds": b["seconds"],
+                            "trainable_params": b["trainable_params"], "gap": b["gap"]["mean"]}}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable record (what comparison.json and the report hold)."""
-        return {"model": self.model, "classes": self.classes, "rows": self.rows,
+        return {"model": self.model, "data": self.data, "recommendation": self.recommendation(), "classes": self.classes, "rows": self.rows,
                 "learning_curve": self.learning_curve, "repeats": self.repeats, "repeat_kind": self.repeat_kind,
                 "shots": self.shots, "budget_s": self.budget_s, "seconds": self.seconds}
 
@@ -109,8 +147,13 @@ def compare(data: Any, model: str | Backbone = "minilm-l6", strategies: Sequence
     rows = [_row(s, [runs[(s, r, 1.0)] for r in range(repeats)]) for s in strategies]
     curves = {s: _curve_points(s, runs, repeats, curve) for s in strategies}
     fits = {s: runs[(s, 0, 1.0)] for s in strategies if isinstance(runs[(s, 0, 1.0)], FitResult)}
-    return Comparison(backbone.name, splits.classes, rows, curves, repeats, kind, cfg.shots, clock.total,
+    return Comparison(backbone.name, _describe(data), splits.classes, rows, curves, repeats, kind, cfg.shots, clock.total,
                       time.perf_counter() - start, fits)
+
+
+def _describe(data: Any) -> str:
+    """How to name the data in reports: its path, or what kind of object it was."""
+    return str(data) if isinstance(data, (str, Path)) else f"in-memory {type(data).__name__}"
 
 
 def _repeats(n_train: int, seeds: int | None, folds: int | None) -> tuple[int, str]:

@@ -19,12 +19,10 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 from sklearn.covariance import LedoitWolf
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from headstart.errors import DataError
+from headstart.heads import fit_predict_logistic
 
 _LOGME_MAX_ITER = 1000
 _LOGME_TOL = 1e-12  # change of the per-sample log evidence between fixed-point steps
@@ -148,9 +146,8 @@ def _folds(codes: np.ndarray, folds: int, seed: int) -> StratifiedKFold:
 
 def _probe_accuracy(f: np.ndarray, codes: np.ndarray, train: np.ndarray, test: np.ndarray) -> float:
     """Held-out accuracy of a logistic-regression probe fitted on standardised training rows."""
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    probe.fit(f[train], codes[train])
-    return float((probe.predict(f[test]) == codes[test]).mean())
+    predicted = fit_predict_logistic(f[train], codes[train], f[test], c=1.0)  # sklearn's default strength
+    return float((predicted == codes[test]).mean())
 
 
 def probe_cv_accuracy(features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> dict:

@@ -120,3 +120,47 @@ def test_warmup_cosine_without_warmup_starts_at_full_rate():
     f = warmup_cosine(50, 0.0)
     assert f(0) == pytest.approx(1.0)
     assert f(49) < 0.01
+
+
+def test_l2sp_penalty_equals_an_independent_computation_on_a_known_perturbation(image_backbone):
+    import numpy as np
+    import torch
+
+    from headstart.engine import l2sp_penalty
+
+    model, chosen = classifier_with_last_groups(image_backbone, 2)
+    s = TrainSettings(l2sp=0.3, weight_decay=0.05)
+    groups = param_groups(model, chosen, "backbone.", s)
+    anchored = [(p, p.detach().clone()) for g in groups if g["name"] != "head" for p in g["params"]]
+    generator = torch.Generator().manual_seed(0)
+    deltas = [torch.randn(p.shape, generator=generator) * 0.01 for p, _ in anchored]
+    with torch.no_grad():
+        for (p, _), d in zip(anchored, deltas):
+            p.add_(d)
+        model.head.weight.add_(1.0)  # the head is never anchored
+    expected = 0.3 / 2 * sum(float(np.sum(d.double().numpy() ** 2)) for d in deltas)
+    assert l2sp_penalty(anchored, 0.3).item() == pytest.approx(expected, rel=1e-5)
+    # L2-SP replaces plain weight decay on the backbone; the head keeps its decay.
+    assert {g["weight_decay"] for g in groups if g["name"] != "head"} == {0.0}
+    assert max(g["weight_decay"] for g in groups if g["name"] == "head") == 0.05
+    assert sum(p.numel() for p, _ in anchored) == sum(model.get_parameter(f"backbone.{n}").numel()
+                                                     for g in chosen for n in g)
+
+
+@pytest.mark.parametrize("strategy", ["partial", "full"])
+def test_l2sp_keeps_fine_tuned_weights_closer_to_the_pretrained_ones(text_backbone, text_pairs, strategy):
+    import headstart
+
+    pretrained = {k: v.clone() for k, v in text_backbone.module.state_dict().items()}
+
+    def distance(l2sp: float) -> float:
+        result = headstart.fit(text_pairs, text_backbone, strategy, unfreeze=1 if strategy == "partial" else None,
+                               epochs=2, patience=5, batch_size=8, lr=1e-3, l2sp=l2sp, progress=False)
+        after = result.predictor.model.backbone.state_dict()
+        if l2sp:
+            assert all(row["l2sp_penalty"] > 0 for row in result.history)
+        return sum(float(((after[k] - pretrained[k]) ** 2).sum()) for k in pretrained
+                   if after[k].is_floating_point()) ** 0.5
+
+    plain, anchored = distance(0.0), distance(100.0)
+    assert plain > 0 and anchored / plain < 0.4

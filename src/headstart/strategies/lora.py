@@ -107,7 +107,8 @@ class LoRA:
         outcome = train(model, backbone, splits.train, splits.val, ctx.targets, optimizer_groups, settings,
                         ctx.device, ctx.train_precision, ctx.progress)
         model.cpu()
-        tensors = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model, adapter_name=ADAPTER_NAME).items()}
+        state = get_peft_model_state_dict(model, adapter_name=ADAPTER_NAME, save_embedding_layers=False)
+        tensors = {k: v.detach().clone() for k, v in state.items()}
         tensors.update({f"head.{k}": v.detach().clone() for k, v in model.head.state_dict().items()})
         merged = tuner.merge_and_unload(safe_merge=True)
         adapter = Adapter(config_to_json(config), tensors)
