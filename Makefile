@@ -6,7 +6,7 @@ STAMP := $(VENV)/.headstart-installed
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup browser demo test test-fast bench clean
 
 setup: $(STAMP)
 
@@ -23,7 +23,12 @@ $(STAMP): pyproject.toml requirements.lock
 demo: setup
 	$(VENV)/bin/headstart demo
 
-test: setup
+# Debian's Chromium renders report.html in the browser test (needs root or sudo-less apt, as on CI).
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: the report's browser test will skip"
+
+test: setup browser
 	$(PY) -m pytest -q -ra
 
 test-fast: setup

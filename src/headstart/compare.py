@@ -125,13 +125,13 @@ def compare(data: Any, model: str | Backbone = "minilm-l6", strategies: Sequence
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         raise ConfigError(f"Unknown strategies {unknown}; choose from: {', '.join(STRATEGIES)}.")
+    clock = Budget.parse(budget)  # loading the data and the model counts too
     cfg = config_for(model, "linear", options)
     splits, backbone = prepare(data, model, cfg, val, test)
     repeats, kind = _repeats(len(splits.train), seeds, folds)
     if kind == "folds" and "val" not in splits.split.get("carved", []):
         raise ConfigError("--folds needs the validation set to be carved from the training data; "
                           "you passed --val, so use --seeds instead.")
-    clock = Budget.parse(budget)
     runs: dict[tuple[str, int, float], FitResult | dict] = {}
     for strategy, repeat, fraction in _plan(strategies, repeats, curve):
         estimate = clock.estimate(strategy, fraction)

@@ -40,9 +40,9 @@ from headstart.engine import freeze, param_groups, train
 from headstart.errors import ConfigError
 from headstart.heads import Classifier
 from headstart.strategies.base import FitContext, StrategyResult
-from headstart.strategies.finetune import FRESH_HEAD_LR
 
-DEFAULT_LR = {"image": 1e-3, "text": 5e-4}  # adapters learn faster than full weights
+DEFAULT_LR = {"image": 2e-3, "text": 2e-3}  # adapters start at zero and need larger steps than full weights
+DEFAULT_HEAD_LR = 1e-2  # the fresh head keeps pace with them (MiniLM on 200 BBC texts: 0.94 vs 0.73 at 5e-4/1e-3)
 VIT_LAYERS = ("qkv", "proj", "fc1", "fc2")
 CNN_KERNELS = {(1, 1), (3, 3)}
 ADAPTABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding)  # what peft's LoRA can wrap and merge
@@ -101,7 +101,7 @@ class LoRA:
         head_names = [n for n, _ in model.named_parameters() if n.startswith("head.")]
         count = freeze(model, set(adapter_names) | set(head_names))
         lr = self.lr if self.lr is not None else DEFAULT_LR[backbone.modality]
-        head_lr = self.head_lr if self.head_lr is not None else FRESH_HEAD_LR
+        head_lr = self.head_lr if self.head_lr is not None else DEFAULT_HEAD_LR
         settings = dataclasses.replace(ctx.settings, lr=lr, head_lr=head_lr, lr_decay=1.0)
         optimizer_groups = param_groups(model, [adapter_names], "", settings)
         outcome = train(model, backbone, splits.train, splits.val, ctx.targets, optimizer_groups, settings,
