@@ -216,3 +216,12 @@ def test_lora_dropout_trains_while_frozen_layers_stay_in_eval(image_backbone):
 def test_lora_with_l2sp_records_the_penalty(text_backbone, text_pairs):
     result = headstart.fit(text_pairs, text_backbone, "lora", l2sp=1.0, epochs=1, batch_size=8, progress=False)
     assert result.history[0]["l2sp_penalty"] > 0
+
+
+def test_lora_is_reproducible_for_a_seed(text_backbone, text_pairs):
+    torch.manual_seed(123)  # global state must not matter
+    first = headstart.fit(text_pairs, text_backbone, "lora", epochs=1, batch_size=8, progress=False)
+    torch.rand(7)
+    second = headstart.fit(text_pairs, text_backbone, "lora", epochs=1, batch_size=8, progress=False)
+    one, two = first.predictor.model.adapter.tensors, second.predictor.model.adapter.tensors
+    assert one.keys() == two.keys() and all(torch.equal(one[k], two[k]) for k in one)

@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
 from torch import nn
 
 from headstart.adapters import Adapter, config_to_json
@@ -93,10 +94,12 @@ class LoRA:
 
         module = copy.deepcopy(backbone.module)
         targets, rule, skipped = self.resolve_targets(backbone, module)
-        model = Classifier(module, nn.Linear(backbone.feature_dim, len(splits.classes)))
         config = LoraConfig(r=self.rank, lora_alpha=self.alpha, lora_dropout=self.dropout, bias="none",
                             target_modules=[f"backbone.{t}" for t in targets], base_model_name_or_path=backbone.name)
-        tuner = LoraModel(model, config, ADAPTER_NAME)
+        with torch.random.fork_rng(devices=[]):  # head and A matrices drawn from the fit's seed, not global state
+            torch.manual_seed(ctx.settings.seed)
+            model = Classifier(module, nn.Linear(backbone.feature_dim, len(splits.classes)))
+            tuner = LoraModel(model, config, ADAPTER_NAME)
         adapter_names = [n for n, _ in model.named_parameters() if ".lora_" in n]
         head_names = [n for n, _ in model.named_parameters() if n.startswith("head.")]
         count = freeze(model, set(adapter_names) | set(head_names))
