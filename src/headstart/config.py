@@ -36,6 +36,8 @@ class FitConfig:
     lr: float | None = None
     head_lr: float | None = None
     lr_decay: float | None = None
+    rank: int | None = None  # lora: adapter rank
+    alpha: int | None = None  # lora: adapter scaling numerator
     # training loop (fine-tuning strategies)
     epochs: int = 10
     batch_size: int = 32
@@ -73,7 +75,8 @@ class FitConfig:
 
     def strategy_options(self) -> dict[str, Any]:
         """Options that belong to the strategy (None means its default)."""
-        return {"unfreeze": self.unfreeze, "lr": self.lr, "head_lr": self.head_lr, "lr_decay": self.lr_decay}
+        return {"unfreeze": self.unfreeze, "lr": self.lr, "head_lr": self.head_lr, "lr_decay": self.lr_decay,
+                "rank": self.rank, "alpha": self.alpha}
 
     def train_settings(self) -> TrainSettings:
         """The fine-tuning loop's settings."""

@@ -67,6 +67,20 @@ def fit_predict_logistic(x_train: np.ndarray, y_train: np.ndarray, x_test: np.nd
     return present[logits.argmax(1).numpy()]
 
 
+def fit_predict_proba(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, n_classes: int,
+                      c: float = 1.0) -> np.ndarray:
+    """``[len(x_test), n_classes]`` class probabilities of the same logistic regression as
+    :func:`fit_predict_logistic`; ``y_train`` holds codes ``0..n_classes-1``, absent classes get 0."""
+    mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+    present, codes = np.unique(y_train, return_inverse=True)
+    xt = torch.from_numpy((x_train - mean) / std).double()
+    weight, bias = _solve(xt, torch.from_numpy(codes.reshape(-1)), len(present), c)
+    logits = _logits(torch.from_numpy((x_test - mean) / std).double(), weight, bias)
+    proba = np.zeros((len(x_test), n_classes))
+    proba[:, present] = torch.softmax(logits, 1).numpy()
+    return proba
+
+
 def _logits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """Class logits; the binary form has one weight row and a fixed zero logit for the first class."""
     z = x @ weight.T + bias

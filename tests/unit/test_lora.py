@@ -225,3 +225,22 @@ def test_lora_is_reproducible_for_a_seed(text_backbone, text_pairs):
     second = headstart.fit(text_pairs, text_backbone, "lora", epochs=1, batch_size=8, progress=False)
     one, two = first.predictor.model.adapter.tensors, second.predictor.model.adapter.tensors
     assert one.keys() == two.keys() and all(torch.equal(one[k], two[k]) for k in one)
+
+
+def test_cli_fits_lora_with_l2sp_and_writes_the_adapter(text_csv, tiny_text_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from headstart.cli.app import app
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["fit", str(text_csv), "--model", str(tiny_text_dir), "--strategy", "lora",
+                                      "--l2sp", "0.5", "--epochs", "1", "--out", str(out), "--quiet", "--json"],
+                                env={"HF_HUB_OFFLINE": "1", "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output[result.output.index("{"):])
+    assert payload["info"]["adapter"]["rank"] == 8
+    assert json.loads((out / "config.json").read_text())["config"]["l2sp"] == 0.5
+    assert (out / "model" / "adapter.safetensors").is_file() and (out / "model" / "adapter_config.json").is_file()
+    bad = CliRunner().invoke(app, ["fit", str(text_csv), "--strategy", "lora", "--l2sp", "-1", "--quiet"],
+                             env={"HF_HUB_OFFLINE": "1"})
+    assert bad.exit_code != 0 and "--l2sp" in (bad.output + str(bad.exception))

@@ -7,7 +7,8 @@ import sys
 import typer
 from rich.console import Console
 
-from headstart.cli import advise, cache, compare, demo, evaluate, fit, models, predict
+from headstart.cli import advise, audit, cache, compare, demo, evaluate, fit, models, predict
+from headstart.cli import export as export_verb
 from headstart.errors import HeadstartError
 
 app = typer.Typer(
@@ -22,6 +23,8 @@ app.command("evaluate")(evaluate.evaluate_cli)
 app.command("models")(models.models_cli)
 app.command("cache")(cache.cache_cli)
 app.command("demo")(demo.demo_cli)
+app.command("audit")(audit.audit_cli)
+app.command("export")(export_verb.export_cli)
 
 
 def main() -> None:

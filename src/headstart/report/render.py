@@ -75,6 +75,7 @@ class ReportData:
     recommendation: dict | None = None
     notes: Sequence[str] = ()
     meta: dict[str, str] = field(default_factory=dict)  # header facts (Data, Model, Strategy, Date); derived if absent
+    audit: dict | None = None  # {"lede": str, "tables": [{"title", "columns", "rows"}]} from headstart.audit
 
 
 def render_report(sections: ReportData) -> str:
@@ -87,6 +88,7 @@ def render_report(sections: ReportData) -> str:
         _comparison(sections.comparison, recommended),
         _summary(runs, recommended),
         *(_run_details(i, run) for i, run in enumerate(runs)),
+        _audit(sections.audit),
         _notes(sections.notes),
     ]
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -366,3 +368,18 @@ def _notes(notes: Sequence[str]) -> str:
         return ""
     items = "".join(f"<li>{escape(str(n))}</li>" for n in notes)
     return f'<section id="notes"><h2>Notes</h2><ul class="notes">{items}</ul></section>'
+
+
+def _audit(audit: dict | None) -> str:
+    """The data audit: a lede, then one table per kind of finding (every cell escaped)."""
+    if not audit:
+        return ""
+    parts = []
+    for table in audit.get("tables") or []:
+        head = "".join(f"<th>{escape(str(c))}</th>" for c in table.get("columns") or [])
+        rows = "".join("<tr>" + "".join(f'<td class="name">{escape(str(v))}</td>' for v in row) + "</tr>"
+                       for row in table.get("rows") or [])
+        parts.append(f'<h3>{escape(str(table.get("title", "")))}</h3><div class="scroll"><table class="audit">'
+                     f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>")
+    return (f'<section id="audit"><h2>Data audit</h2><p class="lede">{escape(str(audit.get("lede", "")))}</p>'
+            f'{"".join(parts)}</section>')

@@ -1,0 +1,619 @@
+"""audit: find what is wrong with a labelled data set before fitting it, on cached frozen-backbone features.
+
+Checks, each finding named by its item's origin (file, "file.csv line N", "list item N"):
+
+- exact duplicates (same item content hash) within train, and across train/val/test (leakage);
+- near duplicates: cosine similarity of L2-normalised embeddings at or above a threshold, found with
+  blocked matrix products (no Python loop over pairs);
+- likely label errors by confident learning (Northcutt, Jiang and Chuang, "Confident Learning: Estimating
+  Uncertainty in Dataset Labels", JAIR 2021): out-of-sample probabilities from a K-fold cross-validated
+  logistic probe, per-class thresholds (mean self-confidence), the calibrated confident joint, pruning by
+  noise rate, ranked by normalised margin. A numpy implementation of cleanlab's
+  ``find_label_issues(filter_by="prune_by_noise_rate")``: ~60 lines, no extra dependency;
+- outliers: mean cosine distance to the k nearest neighbours, flagged by a robust (median/MAD) z-score;
+- class imbalance and classes with too few examples to fine-tune;
+- per-slice probe accuracy and macro-F1 for the values of a table column (``group_col``).
+
+:func:`cheap_checks` runs the checks that need no model (duplicates, leakage, imbalance, tiny classes).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import f1_score
+from sklearn.model_selection import StratifiedKFold
+
+from headstart.data import DataSplits, Dataset
+from headstart.errors import DataError
+from headstart.heads import fit_predict_proba
+from headstart.metrics import wilson_interval
+
+# Near-duplicate thresholds on cosine similarity, measured on the bundled sets. BBC News under minilm-l6:
+# pairs from 0.93 to 0.97 are distinct articles about the same event (new headline, rewritten body); above
+# 0.97 the texts share their first 128 tokens or differ by a few words (a copy with 3 words changed scores
+# 0.984-0.999, one word 0.995+). MNIST under mobilenetv2 at 64 px: the most similar distinct digits reach
+# 0.968 (99.9th percentile of nearest-neighbour similarity 0.968); a re-encoded copy scores 1.0, +2 grey
+# levels 0.990+, +-1 pixel noise 0.989 median. Heavier edits (+-2 noise, resizing) fall to 0.88-0.97,
+# among distinct digits: frozen features at this size cannot tell those apart.
+NEAR_THRESHOLD = {"image": 0.98, "text": 0.97}
+IMBALANCE_RATIO = 3.0  # largest / smallest class count above which accuracy hides the small classes
+FEW_EXAMPLES = 10  # training examples per class below which fine-tuning overfits (advise.FEW_SHOT)
+OUTLIER_Z = 3.5  # modified z-score cut (Iglewicz and Hoaglin 1993)
+OUTLIER_K = 10
+FOLDS = 5
+PROBE_CS = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)  # inverse strengths tried
+MAX_LISTED = 2000  # findings of one kind kept in audit.json (the count is always exact)
+SPLIT_NAMES = ("train", "val", "test")
+
+
+# ---------------------------------------------------------------- the report
+
+
+@dataclass
+class AuditReport:
+    """Every finding of an audit; ``to_dict`` is audit.json."""
+
+    data: str
+    model: str
+    modality: str
+    classes: list[str]
+    sizes: dict[str, int]
+    exact_duplicates: list[dict]
+    near_duplicates: list[dict]
+    near_duplicate_count: int
+    label_issues: list[dict]
+    outliers: list[dict]
+    balance: dict
+    probe: dict
+    slices: dict | None
+    settings: dict
+    warnings: list[str] = field(default_factory=list)
+    out_dir: Path | None = None
+
+    @property
+    def leakage(self) -> list[dict]:
+        """Exact-duplicate groups that span more than one split."""
+        return [g for g in self.exact_duplicates if g["kind"] == "cross-split"]
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable record (audit.json)."""
+        return {
+            "data": self.data, "model": self.model, "modality": self.modality, "classes": self.classes,
+            "sizes": self.sizes, "warnings": self.warnings, "summary": self.summary(),
+            "exact_duplicates": self.exact_duplicates,
+            "near_duplicates": {"count": self.near_duplicate_count, "pairs": self.near_duplicates},
+            "label_issues": self.label_issues, "outliers": self.outliers, "balance": self.balance,
+            "probe": self.probe, "slices": self.slices, "settings": self.settings,
+        }
+
+    def summary(self) -> list[dict]:
+        """One row per check: ``check``, ``count`` and ``status`` (ok / warn)."""
+        within = sum(1 for g in self.exact_duplicates if g["kind"] != "cross-split")
+        near_x = sum(1 for p in self.near_duplicates if p["kind"] == "cross-split")
+        rows = [
+            ("exact duplicates (within a split)", within, within > 0),
+            ("exact duplicates across splits (leakage)", len(self.leakage), bool(self.leakage)),
+            ("near duplicates", self.near_duplicate_count, self.near_duplicate_count > 0),
+            ("near duplicates across splits", near_x, near_x > 0),
+            ("likely label errors", len(self.label_issues), bool(self.label_issues)),
+            ("outliers", len(self.outliers), bool(self.outliers)),
+            ("imbalance (max/min class count)", round(self.balance["ratio"], 2), self.balance["imbalanced"]),
+            (f"classes with < {self.balance['few_threshold']} training examples", len(self.balance["few"]),
+             bool(self.balance["few"])),
+        ]
+        if self.slices:
+            worst = self.slices["worst"]
+            rows.append((f"worst slice of '{self.slices['column']}'", f"{worst['group']} "
+                         f"({100 * worst['accuracy']:.1f}%)", worst["accuracy"] < self.probe["accuracy"] - 0.05))
+        return [{"check": c, "count": n, "status": "warn" if bad else "ok"} for c, n, bad in rows]
+
+    def save(self, out: str | Path, overwrite: bool = False) -> Path:
+        """Write ``out/audit.json`` and ``out/report.html``; return ``out``."""
+        from headstart.report import render_report  # the report package imports plotting: only when saving
+
+        out = Path(out)
+        _check_out(out, overwrite)
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic_text(out / "audit.json", json.dumps(self.to_dict(), indent=2, default=str) + "\n")
+        _atomic_text(out / "report.html", render_report(report_data(self)))
+        self.out_dir = out
+        return out
+
+
+def report_data(report: AuditReport):
+    """The HTML report of an audit: its findings as the report's audit section, the warnings as notes."""
+    from headstart.report.render import ReportData
+
+    def who(item: dict) -> str:
+        return f"{item['origin']} ({item['split']}, {item['label']})"
+
+    tables = [{"title": "Checks", "columns": ["check", "count", "status"],
+               "rows": [[r["check"], r["count"], r["status"]] for r in report.summary()]}]
+    if report.exact_duplicates:
+        tables.append({"title": "Exact duplicates", "columns": ["kind", "items"],
+                       "rows": [[g["kind"], "; ".join(who(i) for i in g["items"])]
+                                for g in report.exact_duplicates[:200]]})
+    if report.near_duplicates:
+        tables.append({"title": "Near duplicates", "columns": ["similarity", "kind", "item", "item"],
+                       "rows": [[f"{p['similarity']:.4f}", p["kind"], who(p["a"]), who(p["b"])]
+                                for p in report.near_duplicates[:200]]})
+    if report.label_issues:
+        tables.append({"title": "Likely label errors (most likely first)",
+                       "columns": ["rank", "item", "split", "given", "suggested", "self-confidence"],
+                       "rows": [[i["rank"], i["origin"], i["split"], i["label"], i["suggested"],
+                                 f"{i['self_confidence']:.3f}"] for i in report.label_issues[:200]]})
+    if report.outliers:
+        tables.append({"title": "Outliers", "columns": ["item", "split", "label", "kNN distance", "robust z"],
+                       "rows": [[o["origin"], o["split"], o["label"], f"{o['score']:.4f}", f"{o['z']:.1f}"]
+                                for o in report.outliers[:200]]})
+    counts = report.balance["counts"]
+    tables.append({"title": "Class counts (train)", "columns": ["class", "train", "all splits"],
+                   "rows": [[c, counts[c], report.balance["counts_all"][c]] for c in report.classes]})
+    if report.slices:
+        worst = report.slices["worst"]["group"]
+        tables.append({"title": f"Slices of '{report.slices['column']}' (cross-validated probe)",
+                       "columns": ["group", "n", "accuracy", "95% CI", "macro-F1"],
+                       "rows": [[("▼ " if s["group"] == worst else "") + str(s["group"]), s["n"],
+                                 f"{100 * s['accuracy']:.1f}%",
+                                 f"{100 * s['ci95'][0]:.1f}–{100 * s['ci95'][1]:.1f}%", f"{s['macro_f1']:.3f}"]
+                                for s in report.slices["rows"]]})
+    probe = report.probe
+    audit = {"lede": f"{sum(report.sizes.values()):,} items, {len(report.classes)} classes; a {probe['folds']}-fold "
+                     f"cross-validated probe on {report.model} features reaches {100 * probe['accuracy']:.1f}% "
+                     f"accuracy (macro-F1 {probe['macro_f1']:.3f}).", "tables": tables}
+    meta = {"Data": report.data, "Model": report.model, "Date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}
+    return ReportData(title=f"Data audit · {report.data}", subtitle="Duplicates, leakage, likely label errors, "
+                      "outliers, imbalance and weak slices, found on frozen features.", runs=[],
+                      notes=list(report.warnings), meta=meta, audit=audit)
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def audit(data: Any, model: Any = "minilm-l6", *, val: Any = None, test: Any = None, group_col: str | None = None,
+          groups: Sequence | None = None, folds: int = FOLDS, near_threshold: float | None = None,
+          outlier_k: int = OUTLIER_K, out: str | Path | None = None, overwrite: bool = False,
+          progress: bool = True, **options: Any) -> AuditReport:
+    """Audit labelled ``data`` on ``model``'s cached frozen features; ``options`` are FitConfig fields.
+
+    The splits are exactly those ``fit`` would make with the same options. ``group_col`` names a table
+    column whose values become slices; for an ``(items, labels)`` pair pass ``groups`` (one per item).
+    With ``out`` the folder gets audit.json and report.html.
+    """
+    from headstart.api import config_for, prepare  # api may import this module for cheap_checks
+    from headstart.devices import resolve_device, resolve_precision, resolve_workers
+    from headstart.features import Extraction, FeatureCache
+
+    cfg = config_for(model, "linear", options)
+    if out is not None:
+        _check_out(Path(out), overwrite)
+    splits, backbone = prepare(data, model, cfg, val, test)
+    pool = Pool.of(splits)
+    group_values = None
+    if group_col is not None or groups is not None:
+        group_values = read_groups(pool, {"train": data, "val": val, "test": test}, group_col, groups)
+    device = resolve_device(cfg.device)
+    extraction = Extraction(device, resolve_precision(cfg.precision, device), batch_size=64,
+                            num_workers=resolve_workers(cfg.num_workers, device, backbone.modality),
+                            progress=progress)
+    cache = FeatureCache(cfg.cache_dir)
+    feats = np.concatenate([cache.features(backbone, ds, extraction) for ds in pool.datasets])
+    report = audit_features(feats, pool, splits, data=_describe(data), model=backbone.name,
+                            group_values=group_values, group_col=group_col or "group", folds=folds,
+                            near_threshold=near_threshold, outlier_k=outlier_k, seed=cfg.seed)
+    if out is not None:
+        report.save(out, overwrite=True)
+    return report
+
+
+@dataclass
+class Pool:
+    """Every item of train, val and test in one row order, with its split, label code, origin and hash."""
+
+    datasets: list[Dataset]
+    split: np.ndarray
+    origins: list[str]
+    labels: list[str]
+    hashes: list[str]
+    classes: list[str]
+
+    @classmethod
+    def of(cls, splits: DataSplits) -> "Pool":
+        parts = [(name, ds) for name, ds in zip(SPLIT_NAMES, (splits.train, splits.val, splits.test)) if ds]
+        return cls([ds for _, ds in parts], np.array([name for name, ds in parts for _ in range(len(ds))]),
+                   [o for _, ds in parts for o in ds.origins], [y for _, ds in parts for y in ds.labels],
+                   [h for _, ds in parts for h in ds.item_hashes()], list(splits.classes))
+
+    @property
+    def codes(self) -> np.ndarray:
+        index = {c: i for i, c in enumerate(self.classes)}
+        return np.array([index[y] for y in self.labels], dtype=np.int64)
+
+    def item(self, i: int) -> dict:
+        return {"origin": self.origins[i], "split": str(self.split[i]), "label": self.labels[i]}
+
+    def duplicates(self) -> list[dict]:
+        """Exact-duplicate groups ``{"kind", "hash", "items"}``, each item named by origin, split and label."""
+        return [{"kind": g["kind"], "hash": g["hash"], "items": [self.item(i) for i in g["rows"]]}
+                for g in exact_duplicates(self.hashes, self.split)]
+
+
+def audit_features(feats: np.ndarray, pool: Pool, splits: DataSplits, *, data: str = "data", model: str = "features",
+                   group_values: Sequence | None = None, group_col: str = "group", folds: int = FOLDS,
+                   near_threshold: float | None = None, outlier_k: int = OUTLIER_K, seed: int = 0) -> AuditReport:
+    """The audit on already computed features (rows in ``pool`` order)."""
+    modality = splits.train.modality
+    threshold = NEAR_THRESHOLD[modality] if near_threshold is None else float(near_threshold)
+    codes = pool.codes
+    exact = pool.duplicates()
+    unit = l2_normalise(feats)
+    pairs, knn = similarity_scan(unit, threshold, min(outlier_k, len(unit) - 1))
+    hashes = np.array(pool.hashes)
+    pairs = [(i, j, s) for i, j, s in pairs if hashes[i] != hashes[j]]  # exact copies are reported above
+    near = [{"similarity": round(float(s), 6), "kind": _pair_kind(pool.split[i], pool.split[j]), "a": pool.item(i),
+             "b": pool.item(j), "same_label": pool.labels[i] == pool.labels[j]}
+            for i, j, s in sorted(pairs, key=lambda p: -p[2])]
+    proba, used_folds, strength = out_of_sample_proba(feats, codes, len(pool.classes), folds, seed)
+    issues = find_label_issues(codes, proba)
+    margin = normalized_margin(codes, proba)
+    order = np.argsort(margin[issues], kind="stable")
+    ranked = np.flatnonzero(issues)[order]
+    label_issues = [{**pool.item(int(i)), "rank": r, "suggested": pool.classes[int(proba[i].argmax())],
+                     "self_confidence": round(float(proba[i, codes[i]]), 6),
+                     "normalized_margin": round(float(margin[i]), 6)} for r, i in enumerate(ranked, 1)]
+    scores = knn.mean(1)
+    z = robust_z(scores)
+    flagged = np.flatnonzero(z > OUTLIER_Z)
+    outliers = [{**pool.item(int(i)), "score": round(float(scores[i]), 6), "z": round(float(z[i]), 2)}
+                for i in flagged[np.argsort(-z[flagged], kind="stable")]]
+    predicted = proba.argmax(1)
+    probe = {"accuracy": float((predicted == codes).mean()), "macro_f1": _macro_f1(codes, predicted),
+             "folds": used_folds, "C": strength}
+    slices = None
+    if group_values is not None:
+        slices = slice_metrics(codes, predicted, group_values, group_col)
+    warnings = cheap_checks(splits)
+    if label_issues:
+        warnings.append(f"{len(label_issues)} item(s) look mislabelled (confident learning), e.g. "
+                        + _examples([f"{i['origin']} ({i['label']} -> {i['suggested']})" for i in label_issues]))
+    near_x = [p for p in near if p["kind"] == "cross-split"]
+    if near_x:
+        warnings.append(f"{len(near_x)} near-duplicate pair(s) span splits (similarity >= {threshold}), e.g. "
+                        + _examples([f"{p['a']['origin']} ~ {p['b']['origin']}" for p in near_x]))
+    if slices and slices["worst"]["accuracy"] < probe["accuracy"] - 0.05:
+        w = slices["worst"]
+        warnings.append(f"Slice {group_col}={w['group']} is the weakest: {100 * w['accuracy']:.1f}% probe accuracy "
+                        f"(n={w['n']}) against {100 * probe['accuracy']:.1f}% overall.")
+    settings = {"near_threshold": threshold, "outlier_k": int(knn.shape[1]), "outlier_z": OUTLIER_Z,
+                "folds": used_folds, "imbalance_ratio": IMBALANCE_RATIO, "few_examples": FEW_EXAMPLES,
+                "seed": seed, "split": {k: v for k, v in splits.split.items() if not k.endswith("_origins")}}
+    return AuditReport(data, model, modality, list(pool.classes),
+                       {name: int((pool.split == name).sum()) for name in SPLIT_NAMES},
+                       exact, near[:MAX_LISTED], len(near), label_issues[:MAX_LISTED], outliers[:MAX_LISTED],
+                       class_balance(splits), probe, slices, settings, warnings)
+
+
+# ---------------------------------------------------------------- cheap checks (no model)
+
+
+def cheap_checks(splits: DataSplits) -> list[str]:
+    """Warnings that need no model: exact duplicates in train, leakage across splits, imbalance, tiny classes.
+
+    Each warning names example items by origin. ``fit`` prints these before training.
+    """
+    groups = Pool.of(splits).duplicates()
+    out = []
+    leaks = [g for g in groups if g["kind"] == "cross-split"]
+    if leaks:
+        out.append(f"{len(leaks)} item(s) appear in more than one split (leakage: evaluation scores will be "
+                   "optimistic), e.g. " + _examples([_group_text(g) for g in leaks]))
+    within = [g for g in groups if g["kind"] == "within train"]
+    if within:
+        out.append(f"{len(within)} item(s) occur more than once in the training data, e.g. "
+                   + _examples([_group_text(g) for g in within]))
+    conflicts = [g for g in groups if len({i["label"] for i in g["items"]}) > 1]
+    if conflicts:
+        out.append(f"{len(conflicts)} duplicated item(s) carry different labels, e.g. "
+                   + _examples([_group_text(g) for g in conflicts]))
+    balance = class_balance(splits)
+    if balance["imbalanced"]:
+        c = balance["counts"]
+        big, small = max(c, key=c.get), min(c, key=c.get)
+        out.append(f"The classes are imbalanced: '{big}' has {c[big]} training examples and '{small}' {c[small]} "
+                   f"(ratio {balance['ratio']:.1f} > {IMBALANCE_RATIO:g}); watch macro-F1, not only accuracy.")
+    if balance["few"]:
+        listing = ", ".join(f"'{k}' ({balance['counts'][k]})" for k in balance["few"])
+        out.append(f"Class(es) {listing} have fewer than {FEW_EXAMPLES} training examples: too few to fine-tune "
+                   "reliably; prefer the linear strategy or add examples.")
+    return out
+
+
+def exact_duplicates(hashes: Sequence[str], split: Sequence[str]) -> list[dict]:
+    """Groups of rows with the same content hash: ``{"kind", "rows"}`` sorted by first row.
+
+    ``kind`` is "cross-split" when the group spans splits, else "within <split>"; ``rows`` index the input.
+    """
+    by_hash: dict[str, list[int]] = {}
+    for i, h in enumerate(hashes):
+        by_hash.setdefault(h, []).append(i)
+    groups = []
+    for h, rows in by_hash.items():
+        if len(rows) < 2:
+            continue
+        where = {str(split[i]) for i in rows}
+        kind = "cross-split" if len(where) > 1 else f"within {where.pop()}"
+        groups.append({"kind": kind, "hash": h, "rows": rows})
+    return sorted(groups, key=lambda g: g["rows"][0])
+
+
+def class_balance(splits: DataSplits) -> dict:
+    """Training counts per class, their max/min ratio, whether that is imbalanced, and too-small classes."""
+    counts = Counter(splits.train.labels)
+    everywhere = Counter(y for ds in (splits.train, splits.val, splits.test) if ds for y in ds.labels)
+    train = {c: int(counts.get(c, 0)) for c in splits.classes}
+    ratio = max(train.values()) / max(1, min(train.values()))
+    return {"counts": train, "counts_all": {c: int(everywhere.get(c, 0)) for c in splits.classes},
+            "ratio": float(ratio), "imbalanced": ratio > IMBALANCE_RATIO, "ratio_threshold": IMBALANCE_RATIO,
+            "few": [c for c in splits.classes if train[c] < FEW_EXAMPLES], "few_threshold": FEW_EXAMPLES}
+
+
+# ---------------------------------------------------------------- embeddings: near duplicates and outliers
+
+
+def l2_normalise(feats: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (float32; all-zero rows stay zero)."""
+    f = np.asarray(feats, dtype=np.float32)
+    return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+
+
+def similarity_scan(unit: np.ndarray, threshold: float, k: int,
+                    block: int = 1024) -> tuple[list[tuple[int, int, float]], np.ndarray]:
+    """One blocked pass over the cosine-similarity matrix of unit rows.
+
+    Returns the pairs ``(i, j, similarity)`` with ``i < j`` and similarity >= ``threshold``, and
+    ``[n, k]`` cosine distances of each row to its ``k`` nearest other rows (ascending). Memory is
+    ``block * n`` floats; time is one ``n x n x d`` product.
+    """
+    n = len(unit)
+    k = max(0, min(k, n - 1))
+    knn = np.zeros((n, k), dtype=np.float32)
+    pairs: list[tuple[int, int, float]] = []
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        sim = unit[start:stop] @ unit.T
+        rows = np.arange(stop - start)
+        sim[rows, rows + start] = -np.inf  # never one's own neighbour
+        r, c = np.nonzero(sim >= threshold)
+        keep = c > r + start
+        pairs += [(int(a) + start, int(b), float(sim[a, b])) for a, b in zip(r[keep], c[keep])]
+        if k:
+            top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+            knn[start:stop] = np.sort(1.0 - np.take_along_axis(sim, top, 1), axis=1)
+    return pairs, knn
+
+
+def robust_z(scores: np.ndarray) -> np.ndarray:
+    """Modified z-scores ``0.6745 (x - median) / MAD`` (Iglewicz and Hoaglin); 0 where MAD is 0."""
+    med = np.median(scores)
+    mad = np.median(np.abs(scores - med))
+    if mad <= 0:
+        return np.zeros_like(scores, dtype=float)
+    return 0.6745 * (scores - med) / mad
+
+
+# ---------------------------------------------------------------- confident learning
+
+
+def out_of_sample_proba(feats: np.ndarray, codes: np.ndarray, n_classes: int, folds: int = FOLDS,
+                        seed: int = 0, c: float | None = None) -> tuple[np.ndarray, int, float]:
+    """``([n, n_classes] probabilities, folds used, C)``: each row predicted by a logistic probe that never saw it.
+
+    Stratified K folds (fewer when the smallest class has fewer items; at least 2). ``c=None`` chooses
+    the regularisation by the out-of-sample log-loss itself (:data:`PROBE_CS`, walking downhill from
+    0.01): a weak penalty lets the probe memorise the very label errors it should expose (measured on
+    BBC News with 10% flipped labels: C=1 finds them at precision 0.40, C=0.003 at 0.90).
+    """
+    smallest = int(np.bincount(codes, minlength=n_classes).min())
+    k = min(folds, smallest)
+    if k < 2:
+        raise DataError(f"The audit's cross-validation needs at least 2 items of every class; one class has "
+                        f"{smallest}. Add examples or drop that class.")
+    f = np.asarray(feats, dtype=np.float64)
+    splits = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(f, codes))
+
+    def run(strength: float) -> tuple[float, np.ndarray]:
+        proba = np.zeros((len(codes), n_classes))
+        for train, test in splits:
+            proba[test] = fit_predict_proba(f[train], codes[train], f[test], n_classes, strength)
+        loss = float(-np.log(np.clip(proba[np.arange(len(codes)), codes], 1e-12, None)).mean())
+        return loss, proba
+
+    if c is not None:
+        return run(c)[1], k, float(c)
+    tried = {}
+    at = PROBE_CS.index(0.01)
+    tried[at] = run(PROBE_CS[at])
+    for step in (-1, 1):  # walk downhill in either direction; the log-loss is unimodal in log C in practice
+        i = at
+        while 0 <= i + step < len(PROBE_CS):
+            if i + step not in tried:
+                tried[i + step] = run(PROBE_CS[i + step])
+            if tried[i + step][0] >= tried[i][0]:
+                break
+            i += step
+    best = min(tried, key=lambda i: tried[i][0])
+    return tried[best][1], k, PROBE_CS[best]
+
+
+def confident_joint(labels: np.ndarray, proba: np.ndarray, calibrate: bool = True) -> np.ndarray:
+    """``C[given, true]``: counts of items with a given label whose probability of another class clears that
+    class's threshold (the mean self-confidence of the class); calibrated so row sums are the given-label
+    counts and the total is n (Northcutt et al. 2021, eqs. 1-2)."""
+    k = proba.shape[1]
+    labels = np.asarray(labels)
+    counts = np.bincount(labels, minlength=k)
+    thresholds = np.array([proba[labels == j, j].mean() if counts[j] else 1.0 for j in range(k)])
+    above = proba >= thresholds - 1e-6
+    confident = above.any(1)
+    guess = np.where(above.sum(1) > 1, np.argmax(proba * above, 1), np.argmax(proba, 1))
+    joint = np.zeros((k, k), dtype=np.int64)
+    np.add.at(joint, (labels[confident], guess[confident]), 1)
+    np.fill_diagonal(joint, np.maximum(joint.diagonal(), 1))  # every class keeps at least one example
+    if not calibrate:
+        return joint
+    calibrated = joint / np.maximum(joint.sum(1, keepdims=True), 1e-6) * counts[:, None]
+    calibrated = calibrated / max(calibrated.sum(), 1e-6) * counts.sum()
+    return _round_rows(calibrated)
+
+
+def find_label_issues(labels: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    """Boolean mask of likely label errors: confident learning, pruned by noise rate.
+
+    For each given class i and other class j, the ``C[i, j]`` items labelled i with the largest margin
+    ``p_j - p_i`` are flagged (cleanlab's ``prune_by_noise_rate``); items the probe still predicts as their
+    given label are never flagged.
+    """
+    labels = np.asarray(labels)
+    joint = confident_joint(labels, proba)
+    mask = np.zeros(len(labels), dtype=bool)
+    for i in range(proba.shape[1]):
+        members = np.flatnonzero(labels == i)
+        for j in range(proba.shape[1]):
+            count = int(joint[i, j])
+            if i == j or count <= 0 or not len(members):
+                continue
+            margin = proba[members, j] - proba[members, i]
+            mask[members[np.argsort(margin, kind="stable")[-count:]]] = True
+    mask &= proba.argmax(1) != labels
+    return mask
+
+
+def normalized_margin(labels: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    """``(p_given - max other p + 1) / 2`` in [0, 1]: low is most likely mislabelled."""
+    labels = np.asarray(labels)
+    given = proba[np.arange(len(labels)), labels]
+    others = proba.copy()
+    others[np.arange(len(labels)), labels] = -np.inf
+    return (given - others.max(1) + 1.0) / 2.0
+
+
+def _round_rows(matrix: np.ndarray) -> np.ndarray:
+    """Integer matrix whose rows sum to the rounded row sums of ``matrix`` (largest remainders round up)."""
+    floor = np.floor(matrix).astype(np.int64)
+    short = np.rint(matrix.sum(1)).astype(np.int64) - floor.sum(1)
+    for r in range(len(matrix)):
+        if short[r] > 0:
+            floor[r, np.argsort(-(matrix[r] - floor[r]), kind="stable")[:short[r]]] += 1
+    return floor
+
+
+# ---------------------------------------------------------------- slices
+
+
+def slice_metrics(codes: np.ndarray, predicted: np.ndarray, groups: Sequence, column: str = "group") -> dict:
+    """Accuracy (95% Wilson interval) and macro-F1 of out-of-sample predictions per group value; worst first
+    by accuracy."""
+    groups = np.array(["(missing)" if _missing(g) else str(g) for g in groups], dtype=object)
+    rows = []
+    for value in sorted(set(groups)):
+        rows_ = groups == value
+        n, correct = int(rows_.sum()), int((codes[rows_] == predicted[rows_]).sum())
+        rows.append({"group": value, "n": n, "accuracy": correct / n, "ci95": list(wilson_interval(correct, n)),
+                     "macro_f1": _macro_f1(codes[rows_], predicted[rows_])})
+    rows.sort(key=lambda r: (r["accuracy"], -r["n"], r["group"]))
+    return {"column": column, "rows": rows, "worst": rows[0]}
+
+
+def read_groups(pool: Pool, sources: dict[str, Any], column: str | None, groups: Sequence | None) -> list:
+    """One group value per pool row.
+
+    The loader keeps only items and labels, so ``column`` is re-read from each table given (a file or a
+    DataFrame) with the loader's own table readers: their origins ("x.csv line N", "DataFrame row N") are
+    the very strings the Dataset holds, so rows align exactly, carved splits included. For an
+    ``(items, labels)`` pair, ``groups`` gives one value per item ("list item N" is item N).
+    """
+    from headstart.data.items import Gate
+    from headstart.data.tables import TABLE_EXTENSIONS, frame_table, read_table
+
+    lookup: dict[str, Any] = {}
+    if groups is not None:
+        values = list(groups)
+        lookup.update({f"list item {n}": v for n, v in enumerate(values, 1)})
+        lookup.update({f"DataFrame row {n}": v for n, v in enumerate(values, 1)})
+    if column is not None:
+        for role, source in sources.items():
+            prefix = "" if role == "train" else f"{role} "
+            if isinstance(source, pd.DataFrame):
+                table = frame_table(source, f"{prefix}DataFrame", None)
+            elif isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() in TABLE_EXTENSIONS:
+                table = read_table(Path(source), str(source), Gate(skip_bad=True))
+            else:
+                continue
+            if column not in table.columns:
+                raise DataError(f"{table.name}: there is no column '{column}' for --group-col; the columns are "
+                                f"{list(table.columns)}.")
+            lookup.update({o: row.get(column) for o, row in zip(table.origins, table.rows)})
+    missing = [o for o in pool.origins if o not in lookup]
+    if missing:
+        how = ("--group-col needs the data as a table file or DataFrame" if groups is None else
+               f"groups has {len(groups)} values")
+        raise DataError(f"No group value for {missing[0]} ({len(missing)} item(s) in all): {how}.")
+    return [lookup[o] for o in pool.origins]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _pair_kind(a: str, b: str) -> str:
+    return "cross-split" if a != b else f"within {a}"
+
+
+def _macro_f1(y: np.ndarray, p: np.ndarray) -> float:
+    labels = sorted(set(y.tolist()) | set(p.tolist()))
+    return float(f1_score(y, p, labels=labels, average="macro", zero_division=0))
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
+
+
+def _group_text(group: dict) -> str:
+    return " = ".join(f"{i['origin']} ({i['split']}, '{i['label']}')" for i in group["items"])
+
+
+def _examples(texts: list[str], limit: int = 3) -> str:
+    more = f" and {len(texts) - limit} more" if len(texts) > limit else ""
+    return "; ".join(texts[:limit]) + more
+
+
+def _describe(data: Any) -> str:
+    if isinstance(data, (str, os.PathLike)):
+        return str(data)
+    if isinstance(data, pd.DataFrame):
+        return f"DataFrame ({len(data)} rows)"
+    try:
+        return f"(items, labels) pair of {len(data[0])} items"
+    except TypeError:
+        return type(data).__name__
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    from headstart.runs import check_out
+
+    check_out(out, overwrite)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

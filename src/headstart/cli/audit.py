@@ -1,0 +1,120 @@
+"""`headstart audit`: duplicates, leakage, likely label errors, outliers, imbalance and weak slices."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from headstart.audit import AuditReport, audit
+from headstart.cli.output import console, print_json
+
+LISTED = 15  # rows per findings table in the terminal; audit.json and report.html hold more
+
+
+def audit_cli(
+    data: str = typer.Argument(..., help="Image folder (root/<class>/*), or a CSV/TSV/JSONL/Parquet table."),
+    model: str = typer.Option("minilm-l6", "--model", "-m", help="Backbone whose frozen features are audited."),
+    group_col: Optional[str] = typer.Option(None, "--group-col", help="Table column to slice by (e.g. a site)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for audit.json and report.html "
+                                       "[default: runs/audit-<data>-<time>]"),
+    val: Optional[str] = typer.Option(None, help="Validation data; default: a stratified split of DATA."),
+    test: Optional[str] = typer.Option(None, help="Test data, checked for leakage from the training data."),
+    text_col: Optional[str] = typer.Option(None, help="Table column with the texts."),
+    label_col: Optional[str] = typer.Option(None, help="Table column with the labels."),
+    image_col: Optional[str] = typer.Option(None, help="Table column with image paths (relative to the table)."),
+    val_fraction: float = typer.Option(0.2, help="Share of DATA held out for validation when --val is not given."),
+    test_fraction: float = typer.Option(0.0, help="Share of DATA held out as a test set when --test is not given."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable or invalid items and list them."),
+    seed: int = typer.Option(0, help="Seed of the split and the cross-validation folds."),
+    folds: int = typer.Option(5, help="Cross-validation folds of the probe that scores every item out of sample."),
+    near_threshold: Optional[float] = typer.Option(None, help="Cosine similarity of near duplicates "
+                                                   "[default: 0.98 images, 0.97 texts]."),
+    image_size: Optional[int] = typer.Option(None, help="Input size in pixels [default: the weights' own]."),
+    max_length: Optional[int] = typer.Option(None, help="Text: tokens kept per item [default: 128]."),
+    weights: Optional[str] = typer.Option(None, help="Checkpoint file for the architecture named by --model."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    cache_dir: Optional[str] = typer.Option(None, help="Feature cache [default: ~/.cache/headstart]."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder at --out."),
+    json_out: bool = typer.Option(False, "--json", help="Print the audit as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Audit labelled DATA on MODEL's frozen features: what to fix before fitting.
+
+    Example: headstart audit reviews.csv --model minilm-l6 --group-col source --out runs/audit
+    """
+    out = out or Path("runs") / f"audit-{Path(data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    report = audit(data, model, val=val, test=test, group_col=group_col, folds=folds, near_threshold=near_threshold,
+                   out=out, overwrite=overwrite, progress=not quiet, text_col=text_col, label_col=label_col,
+                   image_col=image_col, val_fraction=val_fraction, test_fraction=test_fraction, skip_bad=skip_bad,
+                   seed=seed, image_size=image_size, max_length=max_length, weights=weights, device=device,
+                   cache_dir=cache_dir)
+    if json_out:
+        print_json({"out": str(report.out_dir), **report.to_dict()})
+        return
+    print_report(report, data)
+    console.print(f"Saved audit.json and report.html to [bold]{report.out_dir}[/].", highlight=False)
+
+
+def print_report(report: AuditReport, data: str) -> None:
+    """The audit as Rich tables: the checks, then the findings of each kind (first rows)."""
+    probe = report.probe
+    checks = Table(title=f"Audit of {data} on {report.model} ({sum(report.sizes.values())} items; "
+                         f"{probe['folds']}-fold probe accuracy {probe['accuracy']:.3f}, macro-F1 {probe['macro_f1']:.3f})")
+    for col in ("check", "found", "status"):
+        checks.add_column(col, justify="left" if col == "check" else "right")
+    for row in report.summary():
+        colour = "yellow" if row["status"] == "warn" else "green"
+        checks.add_row(row["check"], str(row["count"]), f"[{colour}]{row['status']}[/]")
+    console.print(checks)
+    _findings("Exact duplicates", ("kind", "items"),
+              [(g["kind"], "\n".join(f"{i['origin']} ({i['split']}, {i['label']})" for i in g["items"]))
+               for g in report.exact_duplicates])
+    _findings("Near duplicates", ("similarity", "kind", "item", "item"),
+              [(f"{p['similarity']:.4f}", p["kind"], _who(p["a"]), _who(p["b"])) for p in report.near_duplicates],
+              report.near_duplicate_count)
+    _findings("Likely label errors (most likely first)", ("rank", "item", "split", "given", "suggested", "self-conf."),
+              [(str(i["rank"]), i["origin"], i["split"], i["label"], i["suggested"], f"{i['self_confidence']:.3f}")
+               for i in report.label_issues])
+    _findings("Outliers (mean distance to nearest neighbours)", ("item", "split", "label", "distance", "robust z"),
+              [(o["origin"], o["split"], o["label"], f"{o['score']:.4f}", f"{o['z']:.1f}") for o in report.outliers])
+    balance = Table(title=f"Classes (max/min ratio {report.balance['ratio']:.2f})")
+    for col in ("class", "train", "all splits"):
+        balance.add_column(col, justify="left" if col == "class" else "right")
+    for c in report.classes:
+        few = c in report.balance["few"]
+        balance.add_row(f"[yellow]{c}[/]" if few else c, str(report.balance["counts"][c]),
+                        str(report.balance["counts_all"][c]))
+    console.print(balance)
+    if report.slices:
+        worst = report.slices["worst"]["group"]
+        table = Table(title=f"Slices of '{report.slices['column']}' (cross-validated probe; weakest first)")
+        for col in ("group", "n", "accuracy [95% CI]", "macro-F1"):
+            table.add_column(col, justify="left" if col == "group" else "right")
+        for s in report.slices["rows"]:
+            name = f"[bold red]{s['group']}[/]" if s["group"] == worst else str(s["group"])
+            table.add_row(name, str(s["n"]), f"{s['accuracy']:.3f} [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]",
+                          f"{s['macro_f1']:.3f}")
+        console.print(table)
+    for warning in report.warnings:
+        console.print(f"[yellow]warning[/] {warning}", highlight=False, soft_wrap=True)
+
+
+def _who(item: dict) -> str:
+    return f"{item['origin']} ({item['split']}, {item['label']})"
+
+
+def _findings(title: str, columns: tuple[str, ...], rows: list[tuple], total: int | None = None) -> None:
+    if not rows:
+        return
+    total = len(rows) if total is None else total
+    shown = f" — first {LISTED} of {total}" if total > LISTED else f" ({total})"
+    table = Table(title=title + shown)
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for row in rows[:LISTED]:
+        table.add_row(*row)
+    console.print(table)
