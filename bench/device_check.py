@@ -35,6 +35,8 @@ def main() -> None:
         (digits, "mobilenetv2", "full", dict(image_size=args.image_size, hflip=False, batch_size=64)),
         (str(bbc_news_folder()), args.text_model, "linear", {}),
         (str(bbc_news_folder()), args.text_model, "lp-ft", dict(unfreeze=3, batch_size=32)),
+        (str(bbc_news_folder()), args.text_model, "lora", dict(batch_size=32)),
+        (digits, "mobilenetv2", "lora", dict(image_size=args.image_size, hflip=False, batch_size=64)),
     ]
     for data, model, strategy, options in jobs:
         start = time.perf_counter()
