@@ -10,12 +10,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from headstart import checkpoints
 from headstart.backbones import Backbone, available_models, load_backbone
 from headstart.config import FitConfig
 from headstart.data import DataSplits, Dataset, Skipped, load_data, load_labelled
 from headstart.devices import peak_memory_mb, reset_peak_memory, resolve_device, resolve_precision, resolve_workers
 from headstart.engine import predict_logits
-from headstart.errors import DataError
+from headstart.errors import ConfigError, DataError, RunError
 from headstart.features import Extraction, FeatureCache
 from headstart.metrics import classification_metrics
 from headstart.report import render_run_report
@@ -38,6 +39,8 @@ class FitResult:
     split: dict
     skipped: list[Skipped] = field(default_factory=list)
     run_dir: Path | None = None
+    data: dict | None = None  # where the data came from (checkpoints.data_record), saved in config.json
+
 
     def predict(self, inputs: Any, **options) -> list[dict]:
         """Labels and class probabilities for new inputs (files, a folder, a table, texts)."""
@@ -45,22 +48,29 @@ class FitResult:
 
     def save(self, out: str | Path, overwrite: bool = False) -> Path:
         """Write the run directory (config, split, history, metrics, model) and its report.html."""
-        records = {"config.json": {"config": self.config.to_dict()}, "split.json": self.split,
-                   "metrics.json": self.metrics}
+        config = {"config": self.config.to_dict(), **({"data": self.data} if self.data is not None else {})}
+        records = {"config.json": config, "split.json": self.split, "metrics.json": self.metrics}
         self.run_dir = save_run(Path(out), self.predictor, records, self.history, overwrite)
         render_run_report(self.run_dir)
         return self.run_dir
 
 
-def fit(data: Any, model: str | Backbone = "minilm-l6", strategy: str = "linear", *, val: Any = None,
+def fit(data: Any = None, model: str | Backbone = "minilm-l6", strategy: str = "linear", *, val: Any = None,
         test: Any = None, out: str | Path | None = None, overwrite: bool = False, progress: bool = True,
-        **options: Any) -> FitResult:
+        resume: str | Path | None = None, **options: Any) -> FitResult:
     """Adapt a pretrained ``model`` to labelled ``data`` with ``strategy`` (linear, partial, full, lp-ft, lora, auto).
 
     ``data`` is an image folder, a table file, a DataFrame or an ``(items, labels)`` pair; ``options``
     are FitConfig fields (``epochs=5``, ``image_size=96``, ``shots=8``...). With ``out`` the run
-    directory (and its report.html) is written.
+    directory (and its report.html) is written; fine-tuning saves its state there after every epoch.
+
+    ``resume=RUN`` continues a fit that was stopped (killed, crashed) after its last saved epoch, with the
+    config and data recorded in RUN, and ends as the uninterrupted run would have. Nothing else is needed
+    when the data came from files; in-memory data (a DataFrame, an ``(items, labels)`` pair) must be
+    passed again, and must give the same split. ``model`` may be passed again as a Backbone object.
     """
+    if resume is not None:
+        return _resume(Path(resume), data, model, strategy, val, test, progress, options)
     cfg = config_for(model, strategy, options)
     if out is not None:
         check_out(Path(out), overwrite)  # before any work: never train for nothing
@@ -71,9 +81,61 @@ def fit(data: Any, model: str | Backbone = "minilm-l6", strategy: str = "linear"
     else:
         strat = make_strategy(strategy, **cfg.strategy_options())
         splits, backbone = prepare(data, model, cfg, val, test)
-        fitted = fit_prepared(splits, backbone, cfg, strat, progress)
+        if out is None:
+            fitted = fit_prepared(splits, backbone, cfg, strat, progress)
+        else:
+            record = checkpoints.data_record(data, val, test)
+            return _fit_checkpointed(Path(out), splits, backbone, cfg, strat, progress, record, overwrite)
     if out is not None:
         fitted.save(out, overwrite)
+    return fitted
+
+
+def _fit_checkpointed(run: Path, splits: DataSplits, backbone: Backbone, cfg: FitConfig, strat: Strategy,
+                      progress: bool, record: dict, overwrite: bool) -> FitResult:
+    """Fit and save into ``run``, which holds this fit's config, split and per-epoch state meanwhile.
+
+    A failure before any epoch was saved (or of a fit with no epochs, like ``linear``) removes what
+    ``start_run`` created, so only resumable runs are left behind.
+    """
+    created = checkpoints.start_run(run, cfg.to_dict(), record, splits.split, overwrite)
+    try:
+        fitted = fit_prepared(splits, backbone, cfg, strat, progress, checkpoint=checkpoints.checkpoint_dir(run))
+        fitted.data = record
+        fitted.save(run, overwrite=True)  # run holds this fit's own unfinished records, which the save replaces
+    except BaseException:
+        if checkpoints.is_unfinished(run) and checkpoints.saved_epoch(run) == 0:
+            checkpoints.discard(created)
+        raise
+    return fitted
+
+
+def _resume(run: Path, data: Any, model: Any, strategy: Any, val: Any, test: Any, progress: bool,
+            options: dict) -> FitResult:
+    """``fit(resume=RUN)``: rebuild config, data, backbone and split from RUN; training continues."""
+    check_out(run, resume=True)
+    if options:
+        raise ConfigError(f"resume={str(run)!r} takes its options from {run}/checkpoints/config.json; "
+                          f"do not pass {', '.join(sorted(options))}. Start a new run to change them.")
+    record = checkpoints.read_record(run, "config.json")
+    cfg = FitConfig.from_dict(record["config"])
+    for given, saved, what in ((model, cfg.model, "model"), (strategy, cfg.strategy, "strategy")):
+        name = given.name if isinstance(given, Backbone) else given
+        if name not in (saved, "minilm-l6" if what == "model" else "linear"):
+            raise ConfigError(f"{run} is a {saved!r} {what} run; resume continues it as it was "
+                              f"(got {what}={name!r}). Start a new run to change it.")
+    sources = record.get("data") or {}
+    data, val, test = (checkpoints.resolve_source(sources.get(role), given, role, run)
+                       for role, given in (("train", data), ("val", val), ("test", test)))
+    if data is None:
+        raise RunError(f"{run}/checkpoints/config.json does not say where the data came from; pass it again.")
+    strat = make_strategy(cfg.strategy, **cfg.strategy_options())
+    backbone_in = model if isinstance(model, Backbone) and model.name == cfg.model else cfg.model
+    splits, backbone = prepare(data, backbone_in, cfg, val, test)
+    checkpoints.check_split(run, checkpoints.read_record(run, "split.json"), splits.split, sources.get("cwd", ""))
+    fitted = fit_prepared(splits, backbone, cfg, strat, progress, checkpoint=checkpoints.checkpoint_dir(run))
+    fitted.data = sources
+    fitted.save(run, overwrite=True)
     return fitted
 
 
@@ -118,15 +180,17 @@ def subsample_per_class(labels: Sequence[str], per_class: int, seed: int) -> lis
 
 
 def fit_prepared(splits: DataSplits, backbone: Backbone, cfg: FitConfig, strat: Strategy,
-                 progress: bool = True, deadline: float | None = None) -> FitResult:
+                 progress: bool = True, deadline: float | None = None,
+                 checkpoint: str | Path | None = None) -> FitResult:
     """Fit an already loaded data set and backbone: what ``fit`` and ``compare`` share.
 
     ``deadline`` (a ``time.perf_counter()`` value) stops fine-tuning early, keeping the best epoch.
+    ``checkpoint`` (a folder) keeps fine-tuning's state after every epoch and resumes from the one it holds.
     """
     start = time.perf_counter()
     reset_peak_memory()
     ctx = _context(cfg, splits, backbone, progress)
-    ctx.settings = replace(ctx.settings, deadline=deadline)
+    ctx.settings = replace(ctx.settings, deadline=deadline, checkpoint=str(checkpoint) if checkpoint else None)
     result = strat.fit(backbone, splits, ctx)
     precision = ctx.extraction.precision if result.frozen_backbone else ctx.train_precision
     predictor = Predictor(result.model, _with_module(backbone, result.model.backbone), splits.classes, precision)

@@ -319,7 +319,7 @@ def cheap_checks(splits: DataSplits) -> list[str]:
                    "optimistic), e.g. " + _examples([_group_text(g) for g in leaks]))
     within = [g for g in groups if g["kind"] == "within train"]
     if within:
-        out.append(f"{len(within)} item(s) occur more than once in the training data, e.g. "
+        out.append(f"{len(within)} item(s) occur more than once in the training data (identical content), e.g. "
                    + _examples([_group_text(g) for g in within]))
     conflicts = [g for g in groups if len({i["label"] for i in g["items"]}) > 1]
     if conflicts:

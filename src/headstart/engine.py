@@ -21,6 +21,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from headstart.backbones import Backbone, batch_to
+from headstart.checkpoints import (load_checkpoint, load_optimizer, load_scheduler, optimizer_tensors,
+                                   rng_state, save_checkpoint, scheduler_state, set_rng_state)
 from headstart.data import Dataset
 from headstart.devices import autocast
 from headstart.progress import progress_task
@@ -45,6 +47,7 @@ class TrainSettings:
     seed: int = 0
     l2sp: float = 0.0  # L2-SP weight: pulls trained backbone parameters to their start (replaces their weight decay)
     deadline: float | None = None  # time.perf_counter() value: stop after the batch that passes it
+    checkpoint: str | None = None  # folder: state saved after every epoch, and resumed from when it holds one
 
 
 @dataclass
@@ -55,6 +58,7 @@ class TrainOutcome:
     best_epoch: int = 0
     stopped_early: bool = False
     out_of_time: bool = False  # the deadline ended training before the last epoch
+    resumed_from: int = 0  # the epoch a checkpoint held when training resumed from it (0: a fresh start)
 
 
 def freeze(model: nn.Module, trainable: set[str]) -> int:
@@ -139,6 +143,10 @@ def train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dat
     With ``s.l2sp > 0`` the loss adds ``l2sp_penalty`` over every trained parameter outside the ``head``
     groups, anchored at its value when training starts (the pretrained weights; LoRA's adapters start at
     their initialisation, B = 0, so the merged update is pulled towards zero).
+
+    With ``s.checkpoint`` (a folder) the whole training state (model, optimizer, scheduler, history, best
+    epoch, every RNG stream) is saved there after every epoch (see headstart.checkpoints); when the folder
+    already holds a state, training continues after its epoch and ends as an uninterrupted run would.
     """
     generator = torch.Generator().manual_seed(s.seed)
     torch.manual_seed(s.seed)
@@ -154,7 +162,14 @@ def train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dat
     anchored = [(p, p.detach().clone().float()) for g in groups if g.get("name") != "head" for p in g["params"]
                 if s.l2sp > 0]
     outcome, best_key, best_state = TrainOutcome(), None, None
-    for epoch in range(1, s.epochs + 1):
+    first = 1
+    saved = load_checkpoint(s.checkpoint) if s.checkpoint else None
+    if saved is not None:
+        best_key, best_state = _restore(saved, model, optimizer, scheduler, anchored, generator, outcome, total)
+        first = outcome.resumed_from + 1
+    for epoch in range(first, s.epochs + 1):
+        if outcome.stopped_early or outcome.out_of_time:  # the checkpoint was taken as training stopped
+            break
         start = time.perf_counter()
         set_train_mode(model)
         seen, loss_sum, correct, penalty_sum = 0, 0.0, 0, 0.0
@@ -197,11 +212,64 @@ def train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dat
             best_state = copy.deepcopy(model.state_dict())
         elif epoch - outcome.best_epoch >= s.patience:
             outcome.stopped_early = True
-            break
-        if outcome.out_of_time:
+        if s.checkpoint:
+            _checkpoint(s.checkpoint, epoch, model, optimizer, scheduler, anchored, generator, outcome,
+                        best_key, best_state, total)
+        if outcome.stopped_early or outcome.out_of_time:
             break
     model.load_state_dict(best_state)
     return outcome
+
+
+def _checkpoint(folder: str, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
+                anchored: list, generator: torch.Generator, outcome: TrainOutcome, best_key: tuple,
+                best_state: dict, total: int) -> None:
+    """Save the state at the end of ``epoch`` (tensors in safetensors, the rest in JSON)."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    best_is_current = outcome.best_epoch == epoch
+    if not best_is_current:
+        tensors.update({f"best.{k}": v for k, v in best_state.items()})
+    opt_tensors, opt_index = optimizer_tensors(optimizer)
+    tensors.update(opt_tensors)
+    tensors.update({f"anchor.{i}": p0 for i, (_, p0) in enumerate(anchored)})
+    state = {"epoch": epoch, "total_steps": total, "history": outcome.history, "best_epoch": outcome.best_epoch,
+             "best_key": list(best_key), "best_is_current": best_is_current,
+             "stopped_early": outcome.stopped_early, "out_of_time": outcome.out_of_time,
+             "scheduler": scheduler_state(scheduler), "optimizer": opt_index, "rng": rng_state(generator)}
+    save_checkpoint(folder, tensors, state)
+
+
+def _restore(saved: tuple[dict, dict], model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
+             anchored: list, generator: torch.Generator, outcome: TrainOutcome, total: int) -> tuple[tuple, dict]:
+    """Load a checkpoint into the freshly built model, optimizer and scheduler; ``(best_key, best_state)``."""
+    from headstart.errors import RunError
+
+    tensors, state = saved
+    if state["total_steps"] != total:
+        raise RunError(f"The checkpoint was taken with {state['total_steps']} training steps in all, but this "
+                       f"run would take {total}: the settings or data differ from the run that saved it.")
+
+    def part(prefix: str) -> dict[str, torch.Tensor]:
+        return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+    try:
+        model.load_state_dict(part("model."))
+        load_optimizer(optimizer, tensors, state["optimizer"])
+    except (RuntimeError, KeyError, ValueError, IndexError) as exc:
+        raise RunError(f"The checkpoint does not fit this model ({exc}); it was saved by another run.") from exc
+    load_scheduler(scheduler, state["scheduler"])
+    for i, (_, p0) in enumerate(anchored):
+        p0.copy_(tensors[f"anchor.{i}"])
+    current = model.state_dict()
+    if state["best_is_current"]:
+        best_state = copy.deepcopy(current)
+    else:
+        best_state = {k: torch.empty_like(current[k]).copy_(v) for k, v in part("best.").items()}
+    outcome.history = state["history"]
+    outcome.best_epoch, outcome.resumed_from = state["best_epoch"], state["epoch"]
+    outcome.stopped_early, outcome.out_of_time = state["stopped_early"], state["out_of_time"]
+    set_rng_state(state["rng"], generator)
+    return tuple(state["best_key"]), best_state
 
 
 def predict_logits(model: nn.Module, backbone: Backbone, data: Dataset, device: torch.device, precision: str,

@@ -100,12 +100,18 @@ def export(run: str | Path, format: str, out: str | Path | None = None, samples:
         if out.is_dir():
             out.rmdir()  # an empty folder the user made for us
         os.replace(tmp, out)
+    except RunError:
+        raise
     except OSError as exc:
         raise RunError(f"Could not write the export to {out}: {exc.strerror or exc}. Check that the folder is "
                        "writable and the disk has space.") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result.path = out
+    if predictor.precision != "fp32":
+        result.notes.append(f"exported in float32; headstart predicts this {predictor.precision} run in "
+                            f"{predictor.precision} where the hardware supports it (probabilities then differ "
+                            "slightly)")
     return result
 
 
@@ -156,15 +162,13 @@ def _run_images(run: Path) -> list[str]:
         return []
     lists = [v for v in split.values() if isinstance(v, list) and v and all(isinstance(s, str) for s in v)]
     found: list[str] = []
-    for i in range(max((len(v) for v in lists), default=0)):
+    for i in range(min(50, max((len(v) for v in lists), default=0))):
         for origins in lists:  # interleaved: train and val images, several classes
             if i < len(origins) and Path(origins[i]).suffix.lower() in IMAGE_EXTENSIONS \
                     and Path(origins[i]).is_file() and origins[i] not in found:
                 found.append(origins[i])
             if len(found) >= MAX_SAMPLES:
                 return found
-        if i > 50:
-            break
     return found
 
 
@@ -239,12 +243,16 @@ def _write_onnx(predictor: Predictor, folder: Path, batch, reference: np.ndarray
         names, module, example = ["pixel_values"], predictor.model, (batch[:2],)
         axes = {"pixel_values": {0: "batch"}}
     axes["logits"] = {0: "batch"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice and tracer warnings
-        torch.onnx.export(module.eval(), example, str(path), dynamo=False, input_names=names,
-                          output_names=["logits"], dynamic_axes=axes, opset_version=ONNX_OPSET,
-                          do_constant_folding=True)
-    onnx.checker.check_model(str(path))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice and tracer warnings
+            torch.onnx.export(module.eval(), example, str(path), dynamo=False, input_names=names,
+                              output_names=["logits"], dynamic_axes=axes, opset_version=ONNX_OPSET,
+                              do_constant_folding=True)
+        onnx.checker.check_model(str(path))
+    except (RuntimeError, ValueError, TypeError, onnx.checker.ValidationError) as exc:
+        raise ExportError(f"torch.onnx could not export this {predictor.backbone.arch.get('family')} model: "
+                          f"{str(exc)[:500]}") from exc
     _write_json(folder / "preprocessing.json", _preprocessing_record(predictor, names))
     _write_json(folder / "classes.json", predictor.classes)
     if predictor.backbone.modality == "text":
@@ -265,6 +273,7 @@ def _write_onnx(predictor: Predictor, folder: Path, batch, reference: np.ndarray
 
 def _write_hf(predictor: Predictor, folder: Path, batch: dict, reference: np.ndarray) -> Exported:
     from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
 
     from headstart.hf_model import HeadstartTextClassifier, HeadstartTextConfig
 
@@ -284,10 +293,16 @@ def _write_hf(predictor: Predictor, folder: Path, batch: dict, reference: np.nda
         else:
             raise ExportError(f"Unexpected weight {key!r} in the run's model: cannot map it to the HF classifier.")
     model.load_state_dict(state, strict=True)
-    model.save_pretrained(str(folder))
-    _save_tokenizer(predictor, folder)
-    (folder / "README.md").write_text(_HF_README.format(classes=", ".join(classes)))
-    loaded = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no weight-loading bars in headstart's output
+    try:
+        model.save_pretrained(str(folder))
+        _save_tokenizer(predictor, folder)
+        (folder / "README.md").write_text(_HF_README.format(classes=", ".join(classes)))
+        loaded = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     with torch.no_grad():
         got = loaded(**batch).logits.float().numpy()
     diff = _compare(reference, got, TORCH_TOLERANCE, "Hugging Face")

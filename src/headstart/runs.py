@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from headstart.adapters import Adapter
@@ -72,6 +73,7 @@ def save_run(out: Path, predictor: Predictor, records: dict[str, Any], history: 
     """Write a run directory atomically: into a hidden temporary sibling, then renamed into place."""
     out = Path(out)
     check_out(out, overwrite)
+    tmp = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -88,18 +90,34 @@ def save_run(out: Path, predictor: Predictor, records: dict[str, Any], history: 
             shutil.rmtree(old)
         else:
             os.replace(tmp, out)
-    except OSError as exc:
-        raise RunError(f"Could not write the run to {out}: {exc.strerror or exc}. Check that the folder is "
-                       "writable and the disk has space; earlier runs were left as they were.") from exc
+    except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
+        if tmp is not None:  # a half-written copy must not fill the disk further
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise RunError(f"Could not write the run to {out}: {getattr(exc, 'strerror', None) or exc}. Check that the "
+                       "folder is writable and the disk has space; earlier runs were left as they were.") from exc
     return out
 
 
-def check_out(out: Path, overwrite: bool = False) -> None:
-    """RunError when ``out`` already holds files and ``overwrite`` is not set (checked before any work)."""
+def check_out(out: Path, overwrite: bool = False, resume: bool = False) -> None:
+    """RunError when ``out`` already holds files and ``overwrite`` is not set (checked before any work).
+
+    With ``resume`` ``out`` must instead hold an unfinished run (``out/checkpoints/``, see headstart.checkpoints).
+    """
+    from headstart.checkpoints import is_unfinished, saved_epoch
+
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise RunError(f"{out} is a file, not a folder. Choose another --out for the run directory.")
+    if resume:
+        if not is_unfinished(out):
+            what = "a finished run" if (out / "model").is_dir() else "no unfinished run"
+            raise RunError(f"Nothing to resume: {out} holds {what} (no checkpoints/config.json). Resume "
+                           "continues a fit that was started with --out and stopped before it finished.")
+        return
     if out.is_dir() and any(out.iterdir()) and not overwrite:
+        if is_unfinished(out):
+            raise RunError(f"{out} already holds an unfinished run (last saved epoch: {saved_epoch(out)}). "
+                           f"Continue it with `headstart fit --resume {out}`, or pass --overwrite to start again.")
         raise RunError(f"{out} already holds a run. Choose another --out, or pass --overwrite to replace it.")
 
 

@@ -62,8 +62,8 @@ def audit_cli(
 def print_report(report: AuditReport, data: str) -> None:
     """The audit as Rich tables: the checks, then the findings of each kind (first rows)."""
     probe = report.probe
-    checks = Table(title=f"Audit of {data} on {report.model} ({sum(report.sizes.values())} items; "
-                         f"{probe['folds']}-fold probe accuracy {probe['accuracy']:.3f}, macro-F1 {probe['macro_f1']:.3f})")
+    checks = Table(title=f"Audit of {data} on {report.model} ({sum(report.sizes.values())} items; {probe['folds']}"
+                         f"-fold probe accuracy {probe['accuracy']:.3f}, macro-F1 {probe['macro_f1']:.3f})")
     for col in ("check", "found", "status"):
         checks.add_column(col, justify="left" if col == "check" else "right")
     for row in report.summary():

@@ -13,8 +13,8 @@ from headstart.cli.output import console, print_json
 def export_cli(
     run: Path = typer.Argument(..., help="Run directory written by `headstart fit`."),
     format: str = typer.Option(..., "--format", "-f", help="onnx | hf (text runs) | timm (image runs)"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o",
-                                       help="Folder to create (default: RUN-FORMAT next to the run); never overwritten."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Folder to create (default: RUN-FORMAT next to the run); never overwritten."),
     samples: Optional[list[str]] = typer.Option(None, "--samples",
                                                 help="Inputs to check the export on (files, a folder, a table)."),
     json_out: bool = typer.Option(False, "--json", help="Print what was written as JSON."),

@@ -10,10 +10,12 @@ import typer
 
 from headstart.api import fit
 from headstart.cli.output import console, print_json, summary_table
+from headstart.errors import ConfigError
 
 
 def fit_cli(
-    data: str = typer.Argument(..., help="Image folder (root/<class>/*), or a CSV/TSV/JSONL/Parquet table."),
+    ctx: typer.Context,
+    data: Optional[str] = typer.Argument(None, help="Image folder (root/<class>/*), or a CSV/TSV/JSONL/Parquet table."),
     model: str = typer.Option("minilm-l6", "--model", "-m", help="Built-in name, timm name, HF id or local dir."),
     strategy: str = typer.Option("linear", "--strategy", "-s", help="linear | partial | full | lp-ft | lora | auto"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory [default: runs/<model>-<strategy>-<time>]"),
@@ -51,13 +53,44 @@ def fit_cli(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run at --out."),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a stopped (killed, crashed) fit "
+                                          "from its run directory's last saved epoch; needs no other options."),
 ) -> None:
     """Fit MODEL to DATA with STRATEGY and save the run.
 
     Example: headstart fit data/pets --model mobilenetv2 --strategy partial --out runs/pets
+
+    Fine-tuning saves its state in OUT/checkpoints after every epoch; after a crash,
+    `headstart fit --resume OUT` continues it and ends as the uninterrupted run would.
     """
+    if resume is not None:
+        given = {name for name in ctx.params  # typer vendors click: compare the source's name, not its class
+                 if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
+        extra = [f"--{name.replace('_', '-')}" for name in ctx.params
+                 if name in given and name not in ("resume", "data", "quiet", "json_out")]
+        if extra:
+            raise ConfigError(f"--resume takes the run's own options from {resume}/checkpoints/config.json; "
+                              f"drop {', '.join(extra)} (start a new run to change them).")
+        result = fit(data, resume=resume, progress=not quiet)
+    else:
+        if data is None:
+            raise ConfigError("Missing DATA: give an image folder or a table file (or --resume RUN).")
+        result = _fit_new(data, model, strategy, out, val, test, overwrite, quiet, text_col=text_col,
+                          label_col=label_col, image_col=image_col, val_fraction=val_fraction,
+                          test_fraction=test_fraction, skip_bad=skip_bad, seed=seed, unfreeze=unfreeze, lr=lr,
+                          head_lr=head_lr, lr_decay=lr_decay, rank=rank, alpha=alpha, shots=shots, budget=budget,
+                          epochs=epochs, batch_size=batch_size, patience=patience, augment=augment, hflip=hflip,
+                          image_size=image_size, max_length=max_length, weights=weights, device=device,
+                          precision=precision, num_workers=num_workers, cache_dir=cache_dir, l2sp=l2sp)
+    _show(result, data, json_out)
+
+
+def _fit_new(data, model, strategy, out, val, test, overwrite, quiet, text_col, label_col, image_col, val_fraction,
+             test_fraction, skip_bad, seed, unfreeze, lr, head_lr, lr_decay, rank, alpha, shots, budget, epochs,
+             batch_size, patience, augment, hflip, image_size, max_length, weights, device, precision, num_workers,
+             cache_dir, l2sp):
     out = out or Path("runs") / f"{Path(model).name}-{strategy}-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = fit(
+    return fit(
         data, model, strategy, val=val, test=test, out=out, overwrite=overwrite, progress=not quiet,
         text_col=text_col, label_col=label_col, image_col=image_col, val_fraction=val_fraction,
         test_fraction=test_fraction, skip_bad=skip_bad, seed=seed, unfreeze=unfreeze, lr=lr, head_lr=head_lr,
@@ -66,6 +99,9 @@ def fit_cli(
         image_size=image_size, max_length=max_length, weights=weights, device=device, precision=precision,
         num_workers=num_workers, cache_dir=cache_dir, l2sp=l2sp,
     )
+
+
+def _show(result, data, json_out: bool) -> None:
     if json_out:
         print_json({"run": str(result.run_dir), "metrics": result.metrics, "info": result.info,
                     "skipped": [s.__dict__ for s in result.skipped]})
@@ -73,6 +109,6 @@ def fit_cli(
     for s in result.skipped:
         console.print(f"[yellow]skipped[/] {s.origin}: {s.reason}", highlight=False)
     console.print(summary_table([{"strategy": result.strategy, "metrics": result.metrics}],
-                                f"{result.model} on {data}"))
+                                f"{result.model} on {data or ((result.data or {}).get('train') or {}).get('path')}"))
     console.print(f"Saved to [bold]{result.run_dir}[/]. Next: headstart predict {result.run_dir} INPUTS",
                   highlight=False)

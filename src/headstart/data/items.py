@@ -34,7 +34,14 @@ class Gate:
 
 def normalize_label(value: Any) -> str | None:
     """Label as a stripped string, or None when missing (None, NaN, empty or blank)."""
-    if value is None or (np.ndim(value) == 0 and pd.isna(value)):
+    try:
+        missing = value is None or (np.ndim(value) == 0 and pd.isna(value))
+    except ValueError as exc:  # a ragged nested list (JSON Lines, object columns): numpy cannot size it
+        raise DataError(
+            f"{str(value)[:80]!r} is a nested list, not a single value; a label or image path "
+            "must be one value per row. Fix that row."
+        ) from exc
+    if missing:
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 
+import torch
 from torch import nn
 
 from headstart.backbones import Backbone
@@ -32,7 +33,10 @@ def finetune(backbone: Backbone, splits: DataSplits, ctx: FitContext, *, unfreez
     top = lr if lr is not None else DEFAULT_LR[backbone.modality]
     if head_lr is None:  # a fresh head learns fast; a fitted one moves at the backbone's pace
         head_lr = FRESH_HEAD_LR if head is None else top
-    head = head if head is not None else nn.Linear(backbone.feature_dim, len(splits.classes))
+    if head is None:
+        with torch.random.fork_rng(devices=[]):  # drawn from the fit's seed, not the global generator's state
+            torch.manual_seed(ctx.settings.seed)
+            head = nn.Linear(backbone.feature_dim, len(splits.classes))
     model = Classifier(copy.deepcopy(backbone.module), copy.deepcopy(head))
     chosen = groups[-n:]
     trainable = {f"backbone.{name}" for group in chosen for name in group}

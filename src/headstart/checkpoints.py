@@ -1,0 +1,286 @@
+"""Crash safety: training state saved after every epoch, and runs resumed from it.
+
+While a fit with ``out=RUN`` is in progress its run directory holds what a resume needs:
+
+    RUN/checkpoints/config.json          {"config": FitConfig, "data": where the data came from}
+    RUN/checkpoints/split.json           the split, item by item (checked again on resume)
+    RUN/checkpoints/state.json           the commit point: epoch, history, best epoch, scheduler, RNG
+                                         states, optimizer index, and the tensor file's name and sha256
+    RUN/checkpoints/state-NNNN.safetensors  model, optimizer and best-epoch tensors of epoch NNNN
+    RUN/config.json, RUN/split.json      the same records at the top, when RUN was new (or unfinished)
+
+Every file is written under a temporary name and renamed into place. The tensors of epoch N go to their
+own file first; ``state.json`` naming them is replaced last, so a kill at any moment leaves either the
+previous epoch's complete state or the new one, never a mix; stale tensor files are removed after.
+Nothing is pickled: tensors are safetensors, the rest is JSON.
+
+When the run finishes, ``runs.save_run`` swaps the complete run directory in with one rename, which
+drops ``checkpoints/``. When ``--overwrite`` replaces a finished run, that run's files stay untouched
+until then (only ``RUN/checkpoints/`` is added), so a failed or killed new fit leaves it intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from headstart.errors import RunError
+
+CHECKPOINTS = "checkpoints"
+STATE = "state.json"
+STATE_FORMAT = 1
+
+
+# ---- the run directory while a fit is in progress ----------------------------------------------------
+
+def checkpoint_dir(run: Path) -> Path:
+    return Path(run) / CHECKPOINTS
+
+
+def is_unfinished(run: Path) -> bool:
+    """Whether ``run`` holds the records of a fit that started with ``out=run`` and has not finished."""
+    return (checkpoint_dir(run) / "config.json").is_file()
+
+
+def saved_epoch(run: Path) -> int:
+    """The last epoch whose state ``run`` holds (0: none yet)."""
+    try:
+        return int(json.loads((checkpoint_dir(run) / STATE).read_text())["epoch"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def data_record(data: Any, val: Any, test: Any) -> dict:
+    """Where the data came from, as JSON: paths (as given and absolute) or the kind of in-memory object."""
+    def one(source: Any) -> dict | None:
+        if source is None:
+            return None
+        if isinstance(source, (str, os.PathLike)):
+            return {"path": str(source), "absolute": os.path.abspath(source)}
+        return {"in_memory": type(source).__name__}
+
+    return {"train": one(data), "val": one(val), "test": one(test), "cwd": os.getcwd()}
+
+
+def start_run(run: Path, config: dict, data: dict, split: dict, overwrite: bool) -> list[Path]:
+    """Write ``RUN/checkpoints/{config,split}.json`` (+ top-level copies unless RUN holds a finished run).
+
+    Returns what was created, so a fit that fails before its first checkpoint can remove it again.
+    """
+    run = Path(run)
+    records = {"config.json": {"config": config, "data": data}, "split.json": split}
+    finished = (run / "model").is_dir() or (run / "metrics.json").is_file()
+    created: list[Path] = []
+    try:
+        if not run.exists():
+            created.append(run)
+        run.mkdir(parents=True, exist_ok=True)
+        folder = checkpoint_dir(run)
+        if folder.exists():  # --overwrite of an unfinished run: start again
+            shutil.rmtree(folder)
+        folder.mkdir()
+        created.append(folder)
+        for name, payload in records.items():
+            write_json_atomic(folder / name, payload)
+            if not finished:  # a finished run's own records stay until the new run replaces it
+                write_json_atomic(run / name, payload)
+                created.append(run / name)
+    except OSError as exc:
+        discard(created)
+        raise RunError(f"Could not write the run to {run}: {exc.strerror or exc}. Check that the folder is "
+                       "writable and the disk has space; earlier runs were left as they were.") from exc
+    return created
+
+
+def discard(created: list[Path]) -> None:
+    """Remove what ``start_run`` created (a fit that failed before saving any epoch leaves nothing)."""
+    for path in reversed(created):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def read_record(run: Path, name: str) -> dict:
+    path = checkpoint_dir(run) / name
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RunError(f"Cannot resume {run}: {path} is missing or unreadable ({exc}).") from exc
+
+
+def resolve_source(record: dict | None, given: Any, role: str, run: Path) -> Any:
+    """The data source to resume with: what was given again, else the saved path."""
+    if given is not None:
+        return given
+    if record is None:
+        return None
+    if "in_memory" in record:
+        raise RunError(f"{run} was fitted on in-memory {role} data ({record['in_memory']}), which a run "
+                       f"directory cannot hold. Pass the same {role} data again: headstart.fit(data, "
+                       f"resume={str(run)!r}{'' if role == 'train' else f', {role}=...'}).")
+    path = record["path"]
+    if os.path.abspath(path) == record["absolute"] or not os.path.exists(record["absolute"]):
+        return path
+    return record["absolute"]
+
+
+def check_split(run: Path, saved: dict, now: dict, cwd: str) -> None:
+    """RunError unless the data loaded again gives the split the run started with, item by item."""
+    def norm(origins: list[str], base: str) -> list[str]:
+        return [os.path.normpath(os.path.join(base, o)) for o in origins]
+
+    for key in ("train_origins", "val_origins", "test_origins"):
+        before, after = saved.get(key, []), now.get(key, [])
+        if before == after or norm(before, cwd) == norm(after, os.getcwd()):
+            continue
+        differ = len(set(before) ^ set(after)) if len(before) == len(after) else abs(len(before) - len(after))
+        raise RunError(f"Cannot resume {run}: the data no longer gives the split it started with "
+                       f"({key.split('_')[0]}: {len(before)} items then, {len(after)} now, {differ} differ). "
+                       "Resume needs the same data; start a new run otherwise.")
+
+
+# ---- training state ---------------------------------------------------------------------------------
+
+def save_checkpoint(folder: str | Path, tensors: dict[str, torch.Tensor], state: dict) -> None:
+    """Tensors to ``state-NNNN.safetensors``, then ``state.json`` (the commit point), atomically."""
+    folder = Path(folder)
+    name = f"state-{state['epoch']:04d}.safetensors"
+    tmp = folder / f".{name}.tmp-{os.getpid()}"
+    try:
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp))
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, folder / name)
+        write_json_atomic(folder / STATE, {**state, "format": STATE_FORMAT, "tensors": name,
+                                           "sha256": _sha256(folder / name)})
+    except (OSError, SafetensorError) as exc:
+        tmp.unlink(missing_ok=True)
+        why = getattr(exc, "strerror", None) or exc
+        raise RunError(f"Could not write the checkpoint to {folder}: {why}. Check that the folder is writable "
+                       "and the disk has space.") from exc
+    for stale in folder.glob("state-*.safetensors"):
+        if stale.name != name:
+            stale.unlink(missing_ok=True)
+
+
+def load_checkpoint(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """``(tensors, state)`` of the last saved epoch, or None when none was saved."""
+    folder = Path(folder)
+    if not (folder / STATE).is_file():
+        return None
+    state = json.loads((folder / STATE).read_text())
+    if state.get("format", 0) > STATE_FORMAT:
+        raise RunError(f"{folder} was written by a newer headstart (checkpoint format {state['format']}).")
+    path = folder / state["tensors"]
+    if not path.is_file() or _sha256(path) != state["sha256"]:
+        raise RunError(f"{path} is missing or does not match its checksum in {folder / STATE}; the checkpoint "
+                       "is damaged. Start the run again with --overwrite.")
+    return load_file(str(path)), state
+
+
+def rng_state(generator: torch.Generator) -> dict:
+    """Every random stream training draws from, as JSON lists and ints."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    out = {
+        "torch": torch.get_rng_state().tolist(),
+        "loader": generator.get_state().tolist(),
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+    return out
+
+
+def set_rng_state(state: dict, generator: torch.Generator) -> None:
+    """Inverse of ``rng_state``."""
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    generator.set_state(torch.tensor(state["loader"], dtype=torch.uint8))
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """AdamW state flattened to ``optimizer.{param}.{key}`` tensors, plus a JSON index of the rest."""
+    sd = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, entry in sd["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{key}"] = value
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], index: dict) -> None:
+    """Inverse of ``optimizer_tensors``; state tensors take their parameter's memory format."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    state: dict[int, dict] = {int(k): dict(v) for k, v in index["scalars"].items()}
+    for name, value in tensors.items():
+        if not name.startswith("optimizer."):
+            continue
+        _, idx, key = name.split(".", 2)
+        param = params[int(idx)]
+        if value.shape == param.shape:  # exp_avg, exp_avg_sq: laid out like the parameter (channels_last)
+            value = torch.empty_like(param, dtype=value.dtype).copy_(value)
+        state.setdefault(int(idx), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": index["param_groups"]})
+
+
+def scheduler_state(scheduler: Any) -> dict:
+    return {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
+
+
+def load_scheduler(scheduler: Any, state: dict) -> None:
+    scheduler.load_state_dict({**state, "lr_lambdas": [None] * len(scheduler.lr_lambdas)})
+
+
+# ---- helpers ----------------------------------------------------------------------------------------
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """JSON under a temporary name, flushed to disk, then renamed into place (OSError propagates)."""
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w") as handle:
+            handle.write(json.dumps(payload, indent=1, default=_json_default) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (np.ndarray, tuple)):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
