@@ -153,8 +153,13 @@ def prepare(data: Any, model: str | Backbone, cfg: FitConfig, val: Any = None,
                        seed=cfg.seed, skip_bad=cfg.skip_bad)
     if cfg.shots:
         splits = keep_shots(splits, cfg.shots, cfg.seed)
-    backbone = model if isinstance(model, Backbone) else load_backbone(
-        cfg.model, weights=cfg.weights, image_size=cfg.image_size, max_length=cfg.max_length)
+    if isinstance(model, Backbone):
+        backbone = model
+    else:
+        with torch.random.fork_rng(devices=[]):  # random (random:NAME) weights: from the fit's seed, every process
+            torch.manual_seed(cfg.seed)
+            backbone = load_backbone(cfg.model, weights=cfg.weights, image_size=cfg.image_size,
+                                     max_length=cfg.max_length)
     if backbone.modality != splits.train.modality:
         wanted = splits.train.modality
         raise DataError(f"The data holds {wanted} items but {backbone.name!r} is a {backbone.modality} model. "

@@ -105,10 +105,13 @@ def start_run(run: Path, config: dict, data: dict, split: dict, overwrite: bool)
 def discard(created: list[Path]) -> None:
     """Remove what ``start_run`` created (a fit that failed before saving any epoch leaves nothing)."""
     for path in reversed(created):
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+        try:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:  # never hide the error that brought us here
+            pass
 
 
 def read_record(run: Path, name: str) -> dict:

@@ -6,6 +6,8 @@
     RUN/metrics.json    validation and test metrics, parameters, time, memory
     RUN/model/          model.safetensors + headstart.json (+ tokenizer files): rebuilds without the data
                         (+ adapter.safetensors, adapter_config.json for LoRA: see headstart.adapters)
+    RUN/checkpoints/    only while a fit is in progress: its state after every epoch, for --resume
+                        (see headstart.checkpoints); the final save replaces the folder without it
 """
 
 from __future__ import annotations

@@ -55,7 +55,6 @@ def crash_after_epoch(monkeypatch, last: int) -> None:
 
 
 def fit_image(folder: Path, out: Path, strategy: str = "partial", **options):
-    torch.manual_seed(0)  # random:mobilenetv2 draws its weights from the global generator
     return headstart.fit(str(folder), "random:mobilenetv2", strategy, out=str(out), **{**FIT, **options})
 
 
