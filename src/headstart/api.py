@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 
 from headstart import checkpoints
+from headstart.audit import cheap_checks
 from headstart.backbones import Backbone, available_models, load_backbone
 from headstart.config import FitConfig
 from headstart.data import DataSplits, Dataset, Skipped, load_data, load_labelled
@@ -81,6 +83,9 @@ def fit(data: Any = None, model: str | Backbone = "minilm-l6", strategy: str = "
     else:
         strat = make_strategy(strategy, **cfg.strategy_options())
         splits, backbone = prepare(data, model, cfg, val, test)
+        if progress:
+            for warning in cheap_checks(splits):
+                print(f"warning: {warning}", file=sys.stderr)
         if out is None:
             fitted = fit_prepared(splits, backbone, cfg, strat, progress)
         else:
@@ -201,6 +206,7 @@ def fit_prepared(splits: DataSplits, backbone: Backbone, cfg: FitConfig, strat: 
     predictor = Predictor(result.model, _with_module(backbone, result.model.backbone), splits.classes, precision)
     metrics = _metrics(result, backbone, splits, ctx, predictor)
     metrics.update(_costs(result, start, ctx))
+    metrics["data_warnings"] = cheap_checks(splits)  # duplicates, leakage, imbalance, tiny classes
     return FitResult(strat.name, cfg.model, splits.classes, metrics, result.history, result.info, predictor, cfg,
                      splits.split, list(splits.skipped))
 
