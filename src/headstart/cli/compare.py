@@ -67,7 +67,7 @@ def _ci(stat: dict | None) -> str:
     if not stat or stat.get("n", 1) == 0:
         return "-"
     lo, hi = stat["ci95"]
-    return f"{stat['mean']:.3f} [{lo:.2f}, {hi:.2f}]"
+    return f"{stat['mean']:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def comparison_table(c: Comparison, title: str) -> Table:
