@@ -19,7 +19,7 @@ import numpy as np
 from scipy import stats
 from sklearn.model_selection import StratifiedKFold
 
-from headstart.api import FitResult, config_for, fit_prepared, prepare, subsample_per_class
+from headstart.api import FitResult, config_for, fit_prepared, prepare
 from headstart.backbones import Backbone
 from headstart.budget import Budget
 from headstart.config import FitConfig

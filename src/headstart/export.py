@@ -390,7 +390,7 @@ def timm_crop_pct(size: int, crop_pct: float) -> float:
 def _write_torchvision(predictor: Predictor, folder: Path, batch: torch.Tensor, reference: np.ndarray) -> Exported:
     import torchvision
 
-    classes, pre = predictor.classes, predictor.backbone.preprocessing
+    classes = predictor.classes
     model = torchvision.models.mobilenet_v2(num_classes=len(classes))
     state = {k[len("backbone."):]: v for k, v in predictor.model.state_dict().items() if k.startswith("backbone.")}
     state.update({"classifier.1.weight": predictor.model.head.weight, "classifier.1.bias": predictor.model.head.bias})
