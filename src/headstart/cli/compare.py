@@ -59,6 +59,11 @@ def compare_cli(
     for row in result.rows:
         if row["reason"]:
             console.print(f"[yellow]{row['strategy']}[/]: {row['reason']}", highlight=False)
+    rec = result.recommendation()
+    if rec:
+        console.print(f"Recommendation: [bold]{rec['strategy']}[/]", highlight=False)
+        for reason in rec["reasons"]:
+            console.print(f"  - {reason}", highlight=False, soft_wrap=True)
     console.print(f"Saved to [bold]{out}[/] (comparison.json, report.html, runs/<strategy>).", highlight=False,
                   soft_wrap=True)
 
