@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 # A muted palette; the usual strategies keep the same colour in every report.
 PALETTE = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
-KNOWN = {"linear": 0, "partial": 1, "lp-ft": 2, "full": 3}
+KNOWN = {"linear": 0, "partial": 1, "lp-ft": 2, "full": 3, "lora": 4}
 TRAIN, VAL = "#8C8C8C", "#4C72B0"
 INK, GRID = "#333333", "#E6E6E6"
 DPI = 144  # shown at 96 CSS px per inch: crisp on high-density screens
