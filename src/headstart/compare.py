@@ -146,6 +146,11 @@ def compare(data: Any, model: str | Backbone = "minilm-l6", strategies: Sequence
         runs[(strategy, repeat, fraction)] = result
     rows = [_row(s, [runs[(s, r, 1.0)] for r in range(repeats)]) for s in strategies]
     curves = {s: _curve_points(s, runs, repeats, curve) for s in strategies}
+    for row in rows:  # say which learning-curve points the budget left out
+        missed = [f"{f:.0%}" for f in sorted(curve) if f < 1.0 and isinstance(runs.get((row["strategy"], 0, f)), dict)]
+        if missed and row["status"] != "skipped":
+            note = f"learning-curve points skipped by the budget: {', '.join(missed)}"
+            row["reason"] = "; ".join(filter(None, [row["reason"], note]))
     fits = {s: runs[(s, 0, 1.0)] for s in strategies if isinstance(runs[(s, 0, 1.0)], FitResult)}
     return Comparison(backbone.name, _describe(data), splits.classes, rows, curves, repeats, kind, cfg.shots, clock.total,
                       time.perf_counter() - start, fits)

@@ -118,3 +118,13 @@ def test_rank_by_evidence_follows_the_majority_of_scores():
     rank_by_evidence(rows)
     assert [r["model"] for r in rows] == ["b", "a"]
     assert rows[0]["ranks"] == {"logme": 2, "h_score": 1, "probe": 1}
+
+
+def test_learning_curve_points_left_out_by_the_budget_are_named(image_folder):
+    from headstart.compare import _plan
+
+    plan = _plan(("linear",), 1, (0.5, 1.0))
+    assert plan == [("linear", 0, 1.0), ("linear", 0, 0.5)]  # full-data fits come before curve points
+    c = compare(image_folder, "random:mobilenetv2", ("linear",), seeds=1, curve=(0.5, 1.0), budget=0.001, **FAST)
+    assert c.rows[0]["status"] == "skipped"  # nothing ran: the row says so, not the curve note
+    assert "learning-curve" not in c.rows[0]["reason"]
