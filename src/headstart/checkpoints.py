@@ -262,7 +262,7 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
     try:
         with open(tmp, "w") as handle:
-            handle.write(json.dumps(payload, indent=1, default=_json_default) + "\n")
+            handle.write(json.dumps(payload, indent=1, default=json_default) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -271,7 +271,8 @@ def write_json_atomic(path: Path, payload: Any) -> None:
         raise
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """``json.dumps`` default for numpy scalars and arrays, tuples and paths."""
     if isinstance(value, (np.integer, np.floating)):
         return value.item()
     if isinstance(value, (np.ndarray, tuple)):

@@ -30,6 +30,7 @@ from headstart.backbones.build import surface
 from headstart.data import Dataset, load_items
 from headstart.devices import bf16_supported, resolve_device
 from headstart.engine import predict_logits
+from headstart.checkpoints import json_default
 from headstart.errors import RunError
 from headstart.heads import Classifier
 from headstart.metrics import softmax
@@ -82,8 +83,8 @@ def save_run(out: Path, predictor: Predictor, records: dict[str, Any], history: 
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         for name, payload in records.items():
-            (tmp / name).write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
-        (tmp / "history.jsonl").write_text("".join(json.dumps(row, default=_json_default) + "\n" for row in history))
+            (tmp / name).write_text(json.dumps(payload, indent=2, default=json_default) + "\n")
+        (tmp / "history.jsonl").write_text("".join(json.dumps(row, default=json_default) + "\n" for row in history))
         save_model_dir(tmp / "model", predictor)
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
@@ -177,7 +178,7 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
     try:
-        tmp.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
+        tmp.write_text(json.dumps(payload, indent=2, default=json_default) + "\n")
         os.replace(tmp, path)
     except OSError as exc:
         raise RunError(f"Could not write {path}: {exc.strerror or exc}. Check the folder is writable.") from exc
@@ -189,13 +190,3 @@ def read_json(run: Path, name: str) -> dict:
     if not path.exists():
         raise RunError(f"{path} is missing: is {run} a complete headstart run?")
     return json.loads(path.read_text())
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, (np.ndarray, tuple)):
-        return list(value)
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
