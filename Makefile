@@ -6,7 +6,7 @@ STAMP := $(VENV)/.headstart-installed
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: setup browser demo test test-fast bench clean
+.PHONY: setup browser demo test test-fast bench bench-setup clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,21 @@ test: setup browser
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not integration"
+
+# Benchmark peers (bench/peers.py): fastai and its runtime dependencies, into the same venv.
+# fastai 2.8.4 declares torch<2.9 (and spacy, for fastai.text only): install it without its
+# dependencies, then its pinned runtime dependencies (torch stays at the local 2.14.1).
+BENCH_STAMP := $(VENV)/.headstart-bench-installed
+
+bench-setup: $(BENCH_STAMP)
+
+$(BENCH_STAMP): $(STAMP) bench/requirements.txt
+	$(PY) -m pip install -q --no-deps fastai==2.8.4
+	$(PY) -m pip install -q -r bench/requirements.txt
+	touch $@
+
+bench: setup bench-setup
+	$(PY) -m bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache

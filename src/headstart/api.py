@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from headstart import checkpoints
+from headstart import checkpoints, distributed
 from headstart.audit import cheap_checks
 from headstart.backbones import Backbone, available_models, load_backbone
 from headstart.config import FitConfig
@@ -49,7 +49,13 @@ class FitResult:
         return self.predictor.predict(inputs, **options)
 
     def save(self, out: str | Path, overwrite: bool = False) -> Path:
-        """Write the run directory (config, split, history, metrics, model) and its report.html."""
+        """Write the run directory (config, split, history, metrics, model) and its report.html.
+
+        Under a multi-process launch only the main process writes; the others just note where it goes.
+        """
+        if not distributed.is_main():
+            self.run_dir = Path(out)
+            return self.run_dir
         config = {"config": self.config.to_dict(), **({"data": self.data} if self.data is not None else {})}
         records = {"config.json": config, "split.json": self.split, "metrics.json": self.metrics}
         self.run_dir = save_run(Path(out), self.predictor, records, self.history, overwrite)
@@ -70,11 +76,16 @@ def fit(data: Any = None, model: str | Backbone = "minilm-l6", strategy: str = "
     config and data recorded in RUN, and ends as the uninterrupted run would have. Nothing else is needed
     when the data came from files; in-memory data (a DataFrame, an ``(items, labels)`` pair) must be
     passed again, and must give the same split. ``model`` may be passed again as a Backbone object.
+
+    Under ``accelerate launch`` or ``torchrun`` every process calls ``fit`` alike; the work is shared
+    (see headstart.distributed) and only the main process writes ``out`` and shows progress.
     """
     if resume is not None:
         return _resume(Path(resume), data, model, strategy, val, test, progress, options)
     cfg = config_for(model, strategy, options)
-    if out is not None:
+    distributed.setup(resolve_device(cfg.device))
+    progress = progress and distributed.is_main()
+    if out is not None and distributed.is_main():
         check_out(Path(out), overwrite)  # before any work: never train for nothing
     if strategy == "auto":
         from headstart.advise import fit_auto  # advise builds on this module
@@ -93,6 +104,7 @@ def fit(data: Any = None, model: str | Backbone = "minilm-l6", strategy: str = "
             return _fit_checkpointed(Path(out), splits, backbone, cfg, strat, progress, record, overwrite)
     if out is not None:
         fitted.save(out, overwrite)
+        distributed.barrier()  # every process returns once the run is written
     return fitted
 
 
@@ -103,15 +115,19 @@ def _fit_checkpointed(run: Path, splits: DataSplits, backbone: Backbone, cfg: Fi
     A failure before any epoch was saved (or of a fit with no epochs, like ``linear``) removes what
     ``start_run`` created, so only resumable runs are left behind.
     """
-    created = checkpoints.start_run(run, cfg.to_dict(), record, splits.split, overwrite)
+    created = []
+    if distributed.is_main():
+        created = checkpoints.start_run(run, cfg.to_dict(), record, splits.split, overwrite)
+    distributed.barrier()  # no process looks for a checkpoint before the main one has (re)started the run
     try:
         fitted = fit_prepared(splits, backbone, cfg, strat, progress, checkpoint=checkpoints.checkpoint_dir(run))
         fitted.data = record
         fitted.save(run, overwrite=True)  # run holds this fit's own unfinished records, which the save replaces
     except BaseException:
-        if checkpoints.is_unfinished(run) and checkpoints.saved_epoch(run) == 0:
+        if distributed.is_main() and checkpoints.is_unfinished(run) and checkpoints.saved_epoch(run) == 0:
             checkpoints.discard(created)
         raise
+    distributed.barrier()  # every process returns once the run is written
     return fitted
 
 
@@ -124,6 +140,8 @@ def _resume(run: Path, data: Any, model: Any, strategy: Any, val: Any, test: Any
                           f"do not pass {', '.join(sorted(options))}. Start a new run to change them.")
     record = checkpoints.read_record(run, "config.json")
     cfg = FitConfig.from_dict(record["config"])
+    distributed.setup(resolve_device(cfg.device))  # every process reads RUN: it must be on a shared file system
+    progress = progress and distributed.is_main()
     for given, saved, what in ((model, cfg.model, "model"), (strategy, cfg.strategy, "strategy")):
         name = given.name if isinstance(given, Backbone) else given
         if name not in (saved, "minilm-l6" if what == "model" else "linear"):
@@ -141,6 +159,7 @@ def _resume(run: Path, data: Any, model: Any, strategy: Any, val: Any, test: Any
     fitted = fit_prepared(splits, backbone, cfg, strat, progress, checkpoint=checkpoints.checkpoint_dir(run))
     fitted.data = sources
     fitted.save(run, overwrite=True)
+    distributed.barrier()
     return fitted
 
 
@@ -213,6 +232,8 @@ def fit_prepared(splits: DataSplits, backbone: Backbone, cfg: FitConfig, strat: 
 
 def _context(cfg: FitConfig, splits: DataSplits, backbone: Backbone, progress: bool) -> FitContext:
     device = resolve_device(cfg.device)
+    distributed.setup(device)  # a no-op without a launcher, or when fit() has set it up already
+    progress = progress and distributed.is_main()
     index = {c: i for i, c in enumerate(splits.classes)}
     targets = {name: np.array([index[y] for y in ds.labels], dtype=np.int64)
                for name, ds in (("train", splits.train), ("val", splits.val), ("test", splits.test)) if ds is not None}
@@ -245,8 +266,9 @@ def _metrics(result: StrategyResult, backbone: Backbone, splits: DataSplits, ctx
             with torch.no_grad():
                 logits = result.model.head(feats).numpy()
         else:
-            logits = predict_logits(result.model.to(ctx.device), predictor.backbone, ds, ctx.device,
-                                    predictor.precision, ctx.settings.batch_size * 2)
+            model = result.model.to(ctx.device)
+            logits = distributed.sharded_rows(lambda part: predict_logits(  # each process scores its share
+                model, predictor.backbone, part, ctx.device, predictor.precision, ctx.settings.batch_size * 2), ds)
             result.model.cpu()
         out[name] = classification_metrics(ctx.targets[name], logits.argmax(1), splits.classes)
     out["overfit_gap"] = out["train"]["accuracy"] - out["val"]["accuracy"]
@@ -260,6 +282,8 @@ def _costs(result: StrategyResult, start: float, ctx: FitContext) -> dict:
              "peak_rss_mb": peak_memory_mb(), "backbone_forward_items": ctx.cache.forwarded,
              "device": str(ctx.device), "train_precision": ctx.train_precision,
              "feature_precision": ctx.extraction.precision}
+    if distributed.world_size() > 1:
+        costs["processes"] = distributed.world_size()  # time and memory above are the main process's
     if ctx.device.type == "cuda":
         costs["peak_gpu_mb"] = torch.cuda.max_memory_allocated(ctx.device) / 2**20
     return costs

@@ -46,6 +46,7 @@ class FitConfig:
     weight_decay: float = 0.01
     warmup: float = 0.1
     l2sp: float = 0.0  # L2-SP weight (Li et al. 2018): pull trained backbone weights to the pretrained ones; 0 = off
+    cache_boundary: bool = True  # partial without augmentation: frozen groups run once, their output cached
     # hardware
     device: str = "auto"
     precision: str = "auto"
@@ -82,6 +83,7 @@ class FitConfig:
         return TrainSettings(
             epochs=self.epochs, batch_size=self.batch_size, patience=self.patience, augment=self.augment,
             hflip=self.hflip, weight_decay=self.weight_decay, warmup=self.warmup, l2sp=self.l2sp,
+            cache_boundary=self.cache_boundary,
             num_workers=self.num_workers or 0, seed=self.seed,
         )
 

@@ -7,13 +7,20 @@ import os
 
 import torch
 
+from headstart.distributed import launched, local_rank
 from headstart.errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when present, else the CPU; anything else must be a valid torch device."""
+    """``auto`` picks CUDA when present, else the CPU; anything else must be a valid torch device.
+
+    Under a multi-process launch (headstart.distributed) ``auto`` and ``cuda`` mean this process's own
+    GPU, ``cuda:LOCAL_RANK`` (modulo the GPUs visible), as accelerate assigns them.
+    """
+    if device in ("auto", "cuda") and torch.cuda.is_available() and launched():
+        return torch.device("cuda", local_rank() % torch.cuda.device_count())
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from headstart import distributed
 from headstart.backbones import Backbone, batch_to
 from headstart.checkpoints import (load_checkpoint, load_optimizer, load_scheduler, optimizer_tensors,
                                    rng_state, save_checkpoint, scheduler_state, set_rng_state)
@@ -48,6 +49,7 @@ class TrainSettings:
     l2sp: float = 0.0  # L2-SP weight: pulls trained backbone parameters to their start (replaces their weight decay)
     deadline: float | None = None  # time.perf_counter() value: stop after the batch that passes it
     checkpoint: str | None = None  # folder: state saved after every epoch, and resumed from when it holds one
+    cache_boundary: bool = True  # partial, no augmentation: run frozen groups once (see headstart.boundary)
 
 
 @dataclass
@@ -135,9 +137,33 @@ def l2sp_penalty(anchored: Sequence[tuple[torch.Tensor, torch.Tensor]], weight: 
     return weight / 2 * torch.as_tensor(total)
 
 
+@dataclass
+class Feed:
+    """What the loop trains on: the ``(input, target)`` pairs batches are drawn from, the collate_fn that
+    makes a batch of them, and the validation logits of the model being trained."""
+
+    pairs: Sequence
+    collate: Callable
+    val_logits: Callable[[nn.Module], np.ndarray]
+    channels_last: bool = False
+    num_workers: int = 0
+
+
+def item_feed(backbone: Backbone, train_set: Dataset, val_set: Dataset, train_targets: Sequence[int],
+              s: TrainSettings, device: torch.device, precision: str) -> Feed:
+    """The usual feed: items are preprocessed (and augmented) every epoch and go through the whole model."""
+    return Feed(
+        pairs=list(zip(train_set.items, train_targets)),
+        collate=backbone.preprocessing.collate(s.augment, s.hflip),
+        val_logits=lambda model: distributed.sharded_rows(  # each rank predicts its share (one: all)
+            lambda data: predict_logits(model, backbone, data, device, precision, s.batch_size * 2, s.num_workers),
+            val_set),
+        channels_last=backbone.modality == "image", num_workers=s.num_workers)
+
+
 def train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dataset, targets: dict,
           groups: list[dict], s: TrainSettings, device: torch.device, precision: str,
-          progress: bool = True) -> TrainOutcome:
+          progress: bool = True, feed: Feed | None = None) -> TrainOutcome:
     """Fine-tune ``model`` (a Classifier) in place; the best validation epoch's weights are restored.
 
     With ``s.l2sp > 0`` the loss adds ``l2sp_penalty`` over every trained parameter outside the ``head``
@@ -147,14 +173,17 @@ def train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dat
     With ``s.checkpoint`` (a folder) the whole training state (model, optimizer, scheduler, history, best
     epoch, every RNG stream) is saved there after every epoch (see headstart.checkpoints); when the folder
     already holds a state, training continues after its epoch and ends as an uninterrupted run would.
+
+    ``feed`` replaces where batches come from (default: ``item_feed``, the items through the whole model).
     """
     generator = torch.Generator().manual_seed(s.seed)
     torch.manual_seed(s.seed)
-    pairs = list(zip(train_set.items, targets["train"]))
-    loader = DataLoader(pairs, batch_size=s.batch_size, shuffle=True, generator=generator,
-                        collate_fn=backbone.preprocessing.collate(s.augment, s.hflip), num_workers=s.num_workers)
-    channels_last = backbone.modality == "image"
+    feed = feed or item_feed(backbone, train_set, val_set, targets["train"], s, device, precision)
+    pairs = feed.pairs
+    loader = distributed.train_loader(pairs, s.batch_size, generator, feed.collate, feed.num_workers)
+    channels_last = feed.channels_last
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    net = distributed.wrap(model, device)  # DDP under a launch: gradients averaged over the ranks
     optimizer = torch.optim.AdamW(groups)
     total = s.epochs * len(loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, s.warmup))
@@ -177,27 +206,29 @@ def train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dat
             for inputs, y in loader:
                 inputs, y = batch_to(inputs, device, channels_last), y.to(device)
                 with autocast(device, precision):
-                    logits = model(inputs)
-                loss = F.cross_entropy(logits.float(), y)
+                    logits = net(inputs)
+                batch = distributed.batch_loss(logits.float(), y)  # one process: the batch's mean CE
                 optimizer.zero_grad(set_to_none=True)
                 if anchored:
                     penalty = l2sp_penalty(anchored, s.l2sp)
-                    penalty_sum += penalty.item() * len(y)
-                    (loss + penalty).backward()
+                    penalty_sum += penalty.item() * batch.count
+                    (batch.loss + penalty).backward()
                 else:
-                    loss.backward()
+                    batch.loss.backward()
                 if s.grad_clip:
                     torch.nn.utils.clip_grad_norm_(trainable, s.grad_clip)
                 optimizer.step()
                 scheduler.step()
-                seen += len(y)
-                loss_sum += loss.item() * len(y)
+                seen += batch.count
+                loss_sum += batch.mean.item() * batch.count
                 correct += int((logits.argmax(1) == y).sum())
-                advance(len(y), info=f"loss {loss_sum / seen:.3f}")
-                if s.deadline is not None and time.perf_counter() > s.deadline:
+                advance(batch.global_count, info=f"loss {loss_sum / max(seen, 1):.3f}")
+                if s.deadline is not None and distributed.any_rank(time.perf_counter() > s.deadline):
                     outcome.out_of_time = True
                     break
-        logits = predict_logits(model, backbone, val_set, device, precision, s.batch_size * 2, s.num_workers)
+        seen, loss_sum, correct, penalty_sum = distributed.all_sum(seen, loss_sum, correct, penalty_sum)
+        distributed.sync_buffers(model)  # BatchNorm statistics: the main process's, on every rank
+        logits = distributed.from_main(feed.val_logits(model))  # every rank decides on the same logits
         val_y = torch.as_tensor(targets["val"])
         val_loss = float(F.cross_entropy(torch.from_numpy(logits), val_y))
         val_acc = float((logits.argmax(1) == targets["val"]).mean())
@@ -212,7 +243,7 @@ def train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dat
             best_state = copy.deepcopy(model.state_dict())
         elif epoch - outcome.best_epoch >= s.patience:
             outcome.stopped_early = True
-        if s.checkpoint:
+        if s.checkpoint and distributed.is_main():
             _checkpoint(s.checkpoint, epoch, model, optimizer, scheduler, anchored, generator, outcome,
                         best_key, best_state, total)
         if outcome.stopped_early or outcome.out_of_time:

@@ -21,9 +21,11 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 from torch.utils.data import DataLoader
 
+from headstart import distributed
 from headstart.backbones import Backbone, TextPreprocessing, batch_to
 from headstart.data import Dataset
 from headstart.devices import autocast
+from headstart.errors import RunError
 from headstart.progress import progress_task
 
 FORMAT_VERSION = "1"
@@ -62,19 +64,38 @@ class FeatureCache:
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
     def features(self, backbone: Backbone, data: Dataset, run: Extraction) -> np.ndarray:
-        """``[len(data), feature_dim]`` float32 features, forwarding only items not cached before."""
+        """``[len(data), feature_dim]`` float32 features, forwarding only items not cached before.
+
+        Under a launch (see headstart.distributed) the missing items are split across the ranks: each
+        forwards and writes only its share, once, then every rank reads the others' shards back.
+        """
         folder = self.root / "features" / self.key(backbone, run.precision)
         hashes = data.item_hashes()
         known = self._load(folder)
+        distributed.barrier()  # every rank has read the same cache before any rank writes to it
         missing = [i for i, h in enumerate(hashes) if h not in known]
         if missing:
             unique = list({hashes[i]: i for i in missing}.values())
-            rows = extract(backbone, data.subset(unique), run)
+            mine = distributed.shard(unique)  # one process: all of them
+            if mine:
+                rows = extract(backbone, data.subset(mine), run)
+                new = {hashes[i]: rows[k] for k, i in enumerate(mine)}
+                self._write_shard(folder, new)
+                known.update(new)
             self.forwarded += len(unique)
-            new = {hashes[i]: rows[k] for k, i in enumerate(unique)}
-            self._write_shard(folder, new)
-            known.update(new)
+            if distributed.world_size() > 1:
+                known = self._read_back(folder, hashes)
         return np.stack([known[h] for h in hashes]).astype(np.float32, copy=False)
+
+    def _read_back(self, folder: Path, hashes: list[str]) -> dict[str, np.ndarray]:
+        """After every rank wrote its shard: the whole cache, which must now hold every item."""
+        distributed.barrier()
+        known = self._load(folder)
+        if any(h not in known for h in hashes):
+            raise RunError(f"Feature shards written by the other processes are not in {folder}: the feature "
+                           "cache must be on a file system every process sees. Set --cache-dir (or "
+                           "HEADSTART_CACHE) to a shared folder.")
+        return known
 
     def _load(self, folder: Path) -> dict[str, np.ndarray]:
         known: dict[str, np.ndarray] = {}
@@ -117,7 +138,7 @@ class FeatureCache:
 
 def extract(backbone: Backbone, data: Dataset, run: Extraction) -> np.ndarray:
     """Forward ``data`` through the frozen backbone in inference mode; rows in ``data`` order."""
-    order = _length_order(backbone, data)
+    order = length_order(backbone, data)
     pairs = [(data.items[i], 0) for i in order]
     collate = backbone.preprocessing.collate(augment=False)
     loader = DataLoader(pairs, batch_size=run.batch_size, collate_fn=collate, num_workers=run.num_workers)
@@ -138,7 +159,7 @@ def extract(backbone: Backbone, data: Dataset, run: Extraction) -> np.ndarray:
     return out
 
 
-def _length_order(backbone: Backbone, data: Dataset) -> np.ndarray:
+def length_order(backbone: Backbone, data: Dataset) -> np.ndarray:
     """Texts sorted by token length (less padding per batch); images in their own order."""
     if isinstance(backbone.preprocessing, TextPreprocessing):
         return np.argsort(backbone.preprocessing.lengths(data.items), kind="stable")

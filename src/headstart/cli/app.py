@@ -7,6 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
+from headstart import distributed
 from headstart.cli import advise, audit, cache, compare, demo, evaluate, fit, models, predict
 from headstart.cli import export as export_verb
 from headstart.errors import HeadstartError
@@ -34,3 +35,7 @@ def main() -> None:
     except HeadstartError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except SystemExit as done:
+        if not done.code:  # a clean finish (every process is past its collectives): leave the process group
+            distributed.teardown()
+        raise

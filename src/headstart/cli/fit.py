@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from headstart import distributed
 from headstart.api import fit
 from headstart.cli.output import console, print_json, summary_table
 from headstart.errors import ConfigError
@@ -82,7 +83,8 @@ def fit_cli(
                           epochs=epochs, batch_size=batch_size, patience=patience, augment=augment, hflip=hflip,
                           image_size=image_size, max_length=max_length, weights=weights, device=device,
                           precision=precision, num_workers=num_workers, cache_dir=cache_dir, l2sp=l2sp)
-    _show(result, data, json_out)
+    if distributed.is_main():  # under a multi-process launch, one summary
+        _show(result, data, json_out)
 
 
 def _fit_new(data, model, strategy, out, val, test, overwrite, quiet, text_col, label_col, image_col, val_fraction,

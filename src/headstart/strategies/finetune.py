@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from headstart.backbones import Backbone
+from headstart.boundary import ActivationCache, Split, boundary_feed, split_at, store_activations
 from headstart.data import DataSplits
-from headstart.engine import freeze, param_groups, train
+from headstart.engine import Feed, TrainSettings, freeze, param_groups, train
 from headstart.errors import ConfigError
 from headstart.heads import Classifier
 from headstart.strategies.base import FitContext, StrategyResult
@@ -45,10 +46,33 @@ def finetune(backbone: Backbone, splits: DataSplits, ctx: FitContext, *, unfreez
     settings = dataclasses.replace(ctx.settings, lr=top, head_lr=head_lr,
                                    lr_decay=lr_decay)
     optimizer_groups = param_groups(model, chosen, "backbone.", settings)
-    outcome = train(model, backbone, splits.train, splits.val, ctx.targets, optimizer_groups, settings,
-                    ctx.device, ctx.train_precision, ctx.progress)
+    split = split_at(backbone, model.backbone, n) if _can_cache(backbone, settings) else None
+    with ActivationCache(ctx.cache.root) as scratch:
+        feed = _boundary_feed(split, backbone, splits, ctx, settings, scratch) if split else None
+        trained = Classifier(split.top, model.head) if feed else model  # the top shares the model's parameters
+        outcome = train(trained, backbone, splits.train, splits.val, ctx.targets, optimizer_groups, settings,
+                        ctx.device, ctx.train_precision, ctx.progress, feed=feed)
     model.cpu()
     info = {"unfrozen_groups": n, "layer_groups": len(groups), "best_epoch": outcome.best_epoch,
+            "boundary_cached": feed is not None,
             "stopped_early": outcome.stopped_early, "stopped": "budget" if outcome.out_of_time else None,
             "lr": top, "head_lr": settings.head_lr, "lr_decay": lr_decay}
     return StrategyResult(model, count, outcome.history, info)
+
+
+def _can_cache(backbone: Backbone, s: TrainSettings) -> bool:
+    """Frozen groups give the same output every epoch only when inputs are not augmented."""
+    return s.cache_boundary and (backbone.modality == "text" or not s.augment)
+
+
+def _boundary_feed(split: Split, backbone: Backbone, splits: DataSplits, ctx: FitContext, s: TrainSettings,
+                   scratch: ActivationCache) -> Feed | None:
+    """A feed of boundary activations of the training and validation items, computed once."""
+    stores = []
+    for name, data in (("train", splits.train), ("val", splits.val)):
+        store = store_activations(split, backbone, data, scratch.sub(name), ctx.device, ctx.train_precision,
+                                  ctx.extraction.batch_size, ctx.progress)
+        if store is None:
+            return None
+        stores.append(store)
+    return boundary_feed(*stores, ctx.targets["train"], s, ctx.device, ctx.train_precision)

@@ -1,0 +1,1 @@
+"""headstart benchmarks: run with `python -m bench`."""

@@ -1,0 +1,234 @@
+"""The benchmark's measurements, one function each, run in a fresh process so its peak memory is its own.
+
+    python -m bench.tasks NAME SPEC.json OUT.json
+
+``SPEC`` names the workload (data folder, model, image size, split) and the task's settings; ``OUT``
+gets the task's figures plus ``peak_rss_mb`` (the process's peak resident memory, from getrusage).
+Every task loads the same split: ``headstart.api.prepare`` with the workload's seed and fractions.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+import headstart
+from headstart.api import config_for, prepare
+from headstart.backbones import batch_to
+from headstart.data import Dataset
+from headstart.devices import autocast, resolve_device, resolve_precision, resolve_workers
+from headstart.features import Extraction, FeatureCache, length_order
+
+TASKS: dict[str, Callable[[dict], dict]] = {}
+
+
+def task(fn: Callable[[dict], dict]) -> Callable[[dict], dict]:
+    TASKS[fn.__name__] = fn
+    return fn
+
+
+def _options(spec: dict) -> dict:
+    keys = ("image_size", "max_length", "val_fraction", "test_fraction", "seed")
+    return {k: spec[k] for k in keys if spec.get(k) is not None}
+
+
+def _load(spec: dict, strategy: str = "linear", **extra):
+    """``(splits, backbone, cfg)`` of the workload: the same split in every task."""
+    cfg = config_for(spec["model"], strategy, {**_options(spec), **extra})
+    splits, backbone = prepare(spec["data"], spec["model"], cfg)
+    return splits, backbone, cfg
+
+
+def _extraction_precision(backbone) -> str:
+    return resolve_precision("auto", resolve_device("auto"))
+
+
+def _training_precision(backbone) -> str:
+    return resolve_precision("auto", resolve_device("auto"), training=True, depthwise=backbone.depthwise)
+
+
+def _everything(splits) -> Dataset:
+    """Train, validation and test items as one unlabelled Dataset (what ``linear`` extracts)."""
+    parts = [splits.train, splits.val, splits.test]
+    return Dataset(items=sum((d.items for d in parts), ()), labels=None, modality=splits.train.modality,
+                   origins=sum((d.origins for d in parts), ()))
+
+
+def _batches(backbone, items: tuple, batch_size: int) -> list:
+    """Preprocessed batches (texts sorted by length, padded per batch), made before any clock starts."""
+    order = length_order(backbone, Dataset(items=items, labels=None, modality=backbone.modality,
+                                           origins=("bench",) * len(items)))
+    collate = backbone.preprocessing.collate(augment=False)
+    ordered = [items[i] for i in order]
+    return [collate([(x, 0) for x in ordered[i:i + batch_size]])[0] for i in range(0, len(ordered), batch_size)]
+
+
+def _forward_all(module: nn.Module, batches: list, precision: str, channels_last: bool) -> float:
+    device = torch.device("cpu")
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for inputs in batches:
+            with autocast(device, precision):
+                module(batch_to(inputs, device, channels_last))
+    return time.perf_counter() - start
+
+
+@task
+def bare_forward(spec: dict) -> dict:
+    """(a) The limit: inference-mode forward passes over every item, preprocessed beforehand, best batch size."""
+    splits, backbone, _ = _load(spec)
+    items = _everything(splits).items
+    precision, image = _extraction_precision(backbone), backbone.modality == "image"
+    module = backbone.module.eval()
+    if image:
+        module = module.to(memory_format=torch.channels_last)
+    probe = items[:256]
+    rates = {}
+    for size in (16, 32, 64, 128):
+        batches = _batches(backbone, probe, size)
+        _forward_all(module, batches[:1], precision, image)  # warm-up: oneDNN picks its kernels
+        rates[size] = len(probe) / _forward_all(module, batches, precision, image)
+    best = max(rates, key=rates.get)
+    batches = _batches(backbone, items, best)
+    seconds = _forward_all(module, batches, precision, image)
+    return {"items": len(items), "seconds": seconds, "items_per_s": len(items) / seconds, "batch_size": best,
+            "precision": precision, "probe_items_per_s": rates}
+
+
+@task
+def extract(spec: dict) -> dict:
+    """Feature extraction as headstart does it (DataLoader workers, decoding, cache writes), cold cache."""
+    splits, backbone, _ = _load(spec)
+    items = _everything(splits).items
+    device = resolve_device("auto")
+    run = Extraction(device, _extraction_precision(backbone), batch_size=64,
+                     num_workers=resolve_workers(None, device, backbone.modality), progress=False)
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.perf_counter()
+        FeatureCache(Path(cache)).features(backbone, _everything(splits), run)
+        seconds = time.perf_counter() - start
+    return {"items": len(items), "seconds": seconds, "items_per_s": len(items) / seconds,
+            "precision": run.precision, "num_workers": run.num_workers}
+
+
+@task
+def headstart_fit(spec: dict) -> dict:
+    """headstart.fit end to end (load, extract or train, evaluate) with a cold feature cache."""
+    options = {**_options(spec), **spec.get("options", {})}
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.perf_counter()
+        result = headstart.fit(spec["data"], spec["model"], spec["strategy"], progress=False, cache_dir=cache,
+                               **options)
+        seconds = time.perf_counter() - start
+    m = result.metrics
+    return {"seconds": seconds, "accuracy": m["test"]["accuracy"], "val_accuracy": m["val"]["accuracy"],
+            "info": {k: v for k, v in result.info.items() if k != "grid"},
+            "epoch_seconds": [h["seconds"] for h in result.history if "seconds" in h]}
+
+
+@task
+def usual_frozen_loop(spec: dict) -> dict:
+    """(c) What Keras / Trainer users write: a frozen backbone run on every batch of every epoch, a linear
+    head trained by AdamW (lr 1e-3, batch 32); test accuracy after the last epoch."""
+    start = time.perf_counter()
+    splits, backbone, _ = _load(spec)
+    device, precision = torch.device("cpu"), _extraction_precision(backbone)
+    image = backbone.modality == "image"
+    index = {c: i for i, c in enumerate(splits.classes)}
+    body = backbone.module.eval().requires_grad_(False)
+    if image:
+        body = body.to(memory_format=torch.channels_last)
+    torch.manual_seed(spec.get("seed", 0))
+    head = nn.Linear(backbone.feature_dim, len(index))
+    optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3)
+    collate = backbone.preprocessing.collate(augment=False)
+    pairs = [(x, index[y]) for x, y in zip(splits.train.items, splits.train.labels)]
+    loader = DataLoader(pairs, batch_size=32, shuffle=True, collate_fn=collate,
+                        num_workers=resolve_workers(None, device, backbone.modality))
+    for _ in range(spec.get("epochs", 10)):
+        for inputs, y in loader:
+            with torch.no_grad(), autocast(device, precision):
+                feats = body(batch_to(inputs, device, image)).float()
+            loss = F.cross_entropy(head(feats), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    correct = 0
+    test = DataLoader([(x, index[y]) for x, y in zip(splits.test.items, splits.test.labels)], batch_size=64,
+                      collate_fn=collate)
+    with torch.inference_mode():
+        for inputs, y in test:
+            with autocast(device, precision):
+                correct += int((head(body(batch_to(inputs, device, image)).float()).argmax(1) == y).sum())
+    return {"seconds": time.perf_counter() - start, "accuracy": correct / len(splits.test)}
+
+
+@task
+def hand_finetune(spec: dict) -> dict:
+    """(d) A minimal hand-written fine-tuning loop: whole model trainable, AdamW, same batch, dtype and
+    layout as headstart's; each epoch trains, then predicts the validation set (as headstart's loop does)."""
+    splits, backbone, _ = _load(spec)
+    device, precision = torch.device("cpu"), _training_precision(backbone)
+    image = backbone.modality == "image"
+    index = {c: i for i, c in enumerate(splits.classes)}
+    torch.manual_seed(spec.get("seed", 0))
+    model = nn.Sequential(copy.deepcopy(backbone.module), nn.Linear(backbone.feature_dim, len(index)))
+    if image:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    collate = backbone.preprocessing.collate(augment=False)
+    batch = spec.get("batch_size", 32)
+    loader = DataLoader([(x, index[y]) for x, y in zip(splits.train.items, splits.train.labels)], batch_size=batch,
+                        shuffle=True, collate_fn=collate)
+    val = DataLoader([(x, 0) for x in splits.val.items], batch_size=batch * 2, collate_fn=collate)
+    epoch_seconds = []
+    for _ in range(spec.get("epochs", 2)):
+        start = time.perf_counter()
+        model.train()
+        for inputs, y in loader:
+            with autocast(device, precision):
+                loss = F.cross_entropy(model(batch_to(inputs, device, image)).float(), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        with torch.inference_mode():
+            for inputs, _ in val:
+                with autocast(device, precision):
+                    model(batch_to(inputs, device, image))
+        epoch_seconds.append(time.perf_counter() - start)
+    return {"epoch_seconds": epoch_seconds, "train_items": len(splits.train), "precision": precision}
+
+
+@task
+def split_items(spec: dict) -> dict:
+    """The workload's split as item/label lists, for the peers (bench.peers) to train on the same data."""
+    splits, _, _ = _load(spec)
+    return {name: {"items": [str(x) for x in ds.items], "labels": list(ds.labels)}
+            for name, ds in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
+
+
+def main(argv: list[str]) -> int:
+    name, spec_path, out_path = argv
+    spec = json.loads(Path(spec_path).read_text())
+    torch.set_num_threads(spec.get("threads", torch.get_num_threads()))
+    result = TASKS[name](spec)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Path(out_path).write_text(json.dumps(result, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,252 @@
+"""Partial fine-tuning's fast path: the frozen groups run once, their output is cached at the freeze boundary.
+
+With only the last layer groups trainable and no augmentation, the frozen groups below them compute the
+same activation for an item in every epoch. ``split_at`` cuts a backbone module at the boundary into a
+trainable top (sharing the module's own parameters); ``ActivationStore`` runs the frozen part once over a
+data set and keeps the boundary activations in a memory-mapped float16 file; ``boundary_feed`` gives the
+training loop batches from it. Texts keep their own token count (padded per batch, never to max_length).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from headstart.backbones import Backbone, batch_to
+from headstart.backbones.build import MeanPooledEncoder, PooledCNN
+from headstart.data import Dataset
+from headstart.devices import autocast
+from headstart.engine import Feed, TrainSettings
+from headstart.progress import progress_task
+
+FP16_MAX = 65504.0
+BERT_LIKE = {"bert", "roberta", "xlm-roberta", "electra", "camembert", "ernie"}
+
+
+class _Reached(Exception):
+    """Raised by the boundary hook to stop a forward pass once the boundary activation is captured."""
+
+    def __init__(self, value: torch.Tensor):
+        super().__init__()
+        self.value = value
+
+
+class CNNTop(nn.Module):
+    """The trainable stages of a PooledCNN, then global average pooling."""
+
+    def __init__(self, stages: Sequence[nn.Module]):
+        super().__init__()
+        self.stages = nn.Sequential(*stages)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(self.stages(x), 1).flatten(1)
+
+
+class EncoderTop(nn.Module):
+    """The trainable blocks of a BERT-family encoder, then mean pooling over the attention mask."""
+
+    def __init__(self, config, blocks: Sequence[nn.Module]):
+        super().__init__()
+        self.config = config
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        from transformers.masking_utils import create_bidirectional_mask
+
+        hidden, mask = batch["hidden"], batch["attention_mask"]
+        extended = create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=mask)
+        for block in self.blocks:
+            out = block(hidden, extended)
+            hidden = out[0] if isinstance(out, tuple) else out
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+@dataclass
+class Split:
+    """A module cut at its freeze boundary: ``top`` shares parameters with the module's trainable groups."""
+
+    module: nn.Module
+    boundary: nn.Module  # the first trainable block: its input is the activation that gets cached
+    top: nn.Module
+    text: bool
+
+    def frozen_part(self, inputs) -> torch.Tensor:
+        """The boundary activation of a preprocessed batch: the module runs only up to ``boundary``."""
+        handle = self.boundary.register_forward_pre_hook(_stop_with_input)
+        try:
+            self.module(inputs)
+        except _Reached as reached:
+            return reached.value
+        finally:
+            handle.remove()
+        raise RuntimeError("The forward pass never reached the freeze boundary.")
+
+
+def _stop_with_input(module: nn.Module, args: tuple) -> None:
+    raise _Reached(args[0])
+
+
+def split_at(backbone: Backbone, module: nn.Module, unfrozen: int) -> Split | None:
+    """Cut ``module`` (a copy of ``backbone.module``) before its last ``unfrozen`` layer groups.
+
+    Returns None when the architecture has no cut whose top holds exactly those groups (the caller then
+    recomputes the frozen groups every step): supported are torchvision-style CNNs with a ``features``
+    Sequential and BERT-family encoders.
+    """
+    groups = backbone.layer_groups()
+    if not 0 < unfrozen < len(groups):
+        return None
+    trainable = {name for group in groups[-unfrozen:] for name in group}
+    if isinstance(module, PooledCNN) and isinstance(module.features, nn.Sequential):
+        container, prefix, text = module.features, "features.", False
+    elif (isinstance(module, MeanPooledEncoder) and getattr(module.model.config, "model_type", None) in BERT_LIKE
+          and _has_mask_helper()):
+        container, prefix, text = module.model.encoder.layer, "model.encoder.layer.", True
+    else:
+        return None
+    first = min(trainable, key=list(dict(module.named_parameters())).index)
+    if not first.startswith(prefix):
+        return None
+    index = int(first[len(prefix):].split(".")[0])
+    top_params = {f"{prefix}{index + k}.{name}" for k, block in enumerate(container[index:])
+                  for name, _ in block.named_parameters()}
+    if top_params != trainable:
+        return None
+    blocks = list(container[index:])
+    top = EncoderTop(module.model.config, blocks) if text else CNNTop(blocks)
+    return Split(module, container[index], top, text)
+
+
+def _has_mask_helper() -> bool:
+    try:
+        from transformers.masking_utils import create_bidirectional_mask  # noqa: F401
+    except ImportError:  # transformers 4.x: fall back to recomputing
+        return False
+    return True
+
+
+class ActivationStore:
+    """Boundary activations of a data set, float16, memory-mapped from one file.
+
+    Images: one row ``[C, H, W]`` per item. Texts: one row ``[hidden]`` per token, items back to back, so a
+    batch is padded only to its own longest item.
+    """
+
+    def __init__(self, path: Path, rows: np.memmap, starts: np.ndarray, counts: np.ndarray, text: bool):
+        self.path, self.rows, self.starts, self.counts, self.text = path, rows, starts, counts, text
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    @property
+    def nbytes(self) -> int:
+        return self.rows.nbytes
+
+    def collate(self, pairs: list) -> tuple:
+        """A DataLoader collate_fn over ``(item index, target)`` pairs."""
+        index = [i for i, _ in pairs]
+        y = torch.as_tensor([t for _, t in pairs], dtype=torch.long)
+        return self.batch(index), y
+
+    def batch(self, index: Sequence[int]):
+        """The stored activations of items ``index`` as float32 model inputs."""
+        index = np.asarray(index, dtype=np.int64)
+        if not self.text:
+            return torch.from_numpy(self.rows[np.asarray(index)].astype(np.float32))
+        longest = int(self.counts[index].max())
+        hidden = np.zeros((len(index), longest, self.rows.shape[1]), dtype=np.float32)
+        mask = np.zeros((len(index), longest), dtype=np.int64)
+        for k, i in enumerate(index):
+            n = self.counts[i]
+            hidden[k, :n] = self.rows[self.starts[i]:self.starts[i] + n]
+            mask[k, :n] = 1
+        return {"hidden": torch.from_numpy(hidden), "attention_mask": torch.from_numpy(mask)}
+
+
+def store_activations(split: Split, backbone: Backbone, data: Dataset, folder: Path, device: torch.device,
+                      precision: str, batch_size: int = 64, progress: bool = True) -> ActivationStore | None:
+    """Run the frozen part once over ``data`` and memory-map its boundary activations from ``folder``.
+
+    Returns None when an activation does not fit float16 (the caller then recomputes instead).
+    """
+    from headstart.features import length_order
+
+    order = length_order(backbone, data)
+    loader = DataLoader([(data.items[i], 0) for i in order], batch_size=batch_size,
+                        collate_fn=backbone.preprocessing.collate(augment=False))
+    path = folder / "activations.f16"
+    starts, counts = np.zeros(len(data), dtype=np.int64), np.zeros(len(data), dtype=np.int64)
+    written, position, shape = 0, 0, None
+    split.module.to(device).eval()
+    with open(path, "wb") as out, torch.inference_mode(), \
+            progress_task(f"boundary activations ({backbone.name})", len(data), progress) as advance:
+        for inputs, _ in loader:
+            inputs = batch_to(inputs, device, channels_last=not split.text)
+            with autocast(device, precision):
+                acts = split.frozen_part(inputs).float()
+            if not torch.isfinite(acts).all() or acts.abs().max() > FP16_MAX:
+                return None
+            acts = acts.cpu().numpy().astype(np.float16)
+            lengths = inputs["attention_mask"].sum(1).cpu().numpy() if split.text else np.ones(len(acts), int)
+            for k, act in enumerate(acts):
+                rows = act[:lengths[k]] if split.text else act[None]
+                item = order[position + k]
+                starts[item], counts[item] = written, len(rows)
+                out.write(np.ascontiguousarray(rows).tobytes())
+                written += len(rows)
+                shape = rows.shape[1:]
+            position += len(acts)
+            advance(len(acts))
+    rows = np.memmap(path, dtype=np.float16, mode="r", shape=(written, *shape))
+    return ActivationStore(path, rows, starts, counts, split.text)
+
+
+class ActivationCache:
+    """A scratch folder for boundary activations under the feature cache's root, removed on exit."""
+
+    def __init__(self, root: Path):
+        self.root, self.folder = root / "activations", None
+
+    def sub(self, name: str) -> Path:
+        """A new empty folder ``name`` inside the scratch folder (made on first use)."""
+        if self.folder is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.folder = Path(tempfile.mkdtemp(prefix="fit-", dir=self.root))
+        path = self.folder / name
+        path.mkdir()
+        return path
+
+    def __enter__(self) -> "ActivationCache":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def boundary_feed(train: ActivationStore, val: ActivationStore, train_targets: Sequence[int], s: TrainSettings,
+                  device: torch.device, precision: str) -> Feed:
+    """A Feed that trains the top on stored activations and scores validation from them too."""
+
+    def val_logits(model: nn.Module) -> np.ndarray:
+        model.eval()
+        outs = []
+        with torch.inference_mode():
+            for start in range(0, len(val), s.batch_size * 2):
+                inputs = val.batch(range(start, min(len(val), start + s.batch_size * 2)))
+                with autocast(device, precision):
+                    outs.append(model(batch_to(inputs, device, not val.text)).float().cpu())
+        return torch.cat(outs).numpy()
+
+    return Feed(pairs=list(zip(range(len(train)), train_targets)), collate=train.collate, val_logits=val_logits,
+                channels_last=not train.text, num_workers=0)
