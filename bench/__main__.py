@@ -137,7 +137,7 @@ def peers_section(loads: dict, work: Path, epochs: int) -> dict:
     return out
 
 
-def memory_section(work: Path, quick: bool) -> dict:
+def memory_section(work: Path, scratch: Path, quick: bool) -> dict:
     """(g) ``linear`` on a data set and on one 10x larger: seconds and peak resident memory."""
     from headstart.data import mnist_folder
 
@@ -146,7 +146,7 @@ def memory_section(work: Path, quick: bool) -> dict:
     for n in (small, large):
         data = str(mnist_folder(work / f"mnist-{n}", per_class=n))
         out[n * 10] = run_task("headstart_fit", {"data": data, "model": "mobilenetv2", "image_size": 96,
-                                                 "strategy": "linear", "label": f"{n * 10} images", **SPLIT}, work)
+                                                 "strategy": "linear", "label": f"{n * 10} images", **SPLIT}, scratch)
     return out
 
 
@@ -185,16 +185,20 @@ def main(argv: list[str] | None = None) -> int:
     skip = set(filter(None, args.skip.split(",")))
     start = time.perf_counter()
     loads = workloads(args.work, args.quick)
-    epochs = 2 if args.quick else 3
-    results = {"environment": environment(), "workloads": loads, "epochs": epochs}
-    sections = {"transfer": lambda: transfer_section(loads, args.work),
-                "finetune": lambda: finetune_section(loads, args.work, epochs),
-                "peers": lambda: peers_section(loads, args.work, epochs),
-                "memory": lambda: memory_section(args.work, args.quick)}
-    for name, section in sections.items():
-        if name not in skip:
-            print(f"{name}:", flush=True)
-            results[name] = section()
+    epochs, partial_epochs = (2, 2) if args.quick else (3, 5)
+    results = {"environment": environment(), "workloads": loads, "epochs": epochs, "partial_epochs": partial_epochs}
+    scratch = Path(tempfile.mkdtemp(prefix="run-", dir=args.work))  # task specs and results
+    sections = {"transfer": lambda: transfer_section(loads, scratch),
+                "finetune": lambda: finetune_section(loads, scratch, partial_epochs),
+                "peers": lambda: peers_section(loads, scratch, epochs),
+                "memory": lambda: memory_section(args.work, scratch, args.quick)}
+    try:
+        for name, section in sections.items():
+            if name not in skip:
+                print(f"{name}:", flush=True)
+                results[name] = section()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     results["seconds"] = time.perf_counter() - start
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
     write_results(results, args.out)

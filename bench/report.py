@@ -93,7 +93,8 @@ def write_results(results: dict, path: Path) -> None:
              f"`python -m bench` on {env['date']}, commit {env['commit']}, {results['seconds'] / 60:.1f} min in all.",
              f"Machine: {env['cpu']}, {env['cores']} cores, torch threads {env['torch_threads']}, GPU {env['gpu']}; "
              f"Python {env['python']}, " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + ".",
-             "Every figure comes from a fresh process (peak RSS is that process's, imports included). "
+             "Every figure comes from a fresh process; library imports happen before any clock starts (peak RSS "
+             "includes them). "
              "This machine is shared: ratios measured minutes apart carry its noise.", ""]
     if "transfer" in results:
         lines += ["## Transfer learning: `linear` against the bare forward pass and the usual loop", "",
@@ -111,7 +112,7 @@ def write_results(results: dict, path: Path) -> None:
                   "validation pass), same dtype and layout.", ""]
         lines += _table(["workload", "precision", "train items", "headstart items/s", "hand-written items/s",
                          "ratio", "peak RSS MB hs / hand"], steps) + [""]
-        lines += [f"## Partial fine-tuning (last 2 groups, {results['epochs']} epochs): boundary cache against "
+        lines += [f"## Partial fine-tuning (last 2 groups, {results['partial_epochs']} epochs): boundary cache against "
                   "recomputing", ""]
         lines += _table(["workload", "cached s", "recomputed s", "speed-up", "cached test acc", "recomputed test acc",
                          "cache used", "peak RSS MB cached / recomputed"], partial) + [""]

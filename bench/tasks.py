@@ -127,6 +127,9 @@ def extract(spec: dict) -> dict:
 def headstart_fit(spec: dict) -> dict:
     """headstart.fit end to end (load, extract or train, evaluate) with a cold feature cache."""
     options = {**_options(spec), **spec.get("options", {})}
+    import timm  # noqa: F401  (imports done before the clock, as in every other task)
+    import transformers  # noqa: F401
+
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()
         result = headstart.fit(spec["data"], spec["model"], spec["strategy"], progress=False, cache_dir=cache,

@@ -16,7 +16,8 @@ from headstart.audit import cheap_checks
 from headstart.backbones import Backbone, available_models, load_backbone
 from headstart.config import FitConfig
 from headstart.data import DataSplits, Dataset, Skipped, load_data, load_labelled
-from headstart.devices import peak_memory_mb, reset_peak_memory, resolve_device, resolve_precision, resolve_workers
+from headstart.devices import (extraction_batch, peak_memory_mb, reset_peak_memory, resolve_device, resolve_precision,
+                               resolve_workers)
 from headstart.engine import predict_logits
 from headstart.errors import ConfigError, DataError, RunError
 from headstart.features import Extraction, FeatureCache
@@ -238,7 +239,7 @@ def _context(cfg: FitConfig, splits: DataSplits, backbone: Backbone, progress: b
     targets = {name: np.array([index[y] for y in ds.labels], dtype=np.int64)
                for name, ds in (("train", splits.train), ("val", splits.val), ("test", splits.test)) if ds is not None}
     workers = resolve_workers(cfg.num_workers, device, backbone.modality)
-    extraction = Extraction(device, resolve_precision(cfg.precision, device), batch_size=64,
+    extraction = Extraction(device, resolve_precision(cfg.precision, device), batch_size=extraction_batch(device),
                             num_workers=workers, progress=progress)
     train_precision = resolve_precision(cfg.precision, device, training=True, depthwise=backbone.depthwise)
     settings = replace(cfg.train_settings(), num_workers=workers)

@@ -191,7 +191,7 @@ def audit(data: Any, model: Any = "minilm-l6", *, val: Any = None, test: Any = N
     With ``out`` the folder gets audit.json and report.html.
     """
     from headstart.api import config_for, prepare  # api may import this module for cheap_checks
-    from headstart.devices import resolve_device, resolve_precision, resolve_workers
+    from headstart.devices import extraction_batch, resolve_device, resolve_precision, resolve_workers
     from headstart.features import Extraction, FeatureCache
 
     cfg = config_for(model, "linear", options)
@@ -203,7 +203,7 @@ def audit(data: Any, model: Any = "minilm-l6", *, val: Any = None, test: Any = N
     if group_col is not None or groups is not None:
         group_values = read_groups(pool, {"train": data, "val": val, "test": test}, group_col, groups)
     device = resolve_device(cfg.device)
-    extraction = Extraction(device, resolve_precision(cfg.precision, device), batch_size=64,
+    extraction = Extraction(device, resolve_precision(cfg.precision, device), batch_size=extraction_batch(device),
                             num_workers=resolve_workers(cfg.num_workers, device, backbone.modality),
                             progress=progress)
     cache = FeatureCache(cfg.cache_dir)

@@ -235,8 +235,11 @@ class ActivationCache:
 
 
 def boundary_feed(train: ActivationStore, val: ActivationStore, train_targets: Sequence[int], s: TrainSettings,
-                  device: torch.device, precision: str) -> Feed:
-    """A Feed that trains the top on stored activations and scores validation from them too."""
+                  device: torch.device, precision: str, lengths: Sequence[int] | None = None) -> Feed:
+    """A Feed that trains the top on stored activations and scores validation from them too.
+
+    ``lengths`` groups batches by item length, as the item feed does (the same lengths give the same batches).
+    """
 
     def val_logits(model: nn.Module) -> np.ndarray:
         model.eval()
@@ -249,4 +252,4 @@ def boundary_feed(train: ActivationStore, val: ActivationStore, train_targets: S
         return torch.cat(outs).numpy()
 
     return Feed(pairs=list(zip(range(len(train)), train_targets)), collate=train.collate, val_logits=val_logits,
-                channels_last=not train.text, num_workers=0)
+                channels_last=not train.text, num_workers=0, lengths=lengths)

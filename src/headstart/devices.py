@@ -64,6 +64,12 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
+def extraction_batch(device: torch.device) -> int:
+    """Batch size for inference: large on GPUs; on CPUs 32, which kept activations in cache and measured
+    fastest here (bench: MobileNetV2 at 96 px, MiniLM-L6 at 128 tokens)."""
+    return 256 if device.type == "cuda" else 32
+
+
 def resolve_workers(num_workers: int | None, device: torch.device, modality: str) -> int:
     """DataLoader workers: as asked, else decode images in parallel where cores are free to do it."""
     if num_workers is not None:

@@ -210,21 +210,54 @@ class _Padded(torch.utils.data.Dataset):
         return self.pairs[index] if index < len(self.pairs) else (self.pairs[0][0], IGNORE_INDEX)
 
 
+class LengthBuckets(Sampler[list[int]]):
+    """Shuffled batches of items of similar length (texts: less padding per batch).
+
+    Each epoch: a random permutation, cut into windows of ``window`` batches; each window sorted by length
+    and cut into batches; then the batches in random order, so no length comes first every epoch.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, generator: torch.Generator, window: int = 50):
+        self.lengths, self.batch_size, self.generator = np.asarray(lengths), batch_size, generator
+        self.window = window * batch_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = torch.randperm(len(self.lengths), generator=self.generator).numpy()
+        batches = []
+        for start in range(0, len(order), self.window):
+            chunk = order[start:start + self.window]
+            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            batches += [chunk[i:i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
+        for k in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[k]
+
+    def __len__(self) -> int:
+        windows = [min(self.window, len(self.lengths) - s) for s in range(0, len(self.lengths), self.window)]
+        return sum(-(-w // self.batch_size) for w in windows)
+
+
 def train_loader(pairs: Sequence, batch_size: int, generator: torch.Generator, collate: Callable,
-                 num_workers: int = 0) -> DataLoader:
+                 num_workers: int = 0, lengths: Sequence[int] | None = None) -> DataLoader:
     """Shuffled batches of ``(input, target)`` pairs drawn from ``generator``; under a launch, this rank's slice.
 
-    Every rank draws the same permutation (same seeded generator, same draws), so the global batches are
-    those of one process; each rank collates only its own items. ``len`` is the number of global batches.
+    With ``lengths`` (texts), batches group items of similar length (``LengthBuckets``). Every rank draws
+    the same permutation (same seeded generator, same draws), so the global batches are those of one
+    process; each rank collates only its own items. ``len`` is the number of global batches.
     """
     world = world_size()
-    if world == 1:
+    if world == 1 and lengths is None:
         return DataLoader(pairs, batch_size=batch_size, shuffle=True, generator=generator, collate_fn=collate,
                           num_workers=num_workers)
+    if lengths is not None:
+        batches = LengthBuckets(lengths, batch_size, generator)
+    else:
+        batches = BatchSampler(RandomSampler(pairs, generator=generator), batch_size, drop_last=False)
+    if world == 1:
+        return DataLoader(pairs, batch_sampler=batches, generator=generator, collate_fn=collate,
+                          num_workers=num_workers)  # the generator: its draws as on every rank
     if batch_size < world:
         raise ConfigError(f"--batch-size {batch_size} is smaller than the {world} processes: the batch size is "
                           f"the global batch, split across processes. Use --batch-size {world} or more.")
-    batches = BatchSampler(RandomSampler(pairs, generator=generator), batch_size, drop_last=False)
     return DataLoader(_Padded(pairs), batch_sampler=RankSlices(batches, rank(), world, len(pairs)),
                       generator=generator, collate_fn=collate, num_workers=num_workers)
 

@@ -147,6 +147,7 @@ class Feed:
     val_logits: Callable[[nn.Module], np.ndarray]
     channels_last: bool = False
     num_workers: int = 0
+    lengths: Sequence[int] | None = None  # texts: batches then group items of similar length
 
 
 def item_feed(backbone: Backbone, train_set: Dataset, val_set: Dataset, train_targets: Sequence[int],
@@ -158,7 +159,12 @@ def item_feed(backbone: Backbone, train_set: Dataset, val_set: Dataset, train_ta
         val_logits=lambda model: distributed.sharded_rows(  # each rank predicts its share (one: all)
             lambda data: predict_logits(model, backbone, data, device, precision, s.batch_size * 2, s.num_workers),
             val_set),
-        channels_last=backbone.modality == "image", num_workers=s.num_workers)
+        channels_last=backbone.modality == "image", num_workers=s.num_workers, lengths=text_lengths(train_set))
+
+
+def text_lengths(data: Dataset) -> list[int] | None:
+    """Characters per text (they order texts as token counts do, with no tokenizer pass); None for images."""
+    return [len(text) for text in data.items] if data.modality == "text" else None
 
 
 def train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dataset, targets: dict,
@@ -180,7 +186,7 @@ def train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dat
     torch.manual_seed(s.seed)
     feed = feed or item_feed(backbone, train_set, val_set, targets["train"], s, device, precision)
     pairs = feed.pairs
-    loader = distributed.train_loader(pairs, s.batch_size, generator, feed.collate, feed.num_workers)
+    loader = distributed.train_loader(pairs, s.batch_size, generator, feed.collate, feed.num_workers, feed.lengths)
     channels_last = feed.channels_last
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     net = distributed.wrap(model, device)  # DDP under a launch: gradients averaged over the ranks

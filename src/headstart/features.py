@@ -160,9 +160,13 @@ def extract(backbone: Backbone, data: Dataset, run: Extraction) -> np.ndarray:
 
 
 def length_order(backbone: Backbone, data: Dataset) -> np.ndarray:
-    """Texts sorted by token length (less padding per batch); images in their own order."""
+    """Texts sorted by length, so each batch pads little; images in their own order.
+
+    Characters stand in for tokens: they order texts almost as token counts do, and cost no tokenizer
+    pass (on long texts that pass alone is a tenth of the forward pass).
+    """
     if isinstance(backbone.preprocessing, TextPreprocessing):
-        return np.argsort(backbone.preprocessing.lengths(data.items), kind="stable")
+        return np.argsort([len(text) for text in data.items], kind="stable")
     return np.arange(len(data))
 
 

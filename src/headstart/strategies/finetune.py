@@ -11,7 +11,7 @@ from torch import nn
 from headstart.backbones import Backbone
 from headstart.boundary import ActivationCache, Split, boundary_feed, split_at, store_activations
 from headstart.data import DataSplits
-from headstart.engine import Feed, TrainSettings, freeze, param_groups, train
+from headstart.engine import Feed, TrainSettings, freeze, param_groups, text_lengths, train
 from headstart.errors import ConfigError
 from headstart.heads import Classifier
 from headstart.strategies.base import FitContext, StrategyResult
@@ -75,4 +75,5 @@ def _boundary_feed(split: Split, backbone: Backbone, splits: DataSplits, ctx: Fi
         if store is None:
             return None
         stores.append(store)
-    return boundary_feed(*stores, ctx.targets["train"], s, ctx.device, ctx.train_precision)
+    return boundary_feed(*stores, ctx.targets["train"], s, ctx.device, ctx.train_precision,
+                         text_lengths(splits.train))
