@@ -88,9 +88,11 @@ def transfer_section(loads: dict, work: Path) -> dict:
     """(a) bare forward, (b) linear end to end and extraction, bf16 vs fp32, (c) the usual loop."""
     out = {}
     for label, w in loads.items():
+        bare = run_task("bare_forward", {**w, "label": label}, work)
         out[label] = {
-            "bare": run_task("bare_forward", {**w, "label": label}, work),
-            "extract": run_task("extract", {**w, "label": label}, work),
+            "bare": bare,
+            "interleaved": run_task("interleaved", {**w, "label": label, "batch_size": bare.get("batch_size", 32)},
+                                    work),
             "linear": run_task("headstart_fit", {**w, "label": label, "strategy": "linear"}, work),
             "linear_fp32": run_task("headstart_fit", {**w, "label": label, "strategy": "linear",
                                                       "options": {"precision": "fp32"}}, work),

@@ -28,7 +28,7 @@ import headstart
 from headstart.api import config_for, prepare
 from headstart.backbones import batch_to
 from headstart.data import Dataset
-from headstart.devices import autocast, resolve_device, resolve_precision, resolve_workers
+from headstart.devices import autocast, extraction_batch, resolve_device, resolve_precision, resolve_workers
 from headstart.features import Extraction, FeatureCache, length_order
 
 TASKS: dict[str, Callable[[dict], dict]] = {}
@@ -108,19 +108,35 @@ def bare_forward(spec: dict) -> dict:
 
 
 @task
-def extract(spec: dict) -> dict:
-    """Feature extraction as headstart does it (DataLoader workers, decoding, cache writes), cold cache."""
+def interleaved(spec: dict) -> dict:
+    """(a) against extraction and (b), in one process and alternating (the host's speed drifts): a bare
+    forward pass, headstart's cold-cache extraction of the same items, ``linear`` end to end; twice each,
+    the faster of the two kept."""
+    import timm  # noqa: F401  (imports done before the clock)
+    import transformers  # noqa: F401
+
     splits, backbone, _ = _load(spec)
-    items = _everything(splits).items
-    device = resolve_device("auto")
-    run = Extraction(device, _extraction_precision(backbone), batch_size=64,
+    data, image = _everything(splits), backbone.modality == "image"
+    precision, device = _extraction_precision(backbone), resolve_device("auto")
+    module = backbone.module.eval().to(memory_format=torch.channels_last) if image else backbone.module.eval()
+    batches = _batches(backbone, data.items, spec["batch_size"])
+    _forward_all(module, batches[:1], precision, image)
+    run = Extraction(device, precision, batch_size=extraction_batch(device),
                      num_workers=resolve_workers(None, device, backbone.modality), progress=False)
-    with tempfile.TemporaryDirectory() as cache:
-        start = time.perf_counter()
-        FeatureCache(Path(cache)).features(backbone, _everything(splits), run)
-        seconds = time.perf_counter() - start
-    return {"items": len(items), "seconds": seconds, "items_per_s": len(items) / seconds,
-            "precision": run.precision, "num_workers": run.num_workers}
+    times = {"bare": [], "extract": [], "linear": []}
+    for _ in range(spec.get("repeats", 2)):
+        times["bare"].append(_forward_all(module, batches, precision, image))
+        with tempfile.TemporaryDirectory() as cache:
+            start = time.perf_counter()
+            FeatureCache(Path(cache)).features(backbone, data, run)
+            times["extract"].append(time.perf_counter() - start)
+        with tempfile.TemporaryDirectory() as cache:
+            start = time.perf_counter()
+            headstart.fit(spec["data"], spec["model"], "linear", progress=False, cache_dir=cache, **_options(spec))
+            times["linear"].append(time.perf_counter() - start)
+    best = {k: min(v) for k, v in times.items()}
+    return {"items": len(data), "seconds": best, "all_seconds": times,
+            "extract_over_bare": best["bare"] / best["extract"], "linear_over_bare": best["linear"] / best["bare"]}
 
 
 @task

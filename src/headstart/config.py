@@ -46,7 +46,7 @@ class FitConfig:
     weight_decay: float = 0.01
     warmup: float = 0.1
     l2sp: float = 0.0  # L2-SP weight (Li et al. 2018): pull trained backbone weights to the pretrained ones; 0 = off
-    cache_boundary: bool = True  # partial without augmentation: frozen groups run once, their output cached
+    cache_boundary: bool | None = None  # partial, no augmentation: frozen groups run once, output cached; None: CPUs
     # hardware
     device: str = "auto"
     precision: str = "auto"

@@ -49,7 +49,7 @@ class TrainSettings:
     l2sp: float = 0.0  # L2-SP weight: pulls trained backbone parameters to their start (replaces their weight decay)
     deadline: float | None = None  # time.perf_counter() value: stop after the batch that passes it
     checkpoint: str | None = None  # folder: state saved after every epoch, and resumed from when it holds one
-    cache_boundary: bool = True  # partial, no augmentation: run frozen groups once (see headstart.boundary)
+    cache_boundary: bool | None = None  # partial, no augmentation: frozen groups run once; None: on CPUs
 
 
 @dataclass

@@ -31,7 +31,8 @@ def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
     The objective is scikit-learn's (``C * sum(log-loss) + ||W||^2 / 2``, binary form for two classes),
     solved by full-batch L-BFGS in float64 with a warm start along ``cs`` from strong to weak
     regularisation: the same solution in a fraction of the time. Ties are broken by validation
-    log-loss. The standardisation is folded into the returned ``nn.Linear`` (it takes raw features).
+    log-loss. The path stops at the first ``C`` that is not better and whose validation loss rose (the
+    optimum is behind; the weakest regularisation costs the most iterations). The standardisation is folded into the returned ``nn.Linear`` (it takes raw features).
     ``seed`` is accepted for the strategy contract; the solve is deterministic.
     """
     mean, std = x_train.mean(0), x_train.std(0) + 1e-6
@@ -49,9 +50,12 @@ def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
         proba /= proba.sum(1, keepdims=True)
         acc = float((proba.argmax(1) == y_val).mean())
         loss = float(log_loss(y_val, proba, labels=list(range(n_classes))))
+        rising = bool(candidates) and loss > candidates[-1]["val_loss"]
         candidates.append({"C": c, "val_accuracy": acc, "val_loss": loss})
         if best is None or (acc, -loss) > (best[0], -best[1]):
             best = (acc, loss, c, weight, bias)
+        elif rising:  # past the validation optimum: weaker regularisation costs the most iterations, for nothing
+            break
     candidates.sort(key=lambda cand: list(cs).index(cand["C"]))
     _, _, c, weight, bias = best
     return ProbeFit(_to_linear(weight, bias, present, mean, std, n_classes), c, candidates)

@@ -87,11 +87,12 @@ def test_fit_partial_on_an_image_folder(runner, image_folder, tmp_path):
     out = tmp_path / "img-run"
     result = invoke(runner, ["fit", image_folder, "--model", "random:mobilenetv2", "--strategy", "partial",
                              "--epochs", "1", "--image-size", "32", "--batch-size", "8", "--unfreeze", "2",
-                             "--out", out, "--quiet", "--cache-dir", tmp_path / "cache"])
+                             "--no-cache-boundary", "--out", out, "--quiet", "--cache-dir", tmp_path / "cache"])
     assert result.exit_code == 0, result.output
     assert "partial" in result.output
     config = json.loads((out / "config.json").read_text())["config"]
     assert (config["strategy"], config["epochs"], config["unfreeze"], config["image_size"]) == ("partial", 1, 2, 32)
+    assert config["cache_boundary"] is False
     assert len((out / "history.jsonl").read_text().splitlines()) == 1
     rows = headstart.predict(out, str(image_folder / "red"))
     assert len(rows) == 12

@@ -44,6 +44,9 @@ def fit_cli(
     hflip: bool = typer.Option(True, "--hflip/--no-hflip", help="Random horizontal flips (turn off for digits, text)."),
     l2sp: float = typer.Option(0.0, "--l2sp", help="L2-SP weight: pull fine-tuned backbone weights toward the "
                                "pretrained ones (instead of their weight decay); 0 = off."),
+    cache_boundary: Optional[bool] = typer.Option(
+        None, "--cache-boundary/--no-cache-boundary", help="partial without augmentation: run the frozen groups "
+        "once and train on their cached output (memory-mapped float16) [default: on CPUs]."),
     image_size: Optional[int] = typer.Option(None, help="Input size in pixels [default: the weights' own]."),
     max_length: Optional[int] = typer.Option(None, help="Text: tokens kept per item [default: 128]."),
     weights: Optional[str] = typer.Option(None, help="Checkpoint file for the architecture named by --model."),
@@ -82,7 +85,8 @@ def fit_cli(
                           head_lr=head_lr, lr_decay=lr_decay, rank=rank, alpha=alpha, shots=shots, budget=budget,
                           epochs=epochs, batch_size=batch_size, patience=patience, augment=augment, hflip=hflip,
                           image_size=image_size, max_length=max_length, weights=weights, device=device,
-                          precision=precision, num_workers=num_workers, cache_dir=cache_dir, l2sp=l2sp)
+                          precision=precision, num_workers=num_workers, cache_dir=cache_dir, l2sp=l2sp,
+                          cache_boundary=cache_boundary)
     if distributed.is_main():  # under a multi-process launch, one summary
         _show(result, data, json_out)
 
@@ -90,7 +94,7 @@ def fit_cli(
 def _fit_new(data, model, strategy, out, val, test, overwrite, quiet, text_col, label_col, image_col, val_fraction,
              test_fraction, skip_bad, seed, unfreeze, lr, head_lr, lr_decay, rank, alpha, shots, budget, epochs,
              batch_size, patience, augment, hflip, image_size, max_length, weights, device, precision, num_workers,
-             cache_dir, l2sp):
+             cache_dir, l2sp, cache_boundary):
     out = out or Path("runs") / f"{Path(model).name}-{strategy}-{time.strftime('%Y%m%d-%H%M%S')}"
     return fit(
         data, model, strategy, val=val, test=test, out=out, overwrite=overwrite, progress=not quiet,
@@ -99,7 +103,7 @@ def _fit_new(data, model, strategy, out, val, test, overwrite, quiet, text_col, 
         lr_decay=lr_decay, rank=rank, alpha=alpha, shots=shots, budget=budget, epochs=epochs,
         batch_size=batch_size, patience=patience, augment=augment, hflip=hflip,
         image_size=image_size, max_length=max_length, weights=weights, device=device, precision=precision,
-        num_workers=num_workers, cache_dir=cache_dir, l2sp=l2sp,
+        num_workers=num_workers, cache_dir=cache_dir, l2sp=l2sp, cache_boundary=cache_boundary,
     )
 
 
