@@ -132,4 +132,7 @@ def write_results(results: dict, path: Path) -> None:
     lines += ["## Targets", ""]
     lines += _table(["what", "measured", "target", "met"],
                     [[what, _f(value, ".2f"), goal, "yes" if ok else "NO"] for what, value, goal, ok in targets])
+    notes = path.parent / "NOTES.md"  # the analysis of the gaps, kept by hand (bench/profile_partial.py etc.)
+    if notes.exists():
+        lines += ["", notes.read_text().strip()]
     path.write_text("\n".join(lines) + "\n")
