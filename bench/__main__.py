@@ -181,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "headstart-bench",
                         help="data folders and scratch files (kept, so a second run skips writing data)")
     parser.add_argument("--skip", default="", help="comma-separated sections to skip: transfer,finetune,peers,memory")
+    parser.add_argument("--reuse", type=Path, help="a RESULTS.json whose sections fill in the skipped ones "
+                        "(RESULTS.md then names the run each came from)")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -202,6 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     results["seconds"] = time.perf_counter() - start
+    if args.reuse:
+        earlier = json.loads(args.reuse.read_text())
+        reused = [name for name in sections if name in skip and name in earlier]
+        results.update({name: earlier[name] for name in reused})
+        results["reused"] = {"sections": reused, "date": earlier["environment"]["date"],
+                             "commit": earlier["environment"]["commit"]}
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
     write_results(results, args.out)
     print(f"wrote {args.out} ({results['seconds'] / 60:.1f} min)")

@@ -95,13 +95,18 @@ def write_results(results: dict, path: Path) -> None:
              "Every figure comes from a fresh process; library imports happen before any clock starts (peak RSS "
              "includes them). "
              "This machine is shared: ratios measured minutes apart carry its noise.", ""]
+    if results.get("reused"):
+        r = results["reused"]
+        lines += [f"Sections {', '.join(r['sections'])} come from the run of {r['date']} (commit {r['commit']}); "
+                  "the others from this one.", ""]
     if "transfer" in results:
         lines += ["## Transfer learning: `linear` against the bare forward pass and the usual loop", "",
                   "(a) bare `torch.inference_mode()` forward over every item, preprocessed beforehand, best batch "
                   "size; (b) `headstart.fit(..., 'linear')` end to end with a cold cache (load, decode, extract, "
                   "cache, head fit, evaluate); (c) a frozen backbone run on every batch of 10 epochs, AdamW head. "
-                  "The ratios come from one process that alternates (a), headstart's extraction alone and (b), "
-                  "twice, keeping the faster of each; the other columns from a process of their own.", ""]
+                  "The ratios come from one process that alternates (a), headstart's extraction alone and (b) three "
+                  "times: each ratio within one round, the median round reported (interleaved seconds are medians); "
+                  "the other columns from a process of their own.", ""]
         lines += _table(["workload", "items", "(a) bare items/s", "interleaved s: (a) / extraction / (b)",
                          "extraction speed / (a)", "(b) / (a) time", "(b) alone s", "(c) usual loop s",
                          "(c) / (b)", "linear acc (bf16)",
