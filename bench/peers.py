@@ -61,7 +61,6 @@ def _packaged_mobilenet_v2(pretrained: bool = True, **kwargs):
     fastai calls ``arch(pretrained=...)`` for an arch whose ``model_meta`` has no ``weights`` key, so
     fastai never downloads anything: this function loads the state dict from site-packages itself.
     """
-    import torch
     from torchvision.models import mobilenet_v2
 
     model = mobilenet_v2(weights=None, **kwargs)

@@ -9,7 +9,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 import headstart
 from headstart.data import bbc_news_folder, load_labelled, mnist_folder
