@@ -85,3 +85,20 @@ def test_augmented_images_are_recomputed(image_folder):
     result = headstart.fit(str(image_folder), "random:mobilenetv2", "partial", image_size=32, epochs=1,
                            batch_size=8, augment=False, progress=False)
     assert result.info["boundary_cached"] is True
+
+
+@pytest.mark.parametrize("device,setting,augment,modality,expected", [
+    ("cpu", None, False, "image", True),    # default on CPUs
+    ("cuda", None, False, "image", False),  # default off on GPUs: the frozen forward cost less than the cache
+    ("cuda", True, False, "image", True),   # --cache-boundary forces it
+    ("cpu", False, False, "text", False),   # --no-cache-boundary
+    ("cpu", None, True, "image", False),    # augmented images differ every epoch
+    ("cpu", None, True, "text", True),      # texts are never augmented
+])
+def test_when_the_boundary_is_cached(text_backbone, image_backbone, device, setting, augment, modality, expected):
+    from headstart.engine import TrainSettings
+    from headstart.strategies.finetune import _can_cache
+
+    backbone = text_backbone if modality == "text" else image_backbone
+    settings = TrainSettings(cache_boundary=setting, augment=augment)
+    assert _can_cache(backbone, settings, torch.device(device)) is expected
