@@ -51,7 +51,7 @@ def _load(spec: dict, strategy: str = "linear", **extra):
     return splits, backbone, cfg
 
 
-def _extraction_precision(backbone) -> str:
+def _extraction_precision() -> str:
     return resolve_precision("auto", resolve_device("auto"))
 
 
@@ -90,7 +90,7 @@ def bare_forward(spec: dict) -> dict:
     """(a) The limit: inference-mode forward passes over every item, preprocessed beforehand, best batch size."""
     splits, backbone, _ = _load(spec)
     items = _everything(splits).items
-    precision, image = _extraction_precision(backbone), backbone.modality == "image"
+    precision, image = _extraction_precision(), backbone.modality == "image"
     module = backbone.module.eval()
     if image:
         module = module.to(memory_format=torch.channels_last)
@@ -117,7 +117,7 @@ def interleaved(spec: dict) -> dict:
 
     splits, backbone, _ = _load(spec)
     data, image = _everything(splits), backbone.modality == "image"
-    precision, device = _extraction_precision(backbone), resolve_device("auto")
+    precision, device = _extraction_precision(), resolve_device("auto")
     module = backbone.module.eval().to(memory_format=torch.channels_last) if image else backbone.module.eval()
     batches = _batches(backbone, data.items, spec["batch_size"])
     _forward_all(module, batches[:1], precision, image)
@@ -164,7 +164,7 @@ def usual_frozen_loop(spec: dict) -> dict:
     head trained by AdamW (lr 1e-3, batch 32); test accuracy after the last epoch."""
     start = time.perf_counter()
     splits, backbone, _ = _load(spec)
-    device, precision = torch.device("cpu"), _extraction_precision(backbone)
+    device, precision = torch.device("cpu"), _extraction_precision()
     image = backbone.modality == "image"
     index = {c: i for i, c in enumerate(splits.classes)}
     body = backbone.module.eval().requires_grad_(False)
