@@ -87,7 +87,7 @@ def fit(data: Any = None, model: str | Backbone = "minilm-l6", strategy: str = "
     distributed.setup(resolve_device(cfg.device))
     progress = progress and distributed.is_main()
     if out is not None and distributed.is_main():
-        check_out(Path(out), overwrite)  # before any work: never train for nothing
+        check_out(Path(out), overwrite, inputs=(data, val, test))  # before any work: never train for nothing
     if strategy == "auto":
         from headstart.advise import fit_auto  # advise builds on this module
 
@@ -311,7 +311,10 @@ def evaluate(run: str | Path, data: Any, device: str = "auto", **source_options:
                         "Remove those items or retrain with them.")
     probs = predictor.probabilities(ds, device)
     y = np.array([index[label] for label in ds.labels])
-    return classification_metrics(y, probs.argmax(1), predictor.classes)
+    metrics = classification_metrics(y, probs.argmax(1), predictor.classes)
+    if ds.skipped:
+        metrics["skipped"] = [{"input": s.origin, "reason": s.reason} for s in ds.skipped]
+    return metrics
 
 
 def run_summary(run: str | Path) -> dict:

@@ -37,6 +37,7 @@ from headstart.data import DataSplits, Dataset
 from headstart.errors import DataError
 from headstart.heads import fit_predict_proba
 from headstart.metrics import wilson_interval
+from headstart.outdir import check_writable, write_marker
 
 # Near-duplicate thresholds on cosine similarity, measured on the bundled sets. BBC News under minilm-l6:
 # pairs from 0.93 to 0.97 are distinct articles about the same event (new headline, rewritten body); above
@@ -122,8 +123,9 @@ class AuditReport:
         from headstart.report import render_report  # the report package imports plotting: only when saving
 
         out = Path(out)
-        _check_out(out, overwrite)
+        check_writable(out, "audit", overwrite)
         out.mkdir(parents=True, exist_ok=True)
+        write_marker(out, "audit")
         _atomic_text(out / "audit.json", json.dumps(self.to_dict(), indent=2, default=str) + "\n")
         _atomic_text(out / "report.html", render_report(report_data(self)))
         self.out_dir = out
@@ -196,7 +198,7 @@ def audit(data: Any, model: Any = "minilm-l6", *, val: Any = None, test: Any = N
 
     cfg = config_for(model, "linear", options)
     if out is not None:
-        _check_out(Path(out), overwrite)
+        check_writable(Path(out), "audit", overwrite, inputs=(data, val, test))
     splits, backbone = prepare(data, model, cfg, val, test)
     pool = Pool.of(splits)
     group_values = None
@@ -605,12 +607,6 @@ def _describe(data: Any) -> str:
         return f"(items, labels) pair of {len(data[0])} items"
     except TypeError:
         return type(data).__name__
-
-
-def _check_out(out: Path, overwrite: bool) -> None:
-    from headstart.runs import check_out
-
-    check_out(out, overwrite)
 
 
 def _atomic_text(path: Path, text: str) -> None:

@@ -35,6 +35,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from headstart.errors import RunError
+from headstart.outdir import MARKER, write_marker
 
 CHECKPOINTS = "checkpoints"
 STATE = "state.json"
@@ -85,6 +86,9 @@ def start_run(run: Path, config: dict, data: dict, split: dict, overwrite: bool)
         if not run.exists():
             created.append(run)
         run.mkdir(parents=True, exist_ok=True)
+        if not (run / MARKER).exists():
+            write_marker(run, "run")
+            created.append(run / MARKER)
         folder = checkpoint_dir(run)
         if folder.exists():  # --overwrite of an unfinished run: start again
             shutil.rmtree(folder)

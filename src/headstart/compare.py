@@ -27,7 +27,8 @@ from headstart.data import DataSplits, Dataset
 from headstart.data.split import carve
 from headstart.errors import ConfigError
 from headstart.report import ReportData, read_run, render_report
-from headstart.runs import check_out, write_json_atomic
+from headstart.outdir import check_writable, write_marker
+from headstart.runs import write_json_atomic
 from headstart.strategies import STRATEGIES, make_strategy
 
 DEFAULT_STRATEGIES = ("linear", "partial", "full", "lp-ft")
@@ -62,7 +63,9 @@ class Comparison:
     def save(self, out: str | Path, overwrite: bool = False) -> Path:
         """Write ``out/comparison.json`` and each strategy's first fit as a run under ``out/runs/``."""
         out = Path(out)
-        check_out(out, overwrite)
+        check_writable(out, "comparison", overwrite)
+        out.mkdir(parents=True, exist_ok=True)
+        write_marker(out, "comparison")
         runs = []
         for strategy, result in self.fits.items():
             run_dir = result.save(out / "runs" / strategy, overwrite=True)

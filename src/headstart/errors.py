@@ -21,3 +21,7 @@ class ConfigError(HeadstartError, ValueError):
 
 class RunError(HeadstartError, OSError):
     """A run directory cannot be written or read."""
+
+
+class Interrupted(HeadstartError):
+    """The user stopped the command (Ctrl-C); the message says what was kept and how to go on."""

@@ -17,7 +17,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from headstart.devices import bf16_supported, resolve_device
 from headstart.engine import predict_logits
 from headstart.checkpoints import json_default
 from headstart.errors import RunError
+from headstart.outdir import check_writable, guard_data, write_marker
 from headstart.heads import Classifier
 from headstart.metrics import softmax
 
@@ -86,6 +87,7 @@ def save_run(out: Path, predictor: Predictor, records: dict[str, Any], history: 
             (tmp / name).write_text(json.dumps(payload, indent=2, default=json_default) + "\n")
         (tmp / "history.jsonl").write_text("".join(json.dumps(row, default=json_default) + "\n" for row in history))
         save_model_dir(tmp / "model", predictor)
+        write_marker(tmp, "run")
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             os.replace(out, old)
@@ -101,27 +103,25 @@ def save_run(out: Path, predictor: Predictor, records: dict[str, Any], history: 
     return out
 
 
-def check_out(out: Path, overwrite: bool = False, resume: bool = False) -> None:
-    """RunError when ``out`` already holds files and ``overwrite`` is not set (checked before any work).
+def check_out(out: Path, overwrite: bool = False, resume: bool = False, inputs: Iterable[Any] = ()) -> None:
+    """RunError unless ``out`` may receive a run (see headstart.outdir); checked before any work.
 
     With ``resume`` ``out`` must instead hold an unfinished run (``out/checkpoints/``, see headstart.checkpoints).
     """
     from headstart.checkpoints import is_unfinished, saved_epoch
 
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise RunError(f"{out} is a file, not a folder. Choose another --out for the run directory.")
+    guard_data(out, inputs)
     if resume:
         if not is_unfinished(out):
             what = "a finished run" if (out / "model").is_dir() else "no unfinished run"
             raise RunError(f"Nothing to resume: {out} holds {what} (no checkpoints/config.json). Resume "
                            "continues a fit that was started with --out and stopped before it finished.")
         return
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        if is_unfinished(out):
-            raise RunError(f"{out} already holds an unfinished run (last saved epoch: {saved_epoch(out)}). "
-                           f"Continue it with `headstart fit --resume {out}`, or pass --overwrite to start again.")
-        raise RunError(f"{out} already holds a run. Choose another --out, or pass --overwrite to replace it.")
+    if not overwrite and out.is_dir() and is_unfinished(out):
+        raise RunError(f"{out} already holds an unfinished run (last saved epoch: {saved_epoch(out)}). "
+                       f"Continue it with `headstart fit --resume {out}`, or pass --overwrite to start again.")
+    check_writable(out, "run", overwrite, inputs)
 
 
 def save_model_dir(folder: Path, predictor: Predictor) -> None:

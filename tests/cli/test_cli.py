@@ -112,7 +112,7 @@ def test_predict_reads_text_lines_from_stdin_and_prints_csv(runner, cli_text_run
     assert result.exit_code == 0, result.output
     header, *rows = list(csv.reader(io.StringIO(result.stdout)))
     assert header[0] == "input" and header[-3:] == ["label", "p_cooking", "p_sports"]
-    assert len(rows) == len(texts)  # the blank line is not an input
+    assert len(rows) == len(texts)  # a blank line at the very end is not an input
     rows = [dict(zip(header, row)) for row in rows]
     if "text" in header:
         assert [r["text"] for r in rows] == texts

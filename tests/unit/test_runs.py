@@ -150,7 +150,7 @@ def test_writing_into_a_read_only_folder_is_a_run_error(tmp_path, text_pairs, te
 def test_an_existing_run_is_refused_before_any_work(text_run, text_csv, tiny_text_dir, tmp_path):
     _, out = text_run
     cache = tmp_path / "fresh-cache"
-    with pytest.raises(RunError, match="already holds a run"):
+    with pytest.raises(RunError, match="already holds a headstart run"):
         headstart.fit(str(text_csv), str(tiny_text_dir), "linear", out=str(out), progress=False,
                       cache_dir=str(cache))
     assert not cache.exists()  # no features were computed for a fit that could not be saved

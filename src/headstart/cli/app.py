@@ -10,7 +10,7 @@ from rich.console import Console
 from headstart import distributed
 from headstart.cli import advise, audit, cache, compare, demo, evaluate, fit, models, predict
 from headstart.cli import export as export_verb
-from headstart.errors import HeadstartError
+from headstart.errors import HeadstartError, Interrupted
 
 app = typer.Typer(
     name="headstart", no_args_is_help=True, add_completion=False,
@@ -30,10 +30,14 @@ app.command("export")(export_verb.export_cli)
 
 def main() -> None:
     """Entry point of the `headstart` script."""
+    console = Console(stderr=True)
     try:
         app()
+    except (Interrupted, KeyboardInterrupt) as exc:
+        console.print(f"[bold yellow]interrupted:[/] {exc or 'stopped by the user.'}", highlight=False, soft_wrap=True)
+        sys.exit(130)
     except HeadstartError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except SystemExit as done:
         if not done.code:  # a clean finish (every process is past its collectives): leave the process group

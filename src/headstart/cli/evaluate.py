@@ -18,6 +18,7 @@ def evaluate_cli(
     text_col: Optional[str] = typer.Option(None, help="Table column with the texts."),
     label_col: Optional[str] = typer.Option(None, help="Table column with the labels."),
     image_col: Optional[str] = typer.Option(None, help="Table column with image paths."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable or invalid items and list them."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
@@ -25,10 +26,13 @@ def evaluate_cli(
 
     Example: headstart evaluate runs/pets data/pets-test
     """
-    m = evaluate(run, data, device=device, text_col=text_col, label_col=label_col, image_col=image_col)
+    m = evaluate(run, data, device=device, text_col=text_col, label_col=label_col, image_col=image_col,
+                 skip_bad=skip_bad)
     if json_out:
         print_json(m)
         return
+    for s in m.get("skipped", []):
+        console.print(f"[yellow]skipped[/] {s['input']}: {s['reason']}", highlight=False)
     lo, hi = m["accuracy_ci95"]
     console.print(f"accuracy {m['accuracy']:.4f} (95% CI {lo:.3f}-{hi:.3f}, n={m['n']})   "
                   f"macro-F1 {m['macro_f1']:.4f}", highlight=False)

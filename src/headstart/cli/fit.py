@@ -8,10 +8,10 @@ from typing import Optional
 
 import typer
 
-from headstart import distributed
+from headstart import checkpoints, distributed
 from headstart.api import fit
 from headstart.cli.output import console, print_json, summary_table
-from headstart.errors import ConfigError
+from headstart.errors import ConfigError, Interrupted
 
 
 def fit_cli(
@@ -75,36 +75,36 @@ def fit_cli(
         if extra:
             raise ConfigError(f"--resume takes the run's own options from {resume}/checkpoints/config.json; "
                               f"drop {', '.join(extra)} (start a new run to change them).")
-        result = fit(data, resume=resume, progress=not quiet)
+        out = resume
+    elif data is None:
+        raise ConfigError("Missing DATA: give an image folder or a table file (or --resume RUN).")
     else:
-        if data is None:
-            raise ConfigError("Missing DATA: give an image folder or a table file (or --resume RUN).")
-        result = _fit_new(data, model, strategy, out, val, test, overwrite, quiet, text_col=text_col,
-                          label_col=label_col, image_col=image_col, val_fraction=val_fraction,
-                          test_fraction=test_fraction, skip_bad=skip_bad, seed=seed, unfreeze=unfreeze, lr=lr,
-                          head_lr=head_lr, lr_decay=lr_decay, rank=rank, alpha=alpha, shots=shots, budget=budget,
-                          epochs=epochs, batch_size=batch_size, patience=patience, augment=augment, hflip=hflip,
-                          image_size=image_size, max_length=max_length, weights=weights, device=device,
-                          precision=precision, num_workers=num_workers, cache_dir=cache_dir, l2sp=l2sp,
-                          cache_boundary=cache_boundary)
+        out = out or Path("runs") / f"{Path(model).name}-{strategy}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        if resume is not None:
+            result = fit(data, resume=resume, progress=not quiet)
+        else:
+            result = fit(data, model, strategy, val=val, test=test, out=out, overwrite=overwrite, progress=not quiet,
+                         text_col=text_col, label_col=label_col, image_col=image_col, val_fraction=val_fraction,
+                         test_fraction=test_fraction, skip_bad=skip_bad, seed=seed, unfreeze=unfreeze, lr=lr,
+                         head_lr=head_lr, lr_decay=lr_decay, rank=rank, alpha=alpha, shots=shots, budget=budget,
+                         epochs=epochs, batch_size=batch_size, patience=patience, augment=augment, hflip=hflip,
+                         image_size=image_size, max_length=max_length, weights=weights, device=device,
+                         precision=precision, num_workers=num_workers, cache_dir=cache_dir, l2sp=l2sp,
+                         cache_boundary=cache_boundary)
+    except KeyboardInterrupt:
+        raise Interrupted(interrupted_note(out)) from None
     if distributed.is_main():  # under a multi-process launch, one summary
         _show(result, data, json_out)
 
 
-def _fit_new(data, model, strategy, out, val, test, overwrite, quiet, text_col, label_col, image_col, val_fraction,
-             test_fraction, skip_bad, seed, unfreeze, lr, head_lr, lr_decay, rank, alpha, shots, budget, epochs,
-             batch_size, patience, augment, hflip, image_size, max_length, weights, device, precision, num_workers,
-             cache_dir, l2sp, cache_boundary):
-    out = out or Path("runs") / f"{Path(model).name}-{strategy}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return fit(
-        data, model, strategy, val=val, test=test, out=out, overwrite=overwrite, progress=not quiet,
-        text_col=text_col, label_col=label_col, image_col=image_col, val_fraction=val_fraction,
-        test_fraction=test_fraction, skip_bad=skip_bad, seed=seed, unfreeze=unfreeze, lr=lr, head_lr=head_lr,
-        lr_decay=lr_decay, rank=rank, alpha=alpha, shots=shots, budget=budget, epochs=epochs,
-        batch_size=batch_size, patience=patience, augment=augment, hflip=hflip,
-        image_size=image_size, max_length=max_length, weights=weights, device=device, precision=precision,
-        num_workers=num_workers, cache_dir=cache_dir, l2sp=l2sp, cache_boundary=cache_boundary,
-    )
+def interrupted_note(out: Path) -> str:
+    """What a stopped fit left in ``out``, and how to go on."""
+    if checkpoints.is_unfinished(out) and checkpoints.saved_epoch(out) > 0:
+        return (f"epoch {checkpoints.saved_epoch(out)} is saved in {out}; continue with "
+                f"`headstart fit --resume {out}`.")
+    return (f"stopped before any epoch was saved; {out} was left as it was before. Features computed so far "
+            "stay in the feature cache, so running the command again starts from them.")
 
 
 def _show(result, data, json_out: bool) -> None:

@@ -1,16 +1,24 @@
-"""`headstart predict`: labels and probabilities for new inputs from a saved run."""
+"""`headstart predict`: labels and probabilities for new inputs from a saved run.
+
+CSV cells that a spreadsheet would read as a formula (starting with ``=``, ``+``, ``-``, ``@``, a tab or a
+carriage return) get a leading ``'``, as OWASP recommends; ``--raw`` writes them as they are.
+"""
 
 from __future__ import annotations
 
 import csv
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 import typer
 
-from headstart.api import predict
+from headstart.api import load_run
 from headstart.cli.output import print_json
+from headstart.data import Dataset, Skipped, load_items
+from headstart.errors import DataError
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def predict_cli(
@@ -18,27 +26,81 @@ def predict_cli(
     inputs: Optional[list[str]] = typer.Argument(None, help="Image files, a folder, or a table. '-' or none: text lines on stdin."),
     text_col: Optional[str] = typer.Option(None, help="Table column with the texts."),
     image_col: Optional[str] = typer.Option(None, help="Table column with image paths."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable or invalid inputs (blank lines, "
+                                  "corrupt images): each gets a row saying why, in a 'skipped' column."),
+    raw: bool = typer.Option(False, "--raw", help="Write CSV cells as they are, without neutralising "
+                             "spreadsheet formulas (a leading ' before =, +, -, @)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     json_out: bool = typer.Option(False, "--json", help="JSON instead of CSV."),
 ) -> None:
     """Predict labels for INPUTS with the model in RUN; CSV (input,[text,]label,p_<class>...) on stdout.
 
+    One row per input, in input order; stdin lines are numbered as read ("stdin line 3").
+
     Example: headstart predict runs/pets photos/  |  echo "refund please" | headstart predict runs/helpdesk
     """
+    predictor = load_run(run)
     if not inputs or inputs == ["-"]:
-        source = [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    elif len(inputs) == 1:
-        source = inputs[0]
+        data = stdin_dataset(sys.stdin, skip_bad)
     else:
-        source = inputs
-    rows = predict(run, source, device=device, text_col=text_col, image_col=image_col)
+        data = load_items(inputs[0] if len(inputs) == 1 else inputs, text_col=text_col, image_col=image_col,
+                          skip_bad=skip_bad)
+    rows = predictor.predict(data, device=device) if len(data) else []
+    rows = in_input_order(rows, data.skipped)
     if json_out:
         print_json(rows)
         return
-    classes = list(rows[0]["probabilities"]) if rows else []
-    text = bool(rows) and "text" in rows[0]
+    write_csv(rows, predictor.classes, skip_bad, raw)
+
+
+def stdin_dataset(lines: Iterable[str], skip_bad: bool) -> Dataset:
+    """One text per line, named "stdin line N"; a blank line is an error, or skipped with ``skip_bad``.
+
+    Blank lines at the very end (an editor's trailing newline) are not inputs.
+    """
+    lines = [line.rstrip("\r\n") for line in lines]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    texts, origins, skipped = [], [], []
+    for n, text in enumerate(lines, 1):
+        origin = f"stdin line {n}"
+        if text.strip():
+            texts.append(text)
+            origins.append(origin)
+        elif skip_bad:
+            skipped.append(Skipped(origin, "blank line"))
+        else:
+            raise DataError(f"{origin} is blank: every line is one text to classify. Remove blank lines, or "
+                            "pass --skip-bad to give them a row marked skipped.")
+    if not texts and not skipped:
+        raise DataError("No input: pass image files, a folder or a table, or pipe text lines on stdin.")
+    return Dataset(texts, None, "text", origins, skipped)
+
+
+def in_input_order(rows: list[dict], skipped: Iterable[Skipped]) -> list[dict]:
+    """Predicted rows and a row for each skipped input; stdin lines in line order, other skips last."""
+    out = [*rows, *({"input": s.origin, "skipped": s.reason} for s in skipped)]
+    return sorted(out, key=_line_number) if all(r["input"].startswith("stdin line ") for r in out) else out
+
+
+def _line_number(row: dict) -> int:
+    return int(row["input"].rsplit(" ", 1)[1])
+
+
+def write_csv(rows: list[dict], classes: list[str], skip_bad: bool, raw: bool) -> None:
+    """CSV on stdout: input, text (for texts), label, one probability per class (+ skipped with skip_bad)."""
+    text = any("text" in r for r in rows)
+    cell = (lambda v: v) if raw else neutralise
     writer = csv.writer(sys.stdout)
-    writer.writerow(["input"] + (["text"] if text else []) + ["label"] + [f"p_{c}" for c in classes])
+    writer.writerow(["input"] + (["text"] if text else []) + ["label"] + [f"p_{c}" for c in classes]
+                    + (["skipped"] if skip_bad else []))
     for r in rows:
-        shown = [r["text"][:200]] if text else []
-        writer.writerow([r["input"], *shown, r["label"]] + [f"{r['probabilities'][c]:.6f}" for c in classes])
+        shown = [cell(r.get("text", "")[:200])] if text else []
+        probs = [f"{r['probabilities'][c]:.6f}" for c in classes] if "probabilities" in r else [""] * len(classes)
+        writer.writerow([cell(r["input"]), *shown, cell(r.get("label", "")), *probs]
+                        + ([r.get("skipped", "")] if skip_bad else []))
+
+
+def neutralise(value: str) -> str:
+    """A cell that a spreadsheet would run as a formula, prefixed with ``'`` so it stays text."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value

@@ -27,7 +27,8 @@ def make_strategy(name: str | Strategy, **options: Any) -> Strategy:
     if not isinstance(name, str):
         return name
     if name not in STRATEGIES:
-        raise ConfigError(f"Unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}.")
+        raise ConfigError(f"Unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}, "
+                          "or auto (fit only: the advised strategy within --budget).")
     cls = STRATEGIES[name]
     known = {f.name for f in dataclasses.fields(cls)}
     given = {k: v for k, v in options.items() if v is not None}
