@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -13,9 +13,10 @@ import torch
 
 from headstart import checkpoints, distributed
 from headstart.audit import cheap_checks
-from headstart.backbones import Backbone, available_models, load_backbone
+from headstart.backbones import Backbone, ImagePreprocessing, available_models, load_backbone
 from headstart.config import FitConfig
 from headstart.data import DataSplits, Dataset, Skipped, load_data, load_labelled
+from headstart.data.resolution import MIN_SIZE, choose_image_size, native_size
 from headstart.devices import (extraction_batch, peak_memory_mb, reset_peak_memory, resolve_device, resolve_precision,
                                resolve_workers)
 from headstart.engine import predict_logits
@@ -95,6 +96,9 @@ def fit(data: Any = None, model: str | Backbone = "minilm-l6", strategy: str = "
     else:
         strat = make_strategy(strategy, **cfg.strategy_options())
         splits, backbone = prepare(data, model, cfg, val, test)
+        cfg = replace(cfg, **input_size(backbone))  # recorded as chosen (from the data when not given)
+        if progress and backbone.modality == "image" and options.get("image_size") is None:
+            print(f"note: {image_size_note(splits, backbone)}", file=sys.stderr)
         if progress:
             for warning in cheap_checks(splits):
                 print(f"warning: {warning}", file=sys.stderr)
@@ -185,6 +189,9 @@ def prepare(data: Any, model: str | Backbone, cfg: FitConfig, val: Any = None,
             torch.manual_seed(cfg.seed)
             backbone = load_backbone(cfg.model, weights=cfg.weights, image_size=cfg.image_size,
                                      max_length=cfg.max_length)
+        if cfg.image_size is None and isinstance(backbone.preprocessing, ImagePreprocessing):  # from the data
+            size = choose_image_size(native_size(splits.train), backbone.preprocessing.size)
+            backbone.preprocessing = backbone.preprocessing.with_size(size)
     if backbone.modality != splits.train.modality:
         wanted = splits.train.modality
         raise DataError(f"The data holds {wanted} items but {backbone.name!r} is a {backbone.modality} model. "
@@ -227,8 +234,60 @@ def fit_prepared(splits: DataSplits, backbone: Backbone, cfg: FitConfig, strat: 
     metrics = _metrics(result, backbone, splits, ctx, predictor)
     metrics.update(_costs(result, start, ctx))
     metrics["data_warnings"] = cheap_checks(splits)  # duplicates, leakage, imbalance, tiny classes
-    return FitResult(strat.name, cfg.model, splits.classes, metrics, result.history, result.info, predictor, cfg,
-                     splits.split, list(splits.skipped))
+    metrics["strategy_info"] = result.info
+    if not result.frozen_backbone:
+        metrics.update(_against_probe(result, backbone, splits, ctx, metrics["val"]))
+        for warning in metrics["warnings"]:
+            if progress:
+                print(f"warning: {warning}", file=sys.stderr)
+    return FitResult(strat.name, cfg.model, splits.classes, metrics, result.history, result.info, predictor,
+                     resolved_config(cfg, backbone, strat, result.info), splits.split, list(splits.skipped))
+
+
+def _against_probe(result: StrategyResult, backbone: Backbone, splits: DataSplits, ctx: FitContext,
+                   val: dict) -> dict:
+    """The frozen linear probe's validation accuracy beside a fine-tuned model's, and a warning in words when
+    fine-tuning ended below it by more than its own 95% interval. The probe reuses cached features."""
+    probe = result.info.get("probe", {}).get("val_accuracy")
+    if probe is None:
+        with torch.random.fork_rng(devices=[]):
+            fitted = make_strategy("linear").fit(backbone, splits, replace(ctx, progress=False))
+        probe = max(c["val_accuracy"] for c in fitted.history)
+    lo, hi = val["accuracy_ci95"]
+    warnings = []
+    if probe > hi:
+        warnings.append(f"fine-tuning lost to the frozen probe: {100 * (probe - val['accuracy']):.1f} points on "
+                        f"validation ({val['accuracy']:.3f} against {probe:.3f}, beyond the 95% interval "
+                        f"{lo:.3f}-{hi:.3f}); likely overfitting or a learning rate too high for this data. "
+                        "Use --strategy linear, or see `headstart compare`.")
+    return {"probe_val_accuracy": probe, "warnings": warnings}
+
+
+def input_size(backbone: Backbone) -> dict[str, int]:
+    """``{"image_size": px}`` or ``{"max_length": tokens}``: the size inputs are fed at."""
+    prep = backbone.preprocessing
+    return {"image_size": prep.size} if isinstance(prep, ImagePreprocessing) else {"max_length": prep.max_length}
+
+
+def image_size_note(splits: DataSplits, backbone: Backbone) -> str:
+    """Why images are fed at their size: the data's native size against the backbone's pretrained one."""
+    return (f"images are fed at {backbone.preprocessing.size} px, chosen from their median short side of "
+            f"{native_size(splits.train)} px (twice that, at least {MIN_SIZE} px, at most the weights' own size); "
+            "--image-size changes it.")
+
+
+def resolved_config(cfg: FitConfig, backbone: Backbone, strat: Strategy, info: dict) -> FitConfig:
+    """``cfg`` with every value the fit chose filled in (input size, learning rates, depth, BatchNorm policy),
+    so that config.json says what ran and the run can be rebuilt from it."""
+    values = input_size(backbone)
+    taken = {f.name for f in fields(strat)} if is_dataclass(strat) else set()
+    for name in cfg.strategy_options():
+        value = info.get("unfrozen_groups" if name == "unfreeze" else name, getattr(strat, name, None))
+        if name in taken and value is not None:
+            values[name] = value
+    if info.get("bn"):
+        values["bn"] = info["bn"]
+    return replace(cfg, **values)
 
 
 def _context(cfg: FitConfig, splits: DataSplits, backbone: Backbone, progress: bool) -> FitContext:

@@ -258,7 +258,7 @@ def _row(strategy: str, results: list) -> dict:
         "test_macro_f1": mean_ci([t["macro_f1"] for t in test]) if test else None,
         "gap": mean_ci([r.metrics["overfit_gap"] for r in done]),
         "gap_by_epoch": [{"epoch": h["epoch"], "gap": h["train_accuracy"] - h["val_accuracy"]}
-                         for h in done[0].history if "epoch" in h],
+                         for h in done[0].history if "train_accuracy" in h],
     }
 
 

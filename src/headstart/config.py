@@ -10,6 +10,8 @@ from headstart.devices import PRECISIONS
 from headstart.engine import TrainSettings
 from headstart.errors import ConfigError
 
+BN_POLICIES = ("auto", "frozen", "train")
+
 
 @dataclass(frozen=True)
 class FitConfig:
@@ -47,6 +49,8 @@ class FitConfig:
     warmup: float = 0.1
     l2sp: float = 0.0  # L2-SP weight (Li et al. 2018): pull trained backbone weights to the pretrained ones; 0 = off
     cache_boundary: bool | None = None  # partial, no augmentation: frozen groups run once, output cached; None: CPUs
+    bn: str = "auto"  # BatchNorm statistics while fine-tuning: frozen | train | auto (frozen on small data)
+    label_smoothing: float = 0.0
     # hardware
     device: str = "auto"
     precision: str = "auto"
@@ -68,6 +72,8 @@ class FitConfig:
             (self.max_length is None or self.max_length >= 8, "--max-length must be at least 8 tokens"),
             (0 <= self.warmup < 1, "--warmup is a fraction of the steps, in [0, 1)"),
             (self.l2sp >= 0, "--l2sp must be 0 (off) or more"),
+            (self.bn in BN_POLICIES, f"--bn must be one of {', '.join(BN_POLICIES)}"),
+            (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
         ]
         problems = [msg for ok, msg in checks if not ok]
         if problems:
@@ -83,7 +89,8 @@ class FitConfig:
         return TrainSettings(
             epochs=self.epochs, batch_size=self.batch_size, patience=self.patience, augment=self.augment,
             hflip=self.hflip, weight_decay=self.weight_decay, warmup=self.warmup, l2sp=self.l2sp,
-            cache_boundary=self.cache_boundary,
+            cache_boundary=self.cache_boundary, label_smoothing=self.label_smoothing,
+            frozen_bn={"auto": None, "frozen": True, "train": False}[self.bn],
             num_workers=self.num_workers or 0, seed=self.seed,
         )
 

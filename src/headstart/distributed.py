@@ -289,16 +289,16 @@ class BatchLoss(NamedTuple):
     global_count: int
 
 
-def batch_loss(logits: torch.Tensor, y: torch.Tensor) -> BatchLoss:
+def batch_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0) -> BatchLoss:
     """Cross-entropy of a batch; under a launch, scaled for DDP's gradient average.
 
     Rank ``r`` backpropagates ``sum(CE over its items) / global_count * world``; DDP averages gradients
     over ``world`` ranks, which gives the gradient of the mean CE over the global batch, as one process.
     """
     if world_size() == 1:
-        loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
         return BatchLoss(loss, loss, len(y), len(y))
-    total = F.cross_entropy(logits, y, reduction="sum", ignore_index=IGNORE_INDEX)
+    total = F.cross_entropy(logits, y, reduction="sum", ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
     count = int((y != IGNORE_INDEX).sum())
     global_count = int(all_sum(count)[0])
     return BatchLoss(total * (world_size() / global_count), total.detach() / max(count, 1), count, global_count)

@@ -28,6 +28,9 @@ from headstart.data import Dataset
 from headstart.devices import autocast
 from headstart.progress import progress_task
 
+BN_TRAIN_ITEMS = 5000  # below this many training items (or BN_BATCH per batch) BatchNorm statistics stay frozen
+BN_BATCH = 16
+
 
 @dataclass(frozen=True)
 class TrainSettings:
@@ -50,6 +53,10 @@ class TrainSettings:
     deadline: float | None = None  # time.perf_counter() value: stop after the batch that passes it
     checkpoint: str | None = None  # folder: state saved after every epoch, and resumed from when it holds one
     cache_boundary: bool | None = None  # partial, no augmentation: frozen groups run once; None: on CPUs
+    frozen_bn: bool | None = None  # BatchNorm statistics stay at their pretrained values; None: bn_policy
+    label_smoothing: float = 0.0
+    select_on_loss: bool = False  # tiny validation sets: select and stop on validation loss, not accuracy
+    evaluate_start: bool = False  # score the model before the first step (epoch 0); it can be the one kept
 
 
 @dataclass
@@ -72,9 +79,17 @@ def freeze(model: nn.Module, trainable: set[str]) -> int:
     return count
 
 
-def set_train_mode(model: nn.Module) -> None:
-    """Train mode for modules that learn; eval mode for frozen ones (BatchNorm stats and dropout off)."""
+def set_train_mode(model: nn.Module, frozen_bn: bool = False) -> None:
+    """Train mode for modules that learn; eval mode for frozen ones (BatchNorm stats and dropout off).
+
+    With ``frozen_bn`` every BatchNorm layer normalises with its running statistics, which then stay as they
+    are; its scale and shift still train when their group does.
+    """
     model.train()
+    if frozen_bn:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
     has_params = {name: any(True for _ in module.parameters()) for name, module in model.named_modules()}
     trainable_below = {}
     for name, module in reversed(list(model.named_modules())):
@@ -91,6 +106,15 @@ def set_train_mode(model: nn.Module) -> None:
         has_own_params = any(True for _ in module.parameters(recurse=False))
         if has_own_params or not trainable_below.get(parent, True):
             module.eval()
+
+
+def bn_policy(train_items: int, batch_size: int) -> bool:
+    """Whether fine-tuning keeps BatchNorm statistics frozen: yes on small data or small batches.
+
+    Running statistics move with momentum 0.1 per step: over the few hundred steps of a small data set they
+    end as a mix of the pretrained and the new statistics, while batch statistics of small batches are noisy.
+    """
+    return train_items < BN_TRAIN_ITEMS or batch_size < BN_BATCH
 
 
 def param_groups(model: nn.Module, groups: Sequence[Sequence[str]], prefix: str, s: TrainSettings) -> list[dict]:
@@ -202,18 +226,21 @@ def train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dat
     if saved is not None:
         best_key, best_state = _restore(saved, model, optimizer, scheduler, anchored, generator, outcome, total)
         first = outcome.resumed_from + 1
+    elif s.evaluate_start:  # e.g. LP-FT: the probe's model is the one to beat, and may be kept
+        outcome.history.append({"epoch": 0, **_scores(distributed.from_main(feed.val_logits(model)), targets["val"])})
+        best_key, best_state = _selection_key(outcome.history[-1], s), copy.deepcopy(model.state_dict())
     for epoch in range(first, s.epochs + 1):
         if outcome.stopped_early or outcome.out_of_time:  # the checkpoint was taken as training stopped
             break
         start = time.perf_counter()
-        set_train_mode(model)
+        set_train_mode(model, s.frozen_bn)
         seen, loss_sum, correct, penalty_sum = 0, 0.0, 0, 0.0
         with progress_task(f"epoch {epoch}/{s.epochs}", len(pairs), progress) as advance:
             for inputs, y in loader:
                 inputs, y = batch_to(inputs, device, channels_last), y.to(device)
                 with autocast(device, precision):
                     logits = net(inputs)
-                batch = distributed.batch_loss(logits.float(), y)  # one process: the batch's mean CE
+                batch = distributed.batch_loss(logits.float(), y, s.label_smoothing)  # one process: mean CE
                 optimizer.zero_grad(set_to_none=True)
                 if anchored:
                     penalty = l2sp_penalty(anchored, s.l2sp)
@@ -235,17 +262,13 @@ def train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dat
         seen, loss_sum, correct, penalty_sum = distributed.all_sum(seen, loss_sum, correct, penalty_sum)
         distributed.sync_buffers(model)  # BatchNorm statistics: the main process's, on every rank
         logits = distributed.from_main(feed.val_logits(model))  # every rank decides on the same logits
-        val_y = torch.as_tensor(targets["val"])
-        val_loss = float(F.cross_entropy(torch.from_numpy(logits), val_y))
-        val_acc = float((logits.argmax(1) == targets["val"]).mean())
-        outcome.history.append({
-            "epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-            "val_loss": val_loss, "val_accuracy": val_acc, "seconds": time.perf_counter() - start,
-        })
+        outcome.history.append({"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+                                **_scores(logits, targets["val"]), "seconds": time.perf_counter() - start})
         if anchored:
             outcome.history[-1]["l2sp_penalty"] = penalty_sum / seen
-        if best_key is None or (val_acc, -val_loss) > best_key:
-            best_key, outcome.best_epoch = (val_acc, -val_loss), epoch
+        key = _selection_key(outcome.history[-1], s)
+        if best_key is None or key > best_key:
+            best_key, outcome.best_epoch = key, epoch
             best_state = copy.deepcopy(model.state_dict())
         elif epoch - outcome.best_epoch >= s.patience:
             outcome.stopped_early = True
@@ -256,6 +279,17 @@ def train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dat
             break
     model.load_state_dict(best_state)
     return outcome
+
+
+def _scores(logits: np.ndarray, y: np.ndarray) -> dict:
+    """Validation loss and accuracy of ``logits``."""
+    loss = float(F.cross_entropy(torch.from_numpy(logits).float(), torch.as_tensor(y)))
+    return {"val_loss": loss, "val_accuracy": float((logits.argmax(1) == y).mean())}
+
+
+def _selection_key(row: dict, s: TrainSettings) -> tuple:
+    """Larger is better: validation accuracy, ties broken by loss; loss alone on tiny validation sets."""
+    return (-row["val_loss"],) if s.select_on_loss else (row["val_accuracy"], -row["val_loss"])
 
 
 def _checkpoint(folder: str, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,

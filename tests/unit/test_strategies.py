@@ -37,7 +37,7 @@ def fit_image(backbone, folder, strategy, **options):
 def test_frozen_groups_keep_every_parameter_and_buffer_bit_identical(image_backbone, image_folder,
                                                                      strategy, unfreeze):
     before = snapshot(image_backbone.module)
-    result = fit_image(image_backbone, image_folder, strategy, unfreeze=unfreeze)
+    result = fit_image(image_backbone, image_folder, strategy, unfreeze=unfreeze, bn="train")
     after = result.predictor.model.backbone.state_dict()
     frozen, trained = split_state(image_backbone, unfreeze)
     # The frozen part holds BatchNorm layers, so this checks running statistics too.
@@ -69,8 +69,10 @@ def test_lpft_starts_from_the_probe_head_and_moves_it(image_backbone, image_fold
     # The probe inside LP-FT is the same probe (same cached features, same C) ...
     assert lpft.info["probe"]["C"] == probe.info["C"]
     assert lpft.metrics["backbone_forward_items"] == 0
-    # ... and fine-tuning moved the head away from it.
-    assert not torch.equal(lpft.predictor.model.head.weight, probe.predictor.model.head.weight)
+    # ... fine-tuning starts from it (epoch 0 scores the probe's model) and keeps it unless an epoch beats it.
+    assert lpft.history[0]["epoch"] == 0
+    moved = not torch.equal(lpft.predictor.model.head.weight, probe.predictor.model.head.weight)
+    assert moved == (lpft.info["best_epoch"] > 0)
 
 
 def test_full_changes_the_first_group(image_backbone, image_folder):

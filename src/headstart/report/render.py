@@ -133,9 +133,9 @@ def read_run(run_dir: Path) -> dict:
 
 def run_notes(run: dict) -> list[str]:
     """Caveats a reader should know: no test split, a small evaluation set, early stopping."""
-    notes, metrics = [], run.get("metrics") or {}
+    notes, metrics = [*(run.get("metrics") or {}).get("warnings", [])], run.get("metrics") or {}
     split, scores = _headline(metrics)
-    epochs = [row for row in run.get("history") or [] if "epoch" in row]
+    epochs = [row for row in run.get("history") or [] if "train_loss" in row]  # epoch 0 (before training) aside
     if split == "val":
         chose = "epoch" if epochs else "regularisation strength C"
         notes.append(f"There is no test split: the accuracy is measured on the validation set, which also chose "
@@ -147,9 +147,15 @@ def run_notes(run: dict) -> list[str]:
                      "percentage points, so small differences between runs are noise.")
     planned = (run.get("config") or {}).get("epochs")
     if epochs and planned and len(epochs) < planned:
-        best = max(epochs, key=lambda r: (r.get("val_accuracy") or 0, -(r.get("val_loss") or 0)))["epoch"]
+        best = (metrics.get("strategy_info") or {}).get("best_epoch")
+        if best is None:
+            best = max(epochs, key=lambda r: (r.get("val_accuracy") or 0, -(r.get("val_loss") or 0)))["epoch"]
         notes.append(f"Training stopped early after epoch {epochs[-1]['epoch']} of {planned}: validation did not "
-                     f"improve. The saved weights are from epoch {best}.")
+                     f"improve. " + (f"The saved weights are from epoch {best}." if best else "No epoch beat the starting "
+                     "model (the linear probe's head), which is the one saved."))
+    size = (run.get("config") or {}).get("image_size")
+    if size:
+        notes.append(f"Images were fed at {size} px (chosen from their native size unless --image-size was given).")
     return notes
 
 

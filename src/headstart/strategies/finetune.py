@@ -11,26 +11,30 @@ from torch import nn
 from headstart.backbones import Backbone
 from headstart.boundary import ActivationCache, Split, boundary_feed, split_at, store_activations
 from headstart.data import DataSplits
-from headstart.engine import Feed, TrainSettings, freeze, param_groups, text_lengths, train
+from headstart.engine import Feed, TrainSettings, bn_policy, freeze, param_groups, text_lengths, train
 from headstart.errors import ConfigError
 from headstart.heads import Classifier
 from headstart.strategies.base import FitContext, StrategyResult
 
 DEFAULT_LR = {"image": 5e-4, "text": 1e-4}  # learning rate of the top backbone group
 FRESH_HEAD_LR = 1e-3
+TINY_VAL = 100  # fewer validation items than this: select epochs on validation loss
 
 
 def finetune(backbone: Backbone, splits: DataSplits, ctx: FitContext, *, unfreeze: int | None,
              lr: float | None, head_lr: float | None, lr_decay: float, head: nn.Linear | None = None) -> StrategyResult:
     """Train the last ``unfreeze`` layer groups (all when None) and a head, on a copy of the backbone.
 
-    ``head`` starts from a fitted head (LP-FT); otherwise a fresh linear head is trained.
+    ``head`` starts from a fitted head (LP-FT): the model is scored before the first step and kept if no
+    epoch beats it. BatchNorm statistics stay frozen on small data (``engine.bn_policy``); below
+    ``TINY_VAL`` validation items epochs are selected on validation loss, which is less noisy there.
     """
     groups = backbone.layer_groups()
     n = len(groups) if unfreeze is None else unfreeze
     if not 0 < n <= len(groups):
         raise ConfigError(f"unfreeze={unfreeze}: {backbone.name} has {len(groups)} layer groups; "
                           f"choose 1 to {len(groups)}, or the 'full' strategy for all of them.")
+    fitted_head = head is not None
     top = lr if lr is not None else DEFAULT_LR[backbone.modality]
     if head_lr is None:  # a fresh head learns fast; a fitted one moves at the backbone's pace
         head_lr = FRESH_HEAD_LR if head is None else top
@@ -43,8 +47,10 @@ def finetune(backbone: Backbone, splits: DataSplits, ctx: FitContext, *, unfreez
     trainable = {f"backbone.{name}" for group in chosen for name in group}
     trainable |= {name for name, _ in model.named_parameters() if name.startswith("head.")}
     count = freeze(model, trainable)
-    settings = dataclasses.replace(ctx.settings, lr=top, head_lr=head_lr,
-                                   lr_decay=lr_decay)
+    s = ctx.settings
+    frozen_bn = bn_policy(len(splits.train), s.batch_size) if s.frozen_bn is None else s.frozen_bn
+    settings = dataclasses.replace(s, lr=top, head_lr=head_lr, lr_decay=lr_decay, frozen_bn=frozen_bn,
+                                   select_on_loss=len(splits.val) < TINY_VAL, evaluate_start=fitted_head)
     optimizer_groups = param_groups(model, chosen, "backbone.", settings)
     split = split_at(backbone, model.backbone, n) if _can_cache(backbone, settings, ctx.device) else None
     with ActivationCache(ctx.cache.root) as scratch:
@@ -56,8 +62,14 @@ def finetune(backbone: Backbone, splits: DataSplits, ctx: FitContext, *, unfreez
     info = {"unfrozen_groups": n, "layer_groups": len(groups), "best_epoch": outcome.best_epoch,
             "boundary_cached": feed is not None,
             "stopped_early": outcome.stopped_early, "stopped": "budget" if outcome.out_of_time else None,
-            "lr": top, "head_lr": settings.head_lr, "lr_decay": lr_decay}
+            "lr": top, "head_lr": settings.head_lr, "lr_decay": lr_decay,
+            "bn": ("frozen" if frozen_bn else "train") if _has_batchnorm(backbone.module) else None,
+            "selected_on": "val_loss" if settings.select_on_loss else "val_accuracy"}
     return StrategyResult(model, count, outcome.history, info)
+
+
+def _has_batchnorm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
 def _can_cache(backbone: Backbone, s: TrainSettings, device: torch.device) -> bool:

@@ -1,0 +1,84 @@
+"""Fine-tuning recipes that hold on small data: LP-FT's start, the BatchNorm policy, selection on tiny
+validation sets, the fine-tuned-below-the-probe warning, and the values a fit chose, recorded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import write_image_folder
+
+import headstart
+from headstart.data.resolution import choose_image_size, native_size
+from headstart.data import load_items
+
+
+def bn_stats(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()
+            if k.endswith(("running_mean", "running_var"))}
+
+
+def test_lpft_first_evaluation_equals_the_probe(image_backbone, image_folder):
+    result = headstart.fit(str(image_folder), image_backbone, "lp-ft", progress=False, epochs=2, batch_size=8,
+                           precision="fp32")
+    start = result.history[0]
+    assert start["epoch"] == 0 and "train_loss" not in start
+    assert start["val_accuracy"] == result.info["probe"]["val_accuracy"]
+    assert [row["epoch"] for row in result.history] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("strategy", ["full", "partial", "lp-ft"])
+def test_frozen_batchnorm_policy_leaves_every_running_statistic_untouched(image_backbone, image_folder, strategy):
+    before = bn_stats(image_backbone.module)
+    frozen = headstart.fit(str(image_folder), image_backbone, strategy, progress=False, epochs=2, batch_size=8,
+                           bn="frozen")
+    assert frozen.info["bn"] == "frozen" and frozen.config.bn == "frozen"
+    after = bn_stats(frozen.predictor.model.backbone)
+    assert [k for k in before if not torch.equal(before[k], after[k])] == []
+    trained = headstart.fit(str(image_folder), image_backbone, strategy, progress=False, epochs=2, batch_size=8,
+                            bn="train")
+    moved = bn_stats(trained.predictor.model.backbone)
+    assert any(not torch.equal(before[k], moved[k]) for k in before)  # the check above can fail
+
+
+def test_small_data_freezes_batchnorm_and_selects_on_validation_loss(image_backbone, image_folder):
+    result = headstart.fit(str(image_folder), image_backbone, "full", progress=False, epochs=1, batch_size=8)
+    assert result.info["bn"] == "frozen"  # 36 images: far below the policy's threshold
+    assert result.info["selected_on"] == "val_loss"  # fewer than 100 validation items
+
+
+def test_a_collapsed_fine_tune_says_it_lost_to_the_probe(tmp_path, image_backbone):
+    folder = write_image_folder(tmp_path / "colours", per_class=40)
+    result = headstart.fit(str(folder), image_backbone, "full", progress=False, epochs=2, batch_size=8,
+                           lr=3.0, head_lr=3.0, out=str(tmp_path / "run"))
+    assert result.metrics["probe_val_accuracy"] > result.metrics["val"]["accuracy_ci95"][1]
+    [warning] = result.metrics["warnings"]
+    assert warning.startswith("fine-tuning lost to the frozen probe:")
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["warnings"] == [warning]
+    assert "fine-tuning lost to the frozen probe" in (tmp_path / "run" / "report.html").read_text()
+
+
+def test_config_json_records_the_values_the_fit_chose(tmp_path, image_folder):
+    run = tmp_path / "run"
+    headstart.fit(str(image_folder), "random:mobilenetv2", "partial", out=str(run), progress=False, epochs=1,
+                  batch_size=8)
+    config = json.loads((run / "config.json").read_text())["config"]
+    assert config["image_size"] == 96  # 24 px images: not blown up to the weights' 224 px
+    assert config["lr"] == 5e-4 and config["head_lr"] == 1e-3 and config["unfreeze"] == 2
+    assert config["bn"] == "frozen"
+    assert headstart.FitConfig.from_dict(config).strategy_options()["lr"] == 5e-4
+    assert headstart.load_run(run).backbone.preprocessing.size == 96
+
+
+@pytest.mark.parametrize("native,pretrained,expected", [
+    (28, 224, 96), (24, 224, 96), (64, 224, 128), (100, 224, 224), (500, 224, 224), (500, 260, 260),
+    (None, 224, 224),
+])
+def test_image_size_follows_the_native_size(native, pretrained, expected):
+    assert choose_image_size(native, pretrained) == expected
+
+
+def test_native_size_reads_the_median_short_side(image_folder):
+    assert native_size(load_items(str(image_folder))) == 24
