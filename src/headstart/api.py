@@ -200,9 +200,16 @@ def prepare(data: Any, model: str | Backbone, cfg: FitConfig, val: Any = None,
 
 
 def keep_shots(splits: DataSplits, shots: int, seed: int) -> DataSplits:
-    """Keep ``shots`` training examples per class (seeded); validation and test stay whole."""
+    """Keep ``shots`` training examples per class (seeded); validation and test stay whole.
+
+    A class with fewer keeps all of its own; ``split["shots_short"]`` records such classes with their sizes
+    (``audit.cheap_checks`` turns that into a warning).
+    """
     idx = subsample_per_class(splits.train.labels, shots, seed)
-    split = {**splits.split, "shots": shots, "train_origins": [splits.train.origins[i] for i in idx]}
+    names, sizes = np.unique(np.asarray(splits.train.labels, dtype=object), return_counts=True)
+    short = {str(c): int(n) for c, n in zip(names, sizes) if n < shots}
+    split = {**splits.split, "shots": shots, "train_origins": [splits.train.origins[i] for i in idx],
+             **({"shots_short": short} if short else {})}
     return replace(splits, train=splits.train.subset(idx), split=split)
 
 

@@ -337,6 +337,11 @@ def cheap_checks(splits: DataSplits) -> list[str]:
         listing = ", ".join(f"'{k}' ({balance['counts'][k]})" for k in balance["few"])
         out.append(f"Class(es) {listing} have fewer than {FEW_EXAMPLES} training examples: too few to fine-tune "
                    "reliably; prefer the linear strategy or add examples.")
+    short = splits.split.get("shots_short")
+    if short:
+        listing = ", ".join(f"'{k}' ({n})" for k, n in short.items())
+        out.append(f"{splits.split['shots']} shots per class were asked for, but class(es) {listing} have fewer "
+                   "training examples; they keep all they have.")
     return out
 
 

@@ -25,3 +25,17 @@ class RunError(HeadstartError, OSError):
 
 class Interrupted(HeadstartError):
     """The user stopped the command (Ctrl-C); the message says what was kept and how to go on."""
+
+
+def option(name: str, value: object = None) -> str:
+    """An option as both a CLI flag and a Python argument, for messages: ``--label-col (label_col=)``.
+
+    The same data errors reach CLI and Python users, so they name both spellings; ``value`` fills them in
+    (``option("skip_bad", True)`` gives ``--skip-bad (skip_bad=True)``).
+    """
+    flag = "--" + name.replace("_", "-")
+    if value is None:
+        return f"{flag} ({name}=)"
+    if isinstance(value, bool):
+        return f"{flag} ({name}={value})"
+    return f"{flag} {value} ({name}={value!r})"

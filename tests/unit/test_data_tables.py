@@ -127,7 +127,7 @@ def test_empty_text_names_line_and_column(tmp_path):
         load_data(table)
     assert str(error.value) == (
         f"{table} line 3: the text in column 'text' is empty. Fill it in or remove it, "
-        "or pass --skip-bad to skip such items."
+        "or pass --skip-bad (skip_bad=True) to skip such items."
     )
 
 
@@ -153,7 +153,7 @@ def test_missing_columns_list_existing_ones_and_the_option(tmp_path):
     ):
         load_data(table, label_col="tag", text_col="body")
     no_items = write(tmp_path / "n.csv", "words,label\nhi,a\n")
-    with pytest.raises(DataError, match="no text or image column.*--text-col NAME or --image-col"):
+    with pytest.raises(DataError, match=r"no text or image column.*--text-col \(text_col=\) or --image-col"):
         load_data(no_items)
 
 
@@ -166,7 +166,7 @@ def test_mixed_text_and_image_columns(tmp_path):
     with pytest.raises(DataError, match="mixed modalities.*--text-col text.*--image-col image"):
         load_data(table)
     assert load_data(table, image_col="image").train.modality == "image"
-    with pytest.raises(ConfigError, match="only one of --text-col and --image-col"):
+    with pytest.raises(ConfigError, match=r"only one of --text-col \(text_col=\) and --image-col"):
         load_data(table, image_col="image", text_col="text")
 
 

@@ -16,7 +16,8 @@ MODALITIES = ("image", "text")
 
 @dataclass(frozen=True)
 class Skipped:
-    """One input item that was dropped because skip_bad was set, and why."""
+    """One input item that was left out, and why: a bad item with skip_bad set, or (always) an empty class
+    folder or a file of another kind among the inputs of a folder."""
 
     origin: str
     reason: str
@@ -26,7 +27,7 @@ class Skipped:
 class Dataset:
     """Items (image paths or PIL images, or texts), their labels and where each came from.
 
-    ``skipped`` lists what ``load_items(..., skip_bad=True)`` dropped while building it.
+    ``skipped`` lists what ``load_items`` left out while building it (see Skipped).
     """
 
     items: tuple

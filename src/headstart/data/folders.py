@@ -7,7 +7,7 @@ from pathlib import Path
 
 from headstart.data.dataset import Dataset, Skipped
 from headstart.data.images import IMAGE_EXTENSIONS, is_image_name
-from headstart.data.items import Gate, build_dataset, read_text_file
+from headstart.data.items import SKIP_BAD, Gate, build_dataset, read_text_file
 from headstart.errors import DataError
 
 TEXT_EXTENSIONS = frozenset({".txt"})
@@ -72,7 +72,11 @@ def split_layout(root: Path, shown: str, gate: Gate) -> dict[str, Path] | None:
 
 
 def read_folder(root: Path, shown: str, gate: Gate, labelled: bool) -> Dataset:
-    """Dataset from ``root/<class>/...`` files (labelled) or from every file under root."""
+    """Dataset from ``root/<class>/...`` files (labelled) or from every file under root.
+
+    Unlabelled (inputs to predict), the folder's files of its main kind are read and every other file
+    (a notes.txt among images, say) is skipped and listed in ``gate.skipped``.
+    """
     if labelled:
         files, labels = _class_files(root, shown, gate)
     else:
@@ -80,9 +84,14 @@ def read_folder(root: Path, shown: str, gate: Gate, labelled: bool) -> Dataset:
         labels = None
     origins = [os.path.join(shown, os.path.relpath(path, root)) for path in files]
     kinds = [_kind(path) for path in files]
-    unknown = [i for i, kind in enumerate(kinds) if kind is None]
-    if unknown:
-        _reject_unknown([origins[i] for i in unknown], [files[i] for i in unknown], shown, gate)
+    main = None if labelled else _main_kind(kinds)
+    if main is not None:
+        _note_others(files, kinds, origins, main, gate)
+        kinds = [kind if kind == main else None for kind in kinds]
+    else:
+        unknown = [i for i, kind in enumerate(kinds) if kind is None]
+        if unknown:
+            _reject_unknown([origins[i] for i in unknown], [files[i] for i in unknown], shown, gate)
     keep = [i for i, kind in enumerate(kinds) if kind is not None]
     modality = _modality(shown, [files[i] for i in keep], [kinds[i] for i in keep])
     if modality == "text":
@@ -105,6 +114,11 @@ def _class_files(root: Path, shown: str, gate: Gate) -> tuple[list[Path], list[s
     for entry in _visible(root):
         if entry.is_dir():
             found = _walk(entry)
+            if not found:
+                gate.note(
+                    os.path.join(shown, entry.name),
+                    f"the class folder is empty, so there is no class '{entry.name}'",
+                )
             files.extend(found)
             labels.extend([entry.name] * len(found))
         else:
@@ -125,6 +139,26 @@ def _kind(path: Path) -> str | None:
     return None
 
 
+def _main_kind(kinds: list[str | None]) -> str | None:
+    """The more frequent of 'image' and 'text' among ``kinds``; None on a tie (none of either, or mixed)."""
+    images, texts = kinds.count("image"), kinds.count("text")
+    if images == texts:
+        return None
+    return "image" if images > texts else "text"
+
+
+def _note_others(
+    files: list[Path], kinds: list[str | None], origins: list[str], main: str, gate: Gate
+) -> None:
+    """Note every file not of the ``main`` kind as skipped, saying why."""
+    count = kinds.count(main)
+    for path, kind, origin in zip(files, kinds, origins):
+        if kind == main:
+            continue
+        what = f"a {kind} file" if kind else f"unsupported file type ({path.suffix.lower() or 'no extension'})"
+        gate.note(origin, f"{what} in a folder of {count} {main} files: only the {main}s are read")
+
+
 def _reject_unknown(origins: list[str], files: list[Path], shown: str, gate: Gate) -> None:
     """Refuse files of unsupported types: one error listing them, or skip each with skip_bad."""
     if gate.skip_bad:
@@ -140,7 +174,7 @@ def _reject_unknown(origins: list[str], files: list[Path], shown: str, gate: Gat
     )
     raise DataError(
         f"{shown}: {len(origins)} file(s) of unsupported type ({', '.join(suffixes)}): {examples}. "
-        f"headstart reads {SUPPORTED}. Remove or convert them, or pass --skip-bad to skip them."
+        f"headstart reads {SUPPORTED}. Remove or convert them, or pass {SKIP_BAD} to skip them."
     )
 
 

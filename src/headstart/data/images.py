@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,19 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 )
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})  # more than 8 bits per pixel
+
+
+@contextmanager
+def quiet_pillow() -> Iterator[None]:
+    """Silence Pillow's warnings (DecompressionBombWarning, palette transparency...) within the block only.
+
+    They would reach the user's terminal as raw warnings with library paths; what matters is handled here:
+    an image too large to be safe is refused (DecompressionBombError), transparency is composited.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def is_image_name(name: str | os.PathLike) -> bool:
@@ -25,7 +41,7 @@ def is_image_name(name: str | os.PathLike) -> bool:
 def image_file_problem(path: str) -> tuple[str, str] | None:
     """(what is wrong, how to fix it) if the image file cannot be fully decoded, else None."""
     try:
-        with Image.open(path) as image:
+        with quiet_pillow(), Image.open(path) as image:
             image.load()
     except (FileNotFoundError, IsADirectoryError):
         return f"the image file '{path}' does not exist", "Correct the path or add the file"
@@ -59,8 +75,22 @@ def array_to_image(array: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(array), mode=mode)
 
 
+def to_8bit(image: Image.Image) -> Image.Image:
+    """L image from a mode with more than 8 bits per pixel (WIDE_MODES), stretched from its lowest to its highest
+    value (a constant image becomes black); Pillow's own conversion clips at 255, whitening a 16-bit image."""
+    values = np.asarray(image, dtype=np.float32)
+    finite = np.isfinite(values)
+    low = float(values[finite].min()) if finite.any() else 0.0
+    high = float(values[finite].max()) if finite.any() else 0.0
+    scale = 255.0 / (high - low) if high > low else 0.0
+    scaled = np.nan_to_num((values - low) * scale, nan=0.0, posinf=255.0, neginf=0.0)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB copy of ``image``; transparent pixels are composited onto white."""
+    """RGB copy of ``image``; transparent pixels are composited onto white, wide (16-bit, float) pixels scaled."""
+    if image.mode in WIDE_MODES:
+        return to_8bit(image).convert("RGB")
     has_alpha = image.mode in ("RGBA", "LA", "PA") or (
         image.mode == "P" and "transparency" in image.info
     )
@@ -75,7 +105,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def load_image(item: Any) -> Image.Image:
     """RGB image from a path, PIL image or uint8 array; DataError naming the file if unreadable."""
     if isinstance(item, Image.Image):
-        return to_rgb(item)
+        with quiet_pillow():
+            return to_rgb(item)
     if isinstance(item, np.ndarray):
         problem = array_problem(item)
         if problem:
@@ -87,7 +118,7 @@ def load_image(item: Any) -> Image.Image:
             "pass a file path, a PIL image or a uint8 numpy array."
         )
     try:
-        with Image.open(item) as image:
+        with quiet_pillow(), Image.open(item) as image:
             image.load()
             return to_rgb(ImageOps.exif_transpose(image))
     except FileNotFoundError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,9 @@ from PIL import Image
 
 from headstart.data.dataset import Dataset, Skipped
 from headstart.data.images import array_problem, array_to_image, image_file_problem
-from headstart.errors import DataError
+from headstart.errors import DataError, option
+
+SKIP_BAD = option("skip_bad", True)
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,11 @@ class Gate:
         if self.skip_bad:
             self.skipped.append(Skipped(origin=origin, reason=problem))
             return
-        raise DataError(f"{origin}: {problem}. {fix}, or pass --skip-bad to skip such items.")
+        raise DataError(f"{origin}: {problem}. {fix}, or pass {SKIP_BAD} to skip such items.")
+
+    def note(self, origin: str, reason: str) -> None:
+        """Record something left out whatever ``skip_bad`` says (an empty class folder, a stray file)."""
+        self.skipped.append(Skipped(origin=origin, reason=reason))
 
 
 def normalize_label(value: Any) -> str | None:
@@ -92,15 +97,28 @@ def build_dataset(
     )
 
 
+def _missing(value: Any) -> bool:
+    """True for None and for a scalar that pandas counts as missing (NaN, pandas.NA, NaT)."""
+    if value is None:
+        return True
+    try:
+        return np.ndim(value) == 0 and bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
 def _check_item(item: Any, modality: str, where: str) -> tuple[Any, str | None, str]:
     """The item ready for use, or a problem and a fix for it."""
     if modality == "text":
-        if item is None or (isinstance(item, float) and math.isnan(item)):
+        if _missing(item):
             item = ""
-        text = item if isinstance(item, str) else str(item)
-        if not text.strip():
-            return text, f"the text{where} is empty", "Fill it in or remove it"
-        return text, None, ""
+        if not isinstance(item, str):
+            shown = str(item) if len(str(item)) <= 40 else str(item)[:39] + "…"
+            problem = f"the text{where} is not a string but {type(item).__name__} {shown}"
+            return item, problem, "Give the text as a string or remove it"
+        if not item.strip():
+            return item, f"the text{where} is empty", "Fill it in or remove it"
+        return str(item), None, ""  # a plain str, also for numpy's str_
     if item is None:
         return item, "the image is missing (None)", "Give an image or remove the item"
     if isinstance(item, Image.Image):

@@ -7,13 +7,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from headstart.data.dataset import Dataset, DataSplits
+from headstart.data.dataset import Dataset, DataSplits, Skipped
 from headstart.data.folders import split_layout
 from headstart.data.items import Gate
 from headstart.data.sources import read_source
 from headstart.data.split import carve, drop_rare_classes, drop_unseen
 from headstart.data.tables import Columns
-from headstart.errors import ConfigError, DataError
+from headstart.errors import ConfigError, DataError, option
 
 
 def load_data(
@@ -55,7 +55,7 @@ def load_data(
     train = drop_rare_classes(train, gate)
     classes = train.classes
     if len(classes) < 2:
-        dropped = " after skipping bad items and too-small classes" if gate.skipped else ""
+        dropped = f" after skipping {_listing(gate.skipped)}" if gate.skipped else ""
         raise DataError(
             f"The training data has {len(classes)} class(es) {classes}{dropped}; a classifier "
             "needs at least 2. Add examples of another class."
@@ -101,16 +101,15 @@ def load_labelled(
 
 def _check_fractions(val_fraction: float, test_fraction: float) -> None:
     """ConfigError unless 0 < val_fraction < 1, 0 <= test_fraction < 1 and their sum < 1."""
+    val, test = option("val_fraction"), option("test_fraction")
     if not 0 < val_fraction < 1:
-        raise ConfigError(
-            f"--val-fraction must be between 0 and 1 (exclusive); got {val_fraction}."
-        )
+        raise ConfigError(f"{val} must be between 0 and 1 (exclusive); got {val_fraction}.")
     if not 0 <= test_fraction < 1:
-        raise ConfigError(f"--test-fraction must be at least 0 and below 1; got {test_fraction}.")
+        raise ConfigError(f"{test} must be at least 0 and below 1; got {test_fraction}.")
     if val_fraction + test_fraction >= 1:
         raise ConfigError(
-            f"--val-fraction ({val_fraction}) plus --test-fraction ({test_fraction}) must be "
-            "below 1 so that some data is left for training."
+            f"{val} plus {test} must be below 1 so that some data is left for training; got "
+            f"{val_fraction} + {test_fraction}."
         )
 
 
@@ -134,6 +133,12 @@ def _read(source: Any, role: str, columns: Columns, gate: Gate) -> Dataset:
     return _nonempty(
         read_source(source, labelled=True, columns=columns, gate=gate, role=role), role, gate
     )
+
+
+def _listing(skipped: list[Skipped], limit: int = 3) -> str:
+    """The first ``limit`` skipped items with their reasons, and how many more, for a message."""
+    shown = "; ".join(f"{s.origin} ({s.reason})" for s in skipped[:limit])
+    return shown + (f" and {len(skipped) - limit} more" if len(skipped) > limit else "")
 
 
 def _nonempty(data: Dataset, role: str, gate: Gate) -> Dataset:

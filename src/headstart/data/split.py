@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 
 from headstart.data.dataset import Dataset, Skipped
-from headstart.data.items import Gate
+from headstart.data.items import SKIP_BAD, Gate
 from headstart.errors import DataError
 
 MIN_PER_CLASS = 2
@@ -26,7 +26,7 @@ def drop_rare_classes(train: Dataset, gate: Gate) -> Dataset:
         raise DataError(
             f"The training data has fewer than {MIN_PER_CLASS} examples of class(es) {listing}, "
             f"e.g. {first}. Add more examples of each class or remove the class, or pass "
-            "--skip-bad to drop such classes."
+            f"{SKIP_BAD} to drop such classes."
         )
     keep = []
     for index, label in enumerate(train.labels):
@@ -55,7 +55,7 @@ def drop_unseen(data: Dataset, classes: list[str], gate: Gate, role: str) -> Dat
         raise DataError(
             f"{data.origins[first]}: its class '{label}' is not in the training data{also}; the "
             f"training classes are {classes}. Add training examples of '{label}' or remove such "
-            f"items from the {role} data, or pass --skip-bad to skip them."
+            f"items from the {role} data, or pass {SKIP_BAD} to skip them."
         )
     for index in unseen:
         reason = f"{role} class '{data.labels[index]}' is not in the training data"

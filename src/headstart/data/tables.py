@@ -12,6 +12,8 @@ import csv
 import io
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from PIL import Image
 
 from headstart.data.dataset import Dataset
 from headstart.data.items import Gate, build_dataset, normalize_label, read_text_file
-from headstart.errors import ConfigError, DataError
+from headstart.errors import ConfigError, DataError, option
 
 TABLE_EXTENSIONS = (".csv", ".tsv", ".jsonl", ".ndjson", ".parquet")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "y")
@@ -74,14 +76,38 @@ def frame_table(frame: pd.DataFrame, shown: str, folder: str | None) -> Table:
     columns = tuple(str(column) for column in frame.columns)
     if len(set(columns)) != len(columns):
         raise DataError(f"{shown}: some column names repeat ({list(columns)}); rename them.")
+    if frame.empty:
+        raise DataError(f"{shown}: it has no rows (columns {list(columns)}). Add one example per row.")
     rows = tuple(dict(zip(columns, values)) for values in frame.itertuples(index=False, name=None))
     origins = tuple(f"{shown} row {i}" for i in range(1, len(rows) + 1))
     return Table(shown, columns, rows, origins, folder)
 
 
+@contextmanager
+def _field_limit(size: int) -> Iterator[None]:
+    """Let the csv module read fields of up to ``size`` characters within the block, then restore its limit.
+
+    Its default (131072) refuses long texts in valid files; no field can be longer than the file that holds it,
+    so its length is a limit that never refuses one. The limit is process-wide, hence restored at once.
+    """
+    previous = csv.field_size_limit()
+    csv.field_size_limit(max(previous, min(size, 2**31 - 1)))  # a C long, also where that is 32 bits
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
 def _delimited_table(text: str, delimiter: str, shown: str, folder: str, gate: Gate) -> Table:
     """Table from CSV/TSV text whose first line is the header."""
+    with _field_limit(len(text) + 1):
+        return _read_delimited(text, delimiter, shown, folder, gate)
+
+
+def _read_delimited(text: str, delimiter: str, shown: str, folder: str, gate: Gate) -> Table:
+    """``_delimited_table`` once the field limit is raised."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    skipped_before = len(gate.skipped)
     try:
         header = next(reader, None)
         if not header or not any(cell.strip() for cell in header):
@@ -111,6 +137,11 @@ def _delimited_table(text: str, delimiter: str, shown: str, folder: str, gate: G
         raise DataError(
             f"{shown} line {reader.line_num}: cannot parse this line ({exc}). Fix the quoting."
         ) from exc
+    if not rows and len(gate.skipped) == skipped_before:
+        raise DataError(
+            f"{shown}: it has a header ({', '.join(columns)}) but no data rows. Add one example per "
+            "line below the header."
+        )
     return Table(shown, columns, tuple(rows), tuple(origins), folder)
 
 
@@ -148,8 +179,10 @@ def _check_unique(columns: tuple[str, ...], shown: str) -> None:
 def table_dataset(table: Table, columns: Columns, gate: Gate, need_labels: bool) -> Dataset:
     """Dataset from a table: texts or image paths plus labels (required when ``need_labels``)."""
     if columns.text and columns.image:
-        raise ConfigError("Pass only one of --text-col and --image-col, not both.")
-    label_col = _pick(table, columns.label, LABEL_COLUMNS, "--label-col", "label", need_labels)
+        raise ConfigError(
+            f"Pass only one of {option('text_col')} and {option('image_col')}, not both."
+        )
+    label_col = _pick(table, columns.label, LABEL_COLUMNS, "label_col", "label", need_labels)
     modality, item_col = _item_column(table, columns)
     labels = None
     if label_col is not None:
@@ -176,14 +209,14 @@ def table_dataset(table: Table, columns: Columns, gate: Gate, need_labels: bool)
 
 
 def _pick(
-    table: Table, wanted: str | None, defaults: tuple, option: str, role: str, required: bool
+    table: Table, wanted: str | None, defaults: tuple, argument: str, role: str, required: bool
 ) -> str | None:
-    """The column to use: the one asked for, or the first default present (any case)."""
+    """The column to use: the one asked for (``argument``, e.g. label_col), or the first default present."""
     if wanted is not None:
         if wanted not in table.columns:
             raise DataError(
                 f"{table.name}: there is no column '{wanted}'; the columns are "
-                f"{list(table.columns)}. Pass {option} with one of these names."
+                f"{list(table.columns)}. Pass {option(argument)} with one of these names."
             )
         return wanted
     by_lower = {}
@@ -195,7 +228,7 @@ def _pick(
     if required:
         raise DataError(
             f"{table.name}: no {role} column found (looked for {', '.join(defaults)}); the "
-            f"columns are {list(table.columns)}. Pass {option} NAME to say which column holds "
+            f"columns are {list(table.columns)}. Pass {option(argument)} to say which column holds "
             f"the {role}s."
         )
     return None
@@ -204,16 +237,16 @@ def _pick(
 def _item_column(table: Table, columns: Columns) -> tuple[str, str]:
     """('text' | 'image', column name) for the items of the table."""
     if columns.text:
-        return "text", _pick(table, columns.text, TEXT_COLUMNS, "--text-col", "text", True)
+        return "text", _pick(table, columns.text, TEXT_COLUMNS, "text_col", "text", True)
     if columns.image:
-        return "image", _pick(table, columns.image, IMAGE_COLUMNS, "--image-col", "image", True)
-    text_col = _pick(table, None, TEXT_COLUMNS, "--text-col", "text", False)
-    image_col = _pick(table, None, IMAGE_COLUMNS, "--image-col", "image", False)
+        return "image", _pick(table, columns.image, IMAGE_COLUMNS, "image_col", "image", True)
+    text_col = _pick(table, None, TEXT_COLUMNS, "text_col", "text", False)
+    image_col = _pick(table, None, IMAGE_COLUMNS, "image_col", "image", False)
     if text_col and image_col:
         raise DataError(
             f"{table.name}: mixed modalities: it has a text column '{text_col}' and an image "
-            f"column '{image_col}'. Pass --text-col {text_col} to use the texts or "
-            f"--image-col {image_col} to use the images."
+            f"column '{image_col}'. Pass {option('text_col', text_col)} to use the texts or "
+            f"{option('image_col', image_col)} to use the images."
         )
     if text_col:
         return "text", text_col
@@ -221,8 +254,8 @@ def _item_column(table: Table, columns: Columns) -> tuple[str, str]:
         return "image", image_col
     raise DataError(
         f"{table.name}: no text or image column found (looked for {', '.join(TEXT_COLUMNS)} and "
-        f"{', '.join(IMAGE_COLUMNS)}); the columns are {list(table.columns)}. Pass --text-col "
-        "NAME or --image-col NAME."
+        f"{', '.join(IMAGE_COLUMNS)}); the columns are {list(table.columns)}. Pass "
+        f"{option('text_col')} or {option('image_col')} with the column's name."
     )
 
 
@@ -247,13 +280,14 @@ def _image_items(
             )
             items.append(None)
             continue
-        resolved = _inside(path, folder)
+        resolved, link = _inside(path, folder)
         if resolved is None:
+            how = f"is a link to {link}, which is" if link else "points"
             gate.reject(
                 origin,
-                f"the image path '{path}' points outside the table's folder {folder}",
-                "Image paths must be relative to the table's folder and stay inside it; "
-                "move the image into that folder and fix the path",
+                f"the image path '{path}' {how} outside the table's folder {folder}",
+                "Image paths must be relative to the table's folder and stay inside it, links "
+                "included; move the image into that folder and fix the path",
             )
             items.append(None)
             continue
@@ -261,13 +295,26 @@ def _image_items(
     return items
 
 
-def _inside(path: str, folder: str | None) -> str | None:
-    """Absolute path of ``path`` relative to ``folder``; None if it escapes the folder."""
+def _inside(path: str, folder: str | None) -> tuple[str | None, str | None]:
+    """(absolute path of ``path`` relative to ``folder``, None), or (None, the real path) if it escapes
+    the folder: by its name (real path None) or through a symbolic link (the real path it leads to)."""
     if folder is None:
-        return os.path.abspath(path)
+        return os.path.abspath(path), None
     joined = os.path.normpath(os.path.join(folder, path))
+    if not _within(joined, folder):
+        return None, None
     try:
-        inside = os.path.commonpath([folder, joined]) == folder
+        real = os.path.realpath(joined)
+    except (OSError, ValueError):  # a NUL byte, a link loop: no such file, which the image check reports
+        return joined, None
+    if not _within(real, os.path.realpath(folder)):
+        return None, real
+    return joined, None
+
+
+def _within(path: str, folder: str) -> bool:
+    """True if ``path`` is ``folder`` or below it (both absolute and normalised)."""
+    try:
+        return os.path.commonpath([folder, path]) == folder
     except ValueError:  # different drives on Windows
-        inside = False
-    return joined if inside else None
+        return False

@@ -4,14 +4,19 @@ A bare ``Figure`` renders to PNG through Agg by itself, so the process-wide back
 say) is never touched. Each public function takes plain JSON-shaped data and returns
 ``"data:image/png;base64,..."``, or ``None`` when there is nothing to draw. Text from user data goes
 through ``_plain``, so a ``$`` in a class name is shown as typed rather than parsed as mathtext.
+Matplotlib's warnings (a glyph missing from the font for a class name in another script, a layout
+that does not fit) are silenced while a plot is drawn: the report is still written, and they would
+reach the terminal as raw warnings with library paths.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from matplotlib import ticker
@@ -24,6 +29,18 @@ TRAIN, VAL = "#8C8C8C", "#4C72B0"
 INK, GRID = "#333333", "#E6E6E6"
 DPI = 144  # shown at 96 CSS px per inch: crisp on high-density screens
 WIDE = 10.2  # inches: the full width of a report section
+
+
+def _quiet(plot: Callable[..., str | None]) -> Callable[..., str | None]:
+    """``plot`` with matplotlib's warnings silenced while it runs (and only then)."""
+
+    @functools.wraps(plot)
+    def quiet_plot(*args, **kwargs) -> str | None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return plot(*args, **kwargs)
+
+    return quiet_plot
 
 
 def strategy_colour(name: str, order: Sequence[str] = ()) -> str:
@@ -100,6 +117,7 @@ def _percent_axis(ax, values: Sequence[float], axis: str = "y") -> None:
     getattr(ax, f"{axis}axis").set_major_formatter(ticker.PercentFormatter(1.0, decimals=0))
 
 
+@_quiet
 def history_plot(history: list[dict]) -> str | None:
     """Loss and accuracy per epoch (train vs validation), or validation accuracy vs C for a linear probe."""
     epochs = [row for row in history if "epoch" in row]
@@ -153,6 +171,7 @@ def _probe_plot(rows: list[dict]) -> str:
     return to_data_uri(fig)
 
 
+@_quiet
 def confusion_plot(matrix: list[list[int]], classes: list[str]) -> str | None:
     """Heatmap of the confusion matrix (rows: true class, columns: predicted), counts written in the cells."""
     counts = np.asarray(matrix, dtype=float)
@@ -184,6 +203,7 @@ def confusion_plot(matrix: list[list[int]], classes: list[str]) -> str | None:
     return to_data_uri(fig)
 
 
+@_quiet
 def comparison_plot(rows: list[dict]) -> str | None:
     """Validation accuracy (mean with 95% CI) and time of each strategy that ran, side by side."""
     done = [r for r in rows if r.get("status") != "skipped" and _mean(r.get("val_accuracy")) is not None]
@@ -216,6 +236,7 @@ def comparison_plot(rows: list[dict]) -> str | None:
     return to_data_uri(fig)
 
 
+@_quiet
 def learning_curve_plot(curve: dict[str, list[dict]]) -> str | None:
     """Accuracy against training-set size (log x), one line per strategy with its 95% CI band."""
     curve = {name: [p for p in points if _mean(p.get("accuracy")) is not None and p.get("n")]
