@@ -21,3 +21,7 @@ class ConfigError(HeadstartError, ValueError):
 
 class RunError(HeadstartError, OSError):
     """A run directory cannot be written or read."""
+
+
+class RemoteCodeError(HeadstartError, ValueError):
+    """A model or run folder asks transformers to run Python code it ships; headstart never does."""
