@@ -31,7 +31,7 @@ from headstart.errors import RunError
 from headstart.progress import progress_task
 
 FORMAT_VERSION = "1"
-SHARD_ITEMS = 2048  # items per shard while extracting: what a killed extraction keeps, at most this many lost
+SHARD_ITEMS = 2048  # items per shard while extracting: a killed extraction loses at most this many
 
 
 def default_cache_dir() -> Path:
