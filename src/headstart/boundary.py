@@ -26,6 +26,7 @@ from headstart.backbones.build import MeanPooledEncoder, PooledCNN
 from headstart.data import Dataset
 from headstart.devices import autocast
 from headstart.engine import Feed, TrainSettings
+from headstart.errors import RunError
 from headstart.progress import progress_task
 
 FP16_MAX = 65504.0
@@ -219,11 +220,16 @@ class ActivationCache:
 
     def sub(self, name: str) -> Path:
         """A new empty folder ``name`` inside the scratch folder (made on first use)."""
-        if self.folder is None:
-            self.root.mkdir(parents=True, exist_ok=True)
-            self.folder = Path(tempfile.mkdtemp(prefix="fit-", dir=self.root))
-        path = self.folder / name
-        path.mkdir()
+        try:
+            if self.folder is None:
+                self.root.mkdir(parents=True, exist_ok=True)
+                self.folder = Path(tempfile.mkdtemp(prefix="fit-", dir=self.root))
+            path = self.folder / name
+            path.mkdir()
+        except OSError as exc:
+            raise RunError(f"Cannot write activations under the feature cache {self.root.parent}: "
+                           f"{exc.strerror or exc}. Choose a writable folder with --cache-dir (or HEADSTART_CACHE), "
+                           "or pass --no-cache-boundary.") from None
         return path
 
     def __enter__(self) -> "ActivationCache":

@@ -40,6 +40,10 @@ from headstart.outdir import MARKER, write_marker
 CHECKPOINTS = "checkpoints"
 STATE = "state.json"
 STATE_FORMAT = 1
+# Every field of state.json (see engine._checkpoint) and its type: what a resume reads back.
+STATE_FIELDS = {"format": int, "epoch": int, "total_steps": int, "history": list, "best_epoch": int, "best_key": list,
+                "best_is_current": bool, "stopped_early": bool, "out_of_time": bool, "scheduler": dict,
+                "optimizer": dict, "rng": dict, "tensors": str, "sha256": str}
 
 
 # ---- the run directory while a fit is in progress ----------------------------------------------------
@@ -186,14 +190,36 @@ def load_checkpoint(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict] 
     folder = Path(folder)
     if not (folder / STATE).is_file():
         return None
-    state = json.loads((folder / STATE).read_text())
-    if state.get("format", 0) > STATE_FORMAT:
-        raise RunError(f"{folder} was written by a newer headstart (checkpoint format {state['format']}).")
+    state = _read_state(folder / STATE)
     path = folder / state["tensors"]
     if not path.is_file() or _sha256(path) != state["sha256"]:
         raise RunError(f"{path} is missing or does not match its checksum in {folder / STATE}; the checkpoint "
                        "is damaged. Start the run again with --overwrite.")
-    return load_file(str(path)), state
+    try:
+        return load_file(str(path)), state
+    except (OSError, SafetensorError):
+        raise RunError(f"Cannot read {path}; the checkpoint is damaged. Start the run again with "
+                       "--overwrite.") from None
+
+
+def _read_state(path: Path) -> dict:
+    """``state.json``, checked: valid JSON with every field of its type, naming a tensor file beside it."""
+    damaged = "the checkpoint is damaged. Start the run again with --overwrite (its earlier epochs are lost)."
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunError(f"Cannot resume: {path} cannot be read ({getattr(exc, 'strerror', None) or exc}); "
+                       f"{damaged}") from None
+    if not isinstance(state, dict):
+        raise RunError(f"Cannot resume: {path} does not hold a JSON object; {damaged}")
+    if isinstance(state.get("format"), int) and state["format"] > STATE_FORMAT:
+        raise RunError(f"{path.parent} was written by a newer headstart (checkpoint format {state['format']}).")
+    wrong = [key for key, kind in STATE_FIELDS.items() if not isinstance(state.get(key), kind)]
+    if not wrong and Path(state["tensors"]).name != state["tensors"]:
+        wrong.append("tensors")
+    if wrong:
+        raise RunError(f"Cannot resume: {path} lacks or has wrong values for {', '.join(wrong)}; {damaged}")
+    return state
 
 
 def rng_state(generator: torch.Generator) -> dict:

@@ -39,3 +39,7 @@ def option(name: str, value: object = None) -> str:
     if isinstance(value, bool):
         return f"{flag} ({name}={value})"
     return f"{flag} {value} ({name}={value!r})"
+
+
+class RemoteCodeError(HeadstartError, ValueError):
+    """A model or run folder asks transformers to run Python code it ships; headstart never does."""

@@ -299,7 +299,7 @@ def _write_hf(predictor: Predictor, folder: Path, batch: dict, reference: np.nda
         model.save_pretrained(str(folder))
         _save_tokenizer(predictor, folder)
         (folder / "README.md").write_text(_HF_README.format(classes=", ".join(classes)))
-        loaded = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
+        loaded = AutoModelForSequenceClassification.from_pretrained(str(folder), trust_remote_code=False).eval()
     finally:
         if bars:
             hf_logging.enable_progress_bar()

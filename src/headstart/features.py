@@ -3,7 +3,8 @@
 Entries are content-addressed: a key directory per (weights, preprocessing, precision) holds shards of
 (item hash, feature row). Any subset, split, fold or shot count of data seen before is a cache hit, and
 only items never seen are forwarded through the backbone. Shards are written atomically with a checksum;
-a shard that fails its checksum is deleted and recomputed, never read.
+a shard that fails its checksum is deleted and recomputed, never read. A long extraction writes a shard
+every ``shard_items`` items, so one that is killed keeps what it finished and a rerun forwards the rest.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -29,6 +31,7 @@ from headstart.errors import RunError
 from headstart.progress import progress_task
 
 FORMAT_VERSION = "1"
+SHARD_ITEMS = 2048  # items per shard while extracting: a killed extraction loses at most this many
 
 
 def default_cache_dir() -> Path:
@@ -53,8 +56,9 @@ class Extraction:
 class FeatureCache:
     """Features of a frozen backbone, keyed by weights identity, preprocessing, precision and item content."""
 
-    def __init__(self, root: Path | None = None):
+    def __init__(self, root: Path | None = None, shard_items: int = SHARD_ITEMS):
         self.root = Path(root) if root else default_cache_dir()
+        self.shard_items = shard_items
         self.forwarded = 0  # items that went through the backbone in this cache object's lifetime
 
     def key(self, backbone: Backbone, precision: str) -> str:
@@ -67,7 +71,8 @@ class FeatureCache:
         """``[len(data), feature_dim]`` float32 features, forwarding only items not cached before.
 
         Under a launch (see headstart.distributed) the missing items are split across the ranks: each
-        forwards and writes only its share, once, then every rank reads the others' shards back.
+        forwards and writes only its share, once, then every rank reads the others' shards back. Shards are
+        written every ``shard_items`` items, so an interrupted extraction keeps the items it finished.
         """
         folder = self.root / "features" / self.key(backbone, run.precision)
         hashes = data.item_hashes()
@@ -78,10 +83,11 @@ class FeatureCache:
             unique = list({hashes[i]: i for i in missing}.values())
             mine = distributed.shard(unique)  # one process: all of them
             if mine:
-                rows = extract(backbone, data.subset(mine), run)
-                new = {hashes[i]: rows[k] for k, i in enumerate(mine)}
-                self._write_shard(folder, new)
-                known.update(new)
+                def keep(positions: np.ndarray, rows: np.ndarray) -> None:
+                    self._write_shard(folder, {hashes[mine[k]]: row for k, row in zip(positions, rows)})
+
+                rows = extract(backbone, data.subset(mine), run, keep, self.shard_items)
+                known.update({hashes[i]: rows[k] for k, i in enumerate(mine)})
             self.forwarded += len(unique)
             if distributed.world_size() > 1:
                 known = self._read_back(folder, hashes)
@@ -115,15 +121,22 @@ class FeatureCache:
         return known
 
     def _write_shard(self, folder: Path, rows: dict[str, np.ndarray]) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
         hashes = np.stack([np.frombuffer(bytes.fromhex(h), dtype=np.uint8) for h in rows])
         feats = np.ascontiguousarray(np.stack(list(rows.values())).astype(np.float32))
         name = hashlib.sha256(hashes.tobytes()).hexdigest()[:16]
         tmp = folder / f".{name}.{os.getpid()}.tmp"
-        save_file({"features": feats, "hashes": hashes}, str(tmp))
-        os.replace(tmp, folder / f"{name}.safetensors")
-        meta = {"checksum": _checksum(feats, hashes), "rows": len(rows)}
-        _atomic_write(folder / f"{name}.json", json.dumps(meta).encode())
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            save_file({"features": feats, "hashes": hashes}, str(tmp))
+            os.replace(tmp, folder / f"{name}.safetensors")
+            meta = {"checksum": _checksum(feats, hashes), "rows": len(rows)}
+            _atomic_write(folder / f"{name}.json", json.dumps(meta).encode())
+        except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
+            if tmp.is_file():
+                tmp.unlink()
+            why = getattr(exc, "strerror", None) or exc
+            raise RunError(f"Cannot write the feature cache in {self.root}: {why}. Choose a writable folder on a "
+                           "disk with space with --cache-dir (or HEADSTART_CACHE).") from None
 
     def clear(self) -> int:
         """Delete every cached feature file; returns how many files were removed."""
@@ -136,8 +149,13 @@ class FeatureCache:
         return removed
 
 
-def extract(backbone: Backbone, data: Dataset, run: Extraction) -> np.ndarray:
-    """Forward ``data`` through the frozen backbone in inference mode; rows in ``data`` order."""
+def extract(backbone: Backbone, data: Dataset, run: Extraction,
+            keep: Callable[[np.ndarray, np.ndarray], None] | None = None, every: int = 0) -> np.ndarray:
+    """Forward ``data`` through the frozen backbone in inference mode; rows in ``data`` order.
+
+    With ``keep``, ``keep(positions, rows)`` receives the finished rows each time ``every`` more items are
+    done, and the last ones at the end: a caller can save them before the extraction goes on.
+    """
     order = length_order(backbone, data)
     pairs = [(data.items[i], 0) for i in order]
     collate = backbone.preprocessing.collate(augment=False)
@@ -147,7 +165,7 @@ def extract(backbone: Backbone, data: Dataset, run: Extraction) -> np.ndarray:
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
     out = np.empty((len(data), backbone.feature_dim), dtype=np.float32)
-    start = 0
+    start = kept = 0
     with torch.inference_mode(), progress_task(f"features ({backbone.name})", len(data), run.progress) as advance:
         for inputs, _ in loader:
             with autocast(run.device, run.precision):
@@ -156,6 +174,9 @@ def extract(backbone: Backbone, data: Dataset, run: Extraction) -> np.ndarray:
             out[order[start:start + n]] = feats.float().cpu().numpy()
             start += n
             advance(n)
+            if keep is not None and (start - kept >= every or start == len(data)):
+                keep(order[kept:start], out[order[kept:start]])
+                kept = start
     return out
 
 
@@ -176,6 +197,11 @@ def _checksum(features: np.ndarray, hashes: np.ndarray) -> str:
 
 def _atomic_write(path: Path, payload: bytes) -> None:
     """Write ``payload`` to a temp file in the same folder, then rename it into place."""
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        tmp.write(payload)
-    os.replace(tmp.name, path)
+    tmp = tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False)
+    try:
+        with tmp:
+            tmp.write(payload)
+        os.replace(tmp.name, path)
+    except OSError:  # a full disk: leave no partial file behind
+        Path(tmp.name).unlink(missing_ok=True)
+        raise

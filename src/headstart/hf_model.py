@@ -60,7 +60,7 @@ class HeadstartTextClassifier(PreTrainedModel):
         super().__init__(config)
         encoder_config = config.encoder_config()
         kwargs = {"add_pooling_layer": False} if has_pooler(encoder_config) else {}
-        self.encoder = AutoModel.from_config(encoder_config, **kwargs)
+        self.encoder = AutoModel.from_config(encoder_config, trust_remote_code=False, **kwargs)
         self.classifier = nn.Linear(encoder_config.hidden_size, config.num_labels)
         self.post_init()
 

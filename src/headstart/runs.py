@@ -15,28 +15,33 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 
 from headstart.adapters import Adapter
 from headstart.backbones import Backbone, ImagePreprocessing, TextPreprocessing, build_module
 from headstart.backbones.build import surface
+from headstart.backbones.sources import refuse_remote_code
 from headstart.data import Dataset, load_items
 from headstart.devices import bf16_supported, resolve_device
 from headstart.engine import predict_logits
 from headstart.checkpoints import json_default
-from headstart.errors import RunError
+from headstart.errors import ModelNotFoundError, RemoteCodeError, RunError
 from headstart.outdir import check_writable, guard_data, write_marker
 from headstart.heads import Classifier
 from headstart.metrics import softmax
 
 MODEL_FORMAT = 1
+# What ``model/headstart.json`` must hold, and of which type, for a run to be rebuilt.
+SPEC_FIELDS = {"name": str, "modality": str, "arch": dict, "source": str, "classes": list, "precision": str,
+               "preprocessing": dict}
 
 
 @dataclass
@@ -140,23 +145,38 @@ def save_model_dir(folder: Path, predictor: Predictor) -> None:
     (folder / "headstart.json").write_text(json.dumps(spec, indent=2) + "\n")
     if isinstance(bb.preprocessing, TextPreprocessing):
         bb.preprocessing.tokenizer.save_pretrained(str(folder))
+    # safetensors writes its files 0600: give them the umask's permissions, like every other file of the run
+    mode = stat.S_IMODE((folder / "headstart.json").stat().st_mode)
+    for weights in folder.glob("*.safetensors"):
+        os.chmod(weights, mode)
 
 
 def load_predictor(run: Path) -> Predictor:
-    """Rebuild a trained model from ``RUN/model`` alone: no training data, no network."""
+    """Rebuild a trained model from ``RUN/model`` alone: no training data, no network.
+
+    A missing, damaged or edited file is a RunError naming it; a folder whose config files ask for code
+    of their own is a RemoteCodeError, before anything in it is read by transformers.
+    """
     folder = Path(run) / "model"
     spec_file = folder / "headstart.json"
-    if not spec_file.exists():
-        raise RunError(f"{run} is not a headstart run directory (no model/headstart.json). "
-                       "Pass the folder that `headstart fit --out` wrote.")
-    spec = json.loads(spec_file.read_text())
-    if spec.get("format", 0) > MODEL_FORMAT:
-        raise RunError(f"{run} was written by a newer headstart (model format {spec['format']}); upgrade headstart.")
-    module = build_module(spec["arch"])
-    feature_dim, matcher = surface(spec["arch"], module)
+    spec = _read_spec(Path(run), spec_file)
+    refuse_remote_code(folder)
+    try:
+        module = build_module(spec["arch"])
+        feature_dim, matcher = surface(spec["arch"], module)
+    except RemoteCodeError:
+        raise
+    except (ModelNotFoundError, RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise RunError(f"{spec_file} describes an architecture headstart cannot build "
+                       f"({_brief(exc)}). The file was edited or damaged: restore it from a copy of the "
+                       "run, or fit again.") from None
     model = Classifier(module, torch.nn.Linear(feature_dim, len(spec["classes"])))
-    load_model(model, str(folder / "model.safetensors"))
-    adapter = Adapter.load(folder)
+    _load_weights(model, folder / "model.safetensors", spec_file)
+    try:
+        adapter = Adapter.load(folder)
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise RunError(f"Cannot read the LoRA adapter in {folder} (adapter_config.json, adapter.safetensors): "
+                       f"{_brief(exc)}. Restore the run's model folder from a copy, or fit again.") from None
     if adapter is not None:  # kept so the predictor saves it again
         model.adapter = adapter
     backbone = Backbone(spec["name"], spec["modality"], model.backbone, feature_dim, matcher,
@@ -164,13 +184,87 @@ def load_predictor(run: Path) -> Predictor:
     return Predictor(model.eval(), backbone, spec["classes"], spec["precision"])
 
 
+def _read_spec(run: Path, spec_file: Path) -> dict:
+    """``model/headstart.json``, checked: every field present with its type, classes distinct names."""
+    if not spec_file.is_file():
+        raise RunError(f"{run} is not a headstart run directory (no model/headstart.json). "
+                       "Pass the folder that `headstart fit --out` wrote.")
+    try:
+        spec = json.loads(spec_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunError(f"Cannot read {spec_file}: {getattr(exc, 'strerror', None) or exc}. It is damaged: "
+                       "restore it from a copy of the run, or fit again.") from None
+    if not isinstance(spec, dict):
+        raise RunError(f"{spec_file} must hold a JSON object; restore it from a copy of the run, or fit again.")
+    if not isinstance(spec.get("format", 0), int):
+        raise RunError(f"{spec_file}: 'format' must be a whole number; restore the file from a copy of the run.")
+    if spec.get("format", 0) > MODEL_FORMAT:
+        raise RunError(f"{run} was written by a newer headstart (model format {spec['format']}); upgrade headstart.")
+    problems = [f"{key!r} must be a {kind.__name__}" for key, kind in SPEC_FIELDS.items()
+                if not isinstance(spec.get(key), kind)]
+    if not problems:
+        classes = spec["classes"]
+        if not classes or not all(isinstance(c, str) for c in classes) or len(set(classes)) != len(classes):
+            problems.append("'classes' must be a non-empty list of distinct names")
+        if spec["modality"] not in ("image", "text") or spec["preprocessing"].get("kind") != spec["modality"]:
+            problems.append("'modality' and 'preprocessing.kind' must both be 'image' or both 'text'")
+        if spec["modality"] == "text" and not isinstance(spec["preprocessing"].get("max_length"), int):
+            problems.append("'preprocessing.max_length' must be a whole number")
+        if not isinstance(spec["arch"].get("family"), str):
+            problems.append("'arch.family' must be a string")
+    if problems:
+        raise RunError(f"{spec_file} was edited or is damaged: {'; '.join(problems)}. Restore it from a copy of "
+                       "the run, or fit again.")
+    return spec
+
+
+def _load_weights(model: Classifier, path: Path, spec_file: Path) -> None:
+    """The run's weights into ``model``, with errors that say which file is wrong and how."""
+    if not path.is_file():
+        raise RunError(f"{path} is missing: the run's weights are gone. Copy the run's model folder whole, "
+                       "or fit again.")
+    try:
+        with safe_open(str(path), "pt") as weights:
+            head = weights.get_slice("head.weight").get_shape() if "head.weight" in weights.keys() else None
+    except (OSError, SafetensorError) as exc:
+        raise RunError(f"Cannot read {path}: {getattr(exc, 'strerror', None) or 'damaged or truncated'}. "
+                       "Restore the run's model folder from a copy, or fit again.") from None
+    classes = model.head.out_features
+    if head is not None and head[0] != classes:
+        raise RunError(f"{spec_file} lists {classes} classes but the head in {path} has {head[0]} outputs: the "
+                       "class list was edited. Restore headstart.json from a copy of the run, or fit again.")
+    try:
+        load_model(model, str(path))
+    except (OSError, SafetensorError) as exc:
+        raise RunError(f"Cannot read {path}: {getattr(exc, 'strerror', None) or 'damaged or truncated'}. "
+                       "Restore the run's model folder from a copy, or fit again.") from None
+    except RuntimeError as exc:
+        raise RunError(f"{path} does not fit the architecture in {spec_file} ({_brief(exc)}): one of them "
+                       "was edited or comes from another run. Restore the model folder from a copy, or fit "
+                       "again.") from None
+
+
 def _preprocessing(cfg: dict, folder: Path) -> ImagePreprocessing | TextPreprocessing:
     if cfg["kind"] == "text":
         from transformers import AutoTokenizer
 
-        return TextPreprocessing(cfg["max_length"], AutoTokenizer.from_pretrained(str(folder)))
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+        except Exception as exc:  # transformers and tokenizers raise OSError, ValueError or bare Exception
+            raise RunError(f"{folder} holds no usable tokenizer (tokenizer.json, tokenizer_config.json: "
+                           f"{_brief(exc)}). Copy the run's model folder whole, or fit again.") from None
+        return TextPreprocessing(cfg["max_length"], tokenizer)
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items() if k != "kind"}
-    return ImagePreprocessing(**fields)
+    try:
+        return ImagePreprocessing(**fields)
+    except (TypeError, ValueError) as exc:
+        raise RunError(f"{folder / 'headstart.json'}: its 'preprocessing' was edited or is damaged "
+                       f"({_brief(exc)}). Restore it from a copy of the run, or fit again.") from None
+
+
+def _brief(exc: BaseException) -> str:
+    """An exception's message on one short line: enough to say what went wrong."""
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
@@ -189,4 +283,8 @@ def read_json(run: Path, name: str) -> dict:
     path = Path(run) / name
     if not path.exists():
         raise RunError(f"{path} is missing: is {run} a complete headstart run?")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunError(f"Cannot read {path}: {getattr(exc, 'strerror', None) or exc}. It is damaged: restore it "
+                       "from a copy of the run, or fit again.") from None

@@ -1,6 +1,7 @@
 """Safe loading, checked on the source tree: no pickle-based loading, no remote code.
 
-Every ``torch.load`` passes ``weights_only=True``; nothing passes ``trust_remote_code`` other than False;
+Every ``torch.load`` passes ``weights_only=True``; every ``from_pretrained`` (and ``Auto*.from_config``)
+passes ``trust_remote_code=False`` (left out, transformers asks on stdin whether to run a folder's code);
 nothing unpickles (``pickle.load(s)``, ``Unpickler``, ``pandas.read_pickle``, ``joblib.load``,
 ``numpy.load(allow_pickle=True)``). The checks read the syntax tree, so aliases and line breaks do not hide
 a call, and a plain-text scan backs them up.
@@ -72,8 +73,13 @@ def violations(source: str, name: str = "<src>") -> list[str]:
             if flag is not None and not (isinstance(flag, ast.Constant) and flag.value is False):
                 found.append(f"{where}: numpy.load with allow_pickle")
         remote = kwargs.get("trust_remote_code")
-        if remote is not None and not (isinstance(remote, ast.Constant) and remote.value is False):
+        refuses_code = isinstance(remote, ast.Constant) and remote.value is False
+        if remote is not None and not refuses_code:
             found.append(f"{where}: trust_remote_code is not False")
+        loads_config = path[-1:] == ("from_pretrained",) or (
+            path[-1:] == ("from_config",) and len(path) > 1 and path[-2].startswith("Auto"))
+        if loads_config and remote is None:
+            found.append(f"{where}: {'.'.join(path[-2:])} without trust_remote_code=False")
     for node in ast.walk(tree):  # {"trust_remote_code": True} handed on as **kwargs
         if isinstance(node, ast.Dict):
             for key, value in zip(node.keys, node.values):
@@ -109,6 +115,9 @@ def test_text_scan_agrees():
     "from transformers import AutoModel\nAutoModel.from_pretrained('x', trust_remote_code=True)",
     "from transformers import AutoModel\nflag = True\nAutoModel.from_pretrained('x', trust_remote_code=flag)",
     "from transformers import AutoModel\nAutoModel.from_pretrained('x', **{'trust_remote_code': True})",
+    "from transformers import AutoTokenizer\nAutoTokenizer.from_pretrained('x')",
+    "from transformers import AutoConfig\nAutoConfig.from_pretrained('x', local_files_only=True)",
+    "import transformers\ntransformers.AutoModel.from_config(config)",
 ])
 def test_the_checker_catches_unsafe_loading(snippet):
     assert violations(snippet), snippet
@@ -118,5 +127,6 @@ def test_the_checker_accepts_safe_loading():
     safe = ("import torch\nfrom safetensors.torch import load_file\n"
             "torch.load('x.pt', map_location='cpu', weights_only=True)\nload_file('x.safetensors')\n"
             "from transformers import AutoModel\nAutoModel.from_pretrained('x', trust_remote_code=False)\n"
+            "AutoModel.from_config(config, trust_remote_code=False)\n"
             "import numpy as np\nnp.load('x.npy')\n")
     assert violations(safe) == []

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from headstart.errors import ModelNotFoundError
+from headstart.backbones.sources import REMOTE_CODE_KEYS
+from headstart.errors import ModelNotFoundError, RemoteCodeError
 
 # Layer groups of torchvision's MobileNetV2, one per resolution stage (input side first).
 MOBILENETV2_GROUPS = dict(
@@ -67,9 +68,12 @@ def build_module(arch: dict) -> nn.Module:
     if family == "hf":
         from transformers import AutoConfig, AutoModel
 
+        if any(key in arch["config"] for key in REMOTE_CODE_KEYS):
+            raise RemoteCodeError("The architecture record asks to run Python code shipped with the model "
+                                  "('auto_map'); headstart never runs code from model folders.")
         config = AutoConfig.for_model(**arch["config"])
         kwargs = {"add_pooling_layer": False} if has_pooler(config) else {}
-        return MeanPooledEncoder(AutoModel.from_config(config, **kwargs))
+        return MeanPooledEncoder(AutoModel.from_config(config, trust_remote_code=False, **kwargs))
     raise ModelNotFoundError(
         f"Unknown architecture record {arch!r}: expected family 'timm', 'hf' or 'torchvision'. "
         "Was this run written by a newer headstart?"

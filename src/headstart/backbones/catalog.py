@@ -17,9 +17,10 @@ from headstart.backbones.sources import (
     hub_reachable,
     load_state_dict,
     packaged_file,
+    refuse_remote_code,
     state_identity,
 )
-from headstart.errors import ModelNotFoundError
+from headstart.errors import ModelNotFoundError, RemoteCodeError
 
 RANDOM_PREFIX = "random:"
 
@@ -40,18 +41,22 @@ def load_backbone(model: str, *, weights: str | Path | None = None, image_size: 
     """Load ``model``: a built-in name, a local directory or checkpoint, a timm name or a Hugging Face id.
 
     Sources are tried offline first: local path, packaged weights, the local hub cache, then the hub
-    when it can be reached. A ``random:`` prefix gives the same architecture with random weights.
+    when it can be reached. A ``random:`` prefix gives the same architecture with random weights;
+    ``weights`` (a .safetensors or torch state_dict file) replaces the pretrained weights of any of them.
+    Nothing runs code shipped with a model: folders that ask for it are refused (RemoteCodeError).
     """
     pretrained = not model.startswith(RANDOM_PREFIX)
     name = model[len(RANDOM_PREFIX):] if not pretrained else model
-    backbone = _resolve(name, pretrained, Path(weights) if weights else None, max_length)
+    backbone = _resolve(name, pretrained and not weights, max_length)
+    if weights:
+        _load_weights_file(backbone, Path(weights))
     backbone.name = model
     if image_size and isinstance(backbone.preprocessing, ImagePreprocessing):
         backbone.preprocessing = backbone.preprocessing.with_size(image_size)
     return backbone
 
 
-def _resolve(name: str, pretrained: bool, weights: Path | None, max_length: int | None) -> Backbone:
+def _resolve(name: str, pretrained: bool, max_length: int | None) -> Backbone:
     tried: list[str] = []
     if name in BUILTIN:
         module, arch, source = BUILTIN[name].load(pretrained)
@@ -60,7 +65,7 @@ def _resolve(name: str, pretrained: bool, weights: Path | None, max_length: int 
     if path.exists():
         return _from_local(path, pretrained, max_length)
     tried.append(f"a local path {name!r}: does not exist")
-    timm_backbone = _from_timm(name, pretrained, weights, tried)
+    timm_backbone = _from_timm(name, pretrained, tried)
     if timm_backbone is not None:
         return timm_backbone
     hf_backbone = _from_hf(name, pretrained, tried, max_length)
@@ -147,7 +152,7 @@ def _builtin_tokenizer(name: str):
         return None
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(_minilm_dir()))
+    return AutoTokenizer.from_pretrained(str(_minilm_dir()), local_files_only=True, trust_remote_code=False)
 
 
 BUILTIN: dict[str, BuiltinModel] = {
@@ -172,12 +177,12 @@ def _hf_module(path_or_id: str, pretrained: bool, local_only: bool) -> tuple[nn.
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    config = AutoConfig.from_pretrained(path_or_id, local_files_only=local_only)
+    config = AutoConfig.from_pretrained(path_or_id, local_files_only=local_only, trust_remote_code=False)
     kwargs = {"add_pooling_layer": False} if has_pooler(config) else {}
     if pretrained:
-        model = AutoModel.from_pretrained(path_or_id, local_files_only=local_only, **kwargs)
+        model = AutoModel.from_pretrained(path_or_id, local_files_only=local_only, trust_remote_code=False, **kwargs)
     else:
-        model = AutoModel.from_config(config, **kwargs)
+        model = AutoModel.from_config(config, trust_remote_code=False, **kwargs)
     arch_config = {k: v for k, v in config.to_dict().items() if not k.startswith("_")}
     arch_config.pop("transformers_version", None)
     return MeanPooledEncoder(model), {"family": "hf", "config": arch_config}
@@ -192,15 +197,22 @@ def _from_hf(name: str, pretrained: bool, tried: list[str], max_length: int | No
             return None
         try:
             module, arch = _hf_module(name, pretrained, local_only)
-            tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_only)
+            tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_only, trust_remote_code=False)
         except (OSError, ValueError) as exc:
+            if "trust_remote_code" in str(exc):  # transformers refused the repository's own code
+                raise RemoteCodeError(f"The Hugging Face model {name!r} needs Python code shipped with it. "
+                                      "headstart never runs code from model repositories or folders; use a "
+                                      "model whose architecture transformers has built in.") from None
             tried.append(f"{label}: {str(exc).splitlines()[0][:160]}")
             continue
+        config_file = hub_cached_file(name, "config.json")  # loaded without its code; refused if it has some
+        if config_file is not None:
+            refuse_remote_code(config_file.parent)
         return _assemble(name, module, arch, f"Hugging Face {name} ({label})", tokenizer, max_length)
     return None
 
 
-def _from_timm(name: str, pretrained: bool, weights: Path | None, tried: list[str]) -> Backbone | None:
+def _from_timm(name: str, pretrained: bool, tried: list[str]) -> Backbone | None:
     import timm
 
     arch_name = name.removeprefix("timm/").split(".")[0]
@@ -208,11 +220,8 @@ def _from_timm(name: str, pretrained: bool, weights: Path | None, tried: list[st
         tried.append(f"timm: no architecture named {arch_name!r}")
         return None
     arch = {"family": "timm", "name": name.removeprefix("timm/")}
-    if weights is not None or not pretrained:
-        module = build_module(arch)
-        if weights is not None:
-            _load_into(module, weights)
-        return _assemble(name, module, arch, str(weights or "random initialisation"), None, None)
+    if not pretrained:
+        return _assemble(name, build_module(arch), arch, "random initialisation", None, None)
     cfg = timm.models.get_pretrained_cfg(arch["name"])
     hub_id = getattr(cfg, "hf_hub_id", None) if cfg else None
     for filename in ("model.safetensors", "pytorch_model.bin"):
@@ -237,12 +246,19 @@ def _from_local(path: Path, pretrained: bool, max_length: int | None) -> Backbon
             f"{path} is not a model directory (no config.json). For a single checkpoint file, name its "
             f"architecture and pass the file as weights: --model resnet50 --weights {path}"
         )
-    config = json.loads(config_file.read_text())
+    refuse_remote_code(path)
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelNotFoundError(f"Cannot read {config_file}: {getattr(exc, 'strerror', None) or exc}. "
+                                 "It must be the model's JSON config.") from None
+    if not isinstance(config, dict):
+        raise ModelNotFoundError(f"{config_file} must hold a JSON object (the model's config).")
     if "model_type" in config:
         from transformers import AutoTokenizer
 
         module, arch = _hf_module(str(path), pretrained, local_only=True)
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
         return _assemble(str(path), module, arch, f"local directory {path}", tokenizer, max_length)
     if "architecture" in config:
         arch = {"family": "timm", "name": config["architecture"]}
@@ -254,13 +270,24 @@ def _from_local(path: Path, pretrained: bool, max_length: int | None) -> Backbon
     raise ModelNotFoundError(f"{config_file} names neither 'model_type' (transformers) nor 'architecture' (timm).")
 
 
+def _load_weights_file(backbone: Backbone, weights: Path) -> None:
+    """``--weights FILE`` replaces the backbone's weights (a transformers encoder's own, without ``model.``)."""
+    module = backbone.module
+    _load_into(module.model if isinstance(module, MeanPooledEncoder) else module, weights)
+    backbone.source = f"weights file {weights}"
+    backbone.weights_id = state_identity(module)
+
+
 def _load_into(module: nn.Module, weights: Path) -> None:
     """Load a checkpoint into ``module``, ignoring only classifier tensors; name what does not fit."""
-    if not weights.exists():
-        raise ModelNotFoundError(f"Weights file {weights} does not exist.")
     state = load_state_dict(weights)
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    unexpected = [k for k in unexpected if not k.startswith(("fc.", "classifier.", "head.", "_fc."))]
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # tensors of the right names but other shapes
+        detail = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc))
+        raise ModelNotFoundError(f"{weights} does not fit the architecture: {detail[:300]}. Check that --model "
+                                 "names the right architecture.") from None
+    unexpected = [k for k in unexpected if not k.startswith(("fc.", "classifier.", "head.", "_fc.", "pooler."))]
     if missing or unexpected:
         raise ModelNotFoundError(
             f"{weights} does not fit the architecture: {len(missing)} missing tensors (e.g. {missing[:3]}), "

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import os
 import socket
+from _pickle import UnpicklingError  # the exception class only: nothing here unpickles
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
 
-from headstart.errors import ModelNotFoundError
+from headstart.errors import ModelNotFoundError, RemoteCodeError
+
+# Keys of transformers' config files that make it import Python code shipped with the model.
+REMOTE_CODE_KEYS = ("auto_map", "custom_pipelines")
 
 
 def packaged_file(distribution: str, suffix: str) -> Path:
@@ -30,18 +35,69 @@ def packaged_file(distribution: str, suffix: str) -> Path:
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint: safetensors, or a torch file read with ``weights_only=True``."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    """Tensors of a checkpoint: safetensors, or a torch file read with ``weights_only=True``.
 
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    A file that is missing, damaged or holds more than tensors is a ModelNotFoundError naming it.
+    """
+    if not path.is_file():
+        raise ModelNotFoundError(f"Weights file {path} does not exist (or is not a file). Check the --weights path.")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except UnpicklingError:
+        raise ModelNotFoundError(
+            f"{path} is not a plain weights file: it holds Python objects besides tensors, which headstart never "
+            "loads (unpickling them can run code). Save the model's state_dict alone, or as .safetensors, and pass "
+            "that file."
+        ) from None
+    except Exception as exc:  # torch and safetensors raise RuntimeError, KeyError, EOFError... for damaged files
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "damaged, truncated or of another format"
+        raise ModelNotFoundError(f"Cannot read the weights file {path}: {why}. Pass a .safetensors file or a torch "
+                                 "state_dict saved with torch.save.") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
-    if not isinstance(state, dict):
-        raise ModelNotFoundError(f"{path} does not hold a state dict of tensors.")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelNotFoundError(f"{path} does not hold a state dict of tensors. Pass the model's state_dict, "
+                                 "saved with torch.save or as .safetensors.")
     return state
+
+
+def refuse_remote_code(folder: Path) -> None:
+    """RemoteCodeError when a model folder's config files ask transformers to import code shipped with it.
+
+    transformers would ask "Do you wish to run the custom code?" (or run it when allowed); headstart never
+    runs code from model folders, so it refuses the folder before any transformers call.
+    """
+    for config in sorted(Path(folder).glob("*config*.json")):
+        try:
+            record = json.loads(config.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # not ours to judge here: the loader that reads it names the problem
+        if not isinstance(record, dict):
+            continue
+        for key in REMOTE_CODE_KEYS:
+            if record.get(key):
+                raise RemoteCodeError(
+                    f"{config} asks to run Python code shipped with the model ({key!r}: "
+                    f"{_code_files(record[key])}). headstart never runs code from model folders. Use a model "
+                    f"whose architecture transformers has built in, or remove {key!r} from {config.name} if the "
+                    "model does not need its own code."
+                )
+
+
+def _code_files(entry: object) -> str:
+    """The Python files an ``auto_map`` entry names: {"AutoModel": "modeling_x.XModel"} -> modeling_x.py."""
+    refs = entry.values() if isinstance(entry, dict) else entry if isinstance(entry, list) else [entry]
+    names = []
+    for ref in refs:
+        for one in ref if isinstance(ref, list) else [ref]:
+            if isinstance(one, str) and "." in one:
+                names.append(one.split("--")[-1].rsplit(".", 1)[0] + ".py")
+    return ", ".join(sorted(set(names))) or json.dumps(entry)[:120]
 
 
 def state_identity(module: torch.nn.Module) -> str:
