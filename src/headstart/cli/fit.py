@@ -47,7 +47,11 @@ def fit_cli(
     cache_boundary: Optional[bool] = typer.Option(
         None, "--cache-boundary/--no-cache-boundary", help="partial without augmentation: run the frozen groups "
         "once and train on their cached output (memory-mapped float16) [default: on CPUs]."),
-    image_size: Optional[int] = typer.Option(None, help="Input size in pixels [default: the weights' own]."),
+    bn: str = typer.Option("auto", "--bn", help="BatchNorm statistics while fine-tuning: frozen | train | auto "
+                           "(frozen below 5,000 training items or batches of 16)."),
+    label_smoothing: float = typer.Option(0.0, help="Label smoothing of the fine-tuning loss (0 = off)."),
+    image_size: Optional[int] = typer.Option(None, help="Input size in pixels [default: from the images' own size, "
+                                             "at most the weights' size]."),
     max_length: Optional[int] = typer.Option(None, help="Text: tokens kept per item [default: 128]."),
     weights: Optional[str] = typer.Option(None, help="Checkpoint file for the architecture named by --model."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
@@ -91,7 +95,7 @@ def fit_cli(
                          epochs=epochs, batch_size=batch_size, patience=patience, augment=augment, hflip=hflip,
                          image_size=image_size, max_length=max_length, weights=weights, device=device,
                          precision=precision, num_workers=num_workers, cache_dir=cache_dir, l2sp=l2sp,
-                         cache_boundary=cache_boundary)
+                         cache_boundary=cache_boundary, bn=bn, label_smoothing=label_smoothing)
     except KeyboardInterrupt:
         raise Interrupted(interrupted_note(out)) from None
     if distributed.is_main():  # under a multi-process launch, one summary

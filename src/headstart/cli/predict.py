@@ -35,7 +35,9 @@ def predict_cli(
 ) -> None:
     """Predict labels for INPUTS with the model in RUN; CSV (input,[text,]label,p_<class>...) on stdout.
 
-    One row per input, in input order; stdin lines are numbered as read ("stdin line 3").
+    One row per input, in input order; stdin lines are numbered as read ("stdin line 3"). Skipped inputs
+    (non-image files in an image folder, and bad ones with --skip-bad) are listed on stderr; with --skip-bad
+    each also gets a row saying why.
 
     Example: headstart predict runs/pets photos/  |  echo "refund please" | headstart predict runs/helpdesk
     """
@@ -45,8 +47,11 @@ def predict_cli(
     else:
         data = load_items(inputs[0] if len(inputs) == 1 else inputs, text_col=text_col, image_col=image_col,
                           skip_bad=skip_bad)
+    for skipped in data.skipped:  # on stderr: stdout stays a clean table
+        print(f"skipped {skipped.origin}: {skipped.reason}", file=sys.stderr)
     rows = predictor.predict(data, device=device) if len(data) else []
-    rows = in_input_order(rows, data.skipped)
+    if skip_bad:
+        rows = in_input_order(rows, data.skipped)
     if json_out:
         print_json(rows)
         return
