@@ -51,6 +51,7 @@ class FitConfig:
     cache_boundary: bool | None = None  # partial, no augmentation: frozen groups run once, output cached; None: CPUs
     bn: str = "auto"  # BatchNorm statistics while fine-tuning: frozen | train | auto (frozen on small data)
     label_smoothing: float = 0.0
+    find_lr: bool = False  # fine-tuning: a learning-rate range test picks the rates (the default ones scaled)
     # hardware
     device: str = "auto"
     precision: str = "auto"
@@ -89,7 +90,7 @@ class FitConfig:
         return TrainSettings(
             epochs=self.epochs, batch_size=self.batch_size, patience=self.patience, augment=self.augment,
             hflip=self.hflip, weight_decay=self.weight_decay, warmup=self.warmup, l2sp=self.l2sp,
-            cache_boundary=self.cache_boundary, label_smoothing=self.label_smoothing,
+            cache_boundary=self.cache_boundary, label_smoothing=self.label_smoothing, find_lr=self.find_lr,
             frozen_bn={"auto": None, "frozen": True, "train": False}[self.bn],
             num_workers=self.num_workers or 0, seed=self.seed,
         )

@@ -26,6 +26,7 @@ from headstart.checkpoints import (load_checkpoint, load_optimizer, load_schedul
                                    rng_state, save_checkpoint, scheduler_state, set_rng_state)
 from headstart.data import Dataset
 from headstart.devices import autocast
+from headstart.lr_range import cross_entropy_step, lr_range_test
 from headstart.progress import progress_task
 
 BN_TRAIN_ITEMS = 5000  # below this many training items (or BN_BATCH per batch) BatchNorm statistics stay frozen
@@ -57,6 +58,7 @@ class TrainSettings:
     label_smoothing: float = 0.0
     select_on_loss: bool = False  # tiny validation sets: select and stop on validation loss, not accuracy
     evaluate_start: bool = False  # score the model before the first step (epoch 0); it can be the one kept
+    find_lr: bool = False  # a learning-rate range test scales every group's rate before training (lr_range)
 
 
 @dataclass
@@ -68,6 +70,7 @@ class TrainOutcome:
     stopped_early: bool = False
     out_of_time: bool = False  # the deadline ended training before the last epoch
     resumed_from: int = 0  # the epoch a checkpoint held when training resumed from it (0: a fresh start)
+    lr_range: dict | None = None  # the range test's curve, suggestion and the factor applied to every group
 
 
 def freeze(model: nn.Module, trainable: set[str]) -> int:
@@ -213,6 +216,12 @@ def train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dat
     loader = distributed.train_loader(pairs, s.batch_size, generator, feed.collate, feed.num_workers, feed.lengths)
     channels_last = feed.channels_last
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    saved = load_checkpoint(s.checkpoint) if s.checkpoint else None
+    outcome = TrainOutcome()
+    if s.find_lr:  # a resumed run reuses the rate its first start found
+        outcome.lr_range = saved[1].get("lr_range") if saved else _find_lr(model, feed, groups, s, device, precision)
+        for g in groups:
+            g["lr"] *= outcome.lr_range["factor"]
     net = distributed.wrap(model, device)  # DDP under a launch: gradients averaged over the ranks
     optimizer = torch.optim.AdamW(groups)
     total = s.epochs * len(loader)
@@ -220,9 +229,8 @@ def train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dat
     trainable = [p for g in groups for p in g["params"]]
     anchored = [(p, p.detach().clone().float()) for g in groups if g.get("name") != "head" for p in g["params"]
                 if s.l2sp > 0]
-    outcome, best_key, best_state = TrainOutcome(), None, None
+    best_key, best_state = None, None
     first = 1
-    saved = load_checkpoint(s.checkpoint) if s.checkpoint else None
     if saved is not None:
         best_key, best_state = _restore(saved, model, optimizer, scheduler, anchored, generator, outcome, total)
         first = outcome.resumed_from + 1
@@ -281,6 +289,26 @@ def train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dat
     return outcome
 
 
+def _find_lr(model: nn.Module, feed: Feed, groups: list[dict], s: TrainSettings, device: torch.device,
+             precision: str) -> dict:
+    """The range test on a loader of its own (the training order stays the seed's); one process only."""
+    if distributed.world_size() > 1:
+        return {"factor": 1.0, "suggestion": None, "reason": "not run under a multi-process launch"}
+    loader = distributed.train_loader(feed.pairs, s.batch_size, torch.Generator().manual_seed(s.seed + 1),
+                                      feed.collate, 0, feed.lengths)
+    loss = cross_entropy_step(s.label_smoothing)
+
+    def step_loss(net: nn.Module, inputs, y: torch.Tensor) -> torch.Tensor:
+        with autocast(device, precision):
+            return loss(net, batch_to(inputs, device, feed.channels_last), y.to(device))
+
+    set_train_mode(model, bool(s.frozen_bn))
+    found = lr_range_test(model, loader, groups, s.lr, step_loss)
+    factor = found.suggestion / s.lr if found.suggestion else 1.0
+    return {"factor": factor, "suggestion": found.suggestion, "reason": found.reason,
+            "lrs": found.lrs, "losses": found.losses}
+
+
 def _scores(logits: np.ndarray, y: np.ndarray) -> dict:
     """Validation loss and accuracy of ``logits``."""
     loss = float(F.cross_entropy(torch.from_numpy(logits).float(), torch.as_tensor(y)))
@@ -306,7 +334,8 @@ def _checkpoint(folder: str, epoch: int, model: nn.Module, optimizer: torch.opti
     state = {"epoch": epoch, "total_steps": total, "history": outcome.history, "best_epoch": outcome.best_epoch,
              "best_key": list(best_key), "best_is_current": best_is_current,
              "stopped_early": outcome.stopped_early, "out_of_time": outcome.out_of_time,
-             "scheduler": scheduler_state(scheduler), "optimizer": opt_index, "rng": rng_state(generator)}
+             "scheduler": scheduler_state(scheduler), "optimizer": opt_index, "rng": rng_state(generator),
+             "lr_range": outcome.lr_range}
     save_checkpoint(folder, tensors, state)
 
 

@@ -12,6 +12,7 @@ from conftest import write_image_folder
 import headstart
 from headstart.data.resolution import choose_image_size, native_size
 from headstart.data import load_items
+from headstart.lr_range import LrRange, suggest
 
 
 def bn_stats(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -82,3 +83,25 @@ def test_image_size_follows_the_native_size(native, pretrained, expected):
 
 def test_native_size_reads_the_median_short_side(image_folder):
     assert native_size(load_items(str(image_folder))) == 24
+
+
+def test_range_test_suggests_a_tenth_of_the_minimum_and_nothing_on_a_flat_curve():
+    lrs = [1e-6 * 10 ** (i / 4) for i in range(20)]
+    falling = [2.0 - 0.1 * i for i in range(15)] + [2.0, 5.0, 9.0, 20.0, 40.0]
+    found = suggest(LrRange(lrs, falling))
+    assert found.suggestion == pytest.approx(lrs[14] / 10)
+    flat = suggest(LrRange(lrs, [2.0 + 0.001 * (i % 3) for i in range(20)]))
+    assert flat.suggestion is None and flat.reason.startswith("flat curve")
+
+
+def test_find_lr_scales_the_rates_records_them_and_restores_the_weights(tmp_path, image_backbone, image_folder):
+    run = tmp_path / "run"
+    before = {k: v.clone() for k, v in image_backbone.module.state_dict().items()}
+    result = headstart.fit(str(image_folder), image_backbone, "full", progress=False, epochs=1, batch_size=8,
+                           find_lr=True, out=str(run))
+    found = result.info["lr_range"]
+    assert len(found["lrs"]) == len(found["losses"]) >= 5 and found["reason"]
+    assert result.info["lr"] == pytest.approx(5e-4 * found["factor"])
+    config = json.loads((run / "config.json").read_text())["config"]
+    assert config["lr"] == pytest.approx(result.info["lr"]) and config["find_lr"] is False
+    assert all(torch.equal(v, image_backbone.module.state_dict()[k]) for k, v in before.items())

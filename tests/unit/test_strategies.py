@@ -63,9 +63,9 @@ def test_partial_trains_exactly_the_last_groups_and_the_head(image_backbone, ima
 
 
 def test_lpft_starts_from_the_probe_head_and_moves_it(image_backbone, image_folder, tmp_path):
-    cache = str(tmp_path / "cache")
-    probe = fit_image(image_backbone, image_folder, "linear", cache_dir=cache)
-    lpft = fit_image(image_backbone, image_folder, "lp-ft", unfreeze=1, cache_dir=cache)
+    cache = str(tmp_path / "cache")  # fp32: LP-FT's probe uses features in the training precision
+    probe = fit_image(image_backbone, image_folder, "linear", cache_dir=cache, precision="fp32")
+    lpft = fit_image(image_backbone, image_folder, "lp-ft", unfreeze=1, cache_dir=cache, precision="fp32")
     # The probe inside LP-FT is the same probe (same cached features, same C) ...
     assert lpft.info["probe"]["C"] == probe.info["C"]
     assert lpft.metrics["backbone_forward_items"] == 0

@@ -50,6 +50,8 @@ def fit_cli(
     bn: str = typer.Option("auto", "--bn", help="BatchNorm statistics while fine-tuning: frozen | train | auto "
                            "(frozen below 5,000 training items or batches of 16)."),
     label_smoothing: float = typer.Option(0.0, help="Label smoothing of the fine-tuning loss (0 = off)."),
+    find_lr: bool = typer.Option(False, "--find-lr", help="Fine-tuning: pick the learning rates with a short "
+                                 "range test (the defaults scaled together; recorded in config.json)."),
     image_size: Optional[int] = typer.Option(None, help="Input size in pixels [default: from the images' own size, "
                                              "at most the weights' size]."),
     max_length: Optional[int] = typer.Option(None, help="Text: tokens kept per item [default: 128]."),
@@ -95,7 +97,8 @@ def fit_cli(
                          epochs=epochs, batch_size=batch_size, patience=patience, augment=augment, hflip=hflip,
                          image_size=image_size, max_length=max_length, weights=weights, device=device,
                          precision=precision, num_workers=num_workers, cache_dir=cache_dir, l2sp=l2sp,
-                         cache_boundary=cache_boundary, bn=bn, label_smoothing=label_smoothing)
+                         cache_boundary=cache_boundary, bn=bn, label_smoothing=label_smoothing,
+                         find_lr=find_lr)
     except KeyboardInterrupt:
         raise Interrupted(interrupted_note(out)) from None
     if distributed.is_main():  # under a multi-process launch, one summary

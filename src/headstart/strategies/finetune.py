@@ -59,12 +59,15 @@ def finetune(backbone: Backbone, splits: DataSplits, ctx: FitContext, *, unfreez
         outcome = train(trained, backbone, splits.train, splits.val, ctx.targets, optimizer_groups, settings,
                         ctx.device, ctx.train_precision, ctx.progress, feed=feed)
     model.cpu()
+    factor = outcome.lr_range["factor"] if outcome.lr_range else 1.0
     info = {"unfrozen_groups": n, "layer_groups": len(groups), "best_epoch": outcome.best_epoch,
             "boundary_cached": feed is not None,
             "stopped_early": outcome.stopped_early, "stopped": "budget" if outcome.out_of_time else None,
-            "lr": top, "head_lr": settings.head_lr, "lr_decay": lr_decay,
+            "lr": top * factor, "head_lr": settings.head_lr * factor, "lr_decay": lr_decay,
             "bn": ("frozen" if frozen_bn else "train") if _has_batchnorm(backbone.module) else None,
             "selected_on": "val_loss" if settings.select_on_loss else "val_accuracy"}
+    if outcome.lr_range:
+        info["lr_range"] = outcome.lr_range
     return StrategyResult(model, count, outcome.history, info)
 
 

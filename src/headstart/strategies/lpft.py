@@ -9,6 +9,7 @@ the probe's model is scored before the first step and kept unless an epoch beats
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -37,7 +38,9 @@ class LPFT:
 
     def fit(self, backbone: Backbone, splits: DataSplits, ctx: FitContext) -> StrategyResult:
         """Probe from the feature cache, then fine-tune from its head, the backbone at a tenth of its rate."""
-        probe = Linear().fit(backbone, splits, ctx)
+        same_mode = dataclasses.replace(ctx, extraction=dataclasses.replace(ctx.extraction,
+                                                                          precision=ctx.train_precision))
+        probe = Linear().fit(backbone, splits, same_mode)  # features as fine-tuning computes them
         head_lr = DEFAULT_LR[backbone.modality]
         lr = self.lr if self.lr is not None else head_lr * BACKBONE_LR_SHARE
         result = finetune(backbone, splits, ctx, unfreeze=self.unfreeze, lr=lr, head_lr=head_lr,
