@@ -86,7 +86,8 @@ class CostModel:
     """Seconds a fit should take, from a measured training step, the data sizes and the epochs.
 
     ``step``: seconds per training batch, per strategy (measured); ``forward``: seconds per item of
-    inference. ``scale`` corrects a strategy's estimates by what its last fit really cost.
+    inference. ``scale`` corrects a strategy's estimates by what its last fit really cost; a strategy not
+    yet measured is slowed as much as the slowest one measured.
     """
 
     n_train: int
@@ -107,12 +108,16 @@ class CostModel:
         pass, then scoring train, validation and test; slowed as much as the slowest fit so far ran over
         its estimate."""
         n = round(self.n_train * fraction) + 2 * self.n_val + self.n_test
-        return (max(self.step.values(), default=0.0) + n * self.forward) * max([1.0, *self.scale.values()])
+        return (max(self.step.values(), default=0.0) + n * self.forward) * self._slowdown()
+
+    def _slowdown(self) -> float:
+        """How much slower than estimated the fits measured so far ran (at least 1): the prior for the rest."""
+        return max([1.0, *self.scale.values()])
 
     def fit(self, strategy: str, fraction: float = 1.0, epochs: int | None = None, extraction: bool = False) -> float:
         """Estimated seconds of one fine-tune on ``fraction`` of the training data (``extraction``: plus the
         features its probe needs, when no linear fit has cached them)."""
-        return self._raw(strategy, fraction, epochs, extraction) * self.scale.get(strategy, 1.0)
+        return self._raw(strategy, fraction, epochs, extraction) * self.scale.get(strategy, self._slowdown())
 
     def calibrate(self, strategy: str, fraction: float, epochs_run: int, seconds: float) -> None:
         """Scale later estimates of ``strategy`` by what a fit of ``epochs_run`` epochs really took."""
