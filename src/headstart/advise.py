@@ -96,15 +96,18 @@ def score_backbone(backbone: Backbone, splits: DataSplits, cache: FeatureCache, 
     }
 
 
-def measure_step_seconds(backbone: Backbone, splits: DataSplits, batch_size: int, device: torch.device) -> dict:
-    """Seconds per training step of partial (last 2 groups) and full fine-tuning, measured on one batch."""
+def measure_step_seconds(backbone: Backbone, splits: DataSplits, batch_size: int, device: torch.device,
+                         depths: dict[str, int | None] | None = None) -> dict:
+    """Seconds per training step, measured on one batch, for each ``name: layer groups trained`` in
+    ``depths`` (None: all); by default partial (last 2 groups) and full fine-tuning."""
     pairs = [(x, 0) for x in splits.train.items[:batch_size]]
     inputs, y = backbone.preprocessing.collate(augment=True)(pairs)
     inputs, y = batch_to(inputs, device), y.to(device)
     precision = resolve_precision("auto", device, training=True, depthwise=backbone.depthwise)
     groups = backbone.layer_groups()
     out = {}
-    for name, n in (("partial", min(2, len(groups))), ("full", len(groups))):
+    for name, depth in (depths or {"partial": 2, "full": None}).items():
+        n = len(groups) if depth is None else min(depth, len(groups))
         model = Classifier(copy.deepcopy(backbone.module), nn.Linear(backbone.feature_dim, len(splits.classes)))
         trainable = {f"backbone.{p}" for g in groups[-n:] for p in g} | {"head.weight", "head.bias"}
         for pname, param in model.named_parameters():

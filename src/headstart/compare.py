@@ -12,19 +12,22 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from scipy import stats
 from sklearn.model_selection import StratifiedKFold
 
+from headstart.advise import measure_step_seconds
 from headstart.api import FitResult, config_for, fit_prepared, prepare
 from headstart.backbones import Backbone
-from headstart.budget import Budget
+from headstart.budget import FORWARD_PER_STEP, Budget, CostModel
 from headstart.config import FitConfig
 from headstart.data import DataSplits, Dataset
 from headstart.data.split import carve
+from headstart.devices import resolve_device
 from headstart.errors import ConfigError
 from headstart.report import ReportData, read_run, render_report
 from headstart.outdir import check_writable, write_marker
@@ -34,23 +37,55 @@ from headstart.strategies import STRATEGIES, make_strategy
 DEFAULT_STRATEGIES = ("linear", "partial", "full", "lp-ft")
 CURVE_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 SMALL_DATA = 500  # below this many training examples, repeat and report intervals
+SMALL_VAL = 100  # or below this many validation items: one split's accuracy is too noisy to rank on
 DEFAULT_REPEATS = 3
+SAVE_SECONDS = 1.0  # kept back from a budget per strategy: saving its run and plotting it in the report
+OVERFIT_GAP = 0.1  # a fine-tune that lost with this train-minus-validation gap, having fit its training data
+# at least as well as the probe scores on validation, is called overfitting
+
+
+@dataclass
+class Job:
+    """One fit of the plan: a strategy, on one repeat's split, with a fraction of its training data."""
+
+    strategy: str
+    repeat: int
+    fraction: float
+    planned: bool = True  # the up-front plan expected it to fit in the budget
+    planned_estimate: float | None = None  # seconds, estimated before anything ran
+    estimate: float | None = None  # seconds, estimated at its turn (after the fits before it were measured)
+    status: str = "planned"  # then "done", "stopped" (by the budget) or "skipped"
+    reason: str = ""
+    seconds: float | None = None
+    epochs: int | None = None  # epochs trained (fine-tuning)
+    result: FitResult | None = field(default=None, repr=False)
+
+    @property
+    def key(self) -> tuple[str, int, float]:
+        return self.strategy, self.repeat, self.fraction
+
+    def to_dict(self) -> dict[str, Any]:
+        """What comparison.json records of it."""
+        return {"strategy": self.strategy, "repeat": self.repeat, "fraction": self.fraction, "planned": self.planned,
+                "planned_estimate_s": self.planned_estimate, "estimate_s": self.estimate, "status": self.status,
+                "reason": self.reason, "seconds": self.seconds, "epochs": self.epochs}
 
 
 @dataclass
 class Comparison:
-    """Per-strategy rows (means with 95% intervals), learning curves, and the fits behind them."""
+    """Per-strategy rows (means with 95% intervals), learning curves, the plan, and the fits behind them."""
 
     model: str
     data: str
     classes: list[str]
     rows: list[dict]
     learning_curve: dict[str, list[dict]]
-    repeats: int
+    repeats: int  # planned per strategy; each row's ``repeats_done`` says how many ran
     repeat_kind: str  # "seeds" or "folds"
     shots: int | None
     budget_s: float | None
     seconds: float
+    plan: list[dict] = field(default_factory=list)  # every fit considered, in the order it was considered
     fits: dict[str, FitResult] = field(default_factory=dict, repr=False)  # first repeat of each strategy
 
     def best(self) -> str | None:
@@ -59,6 +94,16 @@ class Comparison:
         if not done:
             return None
         return max(done, key=lambda r: (r["val_accuracy"]["mean"], -r["trainable_params"]))["strategy"]
+
+    def ran(self) -> str:
+        """What ran, per strategy: "linear: 3 seeds, full: 1 of 3 seeds, lora: skipped"."""
+        return ", ".join(f"{r['strategy']}: " + (
+            "skipped" if r["status"] == "skipped" else repeat_count(r["repeats_done"], self.repeats, self.repeat_kind))
+            for r in self.rows)
+
+    def warnings(self) -> list[str]:
+        """Fine-tuned strategies that ended below the frozen probe beyond the interval, in words."""
+        return [r["warning"] for r in self.rows if r.get("warning")]
 
     def save(self, out: str | Path, overwrite: bool = False) -> Path:
         """Write ``out/comparison.json`` and each strategy's first fit as a run under ``out/runs/``."""
@@ -72,7 +117,6 @@ class Comparison:
             runs.append(read_run(run_dir))
         write_json_atomic(out / "comparison.json", self.to_dict())
         notes = [f"Few-shot: {self.shots} training examples per class."] if self.shots else []
-        notes.append(f"Each strategy ran {self.repeats} time(s) over {self.repeat_kind}; intervals are 95%.")
         report = ReportData(title=f"Transfer learning vs fine-tuning: {self.model}", subtitle=self.data,
                             runs=runs, comparison=self.to_dict(), recommendation=self.recommendation(), notes=notes)
         tmp = out / f".report.html.tmp-{os.getpid()}"
@@ -108,9 +152,11 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable record (what comparison.json and the report hold)."""
-        return {"model": self.model, "data": self.data, "recommendation": self.recommendation(), "classes": self.classes, "rows": self.rows,
-                "learning_curve": self.learning_curve, "repeats": self.repeats, "repeat_kind": self.repeat_kind,
-                "shots": self.shots, "budget_s": self.budget_s, "seconds": self.seconds}
+        return {"model": self.model, "data": self.data, "recommendation": self.recommendation(),
+                "classes": self.classes, "rows": self.rows, "learning_curve": self.learning_curve,
+                "repeats_planned": self.repeats, "repeat_kind": self.repeat_kind, "ran": self.ran(),
+                "warnings": self.warnings(), "shots": self.shots, "budget_s": self.budget_s,
+                "seconds": self.seconds, "plan": self.plan}
 
 
 def compare(data: Any, model: str | Backbone = "minilm-l6", strategies: Sequence[str] = DEFAULT_STRATEGIES, *,
@@ -119,8 +165,16 @@ def compare(data: Any, model: str | Backbone = "minilm-l6", strategies: Sequence
             progress: bool = True, **options: Any) -> Comparison:
     """Fit each strategy on the same split; repeat over seeds or folds when data is small.
 
-    ``budget`` ("15m", "90s", or seconds) caps the whole comparison. Fits run most informative first:
-    every strategy once on all the data, then the repeats, then the learning-curve points.
+    ``budget`` ("15m", "90s", or seconds) caps the whole comparison, loading and saving included. Cheap
+    fits come first: linear, its repeats and its learning-curve points (cached features). Then one
+    training step is measured, and the fine-tuning strategies are planned by estimated cost: each once,
+    then their repeats, then their curve points. A fit runs only when its estimate fits in the time
+    left, and a running fine-tune stops training at a deadline that leaves time to score it.
+
+    The budget counts from this call (the CLI's interpreter start and imports come before it). It can be
+    overrun by the batch under way at a deadline and by misestimating the scoring after it (a few seconds;
+    tests allow 15 s on a shared 2-core machine), and by the first linear fit, which runs whenever any
+    time is left: its feature extraction cannot be stopped part-way and every other fit needs it.
     """
     start = time.perf_counter()
     if seeds and folds:
@@ -131,32 +185,55 @@ def compare(data: Any, model: str | Backbone = "minilm-l6", strategies: Sequence
     clock = Budget.parse(budget)  # loading the data and the model counts too
     cfg = config_for(model, "linear", options)
     splits, backbone = prepare(data, model, cfg, val, test)
-    repeats, kind = _repeats(len(splits.train), seeds, folds)
+    repeats, kind = _repeats(len(splits.train), len(splits.val), seeds, folds)
     if kind == "folds" and "val" not in splits.split.get("carved", []):
         raise ConfigError("--folds needs the validation set to be carved from the training data; "
                           "you passed --val, so use --seeds instead.")
-    runs: dict[tuple[str, int, float], FitResult | dict] = {}
-    for strategy, repeat, fraction in _plan(strategies, repeats, curve):
-        estimate = clock.estimate(strategy, fraction)
-        if not clock.allows(estimate):
-            runs[(strategy, repeat, fraction)] = {"skipped": clock.skip_reason(estimate)}
-            continue
-        job_splits = _subsample(_resplit(splits, repeat, kind, repeats, cfg), fraction, cfg.seed + repeat)
-        job_cfg = replace(cfg, strategy=strategy, seed=cfg.seed + repeat)
-        strat = make_strategy(strategy, **_options_for(strategy, cfg))
-        result = fit_prepared(job_splits, backbone, job_cfg, strat, progress, deadline=clock.deadline())
-        clock.record(strategy, fraction, result.metrics["seconds"])
-        runs[(strategy, repeat, fraction)] = result
-    rows = [_row(s, [runs[(s, r, 1.0)] for r in range(repeats)]) for s in strategies]
-    curves = {s: _curve_points(s, runs, repeats, curve) for s in strategies}
-    for row in rows:  # say which learning-curve points the budget left out
-        missed = [f"{f:.0%}" for f in sorted(curve) if f < 1.0 and isinstance(runs.get((row["strategy"], 0, f)), dict)]
+    strats = {s: make_strategy(s, **_options_for(s, cfg)) for s in strategies}
+    if clock.total is not None:
+        clock.reserve = SAVE_SECONDS * len(strategies)
+    run = partial(_run, splits=splits, backbone=backbone, cfg=cfg, strats=strats, repeats=(kind, repeats),
+                  clock=clock, progress=progress)
+    jobs = _run_plan(strategies, repeats, curve, clock, run, partial(_measure_costs, backbone, splits, cfg, strats))
+    by_key = {job.key: job for job in jobs}
+    rows = _rows(strategies, by_key, repeats, kind, curve, cfg.epochs)
+    curves = {s: _curve_points(s, by_key, repeats, curve) for s in strategies}
+    fits = {}  # the first repeat of each strategy that ran
+    for s in strategies:
+        ran = [by_key[(s, r, 1.0)].result for r in range(repeats) if by_key[(s, r, 1.0)].result is not None]
+        if ran:
+            fits[s] = ran[0]
+    return Comparison(backbone.name, _describe(data), splits.classes, rows, curves, repeats, kind, cfg.shots,
+                      clock.total, time.perf_counter() - start, [j.to_dict() for j in jobs], fits)
+
+
+def _run_plan(strategies: Sequence[str], repeats: int, curve: Sequence[float], clock: Budget, run: Callable,
+              measure: Callable[[], CostModel | None]) -> list[Job]:
+    """Linear's fits first (cached features, cheap), then the fine-tuning fits, planned on a measured step."""
+    jobs = _plan([s for s in strategies if s == "linear"], repeats, curve)
+    _forecast(jobs, clock, None)
+    _run_in_turn(jobs, clock, None, run)
+    tuned = [s for s in strategies if s != "linear"]
+    costs = measure() if tuned and clock.total is not None and clock.left() > 0 else None
+    tuned_jobs = _plan(tuned, repeats, curve, costs)
+    _forecast(tuned_jobs, clock, costs)
+    _run_in_turn(tuned_jobs, clock, costs, run)
+    return jobs + tuned_jobs
+
+
+def _rows(strategies: Sequence[str], jobs: dict[tuple, Job], repeats: int, kind: str, curve: Sequence[float],
+          epochs: int) -> list[dict]:
+    """One row per strategy, naming the learning-curve points the budget left out and any loss to the probe."""
+    rows = [_row(s, [jobs[(s, r, 1.0)] for r in range(repeats)], kind, epochs) for s in strategies]
+    for row in rows:
+        missed = [jobs[(row["strategy"], 0, f)] for f in sorted(curve) if f < 1.0]
+        missed = [j for j in missed if j.status == "skipped"]
         if missed and row["status"] != "skipped":
-            note = f"learning-curve points skipped by the budget: {', '.join(missed)}"
+            note = (f"learning-curve points skipped: {', '.join(f'{j.fraction:.0%}' for j in missed)} "
+                    f"({missed[0].reason})")
             row["reason"] = "; ".join(filter(None, [row["reason"], note]))
-    fits = {s: runs[(s, 0, 1.0)] for s in strategies if isinstance(runs[(s, 0, 1.0)], FitResult)}
-    return Comparison(backbone.name, _describe(data), splits.classes, rows, curves, repeats, kind, cfg.shots, clock.total,
-                      time.perf_counter() - start, fits)
+    _lost_to_probe(rows)
+    return rows
 
 
 def _describe(data: Any) -> str:
@@ -164,23 +241,89 @@ def _describe(data: Any) -> str:
     return str(data) if isinstance(data, (str, Path)) else f"in-memory {type(data).__name__}"
 
 
-def _repeats(n_train: int, seeds: int | None, folds: int | None) -> tuple[int, str]:
+def _repeats(n_train: int, n_val: int, seeds: int | None, folds: int | None) -> tuple[int, str]:
+    """Repeats planned per strategy: as asked, else 3 seeds on small data (one validation split is noise)."""
     if folds:
         if folds < 2:
             raise ConfigError("--folds must be at least 2.")
         return folds, "folds"
     if seeds:
         return seeds, "seeds"
-    return (DEFAULT_REPEATS if n_train < SMALL_DATA else 1), "seeds"
+    return (DEFAULT_REPEATS if n_train < SMALL_DATA or n_val < SMALL_VAL else 1), "seeds"
 
 
-def _plan(strategies: Sequence[str], repeats: int, curve: Sequence[float]) -> list[tuple[str, int, float]]:
-    """Most informative first: each strategy once on all data, then repeats, then curve points."""
-    order = sorted(strategies, key=lambda s: s != "linear")  # the cheap baseline first
-    plan = [(s, 0, 1.0) for s in order]
-    plan += [(s, r, 1.0) for r in range(1, repeats) for s in order]
-    plan += [(s, 0, f) for f in sorted(curve) if f < 1.0 for s in order]
-    return plan
+def _plan(strategies: Sequence[str], repeats: int, curve: Sequence[float],
+          costs: CostModel | None = None) -> list[Job]:
+    """Cheapest first (by ``costs``, when given): each strategy once on all the data, then its repeats, then
+    its learning-curve points. ``compare`` plans linear (cached features) first, then the fine-tuning."""
+    points = [f for f in sorted(curve) if f < 1.0]
+    order = sorted(strategies, key=costs.fit) if costs is not None else list(strategies)
+    jobs = [Job(s, 0, 1.0) for s in order]
+    jobs += [Job(s, r, 1.0) for r in range(1, repeats) for s in order]
+    return jobs + [Job(s, 0, f) for f in points for s in order]
+
+
+def _measure_costs(backbone: Backbone, splits: DataSplits, cfg: FitConfig, strats: dict) -> CostModel:
+    """A cost model from one measured training step per depth the fine-tuning strategies train."""
+    depths = {s: getattr(strat, "unfreeze", None) for s, strat in strats.items() if s != "linear"}  # None: all
+    names = {d: "all" if d is None else f"last {d}" for d in [*depths.values(), None]}
+    step = measure_step_seconds(backbone, splits, cfg.batch_size, resolve_device(cfg.device),
+                                {name: d for d, name in names.items()})
+    return CostModel(len(splits.train), len(splits.val), len(splits.test or []), cfg.batch_size, cfg.epochs,
+                     {s: step[names[d]] for s, d in depths.items()},
+                     forward=step["all"] * FORWARD_PER_STEP / cfg.batch_size)
+
+
+def _estimate(job: Job, clock: Budget, costs: CostModel | None, cached: bool | None = None) -> float | None:
+    """Seconds ``job`` should take (None: unknown). Linear: its last fit scaled to the data (the first is
+    unknown: it runs when any time is left); fine-tuning: the cost model, plus extraction for lp-ft's probe
+    when no linear fit has cached the features."""
+    if job.strategy == "linear":
+        return clock.estimate("linear", job.fraction)
+    if costs is None:
+        return None
+    cached = "linear" in clock.measured if cached is None else cached
+    return costs.fit(job.strategy, job.fraction, extraction=job.strategy == "lp-ft" and not cached)
+
+
+def _forecast(jobs: list[Job], clock: Budget, costs: CostModel | None) -> None:
+    """The plan before these jobs run: which should fit in the budget, in order, on first estimates.
+
+    Each job is decided again at its turn, on estimates corrected by the fits measured before it.
+    """
+    left = clock.left()
+    for job in jobs:
+        job.planned_estimate = _estimate(job, clock, costs)
+        job.planned = left > 0 and (job.planned_estimate or 0.0) <= left
+        if job.planned:
+            left -= job.planned_estimate or 0.0
+
+
+def _run_in_turn(jobs: list[Job], clock: Budget, costs: CostModel | None, run: Callable) -> None:
+    """Each job in order, when its estimate (corrected by the fits measured so far) fits in the time left."""
+    for job in jobs:
+        job.estimate = _estimate(job, clock, costs)
+        if clock.allows(job.estimate):
+            run(job, costs=costs)
+        else:
+            job.status, job.reason = "skipped", clock.skip_reason(job.estimate)
+
+
+def _run(job: Job, *, splits: DataSplits, backbone: Backbone, cfg: FitConfig, strats: dict, repeats: tuple[str, int],
+         clock: Budget, costs: CostModel | None, progress: bool) -> None:
+    """Fit ``job`` (a fine-tune stops at the deadline that leaves time to score it); record what it cost."""
+    kind, n = repeats
+    job_splits = _subsample(_resplit(splits, job.repeat, kind, n, cfg), job.fraction, cfg.seed + job.repeat)
+    job_cfg = replace(cfg, strategy=job.strategy, seed=cfg.seed + job.repeat)
+    finish = costs.finish(job.fraction) if costs is not None and job.strategy != "linear" else 0.0
+    result = fit_prepared(job_splits, backbone, job_cfg, strats[job.strategy], progress,
+                          deadline=clock.deadline(finish))
+    epochs = [h["epoch"] for h in result.history if "epoch" in h]
+    job.result, job.seconds, job.epochs = result, result.metrics["seconds"], max(epochs, default=None)
+    job.status = "stopped" if result.info.get("stopped") == "budget" else "done"
+    clock.record(job.strategy, job.fraction, job.seconds)
+    if costs is not None and job.strategy != "linear":
+        costs.calibrate(job.strategy, job.fraction, job.epochs or cfg.epochs, job.seconds)
 
 
 def _options_for(strategy: str, cfg: FitConfig) -> dict:
@@ -231,23 +374,37 @@ def mean_ci(values: Sequence[float], single_ci: Sequence[float] | None = None) -
     return {"mean": mean, "ci95": [max(0.0, mean - half), min(1.0, mean + half)], "n": len(values)}
 
 
-def _row(strategy: str, results: list) -> dict:
-    done = [r for r in results if isinstance(r, FitResult)]
-    if not done:
-        reason = next((r["skipped"] for r in results if isinstance(r, dict)), "not run")
-        return {"strategy": strategy, "status": "skipped", "reason": reason, "trainable_params": 0,
+def repeat_count(done: int, planned: int, kind: str) -> str:
+    """"3 seeds", "1 seed", "1 of 3 seeds": how many of the planned repeats ran."""
+    unit = kind if planned != 1 else kind.rstrip("s")
+    return f"{done} {unit}" if done == planned else f"{done} of {planned} {unit}"
+
+
+def _row(strategy: str, jobs: list[Job], kind: str, epochs: int) -> dict:
+    """One strategy's row from its full-data fits (one per repeat), with a status that says what happened."""
+    ran = [j for j in jobs if j.result is not None]
+    if not ran:
+        reason = next((j.reason for j in jobs if j.reason), "not run")
+        return {"strategy": strategy, "status": "skipped", "status_text": f"skipped ({reason})", "reason": reason,
+                "repeats_done": 0, "repeats_planned": len(jobs), "trainable_params": 0,
                 "val_accuracy": {"mean": float("nan"), "ci95": [float("nan")] * 2, "n": 0}}
+    done = [j.result for j in ran]
     m0 = done[0].metrics
-    stopped = [r for r in done if r.info.get("stopped") == "budget"]
+    stopped = [j for j in ran if j.status == "stopped"]
+    skipped = [j for j in jobs if j.status == "skipped"]
+    status_text = "done"
+    if stopped:
+        status_text = f"stopped at epoch {stopped[0].epochs} of {epochs} (budget)"
+        if len(ran) > 1:
+            status_text = f"{repeat_count(len(stopped), len(ran), kind)} {status_text}"
+    reasons = [f"{repeat_count(len(skipped), len(jobs), kind)} skipped: {skipped[0].reason}"] if skipped else []
     test = [r.metrics["test"] for r in done if "test" in r.metrics]
-    skipped = len(results) - len(done)
-    reasons = (["stopped early by the time budget"] if stopped else []) + (
-        [f"{skipped} of {len(results)} repeats skipped: {results[-1]['skipped']}"] if skipped else [])
     return {
         "strategy": strategy,
-        "status": "stopped" if stopped or skipped else "ok",
+        "status": "stopped" if stopped else "done",
+        "status_text": status_text,
         "reason": "; ".join(reasons),
-        "repeats_done": len(done),
+        "repeats_done": len(ran), "repeats_planned": len(jobs),
         "trainable_params": m0["trainable_params"], "total_params": m0["total_params"],
         "trainable_share": m0["trainable_share"],
         "seconds": float(np.mean([r.metrics["seconds"] for r in done])),
@@ -262,11 +419,35 @@ def _row(strategy: str, results: list) -> dict:
     }
 
 
-def _curve_points(strategy: str, runs: dict, repeats: int, curve: Sequence[float]) -> list[dict]:
+def _lost_to_probe(rows: list[dict]) -> None:
+    """Add a ``warning`` to each fine-tuned row whose validation accuracy ends below the linear probe's by
+    more than its 95% interval (its upper bound is below the probe's mean), saying by how much and why."""
+    probe = next((r for r in rows if r["strategy"] == "linear" and r["status"] != "skipped"), None)
+    if probe is None:
+        return
+    base = probe["val_accuracy"]["mean"]
+    for row in rows:
+        acc = row["val_accuracy"]
+        if row["strategy"] == "linear" or row["status"] == "skipped" or not acc["ci95"][1] < base:
+            continue
+        gap = row["gap"]["mean"]
+        train = acc["mean"] + gap
+        why = (f"likely overfitting (train-val gap {gap:+.2f})" if gap >= OVERFIT_GAP and train >= base else
+               f"not overfitting: it reached only {train:.3f} on its own training data (too few steps or a poor "
+               "learning rate)")
+        if row["status"] == "stopped":
+            why += f"; it was {row['status_text']}"
+        row["warning"] = (f"fine-tuning lost to the frozen probe: {row['strategy']} ends "
+                          f"{100 * (base - acc['mean']):.1f} points below linear on validation ({acc['mean']:.3f} vs "
+                          f"{base:.3f}, beyond its 95% interval); {why}.")
+
+
+def _curve_points(strategy: str, jobs: dict[tuple, Job], repeats: int, curve: Sequence[float]) -> list[dict]:
     points = []
     for fraction in sorted(curve):
         reps = range(repeats) if fraction >= 1.0 else range(1)
-        done = [runs[(strategy, r, fraction)] for r in reps if isinstance(runs.get((strategy, r, fraction)), FitResult)]
+        done = [jobs[(strategy, r, fraction)].result for r in reps if (strategy, r, fraction) in jobs]
+        done = [d for d in done if d is not None]
         if done:
             points.append({"fraction": fraction, "n": done[0].metrics["train"]["n"],
                            "accuracy": mean_ci([d.metrics["val"]["accuracy"] for d in done])})

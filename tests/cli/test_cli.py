@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -165,6 +166,25 @@ def test_cache_reports_and_clears(runner, text_csv, tiny_text_dir, tmp_path):
     cleared = invoke(runner, ["cache", "--clear", "--cache-dir", cache])
     assert "Removed 4 files" in cleared.output
     assert not list((cache / "features").rglob("*.safetensors"))
+
+
+def test_compare_titles_what_ran_and_says_when_fine_tuning_lost_to_the_probe(runner, image_folder, tmp_path):
+    out = tmp_path / "cmp"
+    result = invoke(runner, ["compare", image_folder, "--model", "random:mobilenetv2", "--strategies", "linear,full",
+                             "--seeds", "2", "--epochs", "1", "--image-size", "32", "--no-hflip", "--budget", "10m",
+                             "--out", out, "--quiet"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "comparison.json").read_text())
+    assert record["ran"] == "linear: 2 seeds, full: 2 seeds"
+    assert "(linear: 2 seeds, full: 2 seeds)" in result.output  # the table's title
+    lines = {line.split()[1]: line for line in result.output.splitlines() if line.startswith(("│ linear", "│ full"))}
+    assert all(line.rstrip(" │").endswith("done") for line in lines.values()), lines
+    linear, full = record["rows"]
+    # one step of a random network cannot match a probe on its features: the situation, checked
+    assert full["val_accuracy"]["ci95"][1] < linear["val_accuracy"]["mean"], (full, linear)
+    assert record["warnings"] == [full["warning"]]
+    assert "warning: fine-tuning lost to the frozen probe: full ends" in result.output
+    assert re.search(r"Budget 10m00s: used \S+, saving included", result.output)
 
 
 # ---------------------------------------------------------------- the real script, end to end

@@ -65,7 +65,7 @@ def test_compare_on_mnist_writes_a_report_that_paints_in_chromium(digits, cache_
     c = compare(digits, "mobilenetv2", ("linear", "partial"), seeds=2, curve=(0.25, 1.0), image_size=64, epochs=3,
                 unfreeze=3, hflip=False, test_fraction=0.2, cache_dir=cache_dir, progress=False)
     rows = {r["strategy"]: r for r in c.rows}
-    assert rows["linear"]["status"] == rows["partial"]["status"] == "ok"
+    assert rows["linear"]["status"] == rows["partial"]["status"] == "done"
     for row in rows.values():
         assert row["val_accuracy"]["n"] == 2 and row["test_accuracy"]["mean"] > 0.5
     out = c.save(tmp_path / "cmp")

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
+import time
+from html import escape
 
 import numpy as np
 import pytest
 
 import headstart
 from headstart.advise import advise, rank_by_evidence
-from headstart.budget import Budget
-from headstart.compare import compare, mean_ci
+from headstart.budget import Budget, CostModel
+from headstart.compare import _lost_to_probe, _plan, compare, mean_ci, repeat_count
 from headstart.errors import ConfigError
 
 FAST = dict(image_size=32, epochs=2, batch_size=8, progress=False, hflip=False)
@@ -26,7 +29,7 @@ def test_every_strategy_gets_a_row_with_intervals_over_its_repeats(comparison):
     rows = {r["strategy"]: r for r in comparison.rows}
     assert set(rows) == {"linear", "partial"}
     for row in rows.values():
-        assert row["status"] == "ok" and row["repeats_done"] == 2
+        assert row["status"] == row["status_text"] == "done" and row["repeats_done"] == row["repeats_planned"] == 2
         lo, hi = row["val_accuracy"]["ci95"]
         assert 0.0 <= lo <= row["val_accuracy"]["mean"] <= hi <= 1.0
         assert row["val_accuracy"]["n"] == 2
@@ -58,8 +61,10 @@ def test_saving_writes_json_runs_and_a_self_contained_report(comparison, tmp_pat
     out = comparison.save(tmp_path / "cmp")
     record = json.loads((out / "comparison.json").read_text())
     assert [r["strategy"] for r in record["rows"]] == ["linear", "partial"]
+    assert record["ran"] == "linear: 2 seeds, partial: 2 seeds" and record["repeats_planned"] == 2
     assert record["recommendation"]["strategy"] in {"linear", "partial"}
     html = (out / "report.html").read_text()
+    assert "Fits that ran (2 seeds planned per strategy): linear: 2 seeds, partial: 2 seeds;" in html
     assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html
     assert headstart.load_run(out / "runs" / "partial").classes == comparison.classes
 
@@ -121,10 +126,88 @@ def test_rank_by_evidence_follows_the_majority_of_scores():
 
 
 def test_learning_curve_points_left_out_by_the_budget_are_named(image_folder):
-    from headstart.compare import _plan
-
-    plan = _plan(("linear",), 1, (0.5, 1.0))
-    assert plan == [("linear", 0, 1.0), ("linear", 0, 0.5)]  # full-data fits come before curve points
+    plan = _plan(("linear",), 2, (0.5, 1.0))
+    assert [j.key for j in plan] == [("linear", 0, 1.0), ("linear", 1, 1.0), ("linear", 0, 0.5)]  # curve last
     c = compare(image_folder, "random:mobilenetv2", ("linear",), seeds=1, curve=(0.5, 1.0), budget=0.001, **FAST)
     assert c.rows[0]["status"] == "skipped"  # nothing ran: the row says so, not the curve note
     assert "learning-curve" not in c.rows[0]["reason"]
+
+
+def test_fine_tuning_is_planned_cheapest_first_from_a_measured_step():
+    costs = CostModel(n_train=100, n_val=20, n_test=0, batch_size=10, epochs=5, forward=0.01,
+                      step={"partial": 0.1, "full": 0.4})
+    # 5 epochs x (10 steps x 0.4 s + 20 validation items x 0.01 s) + scoring 120 items x 0.01 s
+    assert costs.fit("full") == pytest.approx(5 * (10 * 0.4 + 0.2) + 1.2)
+    assert costs.fit("full", 0.5) == pytest.approx(5 * (5 * 0.4 + 0.2) + 0.7)  # a curve point: half the steps
+    plan = _plan(("full", "partial"), 2, (0.5, 1.0), costs)
+    assert [j.key for j in plan] == [("partial", 0, 1.0), ("full", 0, 1.0), ("partial", 1, 1.0), ("full", 1, 1.0),
+                                     ("partial", 0, 0.5), ("full", 0, 0.5)]
+    costs.calibrate("full", 1.0, epochs_run=2, seconds=2 * costs.fit("full", epochs=2))  # ran twice as slow
+    assert costs.fit("full") == pytest.approx(2 * (5 * (10 * 0.4 + 0.2) + 1.2))
+    assert costs.fit("partial") == pytest.approx(2 * (5 * (10 * 0.1 + 0.2) + 1.2))  # not measured: as slow
+    assert costs.finish(1.0) == pytest.approx(2 * (0.4 + 140 * 0.01))  # the batch under way, val, scoring
+
+
+def test_skip_reasons_and_counts_say_what_did_not_fit_and_what_ran():
+    b = Budget(100.0, start=time.perf_counter() - 35.0)
+    assert b.skip_reason(190.0) == "estimated 3m10s > 1m05s left"
+    assert Budget(10.0, start=time.perf_counter() - 11.0).skip_reason(1.0) == "budget of 10s used up"
+    assert [repeat_count(3, 3, "seeds"), repeat_count(1, 3, "seeds"), repeat_count(1, 1, "seeds"),
+            repeat_count(2, 5, "folds")] == ["3 seeds", "1 of 3 seeds", "1 seed", "2 of 5 folds"]
+
+
+def test_a_tight_budget_runs_linear_repeats_first_and_reports_exactly_what_ran(image_folder):
+    budget, tolerance = 25.0, 15.0  # generous: a correctness check of the planner on a shared 2-core machine
+    start = time.perf_counter()
+    c = compare(image_folder, "random:mobilenetv2", ("full", "linear"), seeds=3, curve=(0.5, 1.0), budget=budget,
+                patience=6, **dict(FAST, epochs=6))
+    assert time.perf_counter() - start <= budget + tolerance
+    rows = {r["strategy"]: r for r in c.rows}
+    lin, full = rows["linear"], rows["full"]
+    assert [p["strategy"] for p in c.plan[:4]] == ["linear"] * 4  # listed second, planned first: it is cheap
+    assert lin["repeats_done"] == 3 and lin["status"] == lin["status_text"] == "done" and not lin["reason"]
+    assert full["repeats_done"] < 3  # three fits of six epochs of full fine-tuning do not fit in 25 s
+    for name, row in rows.items():  # the row's count and status are what the plan records as run
+        ran = [p for p in c.plan if p["strategy"] == name and p["fraction"] == 1.0 and p["status"] != "skipped"]
+        assert row["repeats_done"] == len(ran)
+        assert row["status"] == ("skipped" if not ran else "stopped" if any(p["status"] == "stopped" for p in ran)
+                                 else "done")
+        if row["status"] == "stopped":
+            assert re.fullmatch(r"stopped at epoch \d+ of 6 \(budget\)", row["status_text"]), row["status_text"]
+    skipped = [p for p in c.plan if p["status"] == "skipped"]
+    assert skipped and all(re.match(r"estimated \S+ > \S+ left$|budget of 25s used up$", p["reason"]) for p in skipped)
+    full_count = "skipped" if not full["repeats_done"] else repeat_count(full["repeats_done"], 3, "seeds")
+    assert c.ran() == f"full: {full_count}, linear: 3 seeds" == c.to_dict()["ran"]
+    if full["repeats_done"]:
+        assert full["reason"].startswith(f"{3 - full['repeats_done']} of 3 seeds skipped: ")
+
+
+def test_fine_tuning_that_ends_below_the_probe_is_called_out_in_words(image_folder, tmp_path):
+    c = compare(image_folder, "random:mobilenetv2", ("linear", "full"), seeds=1, curve=(1.0,), lr=1e-7,
+                head_lr=1e-7, **dict(FAST, epochs=1))
+    lin, full = c.rows
+    # the situation, checked: the probe separates the colours on random features; one epoch at lr 1e-7 cannot
+    assert full["val_accuracy"]["ci95"][1] < lin["val_accuracy"]["mean"], (full["val_accuracy"], lin["val_accuracy"])
+    points = 100 * (lin["val_accuracy"]["mean"] - full["val_accuracy"]["mean"])
+    assert full["warning"].startswith(f"fine-tuning lost to the frozen probe: full ends {points:.1f} points below "
+                                      "linear on validation")
+    train = full["val_accuracy"]["mean"] + full["gap"]["mean"]
+    assert f"not overfitting: it reached only {train:.3f} on its own training data" in full["warning"]  # learnt nothing
+    assert "warning" not in lin
+    assert c.warnings() == [full["warning"]] == c.to_dict()["warnings"]
+    html = (c.save(tmp_path / "cmp") / "report.html").read_text()
+    assert escape(full["warning"]) in html
+
+
+def test_fine_tuning_within_the_interval_of_the_probe_gets_no_warning():
+    def row(strategy, mean, lo, hi, gap=0.3):
+        return {"strategy": strategy, "status": "done", "status_text": "done",
+                "val_accuracy": {"mean": mean, "ci95": [lo, hi]}, "gap": {"mean": gap}}
+
+    rows = [row("linear", 0.80, 0.7, 0.9), row("partial", 0.75, 0.6, 0.85), row("full", 0.60, 0.5, 0.7),
+            row("lp-ft", 0.50, 0.4, 0.6, gap=0.15)]
+    _lost_to_probe(rows)
+    assert "warning" not in rows[1]  # 5 points below, but the probe's mean is inside its interval
+    assert rows[2]["warning"].startswith("fine-tuning lost to the frozen probe: full ends 20.0 points below")
+    assert rows[2]["warning"].endswith("likely overfitting (train-val gap +0.30).")  # train 0.90 >= probe 0.80
+    assert "not overfitting: it reached only 0.650 on its own training data" in rows[3]["warning"]

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from headstart.budget import hms
 from headstart.cli.output import console, fmt_count, print_json
 from headstart.compare import DEFAULT_STRATEGIES, Comparison, compare
 
@@ -17,8 +18,10 @@ def compare_cli(
     data: str = typer.Argument(..., help="Image folder (root/<class>/*), or a CSV/TSV/JSONL/Parquet table."),
     model: str = typer.Option("minilm-l6", "--model", "-m", help="Built-in name, timm name, HF id or local dir."),
     strategies: str = typer.Option(",".join(DEFAULT_STRATEGIES), help="Comma-separated strategies to compare."),
-    budget: Optional[str] = typer.Option(None, help="Time budget for the whole comparison, e.g. 90s, 15m, 1h."),
-    seeds: Optional[int] = typer.Option(None, help="Repeat over this many split seeds [default: 3 below 500 examples]."),
+    budget: Optional[str] = typer.Option(None, help="Time budget for the whole comparison, e.g. 90s, 15m, 1h: "
+                                         "cheap fits first; fits estimated not to finish are skipped."),
+    seeds: Optional[int] = typer.Option(None, help="Repeat over this many split seeds [default: 3 below 500 "
+                                        "training or 100 validation examples]."),
     folds: Optional[int] = typer.Option(None, help="Repeat over K stratified folds instead of seeds."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to save [default: runs/compare-<time>]"),
     val: Optional[str] = typer.Option(None, help="Validation data; default: a stratified split of DATA."),
@@ -43,6 +46,7 @@ def compare_cli(
 
     Example: headstart compare data/pets --model mobilenetv2 --strategies linear,partial,full --budget 15m
     """
+    started = time.perf_counter()
     out = out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
     names = [s.strip() for s in strategies.split(",") if s.strip()]
     result = compare(
@@ -57,8 +61,13 @@ def compare_cli(
         return
     console.print(comparison_table(result, f"{result.model} on {data}"))
     for row in result.rows:
-        if row["reason"]:
-            console.print(f"[yellow]{row['strategy']}[/]: {row['reason']}", highlight=False)
+        if row["reason"] and row["status"] != "skipped":  # a skipped row's reason is its status
+            console.print(f"[yellow]{row['strategy']}[/]: {row['reason']}", highlight=False, soft_wrap=True)
+    for warning in result.warnings():
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    if result.budget_s is not None:
+        console.print(f"Budget {hms(result.budget_s)}: used {hms(time.perf_counter() - started)}, saving included.",
+                      highlight=False)
     rec = result.recommendation()
     if rec:
         console.print(f"Recommendation: [bold]{rec['strategy']}[/]", highlight=False)
@@ -76,21 +85,21 @@ def _ci(stat: dict | None) -> str:
 
 
 def comparison_table(c: Comparison, title: str) -> Table:
-    """Scope, data needs, cost, adaptability and overfitting, one row per strategy."""
-    table = Table(title=f"{title} ({c.repeats} {c.repeat_kind}{f', {c.shots} shots' if c.shots else ''})")
+    """Scope, data needs, cost, adaptability and overfitting, one row per strategy; the title says what ran."""
+    table = Table(title=f"{title} ({c.ran()}{f'; {c.shots} shots' if c.shots else ''})")
     cols = ("strategy", "trainable (share)", "val acc [95% CI]", "val macro-F1", "test acc [95% CI]",
             "train-val gap", "learning curve (val acc)", "time / fit", "peak mem", "status")
     for col in cols:
         table.add_column(col, justify="left" if col in ("strategy", "learning curve (val acc)", "status") else "right")
     for row in c.rows:
         if row["status"] == "skipped":
-            table.add_row(row["strategy"], *["-"] * 8, "skipped")
+            table.add_row(row["strategy"], *["-"] * 8, row["status_text"])
             continue
         curve = " ".join(f"{p['n']}:{p['accuracy']['mean']:.2f}" for p in c.learning_curve[row["strategy"]])
         table.add_row(
             row["strategy"], f"{fmt_count(row['trainable_params'])} ({row['trainable_share']:.1%})",
             _ci(row["val_accuracy"]), f"{row['val_macro_f1']['mean']:.3f}", _ci(row["test_accuracy"]),
             f"{row['gap']['mean']:+.3f}", curve, f"{row['seconds']:.1f} s", f"{row['peak_rss_mb']:.0f} MB",
-            row["status"],
+            row["status_text"],
         )
     return table

@@ -43,8 +43,9 @@ h3{font-size:14px;text-transform:uppercase;letter-spacing:.05em;color:#57606a;ma
 .kv dd{margin:0;font-weight:600;text-align:right}
 .tag,.badge{font-size:12px;border-radius:999px;padding:1px 9px;background:#eef2f8;color:#3b5b8f;font-weight:600;
   vertical-align:middle}
-.badge.ok{background:#e3f3e7;color:#2f7a43} .badge.skipped{background:#eef0f2;color:#6e7781}
+.badge.ok,.badge.done{background:#e3f3e7;color:#2f7a43} .badge.skipped{background:#eef0f2;color:#6e7781}
 .badge.stopped{background:#fff3d6;color:#8a5a00}
+.warnings{border-left:5px solid #C44E52;background:#fdf1f0;margin:0 0 12px;padding:8px 12px 8px 30px;color:#8a1f19}
 table{border-collapse:collapse;width:100%;font-size:14px;font-variant-numeric:tabular-nums}
 th{text-align:left;font-size:12px;color:#6e7781;font-weight:600;border-bottom:2px solid #d8dde3;padding:6px 10px}
 td{border-bottom:1px solid #eef0f2;padding:7px 10px;vertical-align:top;white-space:nowrap}
@@ -258,18 +259,28 @@ def _comparison(comp: dict | None, recommended: str | None) -> str:
     head = ("<tr><th>Strategy</th><th>Status</th><th>Val accuracy</th><th>Val macro-F1</th><th>Test accuracy</th>"
             "<th>Train−val gap</th><th>Trainable params</th><th>Time</th><th>Memory</th></tr>")
     body = "".join(_comparison_row(row, recommended) for row in rows)
-    repeats, shots = comp.get("repeats"), comp.get("shots")
-    setup = [f"{repeats} repeat{'s' if repeats != 1 else ''} per strategy (mean and 95% CI)" if repeats else "",
-             f"{shots} labelled examples per class (few-shot)" if shots else ""]
-    lede = " · ".join(escape(s) for s in setup if s)
+    lede = " · ".join(escape(s) for s in _comparison_setup(comp) if s)
+    warnings = "".join(f"<li>{escape(str(w))}</li>" for w in comp.get("warnings") or [])
+    warnings = f'<ul class="warnings">{warnings}</ul>' if warnings else ""
     overview = _figure(plots.comparison_plot(rows), "accuracy and time per strategy")
     curve = _figure(plots.learning_curve_plot(comp.get("learning_curve") or {}), "learning curve",
                     "Accuracy as the training set grows, per strategy; where the lines part is where the extra "
                     "trainable parameters start to pay.")
     curve = f'<h3 id="learning-curve">Learning curve</h3>{curve}' if curve else ""
     return (f'<section id="comparison"><h2>Transfer learning vs fine-tuning</h2><p class="lede">{lede}</p>'
-            f'{overview}<div class="scroll"><table class="compare"><thead>{head}</thead><tbody>{body}</tbody>'
+            f'{warnings}{overview}<div class="scroll"><table class="compare"><thead>{head}</thead><tbody>{body}</tbody>'
             f"</table></div>{curve}</section>")
+
+
+def _comparison_setup(comp: dict) -> list[str]:
+    """What ran (per strategy, as the comparison counted it), the few-shot setting and the budget."""
+    ran, shots, budget = comp.get("ran"), comp.get("shots"), comp.get("budget_s")
+    planned = f" ({comp['repeats_planned']} {comp.get('repeat_kind', 'repeats')} planned per strategy)" \
+        if comp.get("repeats_planned") else ""
+    return [f"Fits that ran{planned}: {ran}; means and 95% CIs" if ran else "",
+            f"{shots} labelled examples per class (few-shot)" if shots else "",
+            f"budget {plots.format_seconds(budget)}, used {plots.format_seconds(comp['seconds'])} before saving"
+            if budget is not None and comp.get("seconds") is not None else ""]
 
 
 def _stat(stat: dict | None, as_points: bool = False) -> str:
@@ -282,11 +293,12 @@ def _stat(stat: dict | None, as_points: bool = False) -> str:
 
 def _comparison_row(row: dict, recommended: str | None) -> str:
     status = str(row.get("status") or "ok")
+    label = status if status == "skipped" else str(row.get("status_text") or status)  # skipped: reason beside it
     name = escape(str(row.get("strategy", "?")))
     reason = f'<div class="reason">{escape(str(row["reason"]))}</div>' if row.get("reason") else ""
     cls = escape(" ".join(c for c in ("recommended" if row.get("strategy") == recommended else "", status) if c))
     first = f'<td class="name">{name}{reason if status != "skipped" else ""}</td>' \
-            f'<td><span class="badge {escape(status)}">{escape(status)}</span></td>'
+            f'<td><span class="badge {escape(status)}">{escape(label)}</span></td>'
     if status == "skipped":
         return f'<tr class="{cls}">{first}<td colspan="7" class="reason">{escape(str(row.get("reason", "")))}</td></tr>'
     share = row.get("trainable_share")
