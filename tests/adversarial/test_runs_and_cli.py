@@ -198,3 +198,15 @@ def test_ctrl_c_during_a_fit_says_what_was_saved_and_how_to_resume(tmp_path, ima
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert f"headstart fit --resume {run}" in " ".join(err.split())
+
+
+def test_compare_and_audit_refuse_the_data_folder_before_any_work(cli, tmp_path, image_folder):
+    images = tmp_path / "imgs"
+    shutil.copytree(image_folder, images)
+    before = snapshot(images)
+    for verb in ("compare", "audit"):
+        result = cli([verb, images, "--model", "random:mobilenetv2", "--image-size", "32", "--out", images,
+                      "--overwrite", "--quiet"])
+        assert result.exit_code == 2, result.output
+        assert "never writes into, or replaces, your data" in result.output
+    assert snapshot(images) == before

@@ -12,6 +12,7 @@ from rich.table import Table
 from headstart.budget import hms
 from headstart.cli.output import console, fmt_count, print_json
 from headstart.compare import DEFAULT_STRATEGIES, Comparison, compare
+from headstart.outdir import check_writable
 
 
 def compare_cli(
@@ -48,6 +49,7 @@ def compare_cli(
     """
     started = time.perf_counter()
     out = out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_writable(out, "comparison", overwrite, inputs=(data, val, test))  # before any work
     names = [s.strip() for s in strategies.split(",") if s.strip()]
     result = compare(
         data, model, names, budget=budget, seeds=seeds, folds=folds, val=val, test=test, progress=not quiet,
