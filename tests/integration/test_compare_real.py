@@ -61,6 +61,16 @@ def test_auto_fine_tunes_on_mnist_when_the_budget_allows(digits, cache_dir):
     assert result.metrics["val"]["accuracy"] == max(auto["val_accuracy"].values())
 
 
+def test_auto_keeps_the_probe_when_its_fine_tune_collapses(digits, cache_dir):
+    # a learning rate far too high wrecks the recommended fine-tune: auto must notice and keep the probe
+    result = headstart.fit(digits, "mobilenetv2", "auto", budget="8m", image_size=64, epochs=2, hflip=False,
+                           lr=3.0, head_lr=3.0, cache_dir=cache_dir, progress=False)
+    auto = result.info["auto"]
+    assert auto["recommended"] in {"partial", "lp-ft", "full"}, auto["advice"]["recommendation"]["reasons"]
+    assert result.strategy == auto["kept"] == "linear"
+    assert auto["val_accuracy"][auto["recommended"]] <= auto["val_accuracy"]["linear"]  # lp-ft may keep its probe
+
+
 def test_compare_on_mnist_writes_a_report_that_paints_in_chromium(digits, cache_dir, chromium, tmp_path):  # noqa: F811
     c = compare(digits, "mobilenetv2", ("linear", "partial"), seeds=2, curve=(0.25, 1.0), image_size=64, epochs=3,
                 unfreeze=3, hflip=False, test_fraction=0.2, cache_dir=cache_dir, progress=False)
