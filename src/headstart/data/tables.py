@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import os
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -168,7 +169,7 @@ def _jsonl_table(text: str, shown: str, folder: str, gate: Gate) -> Table:
 
 def _check_unique(columns: tuple[str, ...], shown: str) -> None:
     """DataError if a column name appears twice in a header."""
-    repeated = sorted({name for name in columns if columns.count(name) > 1})
+    repeated = sorted(name for name, count in Counter(columns).items() if count > 1)
     if repeated:
         raise DataError(
             f"{shown}: the header names column(s) {', '.join(map(repr, repeated))} more than "
