@@ -18,7 +18,7 @@ def fit_cli(
     ctx: typer.Context,
     data: Optional[str] = typer.Argument(None, help="Image folder (root/<class>/*), or a CSV/TSV/JSONL/Parquet table."),
     model: str = typer.Option("minilm-l6", "--model", "-m", help="Built-in name, timm name, HF id or local dir."),
-    strategy: str = typer.Option("linear", "--strategy", "-s", help="linear | partial | full | lp-ft | lora | auto"),
+    strategy: str = typer.Option("linear", "--strategy", "-s", help="linear | partial | full | lp-ft | lora | contrastive (text) | auto"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory [default: runs/<model>-<strategy>-<time>]"),
     val: Optional[str] = typer.Option(None, help="Validation data; default: a stratified split of DATA."),
     test: Optional[str] = typer.Option(None, help="Test data, scored once at the end."),
