@@ -15,9 +15,9 @@ from headstart.errors import ConfigError
 from headstart.features import Extraction, FeatureCache
 from headstart.heads import Classifier
 from headstart.strategies import Contrastive, FitContext, make_strategy
-from headstart.strategies.contrastive import sentence_pairs
+from headstart.strategies.contrastive import pair_loss
 
-FAST = {"iterations": 2}  # 24 training texts -> 96 pairs, 6 steps
+FAST = {"steps": 3}
 
 
 def fit_contrastive(backbone, data, tmp_path, seed: int = 0, **options):
@@ -33,22 +33,18 @@ def fit_contrastive(backbone, data, tmp_path, seed: int = 0, **options):
     return Contrastive(**{**FAST, **options}).fit(backbone, splits, ctx)
 
 
-def test_pairs_are_balanced_and_match_the_labels():
-    targets = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
-    first, second, similar = sentence_pairs(targets, 5, np.random.default_rng(0))
-    assert len(similar) == 2 * 5 * len(targets) and similar.mean() == 0.5
-    assert np.bincount(first).tolist() == [10] * len(targets)  # every example starts 5 positive and 5 negative pairs
-    same = targets[first] == targets[second]
-    assert np.array_equal(same, similar == 1.0)
-    assert not np.any((first == second) & (similar == 1.0))  # a positive partner is another example of the class
-    again = sentence_pairs(targets, 5, np.random.default_rng(0))
-    assert all(np.array_equal(a, b) for a, b in zip((first, second, similar), again))
+def test_pair_loss_weighs_positive_and_negative_pairs_equally():
+    from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
 
-
-def test_a_lone_example_of_its_class_pairs_with_itself():
-    first, second, similar = sentence_pairs(np.array([0, 1, 1]), 3, np.random.default_rng(1))
-    alone = (first == 0) & (similar == 1.0)
-    assert alone.sum() == 3 and np.all(second[alone] == 0)
+    loss_fn = CosineSimilarityLoss(torch.nn.Identity())
+    embeddings = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, 0.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    cos = torch.nn.functional.cosine_similarity(embeddings[:, None], embeddings[None], dim=-1)
+    positive = ((cos[0, 1] - 1) ** 2 + (cos[2, 3] - 1) ** 2) / 2  # 2 positive pairs
+    negative = (cos[0, 2] ** 2 + cos[0, 3] ** 2 + cos[1, 2] ** 2 + cos[1, 3] ** 2) / 4  # 4 negative pairs
+    assert float(pair_loss(loss_fn, embeddings, labels)) == pytest.approx(float(positive + negative) / 2)
+    only_negative = float(pair_loss(loss_fn, embeddings[1:3], labels[1:3]))  # one pair, of two classes
+    assert only_negative == pytest.approx(float(cos[1, 2] ** 2))
 
 
 def test_contrastive_fits_saves_and_predicts_like_any_run(tiny_text_dir, text_csv, tmp_path):
@@ -58,7 +54,7 @@ def test_contrastive_fits_saves_and_predicts_like_any_run(tiny_text_dir, text_cs
     assert isinstance(model, Classifier) and result.strategy == "contrastive"
     assert result.metrics["trainable_params"] == sum(p.numel() for p in model.parameters())
     info = result.info
-    assert info["pairs"] == 2 * 20 * 24 and info["steps"] == 60 and info["stopped"] is None  # SetFit's defaults
+    assert info["steps"] == 60 and info["pairs"] == 60 * 120 and info["stopped"] is None  # 16 of 24 texts a step
     assert info["C"] in headstart.heads.DEFAULT_CS
     texts = ["The keeper saved a penalty", "Fold the cream into the batter"]
     saved = headstart.load_run(out).predict(texts)
@@ -97,8 +93,8 @@ def test_contrastive_refuses_image_models_and_names_the_alternatives(image_backb
         headstart.fit(str(image_folder), image_backbone, "contrastive", progress=False)
 
 
-@pytest.mark.parametrize("options,option", [({"iterations": 0}, "iterations"), ({"epochs": 1.5}, "epochs"),
-                                            ({"lr": -1e-5}, "--lr"), ({"batch_size": 0}, "batch_size"),
+@pytest.mark.parametrize("options,option", [({"steps": 0}, "steps"), ({"steps": 1.5}, "steps"),
+                                            ({"lr": -1e-5}, "--lr"), ({"batch_size": 1}, "batch_size"),
                                             ({"warmup": 1.0}, "warmup")])
 def test_invalid_contrastive_options_name_the_option(options, option):
     with pytest.raises(ConfigError, match=option):
