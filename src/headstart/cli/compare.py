@@ -18,7 +18,8 @@ from headstart.outdir import check_writable
 def compare_cli(
     data: str = typer.Argument(..., help="Image folder (root/<class>/*), or a CSV/TSV/JSONL/Parquet table."),
     model: str = typer.Option("minilm-l6", "--model", "-m", help="Built-in name, timm name, HF id or local dir."),
-    strategies: str = typer.Option(",".join(DEFAULT_STRATEGIES), help="Comma-separated strategies to compare."),
+    strategies: str = typer.Option(",".join(DEFAULT_STRATEGIES),
+                                   help="Comma-separated strategies to compare (also lora; contrastive for text)."),
     budget: Optional[str] = typer.Option(None, help="Time budget for the whole comparison, e.g. 90s, 15m, 1h: "
                                          "cheap fits first; fits estimated not to finish are skipped."),
     seeds: Optional[int] = typer.Option(None, help="Repeat over this many split seeds [default: 3 below 500 "

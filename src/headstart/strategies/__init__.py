@@ -1,6 +1,7 @@
 """Ways to adapt a backbone, one module each, behind one contract (see strategies.base)."""
 
 from headstart.strategies.base import FitContext, Strategy, StrategyResult
+from headstart.strategies.contrastive import Contrastive
 from headstart.strategies.full import Full
 from headstart.strategies.linear import Linear
 from headstart.strategies.lora import LoRA
@@ -12,6 +13,7 @@ __all__ = [
     "LPFT",
     "LoRA",
     "STRATEGIES",
+    "Contrastive",
     "FitContext",
     "Full",
     "Linear",

@@ -7,13 +7,14 @@ from typing import Any
 
 from headstart.errors import ConfigError
 from headstart.strategies.base import Strategy
+from headstart.strategies.contrastive import Contrastive
 from headstart.strategies.full import Full
 from headstart.strategies.linear import Linear
 from headstart.strategies.lora import LoRA
 from headstart.strategies.lpft import LPFT
 from headstart.strategies.partial import Partial
 
-STRATEGIES: dict[str, type] = {cls.name: cls for cls in (Linear, Partial, Full, LPFT, LoRA)}
+STRATEGIES: dict[str, type] = {cls.name: cls for cls in (Linear, Partial, Full, LPFT, LoRA, Contrastive)}
 
 
 def register_strategy(cls: type) -> type:
