@@ -250,6 +250,8 @@ def recipe_fit(spec: dict) -> dict:
             "strategy": result.strategy, "image_size": result.config.image_size,
             "max_length": result.config.max_length, "best_epoch": info.get("best_epoch"),
             "epochs_run": sum("train_loss" in h for h in result.history) or None,
+            "val_curve": [[h["epoch"], h.get("val_accuracy"), h.get("val_loss")]  # epoch, accuracy, loss
+                          for h in result.history if "epoch" in h],
             "warnings": list(m.get("warnings", [])), "probe_val_accuracy": m.get("probe_val_accuracy"),
             "auto": {k: auto[k] for k in ("recommended", "kept", "val_accuracy") if k in auto} or None}
 
