@@ -9,7 +9,9 @@ News with MiniLM-L6), every measurement in a fresh process (bench/tasks.py) so i
   d. fine-tuning step throughput: headstart's loop against a minimal hand-written loop;
   e. partial fine-tuning on cached boundary activations against recomputing the frozen groups;
   f. peers: fastai ``vision_learner(...).fine_tune`` and a Hugging Face ``Trainer`` (``make bench-setup``);
-  g. peak resident memory of each, and of ``linear`` on 10x more data.
+  g. peak resident memory of each, and of ``linear`` on 10x more data;
+  h. recipe quality (bench/recipes.py): every strategy's test accuracy and time on three small real sets,
+     beside a hand-written full fine-tune and fastai / a Trainer, with issue 10's targets.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.recipes import recipes_section
 from bench.report import write_results
 
 HERE = Path(__file__).resolve().parent
 SPLIT = {"val_fraction": 0.2, "test_fraction": 0.2, "seed": 0}
+SECTIONS = ("transfer", "finetune", "peers", "memory", "recipes")
 
 
 def run_task(name: str, spec: dict, work: Path, module: str = "bench.tasks") -> dict:
@@ -180,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "headstart-bench",
                         help="data folders and scratch files (kept, so a second run skips writing data)")
-    parser.add_argument("--skip", default="", help="comma-separated sections to skip: transfer,finetune,peers,memory")
+    parser.add_argument("--skip", default="", help="comma-separated sections to skip: " + ",".join(SECTIONS))
+    parser.add_argument("--recipe-sets", default="", help="recipes section: comma-separated sets to run "
+                        "(mnist,lfw,bbc; default all)")
     parser.add_argument("--reuse", type=Path, help="a RESULTS.json whose sections fill in the skipped ones "
                         "(RESULTS.md then names the run each came from)")
     args = parser.parse_args(argv)
@@ -188,14 +194,16 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     skip = set(filter(None, args.skip.split(",")))
     start = time.perf_counter()
-    loads = workloads(args.work, args.quick)
+    loads = workloads(args.work, args.quick) if {"transfer", "finetune", "peers"} - skip else {}
     epochs, partial_epochs = (2, 2) if args.quick else (3, 5)
     results = {"environment": environment(), "workloads": loads, "epochs": epochs, "partial_epochs": partial_epochs}
     scratch = Path(tempfile.mkdtemp(prefix="run-", dir=args.work))  # task specs and results
     sections = {"transfer": lambda: transfer_section(loads, scratch),
                 "finetune": lambda: finetune_section(loads, scratch, partial_epochs),
                 "peers": lambda: peers_section(loads, scratch, epochs),
-                "memory": lambda: memory_section(args.work, scratch, args.quick)}
+                "memory": lambda: memory_section(args.work, scratch, args.quick),
+                "recipes": lambda: recipes_section(args.work, scratch, args.quick, run_task,
+                                                            set(filter(None, args.recipe_sets.split(","))) or None)}
     try:
         for name, section in sections.items():
             if name not in skip:
@@ -208,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         earlier = json.loads(args.reuse.read_text())
         reused = [name for name in sections if name in skip and name in earlier]
         results.update({name: earlier[name] for name in reused})
+        if {"transfer", "finetune", "peers"} <= skip:  # their settings, as that run had them
+            results.update({k: earlier[k] for k in ("workloads", "epochs", "partial_epochs") if k in earlier})
         results["reused"] = {"sections": reused, "date": earlier["environment"]["date"],
                              "commit": earlier["environment"]["commit"]}
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))

@@ -233,6 +233,89 @@ def hand_finetune(spec: dict) -> dict:
 
 
 @task
+def recipe_fit(spec: dict) -> dict:
+    """The recipe-quality rows (bench/recipes.py): ``headstart.fit`` with defaults plus ``spec["options"]``, on
+    a folder with train/val/test splits, cold feature cache; test accuracy and what the fit chose."""
+    import timm  # noqa: F401  (imports done before the clock, as in every other task)
+    import transformers  # noqa: F401
+
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.perf_counter()
+        result = headstart.fit(spec["data"], spec["model"], spec["strategy"], progress=False, cache_dir=cache,
+                               **spec.get("options", {}))
+        seconds = time.perf_counter() - start
+    m, info = result.metrics, result.info
+    auto = info.get("auto", {})
+    return {"seconds": seconds, "accuracy": m["test"]["accuracy"], "val_accuracy": m["val"]["accuracy"],
+            "strategy": result.strategy, "image_size": result.config.image_size,
+            "max_length": result.config.max_length, "best_epoch": info.get("best_epoch"),
+            "epochs_run": sum("train_loss" in h for h in result.history) or None,
+            "val_curve": [[h["epoch"], h.get("val_accuracy"), h.get("val_loss")]  # epoch, accuracy, loss
+                          for h in result.history if "epoch" in h],
+            "warnings": list(m.get("warnings", [])), "probe_val_accuracy": m.get("probe_val_accuracy"),
+            "auto": {k: auto[k] for k in ("recommended", "kept", "val_accuracy") if k in auto} or None}
+
+
+@task
+def hand_recipe(spec: dict) -> dict:
+    """A plain hand-written full fine-tune (the recipe-quality yardstick): the backbone headstart loads, at the
+    input size headstart chooses from the data, a fresh linear head; everything trains, BatchNorm in train
+    mode, no augmentation, no clipping; AdamW (``backbone_lr`` for the backbone, ``head_lr`` for the head,
+    weight decay ``weight_decay``), cosine decay to 0 over every step, no warm-up; a fixed number of epochs,
+    no early stopping, no validation; test accuracy after the last epoch. Same training precision as
+    headstart's on this machine. ``seconds``: loading, training and testing, imports excluded."""
+    import timm  # noqa: F401
+    import transformers  # noqa: F401
+
+    start = time.perf_counter()
+    splits, backbone, _ = _load(spec)
+    device, precision = torch.device("cpu"), _training_precision(backbone)
+    image = backbone.modality == "image"
+    index = {c: i for i, c in enumerate(splits.classes)}
+    seed = spec.get("seed", 0)
+    torch.manual_seed(seed)
+    body = backbone.module.requires_grad_(True)
+    head = nn.Linear(backbone.feature_dim, len(index))
+    model = nn.Sequential(body, head)
+    if image:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW([{"params": body.parameters(), "lr": spec["backbone_lr"]},
+                                   {"params": head.parameters(), "lr": spec["head_lr"]}],
+                                  weight_decay=spec.get("weight_decay", 0.01))
+    collate = backbone.preprocessing.collate(augment=False)
+    loader = DataLoader([(x, index[y]) for x, y in zip(splits.train.items, splits.train.labels)],
+                        batch_size=spec.get("batch_size", 32), shuffle=True, collate_fn=collate,
+                        generator=torch.Generator().manual_seed(seed))
+    epochs = spec.get("epochs", 10)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(loader))
+    losses = []
+    for _ in range(epochs):
+        model.train()
+        total = 0.0
+        for inputs, y in loader:
+            with autocast(device, precision):
+                loss = F.cross_entropy(model(batch_to(inputs, device, image)).float(), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += float(loss) * len(y)
+        losses.append(total / len(splits.train))
+    model.eval()
+    correct = 0
+    test = DataLoader([(x, index[y]) for x, y in zip(splits.test.items, splits.test.labels)], batch_size=64,
+                      collate_fn=collate)
+    with torch.inference_mode():
+        for inputs, y in test:
+            with autocast(device, precision):
+                correct += int((model(batch_to(inputs, device, image)).float().argmax(1) == y).sum())
+    prep = backbone.preprocessing
+    return {"seconds": time.perf_counter() - start, "accuracy": correct / len(splits.test), "precision": precision,
+            "image_size": getattr(prep, "size", None), "max_length": getattr(prep, "max_length", None),
+            "epochs": epochs, "train_items": len(splits.train), "train_loss": losses}
+
+
+@task
 def split_items(spec: dict) -> dict:
     """The workload's split as item/label lists, for the peers (bench.peers) to train on the same data."""
     splits, _, _ = _load(spec)
