@@ -18,9 +18,9 @@ from headstart.data import DataSplits
 from headstart.errors import ConfigError
 from headstart.strategies.base import FitContext, StrategyResult
 from headstart.strategies.finetune import DEFAULT_LR, finetune
+from headstart.strategies.linear import Linear
 
 BACKBONE_LR_SHARE = 0.1  # the backbone's top group learns at this share of the (fitted) head's rate
-from headstart.strategies.linear import Linear
 
 
 @dataclass(frozen=True)
