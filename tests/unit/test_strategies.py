@@ -44,10 +44,12 @@ def test_frozen_groups_keep_every_parameter_and_buffer_bit_identical(image_backb
     assert any(k.endswith("running_mean") for k in frozen) and any(k.endswith("num_batches_tracked") for k in frozen)
     changed = [k for k in frozen if not torch.equal(before[k], after[k].cpu())]
     assert changed == []
-    # ...while the trained groups did move, weights and BatchNorm statistics alike.
+    # ...while the trained groups did move, weights and BatchNorm statistics alike (unless LP-FT kept its
+    # starting model, the probe's, because no epoch beat it: then nothing moved at all).
     moved = [k for k in trained if not torch.equal(before[k], after[k].cpu())]
-    assert any(k.endswith("weight") for k in moved)
-    assert any(k.endswith("running_mean") for k in moved)
+    kept_start = result.info["best_epoch"] == 0
+    assert any(k.endswith("weight") for k in moved) != kept_start
+    assert any(k.endswith("running_mean") for k in moved) != kept_start
 
 
 def test_partial_trains_exactly_the_last_groups_and_the_head(image_backbone, image_folder):
