@@ -278,8 +278,8 @@ def train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dat
         if best_key is None or key > best_key:
             best_key, outcome.best_epoch = key, epoch
             best_state = copy.deepcopy(model.state_dict())
-        elif epoch - outcome.best_epoch >= s.patience:
-            outcome.stopped_early = True
+        if epoch - _best_trained_epoch(outcome.history, s) >= s.patience:  # a scored start (epoch 0) may
+            outcome.stopped_early = True  # still be kept, but the warm-up's dip does not stop training
         if s.checkpoint and distributed.is_main():
             _checkpoint(s.checkpoint, epoch, model, optimizer, scheduler, anchored, generator, outcome,
                         best_key, best_state, total)
@@ -313,6 +313,12 @@ def _scores(logits: np.ndarray, y: np.ndarray) -> dict:
     """Validation loss and accuracy of ``logits``."""
     loss = float(F.cross_entropy(torch.from_numpy(logits).float(), torch.as_tensor(y)))
     return {"val_loss": loss, "val_accuracy": float((logits.argmax(1) == y).mean())}
+
+
+def _best_trained_epoch(history: list[dict], s: TrainSettings) -> int:
+    """The first epoch with the best selection key among the trained ones (epoch 0 aside)."""
+    trained = [row for row in history if "train_loss" in row]
+    return max(trained, key=lambda row: _selection_key(row, s))["epoch"]
 
 
 def _selection_key(row: dict, s: TrainSettings) -> tuple:
