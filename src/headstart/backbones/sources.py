@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import os
 import socket
+import warnings
 from _pickle import UnpicklingError  # the exception class only: nothing here unpickles
 from pathlib import Path
 from urllib.parse import urlparse
@@ -46,7 +47,9 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
             from safetensors.torch import load_file
 
             return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing what is not tensors
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except UnpicklingError:
         raise ModelNotFoundError(
             f"{path} is not a plain weights file: it holds Python objects besides tensors, which headstart never "
