@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle  # only to write a hostile file; nothing here unpickles
 import shutil
 import subprocess
 import sys
@@ -232,6 +233,15 @@ def test_a_pickle_given_as_weights_is_refused_without_advice_to_unpickle(image_f
     assert not marker.exists()
     assert_clean_error(code, out, err, str(evil), "not a plain weights file")
     assert "weights_only" not in err
+
+
+def test_a_plain_pickle_of_a_dict_is_refused_with_no_library_warning(image_folder, tmp_path, monkeypatch, capsys):
+    evil = tmp_path / "evil.pth"  # pickle protocol 4: torch warned about it on stderr before the refusal
+    evil.write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    code, out, err, _ = cli(monkeypatch, capsys, "fit", image_folder, "--model", "test_efficientnet",
+                            "--weights", evil, "--out", tmp_path / "run", "--quiet")
+    assert_clean_error(code, out, err, str(evil), "not a plain weights file")
+    assert "Warning" not in err and "site-packages" not in err
 
 
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04truncated zip"])
