@@ -294,6 +294,8 @@ def resolved_config(cfg: FitConfig, backbone: Backbone, strat: Strategy, info: d
             values[name] = value
     if info.get("bn"):
         values["bn"] = info["bn"]
+    if info.get("batch_size"):
+        values["batch_size"] = info["batch_size"]
     if info.get("lr_range"):  # the rates found are recorded as given: a rerun from this config uses them
         values["find_lr"] = False
     return replace(cfg, **values)

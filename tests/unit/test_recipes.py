@@ -106,3 +106,13 @@ def test_find_lr_scales_the_rates_records_them_and_restores_the_weights(tmp_path
     config = json.loads((run / "config.json").read_text())["config"]
     assert config["lr"] == pytest.approx(result.info["lr"]) and config["find_lr"] is False
     assert all(torch.equal(v, image_backbone.module.state_dict()[k]) for k, v in before.items())
+
+
+def test_batches_shrink_on_tiny_data_so_an_epoch_has_several_steps(text_backbone, text_pairs, tmp_path):
+    run = tmp_path / "run"
+    result = headstart.fit(text_pairs, text_backbone, "partial", progress=False, epochs=1, batch_size=32,
+                           out=str(run))
+    assert result.info["batch_size"] == 8  # 24 training texts: 3 steps at 8, not 1 at 32
+    assert json.loads((run / "config.json").read_text())["config"]["batch_size"] == 8
+    smaller = headstart.fit(text_pairs, text_backbone, "partial", progress=False, epochs=1, batch_size=4)
+    assert smaller.info["batch_size"] == 4  # a batch below the floor is the user's choice: kept

@@ -19,6 +19,11 @@ from headstart.strategies.base import FitContext, StrategyResult
 DEFAULT_LR = {"image": 5e-4, "text": 1e-4}  # learning rate of the top backbone group
 FRESH_HEAD_LR = 1e-3
 TINY_VAL = 100  # fewer validation items than this: select epochs on validation loss
+# Batches shrink (to MIN_BATCH at least) so that an epoch has STEPS_PER_EPOCH steps: 40 texts at batch 32 were
+# 2 steps an epoch, and partial/full MiniLM on 8-shot BBC News reached 0.69/0.79 test accuracy against 0.90/0.91
+# at batch 8 (bench/RESULTS.md, recipe quality).
+MIN_BATCH = 8
+STEPS_PER_EPOCH = 8
 
 
 def finetune(backbone: Backbone, splits: DataSplits, ctx: FitContext, *, unfreeze: int | None,
@@ -48,9 +53,11 @@ def finetune(backbone: Backbone, splits: DataSplits, ctx: FitContext, *, unfreez
     trainable |= {name for name, _ in model.named_parameters() if name.startswith("head.")}
     count = freeze(model, trainable)
     s = ctx.settings
-    frozen_bn = bn_policy(len(splits.train), s.batch_size) if s.frozen_bn is None else s.frozen_bn
-    settings = dataclasses.replace(s, lr=top, head_lr=head_lr, lr_decay=lr_decay, frozen_bn=frozen_bn,
-                                   select_on_loss=len(splits.val) < TINY_VAL, evaluate_start=fitted_head)
+    batch = min(s.batch_size, max(MIN_BATCH, len(splits.train) // STEPS_PER_EPOCH))  # enough steps on tiny data
+    frozen_bn = bn_policy(len(splits.train), batch) if s.frozen_bn is None else s.frozen_bn
+    settings = dataclasses.replace(s, batch_size=batch, lr=top, head_lr=head_lr, lr_decay=lr_decay,
+                                   frozen_bn=frozen_bn, select_on_loss=len(splits.val) < TINY_VAL,
+                                   evaluate_start=fitted_head)
     optimizer_groups = param_groups(model, chosen, "backbone.", settings)
     split = split_at(backbone, model.backbone, n) if _can_cache(backbone, settings, ctx.device) else None
     with ActivationCache(ctx.cache.root) as scratch:
@@ -63,7 +70,7 @@ def finetune(backbone: Backbone, splits: DataSplits, ctx: FitContext, *, unfreez
     info = {"unfrozen_groups": n, "layer_groups": len(groups), "best_epoch": outcome.best_epoch,
             "boundary_cached": feed is not None,
             "stopped_early": outcome.stopped_early, "stopped": "budget" if outcome.out_of_time else None,
-            "lr": top * factor, "head_lr": settings.head_lr * factor, "lr_decay": lr_decay,
+            "lr": top * factor, "head_lr": settings.head_lr * factor, "lr_decay": lr_decay, "batch_size": batch,
             "bn": ("frozen" if frozen_bn else "train") if _has_batchnorm(backbone.module) else None,
             "selected_on": "val_loss" if settings.select_on_loss else "val_accuracy"}
     if outcome.lr_range:
