@@ -55,7 +55,8 @@ class Predictor:
 
     def predict(self, inputs: Any, device: str = "auto", batch_size: int = 64, **source_options) -> list[dict]:
         """One dict per input: ``input`` (where it came from), ``label``, ``probabilities`` by class (+ ``text``)."""
-        data = inputs if isinstance(inputs, Dataset) else load_items(inputs, **source_options)
+        data = inputs if isinstance(inputs, Dataset) else load_items(
+            inputs, **{"modality": self.backbone.modality, **source_options})
         probs = self.probabilities(data, device, batch_size)
         rows = []
         for origin, item, p in zip(data.origins, data.items, probs):

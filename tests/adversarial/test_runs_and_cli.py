@@ -210,3 +210,16 @@ def test_compare_and_audit_refuse_the_data_folder_before_any_work(cli, tmp_path,
         assert result.exit_code == 2, result.output
         assert "never writes into, or replaces, your data" in result.output
     assert snapshot(images) == before
+
+
+def test_predict_reads_a_folder_as_the_models_kind_of_input_even_at_one_image_and_one_note(cli, tmp_path,
+                                                                                          image_run, image_folder):
+    _, run = image_run
+    folder = tmp_path / "new"
+    folder.mkdir()
+    shutil.copy(next((image_folder / "red").iterdir()), folder / "photo.png")
+    (folder / "notes.txt").write_text("taken on Tuesday\n")  # as many texts as images: the run decides
+    result = cli(["predict", run, folder])
+    assert result.exit_code == 0, result.output
+    assert [r["input"] for r in rows_of(result.stdout)] == [str(folder / "photo.png")]
+    assert "skipped" in result.stderr and "notes.txt" in result.stderr

@@ -46,7 +46,7 @@ def predict_cli(
         data = stdin_dataset(sys.stdin, skip_bad)
     else:
         data = load_items(inputs[0] if len(inputs) == 1 else inputs, text_col=text_col, image_col=image_col,
-                          skip_bad=skip_bad)
+                          skip_bad=skip_bad, modality=predictor.backbone.modality)
     for skipped in data.skipped:  # on stderr: stdout stays a clean table
         print(f"skipped {skipped.origin}: {skipped.reason}", file=sys.stderr)
     rows = predictor.predict(data, device=device) if len(data) else []

@@ -84,7 +84,7 @@ def read_folder(root: Path, shown: str, gate: Gate, labelled: bool) -> Dataset:
         labels = None
     origins = [os.path.join(shown, os.path.relpath(path, root)) for path in files]
     kinds = [_kind(path) for path in files]
-    main = None if labelled else _main_kind(kinds)
+    main = None if labelled else gate.modality or _main_kind(kinds)
     if main is not None:
         _note_others(files, kinds, origins, main, gate)
         kinds = [kind if kind == main else None for kind in kinds]

@@ -24,6 +24,7 @@ class Gate:
 
     skip_bad: bool
     skipped: list[Skipped] = field(default_factory=list)
+    modality: str | None = None  # inputs for a model of this modality: a folder's other files are skipped
 
     def reject(self, origin: str, problem: str, fix: str) -> None:
         """Refuse one item: ``problem`` says what is wrong, ``fix`` how to repair it."""

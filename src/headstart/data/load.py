@@ -71,13 +71,15 @@ def load_items(
     text_col: str | None = None,
     image_col: str | None = None,
     skip_bad: bool = False,
+    modality: str | None = None,
 ) -> Dataset:
     """Load unlabelled inputs: image/.txt file(s), a folder (recursive), a table or a list.
 
     Labels are read from a table's label column when it has one (else ``labels`` is None).
-    With ``skip_bad`` bad items are dropped and listed in the result's ``skipped``.
+    With ``skip_bad`` bad items are dropped and listed in the result's ``skipped``. ``modality``
+    (the model's) reads a folder's files of that kind and skips the others, listing them.
     """
-    gate = Gate(skip_bad)
+    gate = Gate(skip_bad, modality=modality)
     columns = Columns(text=text_col, image=image_col)
     dataset = read_source(source, labelled=False, columns=columns, gate=gate, role="input")
     dataset = _nonempty(dataset, "input", gate)
