@@ -63,7 +63,8 @@ def advise(data: Any, models: Sequence[str | Backbone] = ("minilm-l6",), *, budg
     best = first if ranking[0]["model"] == first.name else load_backbone(
         ranking[0]["model"], image_size=cfg.image_size, max_length=cfg.max_length)
     step = measure_step_seconds(best, splits, cfg.batch_size, device)
-    rec = recommend(ranking[0], splits, step, cfg.batch_size, cfg.epochs, Budget.parse(budget).total)
+    rec = recommend(ranking[0], splits, step, cfg.batch_size, cfg.epochs, Budget.parse(budget).total,
+                    best.modality)
     return Advice(ranking, rec)
 
 
@@ -130,69 +131,84 @@ def measure_step_seconds(backbone: Backbone, splits: DataSplits, batch_size: int
 
 
 def recommend(top: dict, splits: DataSplits, step: dict, batch_size: int, epochs: int,
-              budget_s: float | None) -> dict:
-    """A strategy for the top-ranked backbone, with the reasons stated in numbers."""
+              budget_s: float | None, modality: str = "image") -> dict:
+    """A strategy for the top-ranked backbone, with the reasons stated in numbers.
+
+    ``candidates`` lists what ``auto`` fits beside the probe, best guess first; it keeps the one that
+    validates best, so a second candidate guards against a wrong first guess when the budget allows it.
+    """
     counts = [splits.train.labels.count(c) for c in splits.classes]
     per_class, probe, slope = min(counts), top["probe"]["mean"], top["curve"]["slope"]
     steps = math.ceil(len(splits.train) / batch_size) * epochs
     est = {name: seconds * steps * 1.3 for name, seconds in step.items()}  # + validation passes
+    pairs = STRATEGIES["contrastive"]()
+    est["contrastive"] = step["full"] * pairs.steps * pairs.batch_size / batch_size  # one pass per text and step
     fits = {name: budget_s is None or t <= budget_s for name, t in est.items()}
     numbers = {"examples_per_class_min": per_class, "probe_accuracy": probe, "probe_ci95": top["probe"]["ci95"],
                "slope_per_doubling": slope, "estimated_partial_s": est["partial"], "estimated_full_s": est["full"],
-               "budget_s": budget_s, "logme": top["logme"]}
+               "estimated_contrastive_s": est["contrastive"], "budget_s": budget_s, "logme": top["logme"]}
     reasons = [f"{top['model']} ranks first (mean rank {top['mean_rank']:.1f} over LogME {top['logme']:.3f}, "
                f"H-score {top['h_score']:.2f} and the probe); its cross-validated linear probe reaches "
                f"{probe:.3f} (95% CI {top['probe']['ci95'][0]:.3f}-{top['probe']['ci95'][1]:.3f})."]
+    candidates: list[str] = []
     if probe >= CEILING:
-        strategy = "linear"
         reasons.append(f"The probe is at the ceiling (>= {CEILING}): fine-tuning could add at most "
                        f"{1 - probe:.3f} accuracy for {est['full']:.0f} s of training.")
+    elif per_class < FEW_SHOT and modality == "text" and fits["contrastive"]:
+        candidates = ["contrastive"]
+        reasons.append(f"Only {per_class} examples in the smallest class (< {FEW_SHOT}): too few to fine-tune "
+                       "on labels, enough for contrastive pairs (SetFit), estimated at "
+                       f"{est['contrastive']:.0f} s.")
     elif per_class < FEW_SHOT:
-        strategy = "linear"
         reasons.append(f"Only {per_class} examples in the smallest class (< {FEW_SHOT}): fine-tuning would "
                        "overfit; a regularised head on frozen features is the safer choice.")
     elif not fits["partial"]:
-        strategy = "linear"
         reasons.append(f"Fine-tuning is estimated at {est['partial']:.0f} s (partial) over the "
                        f"{budget_s:.0f} s budget.")
     elif slope >= STEEP or probe < 0.9:
-        strategy = "lp-ft" if fits["full"] and per_class >= 50 else "partial"
+        first = "lp-ft" if fits["full"] and per_class >= 50 else "partial"
+        second = "partial" if first == "lp-ft" else "full"
+        candidates = [first] + ([second] if budget_s is None or est[first] + est["full"] <= budget_s else [])
         reasons.append(f"The probe's learning curve still rises {slope:+.3f} per doubling of data and it stops "
                        f"at {probe:.3f}: the frozen features fall short, so adapting the backbone should pay.")
-        reasons.append(f"{strategy} is estimated at {est['full' if strategy == 'lp-ft' else 'partial']:.0f} s "
-                       f"({per_class}+ examples per class, budget {'none' if budget_s is None else f'{budget_s:.0f} s'}).")
+        reasons.append(f"{first} is estimated at {est['full' if first == 'lp-ft' else 'partial']:.0f} s "
+                       f"({per_class}+ examples per class, budget {'none' if budget_s is None else f'{budget_s:.0f} s'})"
+                       + (f"; {second} is checked against it on validation." if len(candidates) > 1 else "."))
     else:
-        strategy = "linear"
         reasons.append(f"The probe is strong ({probe:.3f}) and its learning curve is flat ({slope:+.3f} per "
                        "doubling): more adaptation is unlikely to repay its cost.")
-    return {"model": top["model"], "strategy": strategy, "reasons": reasons, "numbers": numbers}
+    return {"model": top["model"], "strategy": candidates[0] if candidates else "linear", "candidates": candidates,
+            "reasons": reasons, "numbers": numbers}
 
 
 def fit_auto(data: Any, model: str | Backbone, *, val: Any = None, test: Any = None, progress: bool = True,
              **options: Any) -> FitResult:
-    """``fit --strategy auto``: follow the advice within the budget, keeping the better of it and the probe.
+    """``fit --strategy auto``: fit the probe and the advised candidates within the budget; keep the best on
+    validation (the cheaper one on a tie).
 
     The linear probe comes from the feature cache the advice filled, so checking it costs seconds.
     """
     budget = options.get("budget")
     advice = advise(data, [model], budget=budget, val=val, test=test, progress=progress,
                     **{k: v for k, v in options.items() if k != "budget"})
-    chosen = advice.recommendation["strategy"]
     cfg = config_for(model, "auto", options)
     clock = Budget.parse(budget)
     splits, backbone = prepare(data, model, cfg, val, test)
     linear = fit_prepared(splits, backbone, replace(cfg, strategy="linear"), make_strategy("linear"), progress)
-    kept, tuned = linear, None
-    if chosen != "linear" and clock.left() > 0:
-        strat = make_strategy(chosen, **{k: v for k, v in cfg.strategy_options().items()
-                                         if k in {f.name for f in fields(STRATEGIES[chosen])}})
-        tuned = fit_prepared(splits, backbone, replace(cfg, strategy=chosen), strat, progress,
-                             deadline=clock.deadline())
-        if tuned.metrics["val"]["accuracy"] > linear.metrics["val"]["accuracy"]:
-            kept = tuned
+    fitted = {"linear": linear}
+    for name in advice.recommendation["candidates"]:
+        if clock.left() <= 0:
+            break
+        strat = make_strategy(name, **{k: v for k, v in cfg.strategy_options().items()
+                                       if k in {f.name for f in fields(STRATEGIES[name])}})
+        fitted[name] = fit_prepared(splits, backbone, replace(cfg, strategy=name), strat, progress,
+                                    deadline=clock.deadline())
+    kept = linear
+    for result in fitted.values():  # in the order fitted, cheapest first: a later one must validate better
+        if result.metrics["val"]["accuracy"] > kept.metrics["val"]["accuracy"]:
+            kept = result
     kept.info["auto"] = {
-        "recommended": chosen, "kept": kept.strategy, "advice": advice.to_dict(),
-        "val_accuracy": {"linear": linear.metrics["val"]["accuracy"],
-                         **({chosen: tuned.metrics["val"]["accuracy"]} if tuned else {})},
+        "recommended": advice.recommendation["strategy"], "kept": kept.strategy, "advice": advice.to_dict(),
+        "val_accuracy": {name: r.metrics["val"]["accuracy"] for name, r in fitted.items()},
     }
     return kept

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 import headstart
-from headstart.advise import advise, rank_by_evidence
+from headstart.advise import advise, rank_by_evidence, recommend
 from headstart.budget import Budget, CostModel
 from headstart.compare import _lost_to_probe, _plan, compare, mean_ci, repeat_count
+from headstart.data import DataSplits, Dataset
 from headstart.errors import ConfigError
 
 FAST = dict(image_size=32, epochs=2, batch_size=8, progress=False, hflip=False)
@@ -211,3 +212,31 @@ def test_fine_tuning_within_the_interval_of_the_probe_gets_no_warning():
     assert rows[2]["warning"].startswith("fine-tuning lost to the frozen probe: full ends 20.0 points below")
     assert rows[2]["warning"].endswith("likely overfitting (train-val gap +0.30).")  # train 0.90 >= probe 0.80
     assert "not overfitting: it reached only 0.650 on its own training data" in rows[3]["warning"]
+
+
+def _advice_inputs(per_class: int, probe: float, slope: float) -> tuple[dict, DataSplits]:
+    labels = tuple(c for c in "ab" for _ in range(per_class))
+    train = Dataset(tuple(f"t{i}" for i in range(len(labels))), labels, "text", tuple("x" for _ in labels))
+    splits = DataSplits(train, train, None, ["a", "b"], {}, [])
+    top = {"model": "m", "mean_rank": 1.0, "logme": 0.1, "h_score": 1.0,
+           "probe": {"mean": probe, "ci95": [probe - 0.05, probe + 0.05]}, "curve": {"slope": slope}}
+    return top, splits
+
+
+@pytest.mark.parametrize("modality, expected", [("text", ["contrastive"]), ("image", [])])
+def test_few_shot_text_is_advised_contrastive_pairs_and_few_shot_images_the_probe(modality, expected):
+    top, splits = _advice_inputs(per_class=8, probe=0.85, slope=0.05)
+    rec = recommend(top, splits, {"partial": 0.1, "full": 0.2}, 32, 10, None, modality)
+    assert rec["candidates"] == expected and rec["strategy"] == (expected or ["linear"])[0]
+    assert rec["numbers"]["estimated_contrastive_s"] > 0
+
+
+def test_short_features_are_advised_two_fine_tunes_when_the_budget_holds_both():
+    top, splits = _advice_inputs(per_class=30, probe=0.85, slope=0.05)
+    step = {"partial": 1.0, "full": 2.0}  # 2 steps an epoch x 10 epochs x 1.3: partial 26 s, full 52 s
+    assert recommend(top, splits, step, 32, 10, None)["candidates"] == ["partial", "full"]
+    assert recommend(top, splits, step, 32, 10, 100)["candidates"] == ["partial", "full"]
+    assert recommend(top, splits, step, 32, 10, 60)["candidates"] == ["partial"]  # full does not fit after it
+    assert recommend(top, splits, step, 32, 10, 20)["candidates"] == []  # nor partial alone
+    strong = recommend(*_advice_inputs(per_class=30, probe=0.95, slope=0.0), step, 32, 10, None)
+    assert strong["candidates"] == [] and strong["strategy"] == "linear"

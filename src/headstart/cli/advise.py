@@ -53,3 +53,6 @@ def advise_cli(
         console.print(f"  - {reason}", highlight=False, soft_wrap=True)
     console.print(f"Next: headstart fit {data} --model {rec['model']} --strategy {rec['strategy']}", highlight=False,
                   soft_wrap=True)
+    if len(rec["candidates"]) > 1:
+        console.print(f"  (--strategy auto fits the probe, {' and '.join(rec['candidates'])}, and keeps the best on "
+                      "validation)", highlight=False, soft_wrap=True)
