@@ -230,3 +230,27 @@ def test_real_fit_run_renders(tmp_path):
     assert html.count(f'<img src="{DATA_URI_PNG}') == 2
     assert "random:mobilenetv2" in page.all_text() and "partial" in page.all_text()
     assert "https://" not in html and "http://" not in html
+
+
+def test_an_auto_run_report_says_what_auto_checked_and_kept_in_words(tmp_path):
+    run = make_runs()[0]
+    advice = {"recommendation": {"strategy": "partial", "candidates": ["partial", "full"],
+                                 "reasons": ["The probe's learning curve still rises"],
+                                 "numbers": {"examples_per_class_min": 30, "probe_ci95": [0.8, 0.9], "budget_s": None}}}
+    run["metrics"]["strategy_info"] = {"auto": {"recommended": "partial", "kept": "full", "advice": advice,
+                                                "val_accuracy": {"linear": 0.81, "partial": 0.86, "full": 0.9}}}
+    run["metrics"]["data_warnings"] = ["3 validation items duplicate training items"]
+    page = Page(render_run_report(write_run_dir(tmp_path / "run", run)).read_text(encoding="utf-8"))
+    text = page.all_text()
+    assert "recommendation" in page.ids()
+    assert "auto fitted linear 81.0%, partial 86.0%, full 90.0% (validation accuracy) and kept full." in text
+    assert "fewest examples in a class" in text and "0.8–0.9" in text
+    assert "examples_per_class_min" not in text and "budget" not in text  # raw keys and empty numbers stay out
+    assert "3 validation items duplicate training items" in text  # fit's data checks reach the notes
+
+
+def test_an_lp_ft_run_report_shows_its_probe_stage(tmp_path):
+    run = make_runs()[0]
+    run["metrics"]["strategy_info"] = {"probe": {"C": 0.1, "val_accuracy": 0.82}}
+    text = Page(render_run_report(write_run_dir(tmp_path / "run", run)).read_text(encoding="utf-8")).all_text()
+    assert "LP-FT first fitted a linear probe (C = 0.1, validation accuracy 82.0%)" in text

@@ -111,7 +111,7 @@ def render_run_report(run_dir: Path) -> Path:
     data = ReportData(
         title=f"{run['strategy']} · {cfg.get('model', 'model')}",
         subtitle=f"How the {cfg.get('model', '?')} backbone did on your data with the {run['strategy']} strategy.",
-        runs=[run], notes=run_notes(run), meta={k: v for k, v in meta.items() if v})
+        runs=[run], recommendation=auto_decision(run), notes=run_notes(run), meta={k: v for k, v in meta.items() if v})
     path = run_dir / "report.html"
     tmp = run_dir / f".report.html.tmp-{os.getpid()}"
     tmp.write_text(render_report(data), encoding="utf-8")
@@ -132,9 +132,25 @@ def read_run(run_dir: Path) -> dict:
             "history": [json.loads(line) for line in lines if line.strip()], "config": config, "split": split}
 
 
+def auto_decision(run: dict) -> dict | None:
+    """For a ``--strategy auto`` run: the advice, every fit auto checked and the one it kept, as a recommendation."""
+    auto = ((run.get("metrics") or {}).get("strategy_info") or {}).get("auto")
+    if not auto:
+        return None
+    advice = (auto.get("advice") or {}).get("recommendation") or {}
+    checked = ", ".join(f"{name} {100 * acc:.1f}%" for name, acc in (auto.get("val_accuracy") or {}).items())
+    kept = auto.get("kept", "?")
+    reasons = [*advice.get("reasons", []),
+               f"auto fitted {checked} (validation accuracy) and kept {kept}"
+               + (", the cheapest of the best." if kept == "linear" and len(auto.get("val_accuracy") or {}) > 1 else ".")]
+    return {"strategy": kept, "reasons": reasons, "numbers": advice.get("numbers") or {}}
+
+
 def run_notes(run: dict) -> list[str]:
-    """Caveats a reader should know: no test split, a small evaluation set, early stopping."""
-    notes, metrics = [*(run.get("metrics") or {}).get("warnings", [])], run.get("metrics") or {}
+    """Caveats a reader should know: the data checks' warnings, no test split, a small evaluation set, early
+    stopping, LP-FT's probe stage, the input size."""
+    metrics = run.get("metrics") or {}
+    notes = [*metrics.get("warnings", []), *metrics.get("data_warnings", [])]
     split, scores = _headline(metrics)
     epochs = [row for row in run.get("history") or [] if "train_loss" in row]  # epoch 0 (before training) aside
     if split == "val":
@@ -154,6 +170,10 @@ def run_notes(run: dict) -> list[str]:
         notes.append(f"Training stopped early after epoch {epochs[-1]['epoch']} of {planned}: validation did not "
                      f"improve. " + (f"The saved weights are from epoch {best}." if best else "No epoch beat the starting "
                      "model (the linear probe's head), which is the one saved."))
+    probe = (metrics.get("strategy_info") or {}).get("probe")
+    if probe and probe.get("val_accuracy") is not None:
+        notes.append(f"LP-FT first fitted a linear probe (C = {_value(probe.get('C'))}, validation accuracy "
+                     f"{_pct(probe['val_accuracy'])}); fine-tuning started from its head (epoch 0 in the curves).")
     size = (run.get("config") or {}).get("image_size")
     if size:
         notes.append(f"Images were fed at {size} px (chosen from their native size unless --image-size was given).")
@@ -200,6 +220,13 @@ def _mb(mb: float | None) -> str:
     return "—" if mb is None else f"{mb / 1024:.2f} GB" if mb >= 1024 else f"{mb:.0f} MB"
 
 
+def _chip_value(value: object) -> str:
+    """A number, or a pair of numbers as a range (escaped)."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return f"{_value(value[0])}–{_value(value[1])}"
+    return _value(value)
+
+
 def _value(value: object) -> str:
     """A recommendation number, readably (escaped)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -241,12 +268,24 @@ def _header(data: ReportData, runs: list[dict]) -> str:
             f'<p class="subtitle">{escape(data.subtitle)}</p><dl class="facts">{facts}</dl></header>')
 
 
+_WORDS = {"examples_per_class_min": "fewest examples in a class", "probe_accuracy": "linear probe accuracy (CV)",
+          "probe_ci95": "probe 95% interval", "slope_per_doubling": "probe gain per doubling of data",
+          "estimated_partial_s": "partial, estimated seconds", "estimated_full_s": "full, estimated seconds",
+          "estimated_contrastive_s": "contrastive, estimated seconds", "budget_s": "budget, seconds",
+          "logme": "LogME (transferability)"}
+
+
+def _words(key: object) -> str:
+    """A record key as a reader would say it: ``probe_accuracy`` -> "linear probe accuracy (CV)"."""
+    return _WORDS.get(str(key), str(key).replace("_", " "))
+
+
 def _recommendation(rec: dict | None) -> str:
     if not rec:
         return ""
     reasons = "".join(f"<li>{escape(str(r))}</li>" for r in rec.get("reasons") or [])
-    numbers = "".join(f'<div class="chip"><span>{escape(str(k))}</span><b>{_value(v)}</b></div>'
-                      for k, v in (rec.get("numbers") or {}).items())
+    numbers = "".join(f'<div class="chip"><span>{escape(_words(k))}</span><b>{_chip_value(v)}</b></div>'
+                      for k, v in (rec.get("numbers") or {}).items() if v is not None)
     return (f'<section id="recommendation" class="callout"><div class="eyebrow">Recommendation</div>'
             f'<h2>Use <span class="strategy">{escape(str(rec.get("strategy", "?")))}</span></h2>'
             f'<ul class="reasons">{reasons}</ul><div class="chips">{numbers}</div></section>')
