@@ -24,7 +24,7 @@ from headstart.errors import ConfigError, DataError, RunError
 from headstart.features import Extraction, FeatureCache
 from headstart.metrics import classification_metrics
 from headstart.report import render_run_report
-from headstart.runs import Predictor, check_out, load_predictor, read_json, save_run
+from headstart.runs import Predictor, check_out, item_columns, load_predictor, read_json, save_run
 from headstart.strategies import FitContext, Strategy, StrategyResult, make_strategy
 
 
@@ -45,9 +45,26 @@ class FitResult:
     run_dir: Path | None = None
     data: dict | None = None  # where the data came from (checkpoints.data_record), saved in config.json
 
+    def __post_init__(self) -> None:
+        if not self.predictor.columns:  # predict(df) reads the columns this fit read
+            self.predictor.columns = item_columns(self.config.to_dict())
+
+    def __repr__(self) -> str:
+        from headstart.notebook import fit_result_repr
+
+        return fit_result_repr(self)
+
+    def _repr_html_(self) -> str:
+        from headstart.notebook import fit_result_html
+
+        return fit_result_html(self)
 
     def predict(self, inputs: Any, **options) -> list[dict]:
-        """Labels and class probabilities for new inputs (files, a folder, a table, texts)."""
+        """Labels and class probabilities for new inputs (files, a folder, a table, a datasets.Dataset, texts).
+
+        A table or DataFrame is read by this fit's column names when it has them; on a text model a string
+        that names no file is one text to classify.
+        """
         return self.predictor.predict(inputs, **options)
 
     def save(self, out: str | Path, overwrite: bool = False) -> Path:

@@ -72,15 +72,18 @@ def load_items(
     image_col: str | None = None,
     skip_bad: bool = False,
     modality: str | None = None,
+    run_columns: dict[str, str] | None = None,
 ) -> Dataset:
-    """Load unlabelled inputs: image/.txt file(s), a folder (recursive), a table or a list.
+    """Load unlabelled inputs: image/.txt file(s), a folder (recursive), a table, a list or a datasets.Dataset.
 
     Labels are read from a table's label column when it has one (else ``labels`` is None).
     With ``skip_bad`` bad items are dropped and listed in the result's ``skipped``. ``modality``
-    (the model's) reads a folder's files of that kind and skips the others, listing them.
+    (the model's) reads a folder's files of that kind and skips the others, listing them; for a text
+    model a string that names no file is a text (see ``sources.is_text_not_path``). ``run_columns``
+    (a run's ``{"text": name, ...}``) are read from a table that has them when no column is given.
     """
     gate = Gate(skip_bad, modality=modality)
-    columns = Columns(text=text_col, image=image_col)
+    columns = Columns(text=text_col, image=image_col, run=_run_columns(run_columns))
     dataset = read_source(source, labelled=False, columns=columns, gate=gate, role="input")
     dataset = _nonempty(dataset, "input", gate)
     return dataclasses.replace(dataset, skipped=tuple(gate.skipped))
@@ -93,12 +96,18 @@ def load_labelled(
     label_col: str | None = None,
     image_col: str | None = None,
     skip_bad: bool = False,
+    run_columns: dict[str, str] | None = None,
 ) -> Dataset:
-    """Load one labelled data set as it is, with no split (for evaluation)."""
+    """Load one labelled data set as it is, with no split (for evaluation); ``run_columns`` as in load_items."""
     gate = Gate(skip_bad)
-    columns = Columns(text=text_col, image=image_col, label=label_col)
+    columns = Columns(text=text_col, image=image_col, label=label_col, run=_run_columns(run_columns))
     dataset = _read(source, "evaluation", columns, gate)
     return dataclasses.replace(dataset, skipped=tuple(gate.skipped))
+
+
+def _run_columns(names: dict[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """A run's column names as ``Columns.run`` holds them (only those it named)."""
+    return tuple((role, name) for role, name in (names or {}).items() if name)
 
 
 def _check_fractions(val_fraction: float, test_fraction: float) -> None:
