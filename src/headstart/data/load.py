@@ -146,6 +146,16 @@ def _read(source: Any, role: str, columns: Columns, gate: Gate) -> Dataset:
     )
 
 
+HASH_CHARS = 16  # of each item's SHA-256: 64 bits, plenty to tell items apart, short in split.json
+
+
+def content_record(train: Dataset, val: Dataset) -> dict[str, list[str]]:
+    """``train_hashes`` and ``val_hashes``: each item's content hash (its first HASH_CHARS hex digits), so that
+    evaluation data can be matched against what the run was fitted and selected on."""
+    return {"train_hashes": [h[:HASH_CHARS] for h in train.item_hashes()],
+            "val_hashes": [h[:HASH_CHARS] for h in val.item_hashes()]}
+
+
 def _listing(skipped: list[Skipped], limit: int = 3) -> str:
     """The first ``limit`` skipped items with their reasons, and how many more, for a message."""
     shown = "; ".join(f"{s.origin} ({s.reason})" for s in skipped[:limit])
@@ -178,6 +188,7 @@ def _assemble(
         test_fraction if carve_test else None,
         seed,
     )
+    train.item_hashes()  # memoised: the subsets below keep theirs, for the record and the feature cache
     val = train.subset(val_idx) if carve_val else given["val"]
     test = given.get("test")
     if carve_test and test_idx:  # classes too small to spare a test example give none
@@ -194,5 +205,6 @@ def _assemble(
         "train_origins": list(train.origins),
         "val_origins": list(val.origins),
         "test_origins": [] if test is None else list(test.origins),
+        **content_record(train, val),
     }
     return DataSplits(train, val, test, classes, record, list(gate.skipped))
