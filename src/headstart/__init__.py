@@ -3,12 +3,16 @@
     import headstart
     result = headstart.fit("reviews.csv", model="minilm-l6", strategy="linear", out="runs/reviews")
     result.metrics["test"]["accuracy"], result.predict(["great phone, terrible battery"])
+
+    clf = headstart.Classifier(model="minilm-l6", strategy="linear")   # a scikit-learn estimator
+    sklearn.model_selection.cross_val_score(clf, texts, labels, cv=5)
 """
 
 from headstart.api import FitResult, evaluate, fit, load_run, models, predict
 from headstart.backbones import Backbone, load_backbone
 from headstart.config import FitConfig
 from headstart.data import load_data, load_items
+from headstart.estimator import Classifier
 from headstart.errors import ConfigError, DataError, HeadstartError, ModelNotFoundError, RunError
 from headstart.strategies import STRATEGIES, register_strategy
 
@@ -17,6 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "STRATEGIES",
     "Backbone",
+    "Classifier",
     "ConfigError",
     "DataError",
     "FitConfig",

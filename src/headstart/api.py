@@ -16,6 +16,7 @@ from headstart.audit import cheap_checks
 from headstart.backbones import Backbone, ImagePreprocessing, available_models, load_backbone
 from headstart.config import FitConfig
 from headstart.data import DataSplits, Dataset, Skipped, load_data, load_labelled
+from headstart.data.load import content_record
 from headstart.data.resolution import MIN_SIZE, choose_image_size, native_size
 from headstart.devices import (extraction_batch, peak_memory_mb, reset_peak_memory, resolve_device, resolve_precision,
                                resolve_workers)
@@ -23,8 +24,9 @@ from headstart.engine import predict_logits
 from headstart.errors import ConfigError, DataError, RunError
 from headstart.features import Extraction, FeatureCache
 from headstart.metrics import classification_metrics
+from headstart.overlap import overlap_with_run
 from headstart.report import render_run_report
-from headstart.runs import Predictor, check_out, load_predictor, read_json, save_run
+from headstart.runs import Predictor, check_out, item_columns, load_predictor, read_json, save_run
 from headstart.strategies import FitContext, Strategy, StrategyResult, make_strategy
 
 
@@ -45,9 +47,26 @@ class FitResult:
     run_dir: Path | None = None
     data: dict | None = None  # where the data came from (checkpoints.data_record), saved in config.json
 
+    def __post_init__(self) -> None:
+        if not self.predictor.columns:  # predict(df) reads the columns this fit read
+            self.predictor.columns = item_columns(self.config.to_dict())
+
+    def __repr__(self) -> str:
+        from headstart.notebook import fit_result_repr
+
+        return fit_result_repr(self)
+
+    def _repr_html_(self) -> str:
+        from headstart.notebook import fit_result_html
+
+        return fit_result_html(self)
 
     def predict(self, inputs: Any, **options) -> list[dict]:
-        """Labels and class probabilities for new inputs (files, a folder, a table, texts)."""
+        """Labels and class probabilities for new inputs (files, a folder, a table, a datasets.Dataset, texts).
+
+        A table or DataFrame is read by this fit's column names when it has them; on a text model a string
+        that names no file is one text to classify.
+        """
         return self.predictor.predict(inputs, **options)
 
     def save(self, out: str | Path, overwrite: bool = False) -> Path:
@@ -209,6 +228,7 @@ def keep_shots(splits: DataSplits, shots: int, seed: int) -> DataSplits:
     names, sizes = np.unique(np.asarray(splits.train.labels, dtype=object), return_counts=True)
     short = {str(c): int(n) for c, n in zip(names, sizes) if n < shots}
     split = {**splits.split, "shots": shots, "train_origins": [splits.train.origins[i] for i in idx],
+             **content_record(splits.train.subset(idx), splits.val),
              **({"shots_short": short} if short else {})}
     return replace(splits, train=splits.train.subset(idx), split=split)
 
@@ -373,7 +393,8 @@ def predict(run: str | Path, inputs: Any, device: str = "auto", **source_options
 def evaluate(run: str | Path, data: Any, device: str = "auto", **source_options: Any) -> dict:
     """Accuracy, macro-F1, per-class scores and confusion matrix of a saved run on labelled ``data``."""
     predictor = load_run(run)
-    ds = data if isinstance(data, Dataset) else load_labelled(data, **source_options)
+    ds = data if isinstance(data, Dataset) else load_labelled(data, **{"run_columns": predictor.columns,
+                                                                         **source_options})
     index = {c: i for i, c in enumerate(predictor.classes)}
     unseen = sorted(set(ds.labels) - set(index))
     if unseen:
@@ -384,6 +405,7 @@ def evaluate(run: str | Path, data: Any, device: str = "auto", **source_options:
     metrics = classification_metrics(y, probs.argmax(1), predictor.classes)
     if ds.skipped:
         metrics["skipped"] = [{"input": s.origin, "reason": s.reason} for s in ds.skipped]
+    metrics.update(overlap_with_run(Path(run), ds))  # evaluation items the run was fitted or selected on
     return metrics
 
 

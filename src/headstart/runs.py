@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -52,11 +52,27 @@ class Predictor:
     backbone: Backbone  # preprocessing and surface; its module is ``model.backbone``
     classes: list[str]
     precision: str = "fp32"
+    columns: dict[str, str] = field(default_factory=dict)  # the run's table columns: {"text": "body", ...}
+    run_dir: Path | None = None  # the run directory it was loaded from
+
+    def __repr__(self) -> str:
+        from headstart.notebook import predictor_repr
+
+        return predictor_repr(self)
+
+    def _repr_html_(self) -> str:
+        from headstart.notebook import predictor_html
+
+        return predictor_html(self)
 
     def predict(self, inputs: Any, device: str = "auto", batch_size: int = 64, **source_options) -> list[dict]:
-        """One dict per input: ``input`` (where it came from), ``label``, ``probabilities`` by class (+ ``text``)."""
+        """One dict per input: ``input`` (where it came from), ``label``, ``probabilities`` by class (+ ``text``).
+
+        A table or DataFrame is read by the run's own column names when it has them (``text_col=`` etc.
+        choose others); on a text model a string that names no file is one text to classify.
+        """
         data = inputs if isinstance(inputs, Dataset) else load_items(
-            inputs, **{"modality": self.backbone.modality, **source_options})
+            inputs, **{"modality": self.backbone.modality, "run_columns": self.columns, **source_options})
         probs = self.probabilities(data, device, batch_size)
         rows = []
         for origin, item, p in zip(data.origins, data.items, probs):
@@ -182,7 +198,18 @@ def load_predictor(run: Path) -> Predictor:
         model.adapter = adapter
     backbone = Backbone(spec["name"], spec["modality"], model.backbone, feature_dim, matcher,
                         _preprocessing(spec["preprocessing"], folder), spec["arch"], spec["source"], "run")
-    return Predictor(model.eval(), backbone, spec["classes"], spec["precision"])
+    config = Path(run) / "config.json"
+    try:
+        columns = item_columns(json.loads(config.read_text(encoding="utf-8")).get("config", {}))
+    except (OSError, ValueError, AttributeError):  # predicting needs only model/: columns are a convenience
+        columns = {}
+    return Predictor(model.eval(), backbone, spec["classes"], spec["precision"], columns, Path(run))
+
+
+def item_columns(config: dict) -> dict[str, str]:
+    """The table columns a fit's config named: ``{"text": ..., "image": ..., "label": ...}`` (those given)."""
+    return {role: config[f"{role}_col"] for role in ("text", "image", "label")
+            if isinstance(config.get(f"{role}_col"), str)}
 
 
 def _read_spec(run: Path, spec_file: Path) -> dict:

@@ -272,8 +272,10 @@ def test_python_pair_problems():
         load_data((["a", "b", "c"], ["x", "y"]))
     with pytest.raises(DataError, match=r"mixes modalities: list item 1 is an image"):
         load_data((["cat.jpg", "some text"], ["x", "y"]))
-    with pytest.raises(DataError, match=r"list item 2: the image array has dtype float64"):
-        load_data(([np.zeros((2, 2), np.uint8), np.zeros((2, 2))], ["x", "y"]))
+    with pytest.raises(DataError, match=r"list item 2: the image array has values from 0 to 300; give floats in"):
+        load_data(([np.zeros((2, 2), np.uint8), np.linspace(0, 300, 4).reshape(2, 2)], ["x", "y"]))
+    with pytest.raises(DataError, match=r"list item 1: the image array holds NaN"):
+        load_data(([np.full((2, 2), np.nan), np.zeros((2, 2))], ["x", "y"]))
     with pytest.raises(DataError, match="carries no labels"):
         load_data(["a", "b", "c"])
 

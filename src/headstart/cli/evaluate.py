@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -28,6 +29,8 @@ def evaluate_cli(
     """
     m = evaluate(run, data, device=device, text_col=text_col, label_col=label_col, image_col=image_col,
                  skip_bad=skip_bad)
+    for warning in m.get("warnings", []):  # on stderr, like fit's: stdout keeps the scores (or the JSON)
+        print(f"warning: {warning}", file=sys.stderr)
     if json_out:
         print_json(m)
         return

@@ -7,6 +7,7 @@ carriage return) get a leading ``'``, as OWASP recommends; ``--raw`` writes them
 from __future__ import annotations
 
 import csv
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Iterable, Optional
@@ -16,6 +17,7 @@ import typer
 from headstart.api import load_run
 from headstart.cli.output import print_json
 from headstart.data import Dataset, Skipped, load_items
+from headstart.data.sources import is_text_not_path
 from headstart.errors import DataError
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -23,13 +25,19 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 def predict_cli(
     run: Path = typer.Argument(..., help="Run directory written by `headstart fit`."),
-    inputs: Optional[list[str]] = typer.Argument(None, help="Image files, a folder, or a table. '-' or none: text lines on stdin."),
+    inputs: Optional[list[str]] = typer.Argument(None, help="Image or .txt files, folders, tables (several allowed; "
+                                                 "each row names its file), or on a text model texts in quotes. "
+                                                 "'-' or none: text lines on stdin."),
     text_col: Optional[str] = typer.Option(None, help="Table column with the texts."),
     image_col: Optional[str] = typer.Option(None, help="Table column with image paths."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable or invalid inputs (blank lines, "
                                   "corrupt images): each gets a row saying why, in a 'skipped' column."),
     raw: bool = typer.Option(False, "--raw", help="Write CSV cells as they are, without neutralising "
                              "spreadsheet formulas (a leading ' before =, +, -, @)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", min=1, metavar="K", help="Only the K most probable "
+                                        "classes per row (label_1, p_1, ... label_K, p_K) instead of one column "
+                                        "per class."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Inputs per forward pass."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     json_out: bool = typer.Option(False, "--json", help="JSON instead of CSV."),
 ) -> None:
@@ -43,19 +51,44 @@ def predict_cli(
     """
     predictor = load_run(run)
     if not inputs or inputs == ["-"]:
+        if sys.stdin.isatty():
+            print("reading texts from stdin, one per line; end with Ctrl-D (or pass files: headstart predict "
+                  "--help)", file=sys.stderr)
         data = stdin_dataset(sys.stdin, skip_bad)
     else:
-        data = load_items(inputs[0] if len(inputs) == 1 else inputs, text_col=text_col, image_col=image_col,
-                          skip_bad=skip_bad, modality=predictor.backbone.modality)
+        modality = predictor.backbone.modality
+        parts = [load_items(arg, text_col=text_col, image_col=image_col, skip_bad=skip_bad, modality=modality,
+                            run_columns=predictor.columns) for arg in inputs]
+        data = concat([dataclasses.replace(part, origins=[f"argument {n}"])  # a text given on the command line
+                       if modality == "text" and is_text_not_path(arg) else part
+                       for n, (arg, part) in enumerate(zip(inputs, parts), 1)])
     for skipped in data.skipped:  # on stderr: stdout stays a clean table
         print(f"skipped {skipped.origin}: {skipped.reason}", file=sys.stderr)
-    rows = predictor.predict(data, device=device) if len(data) else []
+    rows = predictor.predict(data, device=device, batch_size=batch_size) if len(data) else []
+    if top_k is not None:
+        rows = [keep_top(row, top_k) for row in rows]
     if skip_bad:
         rows = in_input_order(rows, data.skipped)
     if json_out:
         print_json(rows)
         return
-    write_csv(rows, predictor.classes, skip_bad, raw)
+    write_csv(rows, predictor.classes, skip_bad, raw, top_k)
+
+
+def concat(parts: list[Dataset]) -> Dataset:
+    """One Dataset from the inputs of several arguments, in argument order, each item keeping its origin."""
+    if len(parts) == 1:
+        return parts[0]
+    return Dataset([i for d in parts for i in d.items], None, parts[0].modality,
+                   [o for d in parts for o in d.origins], [s for d in parts for s in d.skipped])
+
+
+def keep_top(row: dict, k: int) -> dict:
+    """``row`` with ``top_k`` (the k most probable classes, most probable first) instead of every probability."""
+    ranked = sorted(row["probabilities"].items(), key=lambda item: -item[1])[:k]
+    out = {key: value for key, value in row.items() if key != "probabilities"}
+    out["top_k"] = [{"label": label, "probability": p} for label, p in ranked]
+    return out
 
 
 def stdin_dataset(lines: Iterable[str], skip_bad: bool) -> Dataset:
@@ -92,16 +125,23 @@ def _line_number(row: dict) -> int:
     return int(row["input"].rsplit(" ", 1)[1])
 
 
-def write_csv(rows: list[dict], classes: list[str], skip_bad: bool, raw: bool) -> None:
-    """CSV on stdout: input, text (for texts), label, one probability per class (+ skipped with skip_bad)."""
+def write_csv(rows: list[dict], classes: list[str], skip_bad: bool, raw: bool, top_k: int | None = None) -> None:
+    """CSV on stdout: input, text (for texts), label, one probability per class, or with ``top_k`` the k most
+    probable classes as label_1, p_1, ... (+ skipped with skip_bad)."""
     text = any("text" in r for r in rows)
     cell = (lambda v: v) if raw else neutralise
+    k = min(top_k, len(classes)) if top_k else 0
+    scores = [name for i in range(1, k + 1) for name in (f"label_{i}", f"p_{i}")] if k else [f"p_{c}" for c in classes]
     writer = csv.writer(sys.stdout)
-    writer.writerow(["input"] + (["text"] if text else []) + ["label"] + [f"p_{c}" for c in classes]
-                    + (["skipped"] if skip_bad else []))
+    writer.writerow(["input"] + (["text"] if text else []) + ["label"] + scores + (["skipped"] if skip_bad else []))
     for r in rows:
         shown = [cell(r.get("text", "")[:200])] if text else []
-        probs = [f"{r['probabilities'][c]:.6f}" for c in classes] if "probabilities" in r else [""] * len(classes)
+        if "top_k" in r:
+            probs = [v for t in r["top_k"] for v in (cell(t["label"]), f"{t['probability']:.6f}")]
+        elif "probabilities" in r:
+            probs = [f"{r['probabilities'][c]:.6f}" for c in classes]
+        else:
+            probs = [""] * len(scores)
         writer.writerow([cell(r["input"]), *shown, cell(r.get("label", "")), *probs]
                         + ([r.get("skipped", "")] if skip_bad else []))
 

@@ -55,20 +55,49 @@ def image_file_problem(path: str) -> tuple[str, str] | None:
 
 
 def array_problem(array: np.ndarray) -> str | None:
-    """Why a numpy array is not an HxW or HxWxC (C = 1, 3, 4) uint8 image, or None if it is."""
-    if array.dtype != np.uint8:
-        return (
-            f"the image array has dtype {array.dtype}, not uint8 "
-            "(scale it to 0-255 and use array.astype(numpy.uint8))"
-        )
+    """Why a numpy array is not an image headstart can use, or None if it is.
+
+    Images are HxW or HxWxC (C = 1, 3, 4) arrays of uint8, of other integers within 0-255, or of floats
+    within [0, 1] or [0, 255] (see ``to_uint8`` for how those are scaled).
+    """
     shape_ok = array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3, 4))
-    if shape_ok and array.shape[0] > 0 and array.shape[1] > 0:
+    if not shape_ok or array.shape[0] == 0 or array.shape[1] == 0:
+        return f"the image array has shape {array.shape}; expected HxW or HxWxC with C = 1, 3 or 4"
+    return pixel_problem(array)
+
+
+def pixel_problem(array: np.ndarray) -> str | None:
+    """Why the values of an image array (or a stack of them) cannot be read as pixels, or None."""
+    if array.dtype == np.uint8:
         return None
-    return f"the image array has shape {array.shape}; expected HxW or HxWxC with C = 1, 3 or 4"
+    if array.dtype.kind not in "uif":
+        return (f"the image array has dtype {array.dtype}; give uint8 pixels, or floats in [0, 1] "
+                "or [0, 255]")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        return "the image array holds NaN or infinite values"
+    low, high = array.min(), array.max()
+    if low < 0 or high > 255:
+        kind = "floats in [0, 1] or [0, 255]" if array.dtype.kind == "f" else "integers in 0-255"
+        return f"the image array has values from {low:g} to {high:g}; give {kind}"
+    return None
+
+
+def to_uint8(array: np.ndarray) -> np.ndarray:
+    """uint8 pixels from an array that passed ``pixel_problem``.
+
+    Floats whose values all lie in [0, 1] are scaled by 255; any other values (floats up to 255, integers)
+    are taken as 0-255 and rounded. The rule applies to the array as a whole: a stack of images
+    (N x H x W[ x C]) is scaled alike, so a nearly black image among them is not brightened on its own.
+    """
+    if array.dtype == np.uint8:
+        return array
+    scale = 255.0 if array.dtype.kind == "f" and array.max() <= 1.0 else 1.0
+    return np.rint(array.astype(np.float64) * scale).astype(np.uint8)
 
 
 def array_to_image(array: np.ndarray) -> Image.Image:
     """PIL image (L, RGB or RGBA) from an array that passed ``array_problem``."""
+    array = to_uint8(array)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     mode = {2: "L"}.get(array.ndim) or {3: "RGB", 4: "RGBA"}[array.shape[2]]
@@ -115,7 +144,7 @@ def load_image(item: Any) -> Image.Image:
     if not isinstance(item, (str, Path)):
         raise DataError(
             f"Cannot load an image from a {type(item).__name__}; "
-            "pass a file path, a PIL image or a uint8 numpy array."
+            "pass a file path, a PIL image or a numpy array (uint8, or floats in [0, 1] or [0, 255])."
         )
     try:
         with quiet_pillow(), Image.open(item) as image:

@@ -127,7 +127,7 @@ def _check_item(item: Any, modality: str, where: str) -> tuple[Any, str | None, 
     if isinstance(item, np.ndarray):
         problem = array_problem(item)
         if problem:
-            return item, problem, "Convert it to a uint8 HxW or HxWx3 array"
+            return item, problem, "Give an HxW or HxWx3 array of uint8, or of floats in [0, 1] or [0, 255]"
         return array_to_image(item), None, ""
     problem = image_file_problem(str(item))
     if problem is None:

@@ -72,15 +72,18 @@ def load_items(
     image_col: str | None = None,
     skip_bad: bool = False,
     modality: str | None = None,
+    run_columns: dict[str, str] | None = None,
 ) -> Dataset:
-    """Load unlabelled inputs: image/.txt file(s), a folder (recursive), a table or a list.
+    """Load unlabelled inputs: image/.txt file(s), a folder (recursive), a table, a list or a datasets.Dataset.
 
     Labels are read from a table's label column when it has one (else ``labels`` is None).
     With ``skip_bad`` bad items are dropped and listed in the result's ``skipped``. ``modality``
-    (the model's) reads a folder's files of that kind and skips the others, listing them.
+    (the model's) reads a folder's files of that kind and skips the others, listing them; for a text
+    model a string that names no file is a text (see ``sources.is_text_not_path``). ``run_columns``
+    (a run's ``{"text": name, ...}``) are read from a table that has them when no column is given.
     """
     gate = Gate(skip_bad, modality=modality)
-    columns = Columns(text=text_col, image=image_col)
+    columns = Columns(text=text_col, image=image_col, run=_run_columns(run_columns))
     dataset = read_source(source, labelled=False, columns=columns, gate=gate, role="input")
     dataset = _nonempty(dataset, "input", gate)
     return dataclasses.replace(dataset, skipped=tuple(gate.skipped))
@@ -93,12 +96,18 @@ def load_labelled(
     label_col: str | None = None,
     image_col: str | None = None,
     skip_bad: bool = False,
+    run_columns: dict[str, str] | None = None,
 ) -> Dataset:
-    """Load one labelled data set as it is, with no split (for evaluation)."""
+    """Load one labelled data set as it is, with no split (for evaluation); ``run_columns`` as in load_items."""
     gate = Gate(skip_bad)
-    columns = Columns(text=text_col, image=image_col, label=label_col)
+    columns = Columns(text=text_col, image=image_col, label=label_col, run=_run_columns(run_columns))
     dataset = _read(source, "evaluation", columns, gate)
     return dataclasses.replace(dataset, skipped=tuple(gate.skipped))
+
+
+def _run_columns(names: dict[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """A run's column names as ``Columns.run`` holds them (only those it named)."""
+    return tuple((role, name) for role, name in (names or {}).items() if name)
 
 
 def _check_fractions(val_fraction: float, test_fraction: float) -> None:
@@ -137,6 +146,16 @@ def _read(source: Any, role: str, columns: Columns, gate: Gate) -> Dataset:
     )
 
 
+HASH_CHARS = 16  # of each item's SHA-256: 64 bits, plenty to tell items apart, short in split.json
+
+
+def content_record(train: Dataset, val: Dataset) -> dict[str, list[str]]:
+    """``train_hashes`` and ``val_hashes``: each item's content hash (its first HASH_CHARS hex digits), so that
+    evaluation data can be matched against what the run was fitted and selected on."""
+    return {"train_hashes": [h[:HASH_CHARS] for h in train.item_hashes()],
+            "val_hashes": [h[:HASH_CHARS] for h in val.item_hashes()]}
+
+
 def _listing(skipped: list[Skipped], limit: int = 3) -> str:
     """The first ``limit`` skipped items with their reasons, and how many more, for a message."""
     shown = "; ".join(f"{s.origin} ({s.reason})" for s in skipped[:limit])
@@ -169,6 +188,7 @@ def _assemble(
         test_fraction if carve_test else None,
         seed,
     )
+    train.item_hashes()  # memoised: the subsets below keep theirs, for the record and the feature cache
     val = train.subset(val_idx) if carve_val else given["val"]
     test = given.get("test")
     if carve_test and test_idx:  # classes too small to spare a test example give none
@@ -185,5 +205,6 @@ def _assemble(
         "train_origins": list(train.origins),
         "val_origins": list(val.origins),
         "test_origins": [] if test is None else list(test.origins),
+        **content_record(train, val),
     }
     return DataSplits(train, val, test, classes, record, list(gate.skipped))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +13,19 @@ from PIL import Image
 
 from headstart.data.dataset import Dataset
 from headstart.data.folders import read_folder
-from headstart.data.images import is_image_name
+from headstart.data.hf import column_values, hf_dataset, is_hf_column, is_hf_dataset
+from headstart.data.images import is_image_name, pixel_problem, to_uint8
 from headstart.data.items import Gate, build_dataset, normalize_label, read_text_file
 from headstart.data.tables import TABLE_EXTENSIONS, Columns, frame_table, read_table, table_dataset
 from headstart.errors import DataError
 
-SEQUENCES = (list, tuple, pd.Series, np.ndarray)
+SEQUENCES = (list, tuple, pd.Series, np.ndarray, Sequence)  # Sequence: a datasets Column, among others
 ACCEPTED = (
     "a folder laid out as <folder>/<class>/<files>, a table file "
-    f"({', '.join(TABLE_EXTENSIONS)}), a pandas DataFrame, or a pair (items, labels)"
+    f"({', '.join(TABLE_EXTENSIONS)}), a pandas DataFrame, a Hugging Face datasets.Dataset, "
+    "or a pair (items, labels)"
 )
+FILE_SUFFIXES = frozenset({*TABLE_EXTENSIONS, ".txt"})
 
 
 def read_source(source: Any, *, labelled: bool, columns: Columns, gate: Gate, role: str) -> Dataset:
@@ -30,6 +34,10 @@ def read_source(source: Any, *, labelled: bool, columns: Columns, gate: Gate, ro
     if isinstance(source, pd.DataFrame):
         table = frame_table(source, f"{prefix}DataFrame", None)
         return table_dataset(table, columns, gate, labelled)
+    if is_hf_dataset(source):
+        return hf_dataset(source, columns, gate, labelled, f"{prefix}Dataset")
+    if not labelled and gate.modality == "text" and isinstance(source, str) and is_text_not_path(source):
+        return _list_dataset([source], None, prefix, gate, role)  # predict("some text") on a text model
     if isinstance(source, (str, os.PathLike)):
         return _read_path(Path(source), str(source), labelled, columns, gate, role)
     if is_pair(source):
@@ -41,11 +49,12 @@ def read_source(source: Any, *, labelled: bool, columns: Columns, gate: Gate, ro
         )
     if _is_single_image(source):
         source = [source]
-    if isinstance(source, SEQUENCES):
-        return _list_dataset(list(source), None, prefix, gate, role)
+    if (isinstance(source, SEQUENCES) or is_hf_column(source)) and not isinstance(source, (str, bytes)):
+        return _list_dataset(as_items(source), None, prefix, gate, role)
     raise DataError(
         f"Cannot read inputs from a {type(source).__name__}. Pass image files or a folder, a "
-        "table file, a DataFrame, or a list of texts, image paths or PIL images."
+        "table file, a DataFrame, a datasets.Dataset, or a list of texts, image paths, PIL images "
+        "or numpy image arrays."
     )
 
 
@@ -54,11 +63,37 @@ def is_pair(source: Any) -> bool:
     if not isinstance(source, (tuple, list)) or len(source) != 2:
         return False
     items, labels = source
-    if isinstance(items, str) or not isinstance(items, SEQUENCES):
+    if isinstance(items, (str, bytes)) or not (isinstance(items, SEQUENCES) or is_hf_column(items)):
         return False
     if isinstance(labels, np.ndarray):
         return labels.ndim == 1
-    return isinstance(labels, (list, tuple, pd.Series))
+    return isinstance(labels, (list, tuple, pd.Series)) or is_hf_column(labels)
+
+
+def is_text_not_path(source: str) -> bool:
+    """True if a string given as inputs to a text model is a text to classify rather than a file name.
+
+    It is a file name if that file or folder exists, or if it is one word ending in a file suffix that
+    headstart reads (a table, .txt, an image) or holding a path separator; then a missing one is an error.
+    """
+    if os.path.exists(source):
+        return False
+    word = source.strip()
+    if not word or any(c.isspace() for c in word):
+        return True
+    suffix = os.path.splitext(word)[1].lower()
+    return not (suffix in FILE_SUFFIXES or is_image_name(word) or "/" in word or os.sep in word)
+
+
+def as_items(values: Any) -> list:
+    """A list of items from a sequence: a datasets Column's values (class names for ClassLabel), or the
+    images of a numeric array stack (N x H x W[ x C]) scaled to uint8 as a whole (see ``to_uint8``)."""
+    if is_hf_column(values):
+        return column_values(values)
+    if isinstance(values, np.ndarray) and values.ndim in (3, 4) and values.dtype.kind in "uif":
+        if pixel_problem(values) is None:
+            values = to_uint8(values)
+    return list(values)
 
 
 def _is_single_image(source: Any) -> bool:
@@ -95,7 +130,7 @@ def _read_path(
 
 def _pair_dataset(items: Any, labels: Any, prefix: str, gate: Gate, role: str) -> Dataset:
     """Dataset from (items, labels) with one label per item."""
-    items, labels = list(items), list(labels)
+    items, labels = as_items(items), as_items(labels)
     if len(items) != len(labels):
         raise DataError(
             f"The {role} (items, labels) pair has {len(items)} items but {len(labels)} labels. "
@@ -105,7 +140,7 @@ def _pair_dataset(items: Any, labels: Any, prefix: str, gate: Gate, role: str) -
 
 
 def _list_dataset(items: list, labels: list | None, prefix: str, gate: Gate, role: str) -> Dataset:
-    """Dataset from in-memory items: texts, or image paths / PIL images / uint8 arrays."""
+    """Dataset from in-memory items: texts, or image paths / PIL images / numpy image arrays."""
     if not items:
         raise DataError(f"The {role} data is an empty list; give at least one item.")
     kinds = [_item_kind(item) for item in items]
@@ -116,7 +151,7 @@ def _list_dataset(items: list, labels: list | None, prefix: str, gate: Gate, rol
             f"The {role} data mixes modalities: {origins[first_image]} is an image "
             f"({str(items[first_image])[:60]!r}) but {origins[first_text]} is a text "
             f"({str(items[first_text])[:60]!r}). Give only texts or only images (paths "
-            f"ending in an image extension, PIL images or uint8 arrays)."
+            f"ending in an image extension, PIL images or numpy image arrays)."
         )
     modality = "image" if "image" in kinds else "text"
     if modality == "image":

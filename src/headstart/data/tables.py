@@ -46,11 +46,21 @@ class Table:
 
 @dataclass(frozen=True)
 class Columns:
-    """Column names the user chose (None: use the defaults)."""
+    """Column names the user chose (None: use the defaults).
+
+    ``run`` holds a run's own column names (``{"text": "body", "label": "queue"}``): where the user chose no
+    column, a table that has the run's column is read by it before the default names are tried.
+    """
 
     text: str | None = None
     image: str | None = None
     label: str | None = None
+    run: tuple[tuple[str, str], ...] = ()
+
+    def of_run(self, role: str, table: "Table") -> str | None:
+        """The run's column for ``role`` ('text', 'image', 'label') when ``table`` has it, else None."""
+        name = dict(self.run).get(role)
+        return name if name in table.columns else None
 
 
 def read_table(path: Path, shown: str, gate: Gate) -> Table:
@@ -179,12 +189,7 @@ def _check_unique(columns: tuple[str, ...], shown: str) -> None:
 
 def table_dataset(table: Table, columns: Columns, gate: Gate, need_labels: bool) -> Dataset:
     """Dataset from a table: texts or image paths plus labels (required when ``need_labels``)."""
-    if columns.text and columns.image:
-        raise ConfigError(
-            f"Pass only one of {option('text_col')} and {option('image_col')}, not both."
-        )
-    label_col = _pick(table, columns.label, LABEL_COLUMNS, "label_col", "label", need_labels)
-    modality, item_col = _item_column(table, columns)
+    modality, item_col, label_col = choose_columns(table, columns, need_labels)
     labels = None
     if label_col is not None:
         labels = [normalize_label(row.get(label_col)) for row in table.rows]
@@ -207,6 +212,18 @@ def table_dataset(table: Table, columns: Columns, gate: Gate, need_labels: bool)
         where=f" in column '{item_col}'",
         label_where=f" in column '{label_col}'",
     )
+
+
+def choose_columns(table: Table, columns: Columns, need_labels: bool) -> tuple[str, str, str | None]:
+    """``(modality, item column, label column or None)`` of a table; only its name and columns are read."""
+    if columns.text and columns.image:
+        raise ConfigError(
+            f"Pass only one of {option('text_col')} and {option('image_col')}, not both."
+        )
+    label = columns.label or columns.of_run("label", table)
+    label_col = _pick(table, label, LABEL_COLUMNS, "label_col", "label", need_labels)
+    modality, item_col = _item_column(table, columns)
+    return modality, item_col, label_col
 
 
 def _pick(
@@ -241,6 +258,9 @@ def _item_column(table: Table, columns: Columns) -> tuple[str, str]:
         return "text", _pick(table, columns.text, TEXT_COLUMNS, "text_col", "text", True)
     if columns.image:
         return "image", _pick(table, columns.image, IMAGE_COLUMNS, "image_col", "image", True)
+    for modality in ("text", "image"):
+        if columns.of_run(modality, table):
+            return modality, columns.of_run(modality, table)
     text_col = _pick(table, None, TEXT_COLUMNS, "text_col", "text", False)
     image_col = _pick(table, None, IMAGE_COLUMNS, "image_col", "image", False)
     if text_col and image_col:

@@ -99,6 +99,24 @@ def render_report(sections: ReportData) -> str:
             f'<footer>Written by headstart from the run\'s JSON files.</footer></main></body></html>\n')
 
 
+def summary_card(run: dict) -> str:
+    """One run's summary card, as report.html shows it, with its styles scoped to it: for a notebook cell.
+
+    ``run`` is a report run dict (``{"name", "strategy", "metrics", "config"}``); only class rules of the
+    report's CSS are kept, each under ``.headstart-card``, so the notebook's own page keeps its looks.
+    """
+    scope = "headstart-card"
+    rules = []
+    for selectors, body in re.findall(r"([^{}@]+)\{([^{}]*)\}", CSS):
+        names = [name.strip() for name in selectors.split(",")]
+        if all(name.startswith(".") for name in names):
+            rules.append(",".join(f".{scope} {name}" for name in names) + "{" + body + "}")
+    font = 'font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;color:#24292f'
+    card = _card(dict(run, config=_fit_config(run.get("config"))), None)
+    return (f'<div class="{scope}"><style>.{scope}{{{font}}}.{scope} dl{{margin:0}}{"".join(rules)}</style>'
+            f'<div class="cards">{card}</div></div>')
+
+
 def render_run_report(run_dir: Path) -> Path:
     """Read one run directory's JSON files and write ``run_dir/report.html``; return its path."""
     run_dir = Path(run_dir)

@@ -1,0 +1,268 @@
+"""scikit-learn estimators over headstart: ``headstart.Classifier`` fits, predicts and embeds texts or images.
+
+    from sklearn.model_selection import GridSearchCV, cross_val_score
+    clf = headstart.Classifier(model="minilm-l6", strategy="linear")
+    cross_val_score(clf, texts, labels, cv=5)
+    GridSearchCV(headstart.Classifier(model="mobilenetv2", strategy="partial", epochs=5),
+                 {"unfreeze": [1, 2, 3]}).fit(image_paths, labels)
+
+``X`` is one item per sample, never a feature matrix: a list (or pandas Series, numpy array of strings,
+datasets Column) of texts, image paths, PIL images or numpy images; a numpy stack ``N x H x W`` or
+``N x H x W x C``; or a one-column DataFrame (or one with the ``text_col``/``image_col`` option's column).
+Numpy images may be uint8, other integers in 0-255, or floats: a float array whose values all lie in
+[0, 1] is scaled by 255, any other (up to 255) is taken as 0-255; a stack is scaled as a whole.
+
+Every FitConfig option (``epochs``, ``unfreeze``, ``lr``, ``image_size``, ``seed``, ``cache_dir``...) is an
+estimator parameter, so ``get_params``, ``set_params``, ``clone`` and grid searches see it. ``fit`` carves
+its own validation split from the data it is given (``val_fraction``) to choose the head's strength and
+the best epoch. It writes no run folder unless ``out=`` is given; frozen features go to headstart's
+feature cache as in every fit (``cache_dir=`` moves it), so the folds of a cross-validation forward each
+item once. A fitted estimator pickles as its run's safetensors weights and JSON records, never as
+pickled tensors or modules.
+
+The task-specific parts (labels in, predictions out) live in the subclasses: ``Classifier`` here; a
+regressor or multi-label classifier adds its own ``fit`` target handling and ``predict`` on the same base.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+from headstart.api import FitResult, fit
+from headstart.config import FitConfig
+from headstart.data import Dataset, load_items
+from headstart.data.hf import is_hf_column, is_hf_dataset
+from headstart.data.items import normalize_label
+from headstart.data.sources import as_items
+from headstart.devices import resolve_device
+from headstart.errors import ConfigError, DataError
+from headstart.features import Extraction, extract
+from headstart.runs import load_predictor, save_run
+
+OPTIONS = frozenset(f.name for f in dataclasses.fields(FitConfig)) - {"model", "strategy"}
+
+
+class HeadstartEstimator(BaseEstimator):
+    """What every headstart estimator shares: parameters (FitConfig options among them), inputs, embeddings,
+    pickling. Subclasses add the task: how targets become labels and how predictions come back."""
+
+    def __init__(self, model: str = "minilm-l6", strategy: str = "linear", *, out: str | os.PathLike | None = None,
+                 overwrite: bool = False, progress: bool = False, **options: Any) -> None:
+        self.model = model
+        self.strategy = strategy
+        self.out = out
+        self.overwrite = overwrite
+        self.progress = progress
+        for name, value in options.items():  # checked by fit, as scikit-learn asks: an unknown name fails there
+            setattr(self, name, value)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's parameters plus every option given (``epochs=3``...)."""
+        params = super().get_params(deep)
+        params.update({name: value for name, value in vars(self).items()
+                       if not name.startswith("_") and not name.endswith("_")})
+        return params
+
+    def set_params(self, **params: Any) -> "HeadstartEstimator":
+        """Set parameters, FitConfig options included (``set_params(epochs=3)``); returns the estimator."""
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import TransformerTags  # scikit-learn >= 1.6, the first to call this method
+
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags = TransformerTags(preserves_dtype=[])  # transform gives float32 embeddings
+        tags.input_tags.two_d_array = False  # one text or image per sample, never a feature matrix
+        tags.input_tags.three_d_array = True  # N x H x W image stacks (and N x H x W x C)
+        tags.input_tags.string = True
+        tags.target_tags.required = True
+        return tags
+
+    def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
+        return {"X_types": ["string", "3darray"], "requires_y": True, "poor_score": True}
+
+    def _options(self) -> dict[str, Any]:
+        """The FitConfig options among the parameters; ConfigError naming any other unknown name."""
+        named = set(BaseEstimator.get_params(self, deep=False))
+        options = {k: v for k, v in self.get_params(deep=False).items() if k not in named}
+        unknown = sorted(set(options) - OPTIONS)
+        if unknown:
+            raise ConfigError(f"{type(self).__name__} got unknown options {unknown}; options are the fields of "
+                              f"headstart.FitConfig: {', '.join(sorted(OPTIONS))}.")
+        return options
+
+    def _fit_labels(self, X: Any, labels: list[str]) -> None:
+        """Fit headstart on ``X`` with string ``labels``; the fit is kept as ``result_``."""
+        items = self._items(X)
+        if len(items) != len(labels):
+            raise DataError(f"X has {len(items)} samples but y has {len(labels)}; give one target per sample.")
+        self.result_ = fit((items, labels), self.model, self.strategy, out=self.out,
+                                     overwrite=self.overwrite, progress=self.progress, **self._options())
+
+    def _dataset(self, X: Any) -> Dataset:
+        """X checked and loaded as the fitted model's inputs."""
+        check_is_fitted(self, "result_")
+        backbone = self.result_.predictor.backbone
+        return load_items(self._items(X), modality=backbone.modality)
+
+    def _device(self) -> str:
+        return self._options().get("device", "auto")
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Embeddings ``[n_samples, feature_dim]`` (float32) from the fitted backbone, fine-tuned or frozen."""
+        data = self._dataset(X)
+        predictor = self.result_.predictor
+        device = resolve_device(self._device())
+        return extract(predictor.backbone, data, Extraction(device, "fp32", progress=False))
+
+    def _items(self, X: Any) -> list:
+        """One item per sample from the accepted forms of ``X`` (see the module docstring)."""
+        if hasattr(X, "tocsr") or hasattr(X, "todense"):
+            raise DataError("X is a sparse matrix: sparse input is not supported; headstart takes one text or "
+                            "image per sample.")
+        if isinstance(X, (str, bytes, os.PathLike)):
+            raise DataError(f"X is a single {type(X).__name__}; pass a list of texts or images, one per sample.")
+        if is_hf_dataset(X):
+            raise DataError("X is a datasets.Dataset; pass one of its columns, e.g. X=ds['text'], y=ds['label'].")
+        if isinstance(X, pd.DataFrame):
+            return self._frame_items(X)
+        if isinstance(X, np.ndarray):
+            return _array_items(X)
+        if isinstance(X, (list, tuple, pd.Series)) or is_hf_column(X):
+            items = as_items(X)
+            if not items:
+                raise DataError("X is empty; give at least one sample.")
+            return items
+        raise DataError(f"X is a {type(X).__name__}; pass a list of texts, image paths, PIL images or numpy "
+                        "images, a numpy image stack, a pandas Series, or a datasets Column.")
+
+    def _frame_items(self, X: pd.DataFrame) -> list:
+        """The items of a DataFrame: its only column, or the ``text_col`` / ``image_col`` option's column."""
+        options = self._options()
+        wanted = options.get("text_col") or options.get("image_col")
+        if wanted is None and X.shape[1] == 1:
+            wanted = X.columns[0]
+        if wanted is None or wanted not in X.columns:
+            raise DataError(f"X is a DataFrame with columns {list(X.columns)}; pass one column (X['text']) or "
+                            "set text_col= or image_col= to the column holding the items.")
+        return as_items(X[wanted])
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The estimator's state with a fitted run as its files' bytes (safetensors and JSON, no pickles)."""
+        state = dict(self.__dict__)
+        result = state.pop("result_", None)
+        if result is not None:
+            state["_run_files"] = _pack_run(result)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        files = state.pop("_run_files", None)
+        self.__dict__.update(state)
+        if files is not None:
+            self.result_ = _unpack_run(files)
+
+
+class Classifier(ClassifierMixin, HeadstartEstimator):
+    """A scikit-learn classifier that adapts a pretrained backbone (``model``) with ``strategy``.
+
+    ``fit(X, y)`` keeps ``classes_`` in the type of ``y`` (integer labels come back as integers);
+    ``predict`` returns labels of that type, ``predict_proba`` one column per ``classes_`` entry,
+    ``transform`` the backbone's embeddings; ``result_`` is the headstart FitResult (metrics, report, save).
+    """
+
+    def fit(self, X: Any, y: Any) -> "Classifier":
+        """Adapt the backbone to ``X`` (texts or images) labelled ``y``; returns the estimator."""
+        if y is None:
+            raise DataError(f"{type(self).__name__} requires y to be passed, but the target y is None; give one "
+                            "label per sample.")
+        y = np.asarray(as_items(y) if is_hf_column(y) else y)
+        if y.ndim != 1:
+            raise DataError(f"y has shape {y.shape}; give one label per sample (a 1-D array or list).")
+        check_classification_targets(y)
+        classes, codes = np.unique(y, return_inverse=True)
+        names = [normalize_label(c) for c in classes]
+        if None in names or len(set(names)) != len(names):
+            raise DataError(f"The labels {list(classes)[:10]} include an empty label or labels that differ only in "
+                            "surrounding spaces; give each class a distinct, non-empty label.")
+        self._fit_labels(X, [names[code] for code in codes])
+        self.classes_ = classes
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities ``[n_samples, n_classes]``, columns in ``classes_`` order."""
+        data = self._dataset(X)
+        predictor = self.result_.predictor
+        probs = predictor.probabilities(data, self._device())
+        column = {normalize_label(c): i for i, c in enumerate(self.classes_)}
+        out = np.zeros((len(data), len(self.classes_)), dtype=np.float64)
+        out[:, [column[name] for name in predictor.classes]] = probs  # a class skipped in fit keeps 0
+        return out
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable class of each sample, as an element of ``classes_``."""
+        probs = self.predict_proba(X)
+        return self.classes_[probs.argmax(axis=1)]
+
+
+def _array_items(X: np.ndarray) -> list:
+    """Items from a numpy array: 1-D strings or objects, or an image stack N x H x W[ x C]."""
+    if X.ndim == 1 and X.dtype.kind in "OUS":
+        return _nonempty(list(X))
+    if X.ndim in (3, 4) and X.dtype.kind in "uif":
+        return _nonempty(as_items(X))
+    raise DataError(f"X is a {X.ndim}-D {X.dtype} array of shape {X.shape}: headstart takes one text or image per "
+                    "sample, not a feature matrix. Pass texts, image paths, or images as an N x H x W or "
+                    "N x H x W x C stack (for precomputed features use a scikit-learn model).")
+
+
+def _nonempty(items: list) -> list:
+    if not items:
+        raise DataError("X is empty; give at least one sample.")
+    return items
+
+
+def _pack_run(result: FitResult) -> dict[str, bytes]:
+    """A FitResult as the files of its run folder (no report), read into memory; the temporary folder is removed."""
+    folder = Path(tempfile.mkdtemp(prefix="headstart-estimator-"))
+    try:
+        config = {"config": result.config.to_dict(), **({"data": result.data} if result.data is not None else {})}
+        records = {"config.json": config, "split.json": result.split, "metrics.json": result.metrics}
+        save_run(folder / "run", result.predictor, records, result.history)
+        return {str(p.relative_to(folder / "run")): p.read_bytes()
+                for p in sorted((folder / "run").rglob("*")) if p.is_file()}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _unpack_run(files: dict[str, bytes]) -> FitResult:
+    """A FitResult rebuilt from ``_pack_run``'s files (the temporary folder is removed once loaded)."""
+    folder = Path(tempfile.mkdtemp(prefix="headstart-estimator-"))
+    try:
+        for name, payload in files.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(payload)
+        predictor = load_predictor(folder)
+        predictor.run_dir = None  # the folder is gone once this returns
+        record = json.loads(files["config.json"])
+        metrics = json.loads(files["metrics.json"])
+        history = [json.loads(line) for line in files["history.jsonl"].decode().splitlines() if line.strip()]
+        config = FitConfig.from_dict(record["config"])
+        return FitResult(config.strategy, config.model, list(predictor.classes), metrics, history,
+                         metrics.get("strategy_info", {}), predictor, config, json.loads(files["split.json"]),
+                         data=record.get("data"))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
