@@ -21,8 +21,13 @@ from headstart.backbones.base import Backbone, Batch, Preprocessing
 from headstart.backbones.families.base import BoundaryCut, Family, NativeExport, OnnxGraph, assemble
 from headstart.backbones.preprocessing import TextPreprocessing
 from headstart.backbones.registry import register_backbone, register_family
-from headstart.backbones.sources import REMOTE_CODE_KEYS, hub_cached_file, hub_reachable, packaged_file, \
-    refuse_remote_code
+from headstart.backbones.sources import (
+    REMOTE_CODE_KEYS,
+    hub_cached_file,
+    hub_reachable,
+    packaged_file,
+    refuse_remote_code,
+)
 from headstart.errors import ExportError, RemoteCodeError, RunError, brief
 
 if TYPE_CHECKING:
