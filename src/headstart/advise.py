@@ -188,6 +188,7 @@ def fit_auto(data: Any, model: str | Backbone, *, val: Any = None, test: Any = N
 
     The linear probe comes from the feature cache the advice filled, so checking it costs seconds.
     """
+    start = time.perf_counter()
     budget = options.get("budget")
     advice = advise(data, [model], budget=budget, val=val, test=test, progress=progress,
                     **{k: v for k, v in options.items() if k != "budget"})
@@ -210,5 +211,7 @@ def fit_auto(data: Any, model: str | Backbone, *, val: Any = None, test: Any = N
     kept.info["auto"] = {
         "recommended": advice.recommendation["strategy"], "kept": kept.strategy, "advice": advice.to_dict(),
         "val_accuracy": {name: r.metrics["val"]["accuracy"] for name, r in fitted.items()},
+        "seconds": {name: r.metrics["seconds"] for name, r in fitted.items()},
+        "total_seconds": time.perf_counter() - start,  # the advice and every fit, the kept one included
     }
     return kept

@@ -13,6 +13,7 @@ import pytest
 import headstart
 from headstart.advise import advise, rank_by_evidence, recommend
 from headstart.budget import Budget, CostModel
+from headstart.cli.output import auto_lines
 from headstart.compare import _lost_to_probe, _plan, compare, mean_ci, repeat_count
 from headstart.data import DataSplits, Dataset
 from headstart.errors import ConfigError
@@ -240,3 +241,14 @@ def test_short_features_are_advised_two_fine_tunes_when_the_budget_holds_both():
     assert recommend(top, splits, step, 32, 10, 20)["candidates"] == []  # nor partial alone
     strong = recommend(*_advice_inputs(per_class=30, probe=0.95, slope=0.0), step, 32, 10, None)
     assert strong["candidates"] == [] and strong["strategy"] == "linear"
+
+
+def test_auto_records_and_says_what_it_fitted_kept_and_the_whole_time(image_folder, tmp_path):
+    result = headstart.fit(image_folder, "random:mobilenetv2", "auto", budget="1h", cache_dir=str(tmp_path), **FAST)
+    auto = result.info["auto"]
+    fitted = ["linear", *auto["advice"]["recommendation"]["candidates"]]
+    assert list(auto["val_accuracy"]) == list(auto["seconds"]) == fitted
+    assert auto["kept"] == result.strategy and auto["total_seconds"] >= sum(auto["seconds"].values())
+    lines = auto_lines(result.info)
+    assert lines[0] == f"auto: advised {auto['recommended']}, because:"
+    assert lines[-1].startswith("auto: fitted linear ") and lines[-1].endswith(f"; kept {result.strategy}.")

@@ -10,7 +10,7 @@ import typer
 
 from headstart import checkpoints, distributed
 from headstart.api import fit
-from headstart.cli.output import console, print_json, summary_table
+from headstart.cli.output import auto_lines, console, print_json, summary_table
 from headstart.errors import ConfigError, Interrupted
 
 
@@ -122,6 +122,8 @@ def _show(result, data, json_out: bool) -> None:
         return
     for s in result.skipped:
         console.print(f"[yellow]skipped[/] {s.origin}: {s.reason}", highlight=False)
+    for line in auto_lines(result.info):
+        console.print(line, highlight=False, soft_wrap=True)
     console.print(summary_table([{"strategy": result.strategy, "metrics": result.metrics}],
                                 f"{result.model} on {data or ((result.data or {}).get('train') or {}).get('path')}"))
     console.print(f"Saved to [bold]{result.run_dir}[/]. Next: headstart predict {result.run_dir} INPUTS",

@@ -42,3 +42,17 @@ def summary_table(rows: list[dict], title: str) -> Table:
             f"{m['seconds']:.1f} s", f"{m['peak_rss_mb']:.0f} MB",
         )
     return table
+
+
+def auto_lines(info: dict) -> list[str]:
+    """What ``--strategy auto`` did, in words: the advice's reasons, every fit it checked, the one kept, the time."""
+    auto = info.get("auto")
+    if not auto:
+        return []
+    reasons = ((auto.get("advice") or {}).get("recommendation") or {}).get("reasons") or []
+    seconds = auto.get("seconds") or {}
+    checked = ", ".join(f"{name} {acc:.3f}" + (f" ({seconds[name]:.0f} s)" if name in seconds else "")
+                        for name, acc in (auto.get("val_accuracy") or {}).items())
+    total = f" in {auto['total_seconds']:.0f} s with the advice" if "total_seconds" in auto else ""
+    return ([f"auto: advised {auto['recommended']}, because:"] + [f"  - {r}" for r in reasons]
+            + [f"auto: fitted {checked} (validation accuracy){total}; kept {auto['kept']}."])
