@@ -1,0 +1,71 @@
+"""--track: what a fit logs to TensorBoard and MLflow, read back with the libraries' own readers."""
+
+from __future__ import annotations
+
+import pytest
+
+from headstart.errors import ConfigError
+from headstart.tracking import MLflowTracker, TensorBoardTracker, open_trackers, parse_trackers
+
+CONFIG = {"model": "minilm-l6", "strategy": "partial", "lr": None, "epochs": 3, "cs": [0.1, 1.0]}
+HISTORY = [{"epoch": e, "train_loss": 1.0 / e, "train_accuracy": 0.5 + e / 10, "val_loss": 1.2 / e,
+            "val_accuracy": 0.4 + e / 10, "seconds": 2.0} for e in (1, 2, 3)]
+METRICS = {"val": {"accuracy": 0.7, "macro_f1": 0.65}, "test": {"accuracy": 0.68, "macro_f1": 0.6},
+           "seconds": 6.5, "trainable_params": 1000, "total_params": 5000}
+
+
+def _log(tracker, report):
+    tracker.start(CONFIG)
+    for row in HISTORY:
+        tracker.log_epoch(row)
+    tracker.finish(METRICS, [report])
+
+
+def test_tensorboard_events_hold_the_epochs_the_final_metrics_and_the_config(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    report = tmp_path / "report.html"
+    report.write_text("<html>report</html>")
+    _log(TensorBoardTracker(tmp_path / "tb"), report)
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"tensors": 0})
+    events.Reload()
+    val = events.Scalars("val/accuracy")
+    assert [s.step for s in val] == [1, 2, 3] and [s.value for s in val] == pytest.approx([0.5, 0.6, 0.7])
+    assert [s.value for s in events.Scalars("train/loss")] == pytest.approx([1.0, 0.5, 1 / 3])
+    assert events.Scalars("final/test_accuracy")[0].value == pytest.approx(0.68)
+    config = events.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "| strategy | partial |" in config and "| lr | none |" in config
+    assert (tmp_path / "tb" / "report.html").read_text() == "<html>report</html>"
+
+
+def test_mlflow_run_holds_params_epoch_metrics_and_the_report(tmp_path):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    report = tmp_path / "report.html"
+    report.write_text("<html>report</html>")
+    tracker = MLflowTracker("pets-partial", uri)
+    _log(tracker, report)
+    client = mlflow.MlflowClient(uri)
+    run = client.get_run(tracker.run_id)
+    assert run.info.run_name == "pets-partial" and run.info.status == "FINISHED"
+    assert run.data.params["strategy"] == "partial" and run.data.params["cs"] == "[0.1, 1.0]"
+    history = client.get_metric_history(tracker.run_id, "val_accuracy")
+    assert [m.step for m in history] == [1, 2, 3] and [m.value for m in history] == pytest.approx([0.5, 0.6, 0.7])
+    assert run.data.metrics["final_test_accuracy"] == pytest.approx(0.68)
+    assert [a.path for a in client.list_artifacts(tracker.run_id)] == ["report.html"]
+
+
+def test_unknown_trackers_are_named_with_the_choices():
+    assert parse_trackers("TensorBoard, mlflow,tensorboard") == ("tensorboard", "mlflow")
+    with pytest.raises(ConfigError, match=r"--track wandb: unknown tracker; use one or more of tensorboard, mlflow"):
+        parse_trackers(["wandb"])
+
+
+def test_tensorboard_logs_into_the_run_folder_by_default(tmp_path):
+    (tracker,) = open_trackers(["tensorboard"], "pets", run_dir=tmp_path / "run")
+    assert tracker.log_dir == tmp_path / "run" / "tensorboard"
+    tracker.finish({})
+    (elsewhere,) = open_trackers(["tensorboard"], "pets", run_dir=tmp_path / "run", track_dir=tmp_path / "tb")
+    assert elsewhere.log_dir == tmp_path / "tb" / "pets"
+    elsewhere.finish({})
