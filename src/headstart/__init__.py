@@ -7,6 +7,7 @@
 
 from headstart.api import FitResult, evaluate, fit, load_run, models, predict
 from headstart.backbones import Backbone, load_backbone
+from headstart.check import check_strategy
 from headstart.config import FitConfig
 from headstart.data import load_data, load_items
 from headstart.errors import ConfigError, DataError, HeadstartError, ModelNotFoundError, RunError
@@ -24,6 +25,7 @@ __all__ = [
     "HeadstartError",
     "ModelNotFoundError",
     "RunError",
+    "check_strategy",
     "evaluate",
     "fit",
     "load_backbone",

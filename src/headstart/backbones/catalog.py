@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from torch import nn
 
@@ -150,9 +151,7 @@ def _load_minilm(pretrained: bool):
 def _builtin_tokenizer(name: str):
     if BUILTIN[name].modality != "text":
         return None
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(_minilm_dir()), local_files_only=True, trust_remote_code=False)
+    return _hf_tokenizer(str(_minilm_dir()), local_only=True)
 
 
 BUILTIN: dict[str, BuiltinModel] = {
@@ -173,31 +172,52 @@ BUILTIN: dict[str, BuiltinModel] = {
 def _hf_module(path_or_id: str, pretrained: bool, local_only: bool) -> tuple[nn.Module, dict]:
     """A mean-pooled transformers encoder and its architecture record."""
     from transformers import AutoConfig, AutoModel
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    config = AutoConfig.from_pretrained(path_or_id, local_files_only=local_only, trust_remote_code=False)
-    kwargs = {"add_pooling_layer": False} if has_pooler(config) else {}
-    if pretrained:
-        model = AutoModel.from_pretrained(path_or_id, local_files_only=local_only, trust_remote_code=False, **kwargs)
-    else:
-        model = AutoModel.from_config(config, trust_remote_code=False, **kwargs)
+    with quiet_transformers():
+        config = AutoConfig.from_pretrained(path_or_id, local_files_only=local_only, trust_remote_code=False)
+        kwargs = {"add_pooling_layer": False} if has_pooler(config) else {}
+        if pretrained:
+            model = AutoModel.from_pretrained(path_or_id, local_files_only=local_only, trust_remote_code=False,
+                                              **kwargs)
+        else:
+            model = AutoModel.from_config(config, trust_remote_code=False, **kwargs)
     arch_config = {k: v for k, v in config.to_dict().items() if not k.startswith("_")}
     arch_config.pop("transformers_version", None)
     return MeanPooledEncoder(model), {"family": "hf", "config": arch_config}
 
 
-def _from_hf(name: str, pretrained: bool, tried: list[str], max_length: int | None) -> Backbone | None:
+def _hf_tokenizer(path_or_id: str, local_only: bool):
+    """The tokenizer of a Hugging Face model folder or id (no remote code)."""
     from transformers import AutoTokenizer
 
+    with quiet_transformers():
+        return AutoTokenizer.from_pretrained(path_or_id, local_files_only=local_only, trust_remote_code=False)
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers' warnings and progress bars off while a model loads; the caller's settings are restored."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _from_hf(name: str, pretrained: bool, tried: list[str], max_length: int | None) -> Backbone | None:
     for local_only, label in ((True, "the local Hugging Face cache"), (False, "the Hugging Face Hub")):
         if not local_only and not hub_reachable():
             tried.append(f"{label}: not reachable (offline)")
             return None
         try:
             module, arch = _hf_module(name, pretrained, local_only)
-            tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_only, trust_remote_code=False)
+            tokenizer = _hf_tokenizer(name, local_only)
         except (OSError, ValueError) as exc:
             if "trust_remote_code" in str(exc):  # transformers refused the repository's own code
                 raise RemoteCodeError(f"The Hugging Face model {name!r} needs Python code shipped with it. "
@@ -255,10 +275,8 @@ def _from_local(path: Path, pretrained: bool, max_length: int | None) -> Backbon
     if not isinstance(config, dict):
         raise ModelNotFoundError(f"{config_file} must hold a JSON object (the model's config).")
     if "model_type" in config:
-        from transformers import AutoTokenizer
-
         module, arch = _hf_module(str(path), pretrained, local_only=True)
-        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+        tokenizer = _hf_tokenizer(str(path), local_only=True)
         return _assemble(str(path), module, arch, f"local directory {path}", tokenizer, max_length)
     if "architecture" in config:
         arch = {"family": "timm", "name": config["architecture"]}
