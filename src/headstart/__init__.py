@@ -10,6 +10,7 @@
 
 from headstart.api import FitResult, evaluate, fit, load_run, models, predict
 from headstart.backbones import Backbone, Family, ImageFamily, load_backbone, register_backbone, register_family
+from headstart.check import check_strategy
 from headstart.config import FitConfig
 from headstart.data import load_data, load_items
 from headstart.estimator import Classifier
@@ -31,6 +32,7 @@ __all__ = [
     "ImageFamily",
     "ModelNotFoundError",
     "RunError",
+    "check_strategy",
     "evaluate",
     "fit",
     "load_backbone",

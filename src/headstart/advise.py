@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -19,14 +19,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from headstart.api import FitResult, config_for, fit_prepared, prepare
 from headstart.backbones import Backbone, batch_to, load_backbone
 from headstart.budget import Budget
+from headstart.config import FitConfig
 from headstart.data import DataSplits
-from headstart.devices import autocast, resolve_device, resolve_precision
+from headstart.devices import autocast, resolve_precision
 from headstart.features import Extraction, FeatureCache
 from headstart.heads import Classifier
-from headstart.strategies import STRATEGIES, make_strategy
+from headstart.pipeline import config_for, prepare
+from headstart.runtime import Runtime
+from headstart.strategies import STRATEGIES
 from headstart.transferability import h_score, learning_curve_slope, logme, probe_cv_accuracy
 
 CEILING = 0.97  # probe accuracy above which fine-tuning has little left to add
@@ -51,18 +53,23 @@ def advise(data: Any, models: Sequence[str | Backbone] = ("minilm-l6",), *, budg
     """Rank ``models`` on ``data`` by LogME, H-score and a CV probe (mean rank); recommend a model and strategy."""
     cfg = config_for(models[0], "linear", options)
     splits, first = prepare(data, models[0], cfg, val, test)
-    device = resolve_device(cfg.device)
-    cache = FeatureCache(cfg.cache_dir)
-    extraction = Extraction(device, resolve_precision(cfg.precision, device), progress=progress)
+    runtime = Runtime.from_config(cfg, progress)
+    return advise_prepared(splits, [first, *models[1:]], cfg, runtime, budget)
+
+
+def advise_prepared(splits: DataSplits, models: Sequence[str | Backbone], cfg: FitConfig, runtime: Runtime,
+                    budget: str | float | None = None) -> Advice:
+    """``advise`` on loaded data; ``models[0]`` is a loaded Backbone, the others are loaded as needed."""
+    first = models[0]
     ranking = []
     for i, model in enumerate(models):
         backbone = first if i == 0 else (model if isinstance(model, Backbone) else load_backbone(
             model, image_size=cfg.image_size, max_length=cfg.max_length))
-        ranking.append(score_backbone(backbone, splits, cache, extraction))
+        ranking.append(score_backbone(backbone, splits, runtime.cache, runtime.extraction(backbone.modality)))
     rank_by_evidence(ranking)
     best = first if ranking[0]["model"] == first.name else load_backbone(
         ranking[0]["model"], image_size=cfg.image_size, max_length=cfg.max_length)
-    step = measure_step_seconds(best, splits, cfg.batch_size, device)
+    step = measure_step_seconds(best, splits, cfg.batch_size, runtime.device)
     rec = recommend(ranking[0], splits, step, cfg.batch_size, cfg.epochs, Budget.parse(budget).total,
                     best.modality)
     return Advice(ranking, rec)
@@ -179,39 +186,3 @@ def recommend(top: dict, splits: DataSplits, step: dict, batch_size: int, epochs
                        "doubling): more adaptation is unlikely to repay its cost.")
     return {"model": top["model"], "strategy": candidates[0] if candidates else "linear", "candidates": candidates,
             "reasons": reasons, "numbers": numbers}
-
-
-def fit_auto(data: Any, model: str | Backbone, *, val: Any = None, test: Any = None, progress: bool = True,
-             **options: Any) -> FitResult:
-    """``fit --strategy auto``: fit the probe and the advised candidates within the budget; keep the best on
-    validation (the cheaper one on a tie).
-
-    The linear probe comes from the feature cache the advice filled, so checking it costs seconds.
-    """
-    start = time.perf_counter()
-    budget = options.get("budget")
-    advice = advise(data, [model], budget=budget, val=val, test=test, progress=progress,
-                    **{k: v for k, v in options.items() if k != "budget"})
-    cfg = config_for(model, "auto", options)
-    clock = Budget.parse(budget)
-    splits, backbone = prepare(data, model, cfg, val, test)
-    linear = fit_prepared(splits, backbone, replace(cfg, strategy="linear"), make_strategy("linear"), progress)
-    fitted = {"linear": linear}
-    for name in advice.recommendation["candidates"]:
-        if clock.left() <= 0:
-            break
-        strat = make_strategy(name, **{k: v for k, v in cfg.strategy_options().items()
-                                       if k in {f.name for f in fields(STRATEGIES[name])}})
-        fitted[name] = fit_prepared(splits, backbone, replace(cfg, strategy=name), strat, progress,
-                                    deadline=clock.deadline())
-    kept = linear
-    for result in fitted.values():  # in the order fitted, cheapest first: a later one must validate better
-        if result.metrics["val"]["accuracy"] > kept.metrics["val"]["accuracy"]:
-            kept = result
-    kept.info["auto"] = {
-        "recommended": advice.recommendation["strategy"], "kept": kept.strategy, "advice": advice.to_dict(),
-        "val_accuracy": {name: r.metrics["val"]["accuracy"] for name, r in fitted.items()},
-        "seconds": {name: r.metrics["seconds"] for name, r in fitted.items()},
-        "total_seconds": time.perf_counter() - start,  # the advice and every fit, the kept one included
-    }
-    return kept

@@ -14,7 +14,7 @@ Checks, each finding named by its item's origin (file, "file.csv line N", "list 
 - class imbalance and classes with too few examples to fine-tune;
 - per-slice probe accuracy and macro-F1 for the values of a table column (``group_col``).
 
-:func:`cheap_checks` runs the checks that need no model (duplicates, leakage, imbalance, tiny classes).
+The checks that need no model (duplicates, leakage, imbalance, tiny classes) live in headstart.data.checks.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import datetime
 import json
 import math
 import os
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -33,12 +32,20 @@ import pandas as pd
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
-from headstart.data import DataSplits, Dataset
+from headstart.data import DataSplits
+from headstart.data.items import Gate
+from headstart.data.tables import TABLE_EXTENSIONS, frame_table, read_table
+from headstart.data.checks import (FEW_EXAMPLES, IMBALANCE_RATIO, SPLIT_NAMES, Pool, cheap_checks, class_balance,
+                                   examples)
 from headstart.errors import DataError
 from headstart.fileio import write_text
 from headstart.heads import fit_predict_proba
 from headstart.metrics import wilson_interval
 from headstart.outdir import check_writable, write_marker
+from headstart.pipeline import config_for, prepare
+from headstart.report import render_report
+from headstart.report.render import ReportData
+from headstart.runtime import Runtime
 
 # Near-duplicate thresholds on cosine similarity, measured on the bundled sets. BBC News under minilm-l6:
 # pairs from 0.93 to 0.97 are distinct articles about the same event (new headline, rewritten body); above
@@ -48,14 +55,11 @@ from headstart.outdir import check_writable, write_marker
 # levels 0.990+, +-1 pixel noise 0.989 median. Heavier edits (+-2 noise, resizing) fall to 0.88-0.97,
 # among distinct digits: frozen features at this size cannot tell those apart.
 NEAR_THRESHOLD = {"image": 0.98, "text": 0.97}
-IMBALANCE_RATIO = 3.0  # largest / smallest class count above which accuracy hides the small classes
-FEW_EXAMPLES = 10  # training examples per class below which fine-tuning overfits (advise.FEW_SHOT)
 OUTLIER_Z = 3.5  # modified z-score cut (Iglewicz and Hoaglin 1993)
 OUTLIER_K = 10
 FOLDS = 5
 PROBE_CS = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)  # inverse strengths tried
 MAX_LISTED = 2000  # findings of one kind kept in audit.json (the count is always exact)
-SPLIT_NAMES = ("train", "val", "test")
 
 
 # ---------------------------------------------------------------- the report
@@ -121,8 +125,6 @@ class AuditReport:
 
     def save(self, out: str | Path, overwrite: bool = False) -> Path:
         """Write ``out/audit.json`` and ``out/report.html``; return ``out``."""
-        from headstart.report import render_report  # the report package imports plotting: only when saving
-
         out = Path(out)
         check_writable(out, "audit", overwrite)
         out.mkdir(parents=True, exist_ok=True)
@@ -135,8 +137,6 @@ class AuditReport:
 
 def report_data(report: AuditReport):
     """The HTML report of an audit: its findings as the report's audit section, the warnings as notes."""
-    from headstart.report.render import ReportData
-
     def who(item: dict) -> str:
         return f"{item['origin']} ({item['split']}, {item['label']})"
 
@@ -193,10 +193,6 @@ def audit(data: Any, model: Any = "minilm-l6", *, val: Any = None, test: Any = N
     column whose values become slices; for an ``(items, labels)`` pair pass ``groups`` (one per item).
     With ``out`` the folder gets audit.json and report.html.
     """
-    from headstart.api import config_for, prepare  # api may import this module for cheap_checks
-    from headstart.devices import extraction_batch, resolve_device, resolve_precision, resolve_workers
-    from headstart.features import Extraction, FeatureCache
-
     cfg = config_for(model, "linear", options)
     if out is not None:
         check_writable(Path(out), "audit", overwrite, inputs=(data, val, test))
@@ -205,50 +201,15 @@ def audit(data: Any, model: Any = "minilm-l6", *, val: Any = None, test: Any = N
     group_values = None
     if group_col is not None or groups is not None:
         group_values = read_groups(pool, {"train": data, "val": val, "test": test}, group_col, groups)
-    device = resolve_device(cfg.device)
-    extraction = Extraction(device, resolve_precision(cfg.precision, device), batch_size=extraction_batch(device),
-                            num_workers=resolve_workers(cfg.num_workers, device, backbone.modality),
-                            progress=progress)
-    cache = FeatureCache(cfg.cache_dir)
-    feats = np.concatenate([cache.features(backbone, ds, extraction) for ds in pool.datasets])
+    runtime = Runtime.from_config(cfg, progress)
+    extraction = runtime.extraction(backbone.modality)
+    feats = np.concatenate([runtime.cache.features(backbone, ds, extraction) for ds in pool.datasets])
     report = audit_features(feats, pool, splits, data=_describe(data), model=backbone.name,
                             group_values=group_values, group_col=group_col or "group", folds=folds,
                             near_threshold=near_threshold, outlier_k=outlier_k, seed=cfg.seed)
     if out is not None:
         report.save(out, overwrite=True)
     return report
-
-
-@dataclass
-class Pool:
-    """Every item of train, val and test in one row order, with its split, label code, origin and hash."""
-
-    datasets: list[Dataset]
-    split: np.ndarray
-    origins: list[str]
-    labels: list[str]
-    hashes: list[str]
-    classes: list[str]
-
-    @classmethod
-    def of(cls, splits: DataSplits) -> "Pool":
-        parts = [(name, ds) for name, ds in zip(SPLIT_NAMES, (splits.train, splits.val, splits.test)) if ds]
-        return cls([ds for _, ds in parts], np.array([name for name, ds in parts for _ in range(len(ds))]),
-                   [o for _, ds in parts for o in ds.origins], [y for _, ds in parts for y in ds.labels],
-                   [h for _, ds in parts for h in ds.item_hashes()], list(splits.classes))
-
-    @property
-    def codes(self) -> np.ndarray:
-        index = {c: i for i, c in enumerate(self.classes)}
-        return np.array([index[y] for y in self.labels], dtype=np.int64)
-
-    def item(self, i: int) -> dict:
-        return {"origin": self.origins[i], "split": str(self.split[i]), "label": self.labels[i]}
-
-    def duplicates(self) -> list[dict]:
-        """Exact-duplicate groups ``{"kind", "hash", "items"}``, each item named by origin, split and label."""
-        return [{"kind": g["kind"], "hash": g["hash"], "items": [self.item(i) for i in g["rows"]]}
-                for g in exact_duplicates(self.hashes, self.split)]
 
 
 def audit_features(feats: np.ndarray, pool: Pool, splits: DataSplits, *, data: str = "data", model: str = "features",
@@ -288,11 +249,11 @@ def audit_features(feats: np.ndarray, pool: Pool, splits: DataSplits, *, data: s
     warnings = cheap_checks(splits)
     if label_issues:
         warnings.append(f"{len(label_issues)} item(s) look mislabelled (confident learning), e.g. "
-                        + _examples([f"{i['origin']} ({i['label']} -> {i['suggested']})" for i in label_issues]))
+                        + examples([f"{i['origin']} ({i['label']} -> {i['suggested']})" for i in label_issues]))
     near_x = [p for p in near if p["kind"] == "cross-split"]
     if near_x:
         warnings.append(f"{len(near_x)} near-duplicate pair(s) span splits (similarity >= {threshold}), e.g. "
-                        + _examples([f"{p['a']['origin']} ~ {p['b']['origin']}" for p in near_x]))
+                        + examples([f"{p['a']['origin']} ~ {p['b']['origin']}" for p in near_x]))
     if slices and slices["worst"]["accuracy"] < probe["accuracy"] - 0.05:
         w = slices["worst"]
         warnings.append(f"Slice {group_col}={w['group']} is the weakest: {100 * w['accuracy']:.1f}% probe accuracy "
@@ -304,75 +265,6 @@ def audit_features(feats: np.ndarray, pool: Pool, splits: DataSplits, *, data: s
                        {name: int((pool.split == name).sum()) for name in SPLIT_NAMES},
                        exact, near[:MAX_LISTED], len(near), label_issues[:MAX_LISTED], outliers[:MAX_LISTED],
                        class_balance(splits), probe, slices, settings, warnings)
-
-
-# ---------------------------------------------------------------- cheap checks (no model)
-
-
-def cheap_checks(splits: DataSplits) -> list[str]:
-    """Warnings that need no model: exact duplicates in train, leakage across splits, imbalance, tiny classes.
-
-    Each warning names example items by origin. ``fit`` prints these before training.
-    """
-    groups = Pool.of(splits).duplicates()
-    out = []
-    leaks = [g for g in groups if g["kind"] == "cross-split"]
-    if leaks:
-        out.append(f"{len(leaks)} item(s) appear in more than one split (leakage: evaluation scores will be "
-                   "optimistic), e.g. " + _examples([_group_text(g) for g in leaks]))
-    within = [g for g in groups if g["kind"] == "within train"]
-    if within:
-        out.append(f"{len(within)} item(s) occur more than once in the training data (identical content), e.g. "
-                   + _examples([_group_text(g) for g in within]))
-    conflicts = [g for g in groups if len({i["label"] for i in g["items"]}) > 1]
-    if conflicts:
-        out.append(f"{len(conflicts)} duplicated item(s) carry different labels, e.g. "
-                   + _examples([_group_text(g) for g in conflicts]))
-    balance = class_balance(splits)
-    if balance["imbalanced"]:
-        c = balance["counts"]
-        big, small = max(c, key=c.get), min(c, key=c.get)
-        out.append(f"The classes are imbalanced: '{big}' has {c[big]} training examples and '{small}' {c[small]} "
-                   f"(ratio {balance['ratio']:.1f} > {IMBALANCE_RATIO:g}); watch macro-F1, not only accuracy.")
-    if balance["few"]:
-        listing = ", ".join(f"'{k}' ({balance['counts'][k]})" for k in balance["few"])
-        out.append(f"Class(es) {listing} have fewer than {FEW_EXAMPLES} training examples: too few to fine-tune "
-                   "reliably; prefer the linear strategy or add examples.")
-    short = splits.split.get("shots_short")
-    if short:
-        listing = ", ".join(f"'{k}' ({n})" for k, n in short.items())
-        out.append(f"{splits.split['shots']} shots per class were asked for, but class(es) {listing} have fewer "
-                   "training examples; they keep all they have.")
-    return out
-
-
-def exact_duplicates(hashes: Sequence[str], split: Sequence[str]) -> list[dict]:
-    """Groups of rows with the same content hash: ``{"kind", "rows"}`` sorted by first row.
-
-    ``kind`` is "cross-split" when the group spans splits, else "within <split>"; ``rows`` index the input.
-    """
-    by_hash: dict[str, list[int]] = {}
-    for i, h in enumerate(hashes):
-        by_hash.setdefault(h, []).append(i)
-    groups = []
-    for h, rows in by_hash.items():
-        if len(rows) < 2:
-            continue
-        where = {str(split[i]) for i in rows}
-        kind = "cross-split" if len(where) > 1 else f"within {where.pop()}"
-        groups.append({"kind": kind, "hash": h, "rows": rows})
-    return sorted(groups, key=lambda g: g["rows"][0])
-
-
-def class_balance(splits: DataSplits) -> dict:
-    """Training counts per class, their max/min ratio, whether that is imbalanced, and too-small classes."""
-    counts = Counter(splits.train.labels)
-    everywhere = Counter(y for ds in (splits.train, splits.val, splits.test) if ds for y in ds.labels)
-    train = {c: int(counts.get(c, 0)) for c in splits.classes}
-    ratio = max(train.values()) / max(1, min(train.values()))
-    return {"counts": train, "counts_all": {c: int(everywhere.get(c, 0)) for c in splits.classes},
-            "ratio": float(ratio), "imbalanced": ratio > IMBALANCE_RATIO, "ratio_threshold": IMBALANCE_RATIO,
-            "few": [c for c in splits.classes if train[c] < FEW_EXAMPLES], "few_threshold": FEW_EXAMPLES}
 
 
 # ---------------------------------------------------------------- embeddings: near duplicates and outliers
@@ -550,9 +442,6 @@ def read_groups(pool: Pool, sources: dict[str, Any], column: str | None, groups:
     the very strings the Dataset holds, so rows align exactly, carved splits included. For an
     ``(items, labels)`` pair, ``groups`` gives one value per item ("list item N" is item N).
     """
-    from headstart.data.items import Gate
-    from headstart.data.tables import TABLE_EXTENSIONS, frame_table, read_table
-
     lookup: dict[str, Any] = {}
     if groups is not None:
         values = list(groups)
@@ -593,15 +482,6 @@ def _macro_f1(y: np.ndarray, p: np.ndarray) -> float:
 
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
-
-
-def _group_text(group: dict) -> str:
-    return " = ".join(f"{i['origin']} ({i['split']}, '{i['label']}')" for i in group["items"])
-
-
-def _examples(texts: list[str], limit: int = 3) -> str:
-    more = f" and {len(texts) - limit} more" if len(texts) > limit else ""
-    return "; ".join(texts[:limit]) + more
 
 
 def _describe(data: Any) -> str:

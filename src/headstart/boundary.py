@@ -24,6 +24,7 @@ from headstart.backbones import Backbone, batch_to
 from headstart.data import Dataset
 from headstart.devices import autocast
 from headstart.engine import Feed, TrainSettings
+from headstart.features import length_order
 from headstart.errors import RunError
 from headstart.progress import progress_task
 
@@ -132,8 +133,6 @@ def store_activations(split: Split, backbone: Backbone, data: Dataset, folder: P
 
     Returns None when an activation does not fit float16 (the caller then recomputes instead).
     """
-    from headstart.features import length_order
-
     order = length_order(backbone, data)
     loader = DataLoader([(data.items[i], 0) for i in order], batch_size=batch_size,
                         collate_fn=backbone.preprocessing.collate(augment=False))

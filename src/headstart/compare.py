@@ -10,28 +10,30 @@ A time budget is respected: a fit that would not finish in it is skipped or stop
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import torch
 from scipy import stats
 from sklearn.model_selection import StratifiedKFold
 
 from headstart.advise import measure_step_seconds
-from headstart.api import FitResult, config_for, fit_prepared, prepare
 from headstart.backbones import Backbone
 from headstart.budget import FORWARD_PER_STEP, Budget, CostModel
-from headstart.config import FitConfig
+from headstart.config import FitConfig, split_options
 from headstart.data import DataSplits, Dataset
 from headstart.data.split import carve
-from headstart.devices import resolve_device
 from headstart.errors import ConfigError
 from headstart.fileio import write_json, write_text
 from headstart.report import ReportData, read_run, render_report
 from headstart.outdir import check_writable, write_marker
+from headstart.pipeline import FitResult, config_for, fit_prepared, for_strategy, prepare
+from headstart.runtime import Runtime
 from headstart.strategies import STRATEGIES, make_strategy
+from headstart.strategies.options import check_option_names, option_values
 
 DEFAULT_STRATEGIES = ("linear", "partial", "full", "lp-ft")
 CURVE_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
@@ -180,18 +182,23 @@ def compare(data: Any, model: str | Backbone = "minilm-l6", strategies: Sequence
     if unknown:
         raise ConfigError(f"Unknown strategies {unknown}; choose from: {', '.join(STRATEGIES)}.")
     clock = Budget.parse(budget)  # loading the data and the model counts too
-    cfg = config_for(model, "linear", options)
+    shared, own = split_options(options)
+    check_option_names(own, {s: STRATEGIES[s] for s in strategies}, f"compare of {', '.join(strategies)}",
+                       STRATEGIES)
+    cfg = config_for(model, "linear", shared)
     splits, backbone = prepare(data, model, cfg, val, test)
+    runtime = Runtime.from_config(cfg, progress)
     repeats, kind = _repeats(len(splits.train), len(splits.val), seeds, folds)
     if kind == "folds" and "val" not in splits.split.get("carved", []):
         raise ConfigError("--folds needs the validation set to be carved from the training data; "
                           "you passed --val, so use --seeds instead.")
-    strats = {s: make_strategy(s, **_options_for(s, cfg)) for s in strategies}
+    strats = {s: make_strategy(s, **for_strategy(cfg, s, own).options) for s in strategies}
     if clock.total is not None:
         clock.reserve = SAVE_SECONDS * len(strategies)
     run = partial(_run, splits=splits, backbone=backbone, cfg=cfg, strats=strats, repeats=(kind, repeats),
-                  clock=clock, progress=progress)
-    jobs = _run_plan(strategies, repeats, curve, clock, run, partial(_measure_costs, backbone, splits, cfg, strats))
+                  clock=clock, runtime=runtime)
+    jobs = _run_plan(strategies, repeats, curve, clock, run,
+                     partial(_measure_costs, backbone, splits, cfg, strats, runtime.device))
     by_key = {job.key: job for job in jobs}
     rows = _rows(strategies, by_key, repeats, kind, curve, cfg.epochs)
     curves = {s: _curve_points(s, by_key, repeats, curve) for s in strategies}
@@ -260,11 +267,12 @@ def _plan(strategies: Sequence[str], repeats: int, curve: Sequence[float],
     return jobs + [Job(s, 0, f) for f in points for s in order]
 
 
-def _measure_costs(backbone: Backbone, splits: DataSplits, cfg: FitConfig, strats: dict) -> CostModel:
+def _measure_costs(backbone: Backbone, splits: DataSplits, cfg: FitConfig, strats: dict,
+                   device: torch.device) -> CostModel:
     """A cost model from one measured training step per depth the fine-tuning strategies train."""
     depths = {s: getattr(strat, "unfreeze", None) for s, strat in strats.items() if s != "linear"}  # None: all
     names = {d: "all" if d is None else f"last {d}" for d in [*depths.values(), None]}
-    step = measure_step_seconds(backbone, splits, cfg.batch_size, resolve_device(cfg.device),
+    step = measure_step_seconds(backbone, splits, cfg.batch_size, device,
                                 {name: d for d, name in names.items()})
     return CostModel(len(splits.train), len(splits.val), len(splits.test or []), cfg.batch_size, cfg.epochs,
                      {s: step[names[d]] for s, d in depths.items()},
@@ -307,26 +315,19 @@ def _run_in_turn(jobs: list[Job], clock: Budget, costs: CostModel | None, run: C
 
 
 def _run(job: Job, *, splits: DataSplits, backbone: Backbone, cfg: FitConfig, strats: dict, repeats: tuple[str, int],
-         clock: Budget, costs: CostModel | None, progress: bool) -> None:
+         clock: Budget, costs: CostModel | None, runtime: Runtime) -> None:
     """Fit ``job`` (a fine-tune stops at the deadline that leaves time to score it); record what it cost."""
     kind, n = repeats
     job_splits = _subsample(_resplit(splits, job.repeat, kind, n, cfg), job.fraction, cfg.seed + job.repeat)
-    job_cfg = replace(cfg, strategy=job.strategy, seed=cfg.seed + job.repeat)
+    job_cfg = replace(cfg, strategy=job.strategy, seed=cfg.seed + job.repeat, options=option_values(strats[job.strategy]))
     finish = costs.finish(job.fraction) if costs is not None and job.strategy != "linear" else 0.0
-    result = fit_prepared(job_splits, backbone, job_cfg, strats[job.strategy], progress,
-                          deadline=clock.deadline(finish))
+    result = fit_prepared(job_splits, backbone, job_cfg, strats[job.strategy], runtime.until(clock.deadline(finish)))
     epochs = [h["epoch"] for h in result.history if "epoch" in h]
     job.result, job.seconds, job.epochs = result, result.metrics["seconds"], max(epochs, default=None)
     job.status = "stopped" if result.info.get("stopped") == "budget" else "done"
     clock.record(job.strategy, job.fraction, job.seconds)
     if costs is not None and job.strategy != "linear":
         costs.calibrate(job.strategy, job.fraction, job.epochs or cfg.epochs, job.seconds)
-
-
-def _options_for(strategy: str, cfg: FitConfig) -> dict:
-    """The config's strategy options that this strategy takes (e.g. no ``unfreeze`` for linear)."""
-    known = {f.name for f in fields(STRATEGIES[strategy])}
-    return {k: v for k, v in cfg.strategy_options().items() if k in known}
 
 
 def _resplit(splits: DataSplits, repeat: int, kind: str, repeats: int, cfg: FitConfig) -> DataSplits:

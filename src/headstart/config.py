@@ -1,16 +1,28 @@
-"""FitConfig: every option of a fit, validated once, saved with the run as JSON."""
+"""FitConfig: every option of a fit, validated once, saved with the run as JSON.
+
+The options every fit shares are FitConfig's fields; a strategy's own options (``unfreeze``, ``rank``,
+``dropout``...) are declared once, in its dataclass (see headstart.strategies.options), and kept in
+``options``. ``FitConfig(strategy="lora", dropout=0.1)`` files ``dropout`` there; a name that neither
+FitConfig nor the strategy takes is a ConfigError naming the strategies that do take it.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from headstart.devices import PRECISIONS
 from headstart.engine import TrainSettings
 from headstart.errors import ConfigError
+from headstart.strategies import STRATEGIES, make_strategy
+from headstart.strategies.options import check_option_names, option_fields
 
 BN_POLICIES = ("auto", "frozen", "train")
+AUTO_STRATEGIES = ("linear", "partial", "full", "lp-ft", "contrastive")  # what ``auto`` may fit
+# Keys of config.json before a strategy's options moved into ``options``: read back into it.
+LEGACY_OPTIONS = ("unfreeze", "lr", "head_lr", "lr_decay", "rank", "alpha")
 
 
 @dataclass(frozen=True)
@@ -32,13 +44,8 @@ class FitConfig:
     seed: int = 0
     shots: int | None = None  # keep this many training examples per class (few-shot)
     budget: str | float | None = None  # strategy auto: time for the recommended fine-tuning ("15m")
-    # strategy
-    unfreeze: int | None = None  # partial / lp-ft: number of last layer groups to train
-    lr: float | None = None
-    head_lr: float | None = None
-    lr_decay: float | None = None
-    rank: int | None = None  # lora: adapter rank
-    alpha: int | None = None  # lora: adapter scaling numerator
+    # the strategy's own options (fields of its dataclass), by name; a None value means its default
+    options: dict[str, Any] = field(default_factory=dict)
     # training loop (fine-tuning strategies)
     epochs: int = 10
     batch_size: int = 32
@@ -79,31 +86,74 @@ class FitConfig:
         problems = [msg for ok, msg in checks if not ok]
         if problems:
             raise ConfigError("Invalid options: " + "; ".join(problems) + ".")
+        taken = option_fields(STRATEGIES.get(self.strategy))  # a None value it takes is recorded (its default)
+        given = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(self.options).items()
+                 if v is not None or k in taken}
+        object.__setattr__(self, "options", given)
+        if self.strategy == "auto":
+            check_option_names(given, {s: STRATEGIES[s] for s in AUTO_STRATEGIES}, "Strategy 'auto'", STRATEGIES)
+        elif self.strategy in STRATEGIES:  # an unregistered one is a strategy object's: fit() takes it as it is
+            check_option_names(given, {self.strategy: STRATEGIES[self.strategy]}, f"Strategy {self.strategy!r}",
+                               STRATEGIES)
+            make_strategy(self.strategy, **given)  # the strategy's own checks of the values
 
     def strategy_options(self) -> dict[str, Any]:
-        """Options that belong to the strategy (None means its default)."""
-        return {"unfreeze": self.unfreeze, "lr": self.lr, "head_lr": self.head_lr, "lr_decay": self.lr_decay,
-                "rank": self.rank, "alpha": self.alpha}
+        """The strategy's own options as given (those not given take the strategy's defaults)."""
+        return dict(self.options)
 
-    def train_settings(self) -> TrainSettings:
-        """The fine-tuning loop's settings."""
+    def train_settings(self, num_workers: int | None = None, deadline: float | None = None,
+                       checkpoint: str | None = None) -> TrainSettings:
+        """The fine-tuning loop's settings; ``num_workers`` (default: as configured, else 0), ``deadline`` and
+        ``checkpoint`` come from the runtime."""
         return TrainSettings(
             epochs=self.epochs, batch_size=self.batch_size, patience=self.patience, augment=self.augment,
             hflip=self.hflip, weight_decay=self.weight_decay, warmup=self.warmup, l2sp=self.l2sp,
-            cache_boundary=self.cache_boundary, label_smoothing=self.label_smoothing, find_lr=self.find_lr,
+            label_smoothing=self.label_smoothing, find_lr=self.find_lr,
             frozen_bn={"auto": None, "frozen": True, "train": False}[self.bn],
-            num_workers=self.num_workers or 0, seed=self.seed,
+            num_workers=self.num_workers or 0 if num_workers is None else num_workers, seed=self.seed,
+            deadline=deadline, checkpoint=checkpoint,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable dict."""
-        return dataclasses.asdict(self)
+        """Plain JSON-serialisable dict (tuples as lists)."""
+        out = dataclasses.asdict(self)
+        out["options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.options.items()}
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FitConfig":
-        """Inverse of ``to_dict``; unknown keys are an error that names them."""
+        """Inverse of ``to_dict``; unknown keys are an error that names them. A config.json written before
+        strategy options moved into ``options`` (``unfreeze``, ``lr``... at the top) reads the same."""
         known = {f.name for f in dataclasses.fields(cls)}
+        data = dict(data)
+        legacy = {k: data.pop(k) for k in LEGACY_OPTIONS if k in data}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"Unknown config keys {unknown}; known keys: {sorted(known)}.")
-        return cls(**data)
+        options = {**{k: v for k, v in legacy.items() if v is not None}, **data.get("options", {})}
+        return cls(**{**data, "options": options})
+
+
+def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``options`` as (FitConfig's shared fields, the rest: strategy options, None values left out)."""
+    shared = {f.name for f in dataclasses.fields(FitConfig)}
+    return ({k: v for k, v in options.items() if k in shared},
+            {k: v for k, v in options.items() if k not in shared and v is not None})
+
+
+def _strategy_options_as_keywords(init: Callable) -> Callable:
+    """FitConfig's ``__init__``, taking a strategy's options as keywords too: ``FitConfig(strategy="lora",
+    dropout=0.1)`` is ``FitConfig(strategy="lora", options={"dropout": 0.1})``."""
+    shared = {f.name for f in dataclasses.fields(FitConfig)}
+
+    @functools.wraps(init)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        own = {k: kwargs.pop(k) for k in list(kwargs) if k not in shared}
+        if own:
+            kwargs["options"] = {**kwargs.get("options", {}), **own}
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+FitConfig.__init__ = _strategy_options_as_keywords(FitConfig.__init__)

@@ -8,11 +8,13 @@ eval mode so weights and running statistics do not move.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import random
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +28,7 @@ from headstart.checkpoints import (load_checkpoint, load_optimizer, load_schedul
                                    rng_state, save_checkpoint, scheduler_state, set_rng_state)
 from headstart.data import Dataset
 from headstart.devices import autocast
+from headstart.errors import RunError
 from headstart.lr_range import cross_entropy_step, lr_range_test
 from headstart.progress import progress_task
 
@@ -53,7 +56,6 @@ class TrainSettings:
     l2sp: float = 0.0  # L2-SP weight: pulls trained backbone parameters to their start (replaces their weight decay)
     deadline: float | None = None  # time.perf_counter() value: stop after the batch that passes it
     checkpoint: str | None = None  # folder: state saved after every epoch, and resumed from when it holds one
-    cache_boundary: bool | None = None  # partial, no augmentation: frozen groups run once; None: on CPUs
     frozen_bn: bool | None = None  # BatchNorm statistics stay at their pretrained values; None: bn_policy
     label_smoothing: float = 0.0
     select_on_loss: bool = False  # tiny validation sets: select and stop on validation loss, not accuracy
@@ -203,90 +205,200 @@ def train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dat
     groups, anchored at its value when training starts (the pretrained weights; LoRA's adapters start at
     their initialisation, B = 0, so the merged update is pulled towards zero).
 
-    With ``s.checkpoint`` (a folder) the whole training state (model, optimizer, scheduler, history, best
-    epoch, every RNG stream) is saved there after every epoch (see headstart.checkpoints); when the folder
-    already holds a state, training continues after its epoch and ends as an uninterrupted run would.
+    The best state, early stopping (``s.patience``), the deadline (``s.deadline``) and checkpoints
+    (``s.checkpoint``) are callbacks (see ``callbacks``). With ``s.checkpoint`` (a folder) the whole training
+    state (model, optimizer, scheduler, history, best epoch, every RNG stream) is saved there after every
+    epoch (see headstart.checkpoints); when the folder already holds a state, training continues after its
+    epoch and ends as an uninterrupted run would.
 
-    ``feed`` replaces where batches come from (default: ``item_feed``, the items through the whole model).
+    Random draws (dropout, augmentation) come from ``s.seed``; the caller's random generators are left as
+    they were. ``feed`` replaces where batches come from (default: ``item_feed``, the items through the
+    whole model).
     """
+    with seeded(s.seed, device):
+        return _train(model, backbone, train_set, val_set, targets, groups, s, device, precision, progress, feed)
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Torch's generators seeded with ``seed`` inside the block; the caller's torch, CUDA, numpy and Python
+    random states are given back after it."""
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    np_state, py_state = np.random.get_state(), random.getstate()
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+
+
+@dataclass
+class LoopState:
+    """What the training loop's callbacks see and change."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    anchored: list  # (parameter, its start) pairs of L2-SP
+    generator: torch.Generator  # the loader's
+    settings: TrainSettings
+    total: int  # optimizer steps of the whole run
+    outcome: TrainOutcome = field(default_factory=TrainOutcome)
+    best_key: tuple | None = None
+    best_state: dict | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self.outcome.stopped_early or self.outcome.out_of_time
+
+
+class Callback:
+    """A hook of ``train``: after every batch (True ends the epoch) and after every epoch."""
+
+    def after_batch(self, state: LoopState) -> bool:
+        return False
+
+    def after_epoch(self, state: LoopState, epoch: int) -> None:
+        pass
+
+
+class Deadline(Callback):
+    """Stop after the batch that passes ``deadline`` (a ``time.perf_counter()`` value), on every rank."""
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline
+
+    def after_batch(self, state: LoopState) -> bool:
+        if distributed.any_rank(time.perf_counter() > self.deadline):
+            state.outcome.out_of_time = True
+        return state.outcome.out_of_time
+
+
+class BestState(Callback):
+    """Keep the weights of the epoch with the best selection key (``_selection_key``); ``train`` restores them."""
+
+    def after_epoch(self, state: LoopState, epoch: int) -> None:
+        key = _selection_key(state.outcome.history[-1], state.settings)
+        if state.best_key is None or key > state.best_key:
+            state.best_key, state.outcome.best_epoch = key, epoch
+            state.best_state = copy.deepcopy(state.model.state_dict())
+
+
+class EarlyStopping(Callback):
+    """Stop when ``patience`` trained epochs passed without a better selection key. A scored start (epoch 0)
+    may still be kept, but the warm-up's dip does not stop training."""
+
+    def __init__(self, patience: int):
+        self.patience = patience
+
+    def after_epoch(self, state: LoopState, epoch: int) -> None:
+        if epoch - _best_trained_epoch(state.outcome.history, state.settings) >= self.patience:
+            state.outcome.stopped_early = True
+
+
+class Checkpoint(Callback):
+    """Save the whole training state in ``folder`` after every epoch (the main process writes)."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def after_epoch(self, state: LoopState, epoch: int) -> None:
+        if distributed.is_main():
+            _checkpoint(self.folder, epoch, state)
+
+
+def callbacks(s: TrainSettings) -> list[Callback]:
+    """The callbacks ``s`` asks for, in the order they run after an epoch: the best state, early stopping,
+    then the checkpoint (which records both); the deadline after every batch."""
+    return [BestState(), EarlyStopping(s.patience), *([Checkpoint(s.checkpoint)] if s.checkpoint else []),
+            *([Deadline(s.deadline)] if s.deadline is not None else [])]
+
+
+def _train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dataset, targets: dict,
+           groups: list[dict], s: TrainSettings, device: torch.device, precision: str, progress: bool,
+           feed: Feed | None) -> TrainOutcome:
+    """``train`` under its seeded generators."""
     generator = torch.Generator().manual_seed(s.seed)
-    torch.manual_seed(s.seed)
     feed = feed or item_feed(backbone, train_set, val_set, targets["train"], s, device, precision)
-    pairs = feed.pairs
-    loader = distributed.train_loader(pairs, s.batch_size, generator, feed.collate, feed.num_workers, feed.lengths)
-    channels_last = feed.channels_last
-    model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    loader = distributed.train_loader(feed.pairs, s.batch_size, generator, feed.collate, feed.num_workers,
+                                      feed.lengths)
+    model.to(device, memory_format=torch.channels_last if feed.channels_last else torch.preserve_format)
     saved = load_checkpoint(s.checkpoint) if s.checkpoint else None
-    outcome = TrainOutcome()
+    lr_range = None
     if s.find_lr:  # a resumed run reuses the rate its first start found
-        outcome.lr_range = saved[1].get("lr_range") if saved else _find_lr(model, feed, groups, s, device, precision)
+        lr_range = saved[1].get("lr_range") if saved else _find_lr(model, feed, groups, s, device, precision)
         for g in groups:
-            g["lr"] *= outcome.lr_range["factor"]
+            g["lr"] *= lr_range["factor"]
     net = distributed.wrap(model, device)  # DDP under a launch: gradients averaged over the ranks
     optimizer = torch.optim.AdamW(groups)
     total = s.epochs * len(loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, s.warmup))
-    trainable = [p for g in groups for p in g["params"]]
     anchored = [(p, p.detach().clone().float()) for g in groups if g.get("name") != "head" for p in g["params"]
                 if s.l2sp > 0]
-    best_key, best_state = None, None
-    first = 1
+    state = LoopState(model, optimizer, scheduler, anchored, generator, s, total)
+    state.outcome.lr_range = lr_range
     if saved is not None:
-        best_key, best_state = _restore(saved, model, optimizer, scheduler, anchored, generator, outcome, total)
-        first = outcome.resumed_from + 1
+        _restore(saved, state)
     elif s.evaluate_start:  # e.g. LP-FT: the probe's model is the one to beat, and may be kept
-        outcome.history.append({"epoch": 0, **_scores(distributed.from_main(feed.val_logits(model)), targets["val"])})
-        best_key, best_state = _selection_key(outcome.history[-1], s), copy.deepcopy(model.state_dict())
-    for epoch in range(first, s.epochs + 1):
-        if outcome.stopped_early or outcome.out_of_time:  # the checkpoint was taken as training stopped
+        state.outcome.history.append({"epoch": 0, **_scores(distributed.from_main(feed.val_logits(model)),
+                                                              targets["val"])})
+        state.best_key, state.best_state = _selection_key(state.outcome.history[-1], s), copy.deepcopy(
+            model.state_dict())
+    hooks = callbacks(s)
+    for epoch in range(state.outcome.resumed_from + 1, s.epochs + 1):
+        if state.stopped:  # the checkpoint was taken as training stopped
             break
         start = time.perf_counter()
-        set_train_mode(model, s.frozen_bn)
-        seen, loss_sum, correct, penalty_sum = 0, 0.0, 0, 0.0
-        with progress_task(f"epoch {epoch}/{s.epochs}", len(pairs), progress) as advance:
-            for inputs, y in loader:
-                inputs, y = batch_to(inputs, device, channels_last), y.to(device)
-                with autocast(device, precision):
-                    logits = net(inputs)
-                batch = distributed.batch_loss(logits.float(), y, s.label_smoothing)  # one process: mean CE
-                optimizer.zero_grad(set_to_none=True)
-                if anchored:
-                    penalty = l2sp_penalty(anchored, s.l2sp)
-                    penalty_sum += penalty.item() * batch.count
-                    (batch.loss + penalty).backward()
-                else:
-                    batch.loss.backward()
-                if s.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(trainable, s.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                seen += batch.count
-                loss_sum += batch.mean.item() * batch.count
-                correct += int((logits.argmax(1) == y).sum())
-                advance(batch.global_count, info=f"loss {loss_sum / max(seen, 1):.3f}")
-                if s.deadline is not None and distributed.any_rank(time.perf_counter() > s.deadline):
-                    outcome.out_of_time = True
-                    break
-        seen, loss_sum, correct, penalty_sum = distributed.all_sum(seen, loss_sum, correct, penalty_sum)
+        row, penalty = _epoch(net, state, loader, feed, hooks, device, precision, f"epoch {epoch}/{s.epochs}",
+                              progress)
         distributed.sync_buffers(model)  # BatchNorm statistics: the main process's, on every rank
         logits = distributed.from_main(feed.val_logits(model))  # every rank decides on the same logits
-        outcome.history.append({"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-                                **_scores(logits, targets["val"]), "seconds": time.perf_counter() - start})
+        state.outcome.history.append({"epoch": epoch, **row, **_scores(logits, targets["val"]),
+                                      "seconds": time.perf_counter() - start})
         if anchored:
-            outcome.history[-1]["l2sp_penalty"] = penalty_sum / seen
-        key = _selection_key(outcome.history[-1], s)
-        if best_key is None or key > best_key:
-            best_key, outcome.best_epoch = key, epoch
-            best_state = copy.deepcopy(model.state_dict())
-        if epoch - _best_trained_epoch(outcome.history, s) >= s.patience:  # a scored start (epoch 0) may
-            outcome.stopped_early = True  # still be kept, but the warm-up's dip does not stop training
-        if s.checkpoint and distributed.is_main():
-            _checkpoint(s.checkpoint, epoch, model, optimizer, scheduler, anchored, generator, outcome,
-                        best_key, best_state, total)
-        if outcome.stopped_early or outcome.out_of_time:
-            break
-    model.load_state_dict(best_state)
-    return outcome
+            state.outcome.history[-1]["l2sp_penalty"] = penalty
+        for hook in hooks:
+            hook.after_epoch(state, epoch)
+    model.load_state_dict(state.best_state)
+    return state.outcome
+
+
+def _epoch(net: nn.Module, state: LoopState, loader: DataLoader, feed: Feed, hooks: list[Callback],
+           device: torch.device, precision: str, title: str, progress: bool) -> tuple[dict, float]:
+    """One pass over the training batches: ``{train_loss, train_accuracy}`` and the mean L2-SP penalty, over
+    every rank's items."""
+    s, model = state.settings, state.model
+    set_train_mode(model, s.frozen_bn)
+    trainable = [p for g in state.optimizer.param_groups for p in g["params"]]
+    seen, loss_sum, correct, penalty_sum = 0, 0.0, 0, 0.0
+    with progress_task(title, len(feed.pairs), progress) as advance:
+        for inputs, y in loader:
+            inputs, y = batch_to(inputs, device, feed.channels_last), y.to(device)
+            with autocast(device, precision):
+                logits = net(inputs)
+            batch = distributed.batch_loss(logits.float(), y, s.label_smoothing)  # one process: mean CE
+            state.optimizer.zero_grad(set_to_none=True)
+            if state.anchored:
+                penalty = l2sp_penalty(state.anchored, s.l2sp)
+                penalty_sum += penalty.item() * batch.count
+                (batch.loss + penalty).backward()
+            else:
+                batch.loss.backward()
+            if s.grad_clip:
+                torch.nn.utils.clip_grad_norm_(trainable, s.grad_clip)
+            state.optimizer.step()
+            state.scheduler.step()
+            seen += batch.count
+            loss_sum += batch.mean.item() * batch.count
+            correct += int((logits.argmax(1) == y).sum())
+            advance(batch.global_count, info=f"loss {loss_sum / max(seen, 1):.3f}")
+            if any([hook.after_batch(state) for hook in hooks]):
+                break
+    seen, loss_sum, correct, penalty_sum = distributed.all_sum(seen, loss_sum, correct, penalty_sum)
+    return {"train_loss": loss_sum / seen, "train_accuracy": correct / seen}, penalty_sum / seen
 
 
 def _find_lr(model: nn.Module, feed: Feed, groups: list[dict], s: TrainSettings, device: torch.device,
@@ -326,56 +438,54 @@ def _selection_key(row: dict, s: TrainSettings) -> tuple:
     return (-row["val_loss"],) if s.select_on_loss else (row["val_accuracy"], -row["val_loss"])
 
 
-def _checkpoint(folder: str, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
-                anchored: list, generator: torch.Generator, outcome: TrainOutcome, best_key: tuple,
-                best_state: dict, total: int) -> None:
+def _checkpoint(folder: str, epoch: int, state: LoopState) -> None:
     """Save the state at the end of ``epoch`` (tensors in safetensors, the rest in JSON)."""
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    outcome = state.outcome
+    tensors = {f"model.{k}": v for k, v in state.model.state_dict().items()}
     best_is_current = outcome.best_epoch == epoch
     if not best_is_current:
-        tensors.update({f"best.{k}": v for k, v in best_state.items()})
-    opt_tensors, opt_index = optimizer_tensors(optimizer)
+        tensors.update({f"best.{k}": v for k, v in state.best_state.items()})
+    opt_tensors, opt_index = optimizer_tensors(state.optimizer)
     tensors.update(opt_tensors)
-    tensors.update({f"anchor.{i}": p0 for i, (_, p0) in enumerate(anchored)})
-    state = {"epoch": epoch, "total_steps": total, "history": outcome.history, "best_epoch": outcome.best_epoch,
-             "best_key": list(best_key), "best_is_current": best_is_current,
-             "stopped_early": outcome.stopped_early, "out_of_time": outcome.out_of_time,
-             "scheduler": scheduler_state(scheduler), "optimizer": opt_index, "rng": rng_state(generator),
-             "lr_range": outcome.lr_range}
-    save_checkpoint(folder, tensors, state)
+    tensors.update({f"anchor.{i}": p0 for i, (_, p0) in enumerate(state.anchored)})
+    record = {"epoch": epoch, "total_steps": state.total, "history": outcome.history,
+              "best_epoch": outcome.best_epoch, "best_key": list(state.best_key), "best_is_current": best_is_current,
+              "stopped_early": outcome.stopped_early, "out_of_time": outcome.out_of_time,
+              "scheduler": scheduler_state(state.scheduler), "optimizer": opt_index,
+              "rng": rng_state(state.generator), "lr_range": outcome.lr_range}
+    save_checkpoint(folder, tensors, record)
 
 
-def _restore(saved: tuple[dict, dict], model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
-             anchored: list, generator: torch.Generator, outcome: TrainOutcome, total: int) -> tuple[tuple, dict]:
-    """Load a checkpoint into the freshly built model, optimizer and scheduler; ``(best_key, best_state)``."""
-    from headstart.errors import RunError
-
-    tensors, state = saved
-    if state["total_steps"] != total:
-        raise RunError(f"The checkpoint was taken with {state['total_steps']} training steps in all, but this "
-                       f"run would take {total}: the settings or data differ from the run that saved it.")
+def _restore(saved: tuple[dict, dict], state: LoopState) -> None:
+    """Load a checkpoint into the freshly built model, optimizer and scheduler of ``state``, with its history,
+    best epoch and state, and every RNG stream."""
+    tensors, record = saved
+    if record["total_steps"] != state.total:
+        raise RunError(f"The checkpoint was taken with {record['total_steps']} training steps in all, but this "
+                       f"run would take {state.total}: the settings or data differ from the run that saved it.")
 
     def part(prefix: str) -> dict[str, torch.Tensor]:
         return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
     try:
-        model.load_state_dict(part("model."))
-        load_optimizer(optimizer, tensors, state["optimizer"])
+        state.model.load_state_dict(part("model."))
+        load_optimizer(state.optimizer, tensors, record["optimizer"])
     except (RuntimeError, KeyError, ValueError, IndexError) as exc:
         raise RunError(f"The checkpoint does not fit this model ({exc}); it was saved by another run.") from exc
-    load_scheduler(scheduler, state["scheduler"])
-    for i, (_, p0) in enumerate(anchored):
+    load_scheduler(state.scheduler, record["scheduler"])
+    for i, (_, p0) in enumerate(state.anchored):
         p0.copy_(tensors[f"anchor.{i}"])
-    current = model.state_dict()
-    if state["best_is_current"]:
-        best_state = copy.deepcopy(current)
+    current = state.model.state_dict()
+    if record["best_is_current"]:
+        state.best_state = copy.deepcopy(current)
     else:
-        best_state = {k: torch.empty_like(current[k]).copy_(v) for k, v in part("best.").items()}
-    outcome.history = state["history"]
-    outcome.best_epoch, outcome.resumed_from = state["best_epoch"], state["epoch"]
-    outcome.stopped_early, outcome.out_of_time = state["stopped_early"], state["out_of_time"]
-    set_rng_state(state["rng"], generator)
-    return tuple(state["best_key"]), best_state
+        state.best_state = {k: torch.empty_like(current[k]).copy_(v) for k, v in part("best.").items()}
+    outcome = state.outcome
+    outcome.history = record["history"]
+    outcome.best_epoch, outcome.resumed_from = record["best_epoch"], record["epoch"]
+    outcome.stopped_early, outcome.out_of_time = record["stopped_early"], record["out_of_time"]
+    state.best_key = tuple(record["best_key"])
+    set_rng_state(record["rng"], state.generator)
 
 
 def predict_logits(model: nn.Module, backbone: Backbone, data: Dataset, device: torch.device, precision: str,

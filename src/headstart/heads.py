@@ -140,7 +140,7 @@ def _to_linear(weight: torch.Tensor, bias: torch.Tensor, present: np.ndarray, me
         coef[present], intercept[present] = weight.numpy(), bias.numpy()
     folded_weight = coef / std
     folded_bias = intercept - (coef * (mean / std)).sum(1)
-    head = nn.Linear(dim, n_classes)
+    head = nn.utils.skip_init(nn.Linear, dim, n_classes)  # both set below: no draw from the global generator
     with torch.no_grad():
         head.weight.copy_(torch.from_numpy(folded_weight).float())
         head.bias.copy_(torch.from_numpy(folded_bias).float())

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from headstart.report import summary_card
 
 if TYPE_CHECKING:
-    from headstart.api import FitResult
+    from headstart.pipeline import FitResult
     from headstart.runs import Predictor
 
 SHOWN_CLASSES = 5

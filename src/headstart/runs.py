@@ -30,6 +30,7 @@ from headstart.backbones.sources import refuse_remote_code
 from headstart.data import Dataset, load_items
 from headstart.devices import bf16_supported, resolve_device
 from headstart.engine import predict_logits
+from headstart.checkpoints import is_unfinished, saved_epoch
 from headstart.errors import ModelNotFoundError, RemoteCodeError, RunError, brief
 from headstart.fileio import json_default, read_json_object, staged_dir, write_json, write_text
 from headstart.outdir import check_writable, guard_data, write_marker
@@ -116,8 +117,6 @@ def check_out(out: Path, overwrite: bool = False, resume: bool = False, inputs: 
 
     With ``resume`` ``out`` must instead hold an unfinished run (``out/checkpoints/``, see headstart.checkpoints).
     """
-    from headstart.checkpoints import is_unfinished, saved_epoch
-
     out = Path(out)
     guard_data(out, inputs)
     if resume:

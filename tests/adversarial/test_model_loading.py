@@ -31,10 +31,10 @@ from safetensors.torch import save_file
 
 import headstart
 from headstart import engine, errors
-from headstart.api import run_summary
 from headstart.cli.app import main
 from headstart.errors import HeadstartError, ModelNotFoundError, RunError
 from headstart.features import Extraction, FeatureCache
+from headstart.runs import read_json
 
 from conftest import write_image_folder
 
@@ -308,7 +308,7 @@ def test_unreadable_run_records_are_a_run_error_naming_the_file(text_run, tmp_pa
     run = copy_run(text_run[1], tmp_path / "run")
     (run / "metrics.json").write_text("{not json")
     with pytest.raises(RunError, match="metrics.json"):
-        run_summary(run)
+        read_json(run, "metrics.json")
 
 
 # ---- an unusable feature cache --------------------------------------------------------------------------

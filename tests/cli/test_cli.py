@@ -216,3 +216,36 @@ def test_script_predicts_from_a_pipe(tmp_path, cli_text_run):
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.reader(io.StringIO(proc.stdout)))
     assert rows[0][0] == "input" and "label" in rows[0] and len(rows) == 3
+
+
+def test_every_strategy_option_is_a_fit_flag_with_the_fields_help():
+    """Strategy options are declared once, in their dataclasses: `headstart fit` has a flag for each (the
+    shared FitConfig fields aside, such as contrastive's batch_size), and its help is the field's."""
+    import inspect
+
+    from headstart.cli.fit import fit_cli
+    from headstart.config import FitConfig
+    from headstart.strategies import STRATEGIES
+    from headstart.strategies.options import option_fields, option_help
+
+    params = inspect.signature(fit_cli).parameters
+    shared = set(FitConfig.__dataclass_fields__)
+    for name, cls in STRATEGIES.items():
+        for option in option_fields(cls):
+            if option in shared:
+                continue
+            assert option in params, f"{name}'s option {option} has no `headstart fit` flag"
+            flag = params[option].default
+            takers = [s for s, c in STRATEGIES.items() if option in option_fields(c)]
+            assert flag.help == f"{' / '.join(takers)}: {option_help(STRATEGIES[takers[0]], option)}"
+
+
+def test_strategy_options_reach_the_strategy_from_the_command_line(runner, text_csv, tiny_text_dir, tmp_path):
+    out = tmp_path / "run"
+    result = invoke(runner, ["fit", text_csv, "--model", tiny_text_dir, "--strategy", "linear", "--cs", "0.5,2",
+                             "--out", out, "-q"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["options"] == {"cs": [0.5, 2.0]}
+    wrong = invoke(runner, ["fit", text_csv, "--model", tiny_text_dir, "--dropout", "0.1", "-q"])
+    assert wrong.exit_code == 2 and "dropout (an option of: lora)" in " ".join(wrong.output.split())

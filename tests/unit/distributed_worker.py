@@ -60,7 +60,7 @@ def run(model_dir: str, out: Path) -> dict:
 
 def count_writes() -> Counter:
     """Count, in this process, every call that writes a run directory, a checkpoint or a cache shard."""
-    import headstart.api
+    import headstart.pipeline
     import headstart.checkpoints
     import headstart.engine
     from headstart.features import FeatureCache
@@ -76,7 +76,7 @@ def count_writes() -> Counter:
 
         setattr(owner, name, wrapper)
 
-    for owner, name in ((headstart.api, "save_run"), (headstart.checkpoints, "start_run"),
+    for owner, name in ((headstart.pipeline, "save_run"), (headstart.checkpoints, "start_run"),
                         (headstart.engine, "save_checkpoint"), (FeatureCache, "_write_shard")):
         counted(owner, name)
     return calls

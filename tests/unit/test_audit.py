@@ -10,11 +10,12 @@ import pytest
 from typer.testing import CliRunner
 
 from headstart.audit import (
-    audit, cheap_checks, class_balance, confident_joint, exact_duplicates, find_label_issues, l2_normalise,
-    out_of_sample_proba, robust_z, similarity_scan, slice_metrics,
+    audit, confident_joint, find_label_issues, l2_normalise, out_of_sample_proba, robust_z, similarity_scan,
+    slice_metrics,
 )
 from headstart.cli.app import app
 from headstart.data import load_data
+from headstart.data.checks import cheap_checks, class_balance, exact_duplicates
 from headstart.errors import DataError
 from headstart.heads import fit_predict_proba
 from headstart.report.render import ReportData, render_report

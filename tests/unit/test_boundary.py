@@ -96,9 +96,7 @@ def test_augmented_images_are_recomputed(image_folder):
     ("cpu", None, True, "text", True),      # texts are never augmented
 ])
 def test_when_the_boundary_is_cached(text_backbone, image_backbone, device, setting, augment, modality, expected):
-    from headstart.engine import TrainSettings
     from headstart.strategies.finetune import _can_cache
 
     backbone = text_backbone if modality == "text" else image_backbone
-    settings = TrainSettings(cache_boundary=setting, augment=augment)
-    assert _can_cache(backbone, settings, torch.device(device)) is expected
+    assert _can_cache(backbone, setting, augment, torch.device(device)) is expected

@@ -14,8 +14,8 @@ import headstart
 from headstart.advise import advise, rank_by_evidence, recommend
 from headstart.budget import Budget, CostModel
 from headstart.cli.output import auto_lines
-from headstart.compare import _lost_to_probe, _plan, compare, mean_ci, repeat_count
-from headstart.data import DataSplits, Dataset
+from headstart.compare import _lost_to_probe, _plan, _resplit, compare, mean_ci, repeat_count
+from headstart.data import DataSplits, Dataset, load_data
 from headstart.errors import ConfigError
 
 FAST = dict(image_size=32, epochs=2, batch_size=8, progress=False, hflip=False)
@@ -42,6 +42,20 @@ def test_every_strategy_gets_a_row_with_intervals_over_its_repeats(comparison):
 def test_repeats_use_different_validation_splits(comparison):
     fit = comparison.fits["linear"]
     assert fit.split["seed"] == 0  # repeat 0 is the saved split; later repeats re-carve it
+    texts = [f"text number {i} about topic {i % 3}" for i in range(60)]
+    splits = load_data((texts, [f"c{i % 3}" for i in range(60)]))
+    cfg = headstart.FitConfig()
+    for kind in ("seeds", "folds"):
+        vals = [set(_resplit(splits, r, kind, 3, cfg).val.origins) for r in range(3)]
+        assert vals[0] == set(splits.val.origins)  # repeat 0: the saved split itself
+        assert len({frozenset(v) for v in vals}) == 3, kind  # each repeat validates on other items
+        for r in range(3):
+            again = _resplit(splits, r, kind, 3, cfg)
+            assert sorted(again.train.origins + again.val.origins) == sorted(splits.train.origins
+                                                                                + splits.val.origins)
+            assert not set(again.train.origins) & set(again.val.origins)
+    fold_vals = [set(_resplit(splits, r, "folds", 3, cfg).val.origins) for r in (1, 2)]
+    assert not fold_vals[0] & fold_vals[1]  # folds are disjoint
 
 
 def test_learning_curve_has_a_point_per_fraction_with_growing_training_sets(comparison):

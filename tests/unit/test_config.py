@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import headstart
@@ -103,3 +105,37 @@ def test_text_model_on_an_image_folder_says_to_pick_an_image_model(image_folder,
 def test_image_model_on_texts_says_to_pick_a_text_model(text_csv, image_backbone):
     with pytest.raises(DataError, match="(?i)pick a text model"):
         headstart.fit(str(text_csv), image_backbone, "linear", progress=False)
+
+
+def test_an_option_no_fit_takes_is_a_config_error_naming_who_takes_it():
+    with pytest.raises(ConfigError, match=r"(?s)'linear' does not take dropout \(an option of: lora\)"):
+        headstart.FitConfig(dropout=0.1)
+    with pytest.raises(ConfigError, match="no_such_option"):
+        headstart.FitConfig(strategy="lora", no_such_option=1)
+
+
+def test_strategy_options_are_keywords_kept_in_options_and_checked_by_the_strategy():
+    cfg = headstart.FitConfig(strategy="lora", dropout=0.1, target_modules=["query", "value"], epochs=2)
+    assert cfg.options == {"dropout": 0.1, "target_modules": ("query", "value")} and cfg.epochs == 2
+    assert headstart.FitConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ConfigError, match="dropout=1.5"):
+        headstart.FitConfig(strategy="lora", dropout=1.5)
+    assert headstart.FitConfig(strategy="auto", unfreeze=1, steps=5).options == {"unfreeze": 1, "steps": 5}
+
+
+def test_a_config_json_from_before_options_moved_reads_the_same():
+    old = {"model": "minilm-l6", "strategy": "partial", "unfreeze": 3, "lr": None, "head_lr": None,
+           "lr_decay": 0.5, "rank": None, "alpha": None, "epochs": 4}
+    cfg = headstart.FitConfig.from_dict(old)
+    assert cfg.options == {"unfreeze": 3, "lr_decay": 0.5} and cfg.epochs == 4
+
+
+def test_a_run_fitted_with_a_strategy_object_is_rebuilt_from_its_config_json(text_pairs, text_backbone, tmp_path):
+    from headstart.strategies import Linear, make_strategy
+
+    strategy = Linear(cs=(0.25, 4.0))
+    headstart.fit(text_pairs, text_backbone, strategy, out=tmp_path / "run", progress=False)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert saved["options"] == {"cs": [0.25, 4.0]}
+    cfg = headstart.FitConfig.from_dict(saved)
+    assert make_strategy(cfg.strategy, **cfg.strategy_options()) == strategy

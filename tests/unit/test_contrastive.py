@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import headstart
-from headstart.api import config_for, fit_prepared, prepare
+from headstart.pipeline import config_for, fit_prepared, prepare
+from headstart.runtime import Runtime
 from headstart.engine import TrainSettings
 from headstart.errors import ConfigError
 from headstart.features import Extraction, FeatureCache
@@ -83,7 +84,8 @@ def test_contrastive_is_deterministic_and_leaves_backbone_and_global_rng_alone(t
 def test_a_passed_deadline_stops_after_one_step(text_backbone, text_pairs):
     cfg = config_for(text_backbone, "contrastive", {})
     splits, backbone = prepare(text_pairs, text_backbone, cfg)
-    result = fit_prepared(splits, backbone, cfg, Contrastive(**FAST), progress=False, deadline=time.perf_counter())
+    runtime = Runtime.from_config(cfg, progress=False).until(time.perf_counter())
+    result = fit_prepared(splits, backbone, cfg, Contrastive(**FAST), runtime)
     assert result.info["steps"] == 1 and result.info["stopped"] == "budget"
     assert result.metrics["val"]["accuracy"] >= 0.0  # still a complete, scored model
 

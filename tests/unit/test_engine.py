@@ -164,3 +164,38 @@ def test_l2sp_keeps_fine_tuned_weights_closer_to_the_pretrained_ones(text_backbo
 
     plain, anchored = distance(0.0), distance(100.0)
     assert plain > 0 and anchored / plain < 0.4
+
+
+def test_train_leaves_the_callers_random_generators_as_they_were(text_backbone, text_pairs):
+    """The loop draws from generators seeded with the fit's seed; the caller's torch, numpy and Python states
+    are given back (it used to reseed the global torch generator), and the seed alone decides the result."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from headstart.data import load_data
+    from headstart.engine import train
+
+    splits = load_data(text_pairs)
+    index = {c: i for i, c in enumerate(splits.classes)}
+    targets = {name: np.array([index[y] for y in ds.labels]) for name, ds in (("train", splits.train),
+                                                                              ("val", splits.val))}
+
+    def run() -> list[float]:
+        torch.manual_seed(99)  # a fresh head, the same each time
+        model = Classifier(copy.deepcopy(text_backbone.module), nn.Linear(text_backbone.feature_dim, len(index)))
+        groups = param_groups(model, text_backbone.layer_groups()[-1:], "backbone.", TrainSettings())
+        freeze(model, {p for g in text_backbone.layer_groups()[-1:] for p in ["backbone." + n for n in g]}
+               | {"head.weight", "head.bias"})
+        torch.manual_seed(123)
+        np.random.seed(7)
+        random.seed(5)
+        before = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+        outcome = train(model, text_backbone, splits.train, splits.val, targets, groups,
+                        TrainSettings(epochs=2, batch_size=8, seed=3), torch.device("cpu"), "fp32", progress=False)
+        assert torch.equal(torch.get_rng_state(), before[0])
+        assert (np.random.get_state()[1] == before[1]).all() and random.getstate() == before[2]
+        return [row["train_loss"] for row in outcome.history]
+
+    assert run() == run()

@@ -68,7 +68,7 @@ def test_config_json_records_the_values_the_fit_chose(tmp_path, image_folder):
                   batch_size=8)
     config = json.loads((run / "config.json").read_text())["config"]
     assert config["image_size"] == 96  # 24 px images: not blown up to the weights' 224 px
-    assert config["lr"] == 5e-4 and config["head_lr"] == 1e-3 and config["unfreeze"] == 2
+    assert config["options"] == {"lr": 5e-4, "head_lr": 1e-3, "unfreeze": 2, "lr_decay": 0.7}
     assert config["bn"] == "frozen"
     assert headstart.FitConfig.from_dict(config).strategy_options()["lr"] == 5e-4
     assert headstart.load_run(run).backbone.preprocessing.size == 96
@@ -104,7 +104,7 @@ def test_find_lr_scales_the_rates_records_them_and_restores_the_weights(tmp_path
     assert len(found["lrs"]) == len(found["losses"]) >= 5 and found["reason"]
     assert result.info["lr"] == pytest.approx(5e-4 * found["factor"])
     config = json.loads((run / "config.json").read_text())["config"]
-    assert config["lr"] == pytest.approx(result.info["lr"]) and config["find_lr"] is False
+    assert config["options"]["lr"] == pytest.approx(result.info["lr"]) and config["find_lr"] is False
     assert all(torch.equal(v, image_backbone.module.state_dict()[k]) for k, v in before.items())
 
 

@@ -55,7 +55,7 @@ def test_text_run_saves_the_tokenizer(text_run):
 def test_image_run_records_the_partial_fit(image_run):
     result, out = image_run
     config = json.loads((out / "config.json").read_text())["config"]
-    assert config["strategy"] == "partial" and config["epochs"] == 1 and config["unfreeze"] == 2
+    assert config["strategy"] == "partial" and config["epochs"] == 1 and config["options"]["unfreeze"] == 2
     assert len((out / "history.jsonl").read_text().splitlines()) == 1
     assert json.loads((out / "model/headstart.json").read_text())["preprocessing"]["size"] == 32
 

@@ -10,34 +10,43 @@ import typer
 
 from headstart import checkpoints, distributed
 from headstart.api import fit
+from headstart.cli.options import (DATA_HELP, IMAGE_COL_HELP, LABEL_COL_HELP, MAX_LENGTH_HELP, SHOTS_HELP,
+                                   TEXT_COL_HELP, comma_list, strategy_option)
 from headstart.cli.output import auto_lines, console, print_json, summary_table
 from headstart.errors import ConfigError, Interrupted
 
 
+NOT_FIT_OPTIONS = {"data", "model", "strategy", "out", "val", "test", "overwrite", "json_out", "quiet", "resume"}
+
+
 def fit_cli(
     ctx: typer.Context,
-    data: Optional[str] = typer.Argument(None, help="Image folder (root/<class>/*), or a CSV/TSV/JSONL/Parquet table."),
+    data: Optional[str] = typer.Argument(None, help=DATA_HELP),
     model: str = typer.Option("minilm-l6", "--model", "-m", help="Built-in name, timm name, HF id or local dir."),
     strategy: str = typer.Option("linear", "--strategy", "-s",
                                  help="linear | partial | full | lp-ft | lora | contrastive (text) | auto"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory [default: runs/<model>-<strategy>-<time>]"),
     val: Optional[str] = typer.Option(None, help="Validation data; default: a stratified split of DATA."),
     test: Optional[str] = typer.Option(None, help="Test data, scored once at the end."),
-    text_col: Optional[str] = typer.Option(None, help="Table column with the texts."),
-    label_col: Optional[str] = typer.Option(None, help="Table column with the labels."),
-    image_col: Optional[str] = typer.Option(None, help="Table column with image paths (relative to the table)."),
+    text_col: Optional[str] = typer.Option(None, help=TEXT_COL_HELP),
+    label_col: Optional[str] = typer.Option(None, help=LABEL_COL_HELP),
+    image_col: Optional[str] = typer.Option(None, help=IMAGE_COL_HELP),
     val_fraction: float = typer.Option(0.2, help="Share of DATA held out for validation when --val is not given."),
     test_fraction: float = typer.Option(0.0, help="Share of DATA held out as a test set when --test is not given."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable or invalid items and list them."),
     seed: int = typer.Option(0, help="Seed of the split, the head and the training order."),
-    shots: Optional[int] = typer.Option(None, help="Few-shot: keep this many training examples per class."),
+    shots: Optional[int] = typer.Option(None, help=SHOTS_HELP),
     budget: Optional[str] = typer.Option(None, help="--strategy auto: time for the recommended fine-tuning, e.g. 15m."),
-    unfreeze: Optional[int] = typer.Option(None, help="partial / lp-ft: train the last N layer groups."),
-    lr: Optional[float] = typer.Option(None, help="Learning rate of the top layer group."),
-    head_lr: Optional[float] = typer.Option(None, help="Learning rate of the head."),
-    lr_decay: Optional[float] = typer.Option(None, help="Layer-wise decay: each lower group gets lr * decay."),
-    rank: Optional[int] = typer.Option(None, help="lora: adapter rank [default: 8]."),
-    alpha: Optional[int] = typer.Option(None, help="lora: adapter scaling alpha [default: 16]."),
+    unfreeze: Optional[int] = strategy_option("unfreeze"),
+    lr: Optional[float] = strategy_option("lr"),
+    head_lr: Optional[float] = strategy_option("head_lr"),
+    lr_decay: Optional[float] = strategy_option("lr_decay"),
+    rank: Optional[int] = strategy_option("rank"),
+    alpha: Optional[float] = strategy_option("alpha"),
+    dropout: Optional[float] = strategy_option("dropout"),
+    target_modules: Optional[str] = strategy_option("target_modules"),
+    cs: Optional[str] = strategy_option("cs"),
+    steps: Optional[int] = strategy_option("steps"),
     epochs: int = typer.Option(10, help="Most epochs of fine-tuning (early stopping may end sooner)."),
     batch_size: int = typer.Option(32, help="Fine-tuning batch size."),
     patience: int = typer.Option(3, help="Epochs without validation improvement before stopping."),
@@ -55,7 +64,7 @@ def fit_cli(
                                  "range test (the defaults scaled together; recorded in config.json)."),
     image_size: Optional[int] = typer.Option(None, help="Input size in pixels [default: from the images' own size, "
                                              "at most the weights' size]."),
-    max_length: Optional[int] = typer.Option(None, help="Text: tokens kept per item [default: 128]."),
+    max_length: Optional[int] = typer.Option(None, help=MAX_LENGTH_HELP),
     weights: Optional[str] = typer.Option(None, help="Checkpoint file for the architecture named by --model."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     precision: str = typer.Option("auto", help="auto | fp32 | bf16 (auto: bf16 where the hardware has it)."),
@@ -91,15 +100,10 @@ def fit_cli(
         if resume is not None:
             result = fit(data, resume=resume, progress=not quiet)
         else:
+            options = {k: v for k, v in ctx.params.items() if k not in NOT_FIT_OPTIONS}
+            options.update(target_modules=comma_list(target_modules), cs=comma_list(cs, float))
             result = fit(data, model, strategy, val=val, test=test, out=out, overwrite=overwrite, progress=not quiet,
-                         text_col=text_col, label_col=label_col, image_col=image_col, val_fraction=val_fraction,
-                         test_fraction=test_fraction, skip_bad=skip_bad, seed=seed, unfreeze=unfreeze, lr=lr,
-                         head_lr=head_lr, lr_decay=lr_decay, rank=rank, alpha=alpha, shots=shots, budget=budget,
-                         epochs=epochs, batch_size=batch_size, patience=patience, augment=augment, hflip=hflip,
-                         image_size=image_size, max_length=max_length, weights=weights, device=device,
-                         precision=precision, num_workers=num_workers, cache_dir=cache_dir, l2sp=l2sp,
-                         cache_boundary=cache_boundary, bn=bn, label_smoothing=label_smoothing,
-                         find_lr=find_lr)
+                         **options)
     except KeyboardInterrupt:
         raise Interrupted(interrupted_note(out)) from None
     if distributed.is_main():  # under a multi-process launch, one summary

@@ -26,6 +26,7 @@ class FitContext:
     train_precision: str
     settings: TrainSettings
     progress: bool = True
+    cache_boundary: bool | None = None  # partial, no augmentation: frozen groups run once; None: on CPUs
 
 
 @dataclass

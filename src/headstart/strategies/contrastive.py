@@ -38,6 +38,7 @@ from headstart.errors import ConfigError
 from headstart.features import Extraction, extract
 from headstart.heads import DEFAULT_CS, Classifier, linear_probe
 from headstart.strategies.base import FitContext, StrategyResult
+from headstart.strategies.options import option
 
 DEFAULT_LR = 2e-5  # SetFit's body learning rate
 
@@ -46,11 +47,12 @@ DEFAULT_LR = 2e-5  # SetFit's body learning rate
 class Contrastive:
     """SetFit: contrastive fine-tuning of a text encoder on sentence pairs, then a probe with ``C`` on validation."""
 
-    steps: int = 60  # optimizer steps, each on one batch of distinct training texts
-    batch_size: int = 16  # texts per step; all pairs among them are scored
-    lr: float | None = None  # the encoder's learning rate; None: DEFAULT_LR
-    warmup: float = 0.1  # fraction of the steps spent warming up, then linear decay to zero
-    cs: tuple[float, ...] = DEFAULT_CS
+    steps: int = option(60, "Optimizer steps, each on one batch of distinct training texts.")
+    batch_size: int = option(16, "Texts per step; every pair among them is scored.")
+    lr: float | None = option(None, f"Learning rate of the encoder [default: {DEFAULT_LR:g}, SetFit's].")
+    warmup: float = option(0.1, "Share of the steps spent warming up, then linear decay to zero.")
+    cs: tuple[float, ...] = option(DEFAULT_CS, "Inverse regularisation strengths C tried for the head; the "
+                                   "best on validation is kept.")
     name: ClassVar[str] = "contrastive"
 
     def __post_init__(self):

@@ -59,7 +59,8 @@ def finetune(backbone: Backbone, splits: DataSplits, ctx: FitContext, *, unfreez
                                    frozen_bn=frozen_bn, select_on_loss=len(splits.val) < TINY_VAL,
                                    evaluate_start=fitted_head)
     optimizer_groups = param_groups(model, chosen, "backbone.", settings)
-    split = split_at(backbone, model.backbone, n) if _can_cache(backbone, settings, ctx.device) else None
+    cached = _can_cache(backbone, ctx.cache_boundary, settings.augment, ctx.device)
+    split = split_at(backbone, model.backbone, n) if cached else None
     with ActivationCache(ctx.cache.root) as scratch:
         feed = _boundary_feed(split, backbone, splits, ctx, settings, scratch) if split else None
         trained = Classifier(split.top, model.head) if feed else model  # the top shares the model's parameters
@@ -82,12 +83,12 @@ def _has_batchnorm(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
-def _can_cache(backbone: Backbone, s: TrainSettings, device: torch.device) -> bool:
+def _can_cache(backbone: Backbone, cache_boundary: bool | None, augment: bool, device: torch.device) -> bool:
     """Frozen groups give the same output every epoch only when inputs are not augmented. By default
     (``cache_boundary`` None) only on CPUs: on a GPU, the frozen forward of the backbones we measured cost
     less than reading the cache back (bench/device_check.py)."""
-    wanted = device.type == "cpu" if s.cache_boundary is None else s.cache_boundary
-    return wanted and (backbone.modality == "text" or not s.augment)
+    wanted = device.type == "cpu" if cache_boundary is None else cache_boundary
+    return wanted and (backbone.modality == "text" or not augment)
 
 
 def _boundary_feed(split: Split, backbone: Backbone, splits: DataSplits, ctx: FitContext, s: TrainSettings,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from headstart.errors import ConfigError
@@ -12,6 +11,7 @@ from headstart.strategies.full import Full
 from headstart.strategies.linear import Linear
 from headstart.strategies.lora import LoRA
 from headstart.strategies.lpft import LPFT
+from headstart.strategies.options import check_option_names
 from headstart.strategies.partial import Partial
 
 STRATEGIES: dict[str, type] = {cls.name: cls for cls in (Linear, Partial, Full, LPFT, LoRA, Contrastive)}
@@ -23,7 +23,7 @@ def register_strategy(cls: type) -> type:
     return cls
 
 
-def make_strategy(name: str | Strategy, **options: Any) -> Strategy:
+def make_strategy(name: str | Strategy, /, **options: Any) -> Strategy:
     """A strategy from its name and the options it accepts (options it does not know are an error)."""
     if not isinstance(name, str):
         return name
@@ -31,10 +31,6 @@ def make_strategy(name: str | Strategy, **options: Any) -> Strategy:
         raise ConfigError(f"Unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}, "
                           "or auto (fit only: the advised strategy within --budget).")
     cls = STRATEGIES[name]
-    known = {f.name for f in dataclasses.fields(cls)}
     given = {k: v for k, v in options.items() if v is not None}
-    unknown = sorted(set(given) - known)
-    if unknown:
-        raise ConfigError(f"Strategy {name!r} does not take {', '.join(unknown)}; it takes: "
-                          f"{', '.join(sorted(known)) or 'no options'}.")
+    check_option_names(given, {name: cls}, f"Strategy {name!r}", STRATEGIES)
     return cls(**given)

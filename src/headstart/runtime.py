@@ -1,0 +1,79 @@
+"""Runtime: where and how fits run, decided once per call from the config (in the manner of Lightning Fabric).
+
+``fit``, ``compare``, ``advise`` and ``audit`` each build one Runtime: the device is resolved and the
+multi-process setup done there, once; the feature cache, the extraction settings, the training precision,
+the deadline and the checkpoint folder come from it. What changes between the fits of one call (compare's
+deadline per fit, a run's checkpoint folder) is a new Runtime made with ``replace``, never a patch of the
+context a strategy already holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from headstart import distributed
+from headstart.backbones import Backbone
+from headstart.config import FitConfig
+from headstart.data import DataSplits
+from headstart.devices import extraction_batch, resolve_device, resolve_precision, resolve_workers
+from headstart.features import Extraction, FeatureCache
+from headstart.strategies import FitContext
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Device, precision, loader workers, feature cache, progress, deadline and checkpoint folder of a call."""
+
+    device: torch.device
+    cache: FeatureCache
+    precision: str = "auto"  # as asked: resolved per backbone (training) or once (extraction)
+    num_workers: int | None = None  # as asked; None: chosen per modality (devices.resolve_workers)
+    progress: bool = True  # this process shows progress (the main one under a launch)
+    cache_boundary: bool | None = None  # partial without augmentation: cache the frozen groups' output
+    deadline: float | None = None  # time.perf_counter() value: fine-tuning stops after the batch that passes it
+    checkpoint: str | None = None  # folder: fine-tuning's state after every epoch, resumed from when present
+
+    @classmethod
+    def from_config(cls, cfg: FitConfig, progress: bool = True) -> "Runtime":
+        """Resolve ``cfg``'s device and set up the multi-process launch (a no-op without one)."""
+        device = resolve_device(cfg.device)
+        distributed.setup(device)
+        return cls(device, FeatureCache(cfg.cache_dir), cfg.precision, cfg.num_workers,
+                   progress and distributed.is_main(), cfg.cache_boundary)
+
+    def until(self, deadline: float | None) -> "Runtime":
+        """The same runtime with fine-tuning stopping at ``deadline``."""
+        return replace(self, deadline=deadline)
+
+    def checkpointed(self, folder: str | Path | None) -> "Runtime":
+        """The same runtime keeping fine-tuning's state in ``folder``."""
+        return replace(self, checkpoint=str(folder) if folder else None)
+
+    def workers(self, modality: str) -> int:
+        """DataLoader workers for items of ``modality``."""
+        return resolve_workers(self.num_workers, self.device, modality)
+
+    def extraction(self, modality: str) -> Extraction:
+        """How frozen features are computed for items of ``modality``."""
+        return Extraction(self.device, resolve_precision(self.precision, self.device),
+                          batch_size=extraction_batch(self.device), num_workers=self.workers(modality),
+                          progress=self.progress)
+
+    def train_precision(self, backbone: Backbone) -> str:
+        """The precision fine-tuning ``backbone`` runs at."""
+        return resolve_precision(self.precision, self.device, training=True, depthwise=backbone.depthwise)
+
+    def context(self, cfg: FitConfig, splits: DataSplits, backbone: Backbone) -> FitContext:
+        """What a strategy fitting ``backbone`` to ``splits`` under ``cfg`` is given."""
+        index = {c: i for i, c in enumerate(splits.classes)}
+        targets = {name: np.array([index[y] for y in ds.labels], dtype=np.int64)
+                   for name, ds in (("train", splits.train), ("val", splits.val), ("test", splits.test))
+                   if ds is not None}
+        settings = cfg.train_settings(num_workers=self.workers(backbone.modality), deadline=self.deadline,
+                                      checkpoint=self.checkpoint)
+        return FitContext(targets, self.cache, self.extraction(backbone.modality), self.device,
+                          self.train_precision(backbone), settings, self.progress, self.cache_boundary)

@@ -1,0 +1,103 @@
+"""The import graph of headstart's own modules: no cycle, and nothing below the public API imports it.
+
+Imports are read with ``ast`` from the source, function-level ones included (an import inside a function
+that dodges a cycle at load time is still a cycle in the design), so the test needs no import to run.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import headstart
+
+SRC = Path(headstart.__file__).parent
+FACADE = "headstart.api"
+ABOVE = {"headstart", FACADE, "headstart.__main__", "headstart.demo"}  # the API and what is built on it (and cli.*)
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path, modules: set[str], name: str | None = None) -> set[str]:
+    """headstart modules that ``path`` (module ``name``) imports anywhere in its body, inside functions too
+    (``from X import name`` counts X.name when that is a module, else X)."""
+    name = name or module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            for alias in node.names:
+                found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
+    return {m for m in found if m in modules and m != name}
+
+
+def import_graph() -> dict[str, set[str]]:
+    paths = sorted(SRC.rglob("*.py"))
+    modules = {module_name(p) for p in paths}
+    return {module_name(p): imports_of(p, modules) for p in paths}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle as a path ``[a, b, ..., a]``, or None. A package's ``__init__`` importing its own submodules
+    is not an edge back: ``headstart.data.load`` importing ``headstart.data`` is (Python runs ``__init__``)."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def package_edges(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The graph without a package's ``__init__`` -> its own submodules (re-exports point down, not back)."""
+    return {m: {d for d in deps if not d.startswith(m + ".")} for m, deps in graph.items()}
+
+
+def test_no_import_cycle_among_headstart_modules():
+    cycle = find_cycle(package_edges(import_graph()))
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_nothing_below_the_api_imports_it():
+    upward = sorted(m for m, deps in import_graph().items() if FACADE in deps and m not in ABOVE
+                    and not m.startswith("headstart.cli."))
+    assert upward == [], f"modules below headstart.api import it: {upward}"
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert find_cycle(graph) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_function_level_and_relative_imports_count(tmp_path):
+    modules = {module_name(p) for p in SRC.rglob("*.py")}
+    source = tmp_path / "mod.py"
+    source.write_text("def f():\n    from headstart.api import fit\n    from . import pipeline\n")
+    assert imports_of(source, modules, "headstart.mod") == {"headstart.api", "headstart.pipeline"}
