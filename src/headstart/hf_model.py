@@ -29,7 +29,7 @@ from transformers import (
 )
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from headstart.backbones.families.bert import has_pooler
+from headstart.backbones.bert_like import has_pooler
 
 MODEL_TYPE = "headstart_text"
 

@@ -10,25 +10,22 @@ from __future__ import annotations
 import json
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from headstart.report import summary_card
 
-if TYPE_CHECKING:
-    from headstart.pipeline import FitResult
-    from headstart.runs import Predictor
 
 SHOWN_CLASSES = 5
 
 
-def fit_result_repr(result: FitResult) -> str:
-    """A FitResult in three lines: what ran, how well, where it was saved."""
+def fit_result_repr(result: Any) -> str:
+    """A FitResult (pipeline.FitResult, which calls this) in three lines: what ran, how well, where it was saved."""
     modality = result.predictor.backbone.modality
     where = str(result.run_dir) if result.run_dir else "not saved (fit(..., out=RUN) or result.save(RUN))"
     return _lines("FitResult", result.strategy, result.model, modality, result.classes, result.metrics, where)
 
 
-def predictor_repr(predictor: Predictor) -> str:
+def predictor_repr(predictor: Any) -> str:
     """A loaded run's model in three lines; the strategy and scores come from its run folder when it has one."""
     record = _run_record(predictor.run_dir)
     strategy = record.get("config", {}).get("strategy")
@@ -37,14 +34,14 @@ def predictor_repr(predictor: Predictor) -> str:
                   record.get("metrics", {}), where)
 
 
-def fit_result_html(result: FitResult) -> str:
+def fit_result_html(result: Any) -> str:
     """The report's summary card of a fit, for a notebook cell."""
     name = result.run_dir.name if result.run_dir else result.model
     return summary_card({"name": name, "strategy": result.strategy, "metrics": result.metrics,
                          "config": result.config.to_dict()})
 
 
-def predictor_html(predictor: Predictor) -> str:
+def predictor_html(predictor: Any) -> str:
     """The report's summary card of a loaded run; the text repr when it has no saved metrics."""
     record = _run_record(predictor.run_dir)
     if not record.get("metrics"):

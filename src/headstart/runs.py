@@ -33,6 +33,7 @@ from headstart.engine import predict_logits
 from headstart.checkpoints import is_unfinished, saved_epoch
 from headstart.errors import ModelNotFoundError, RemoteCodeError, RunError, brief
 from headstart.fileio import json_default, read_json_object, staged_dir, write_json, write_text
+from headstart.notebook import predictor_html, predictor_repr
 from headstart.outdir import check_writable, guard_data, write_marker
 from headstart.heads import Classifier
 from headstart.metrics import softmax
@@ -56,13 +57,9 @@ class Predictor:
     run_dir: Path | None = None  # the run directory it was loaded from
 
     def __repr__(self) -> str:
-        from headstart.notebook import predictor_repr
-
         return predictor_repr(self)
 
     def _repr_html_(self) -> str:
-        from headstart.notebook import predictor_html
-
         return predictor_html(self)
 
     def predict(self, inputs: Any, device: str = "auto", batch_size: int = 64, **source_options) -> list[dict]:

@@ -13,7 +13,8 @@ import headstart
 
 SRC = Path(headstart.__file__).parent
 FACADE = "headstart.api"
-ABOVE = {"headstart", FACADE, "headstart.__main__", "headstart.demo"}  # the API and what is built on it (and cli.*)
+ABOVE = {"headstart", FACADE, "headstart.__main__", "headstart.demo", "headstart.estimator"}  # the API and what is
+# built on it (and cli.*): the scikit-learn estimator wraps fit() and the loaded run
 
 
 def module_name(path: Path) -> str:
@@ -23,11 +24,18 @@ def module_name(path: Path) -> str:
 
 def imports_of(path: Path, modules: set[str], name: str | None = None) -> set[str]:
     """headstart modules that ``path`` (module ``name``) imports anywhere in its body, inside functions too
-    (``from X import name`` counts X.name when that is a module, else X)."""
+    (``from X import name`` counts X.name when that is a module, else X). Imports under ``if TYPE_CHECKING:``
+    never run (they name types for checkers, e.g. a Family protocol and the Backbone that holds one) and
+    are left out."""
     name = name or module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    type_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block.test)
+                 for stmt in block.body for n in ast.walk(stmt)}
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -38,6 +46,11 @@ def imports_of(path: Path, modules: set[str], name: str | None = None) -> set[st
             for alias in node.names:
                 found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
     return {m for m in found if m in modules and m != name}
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -101,3 +114,11 @@ def test_function_level_and_relative_imports_count(tmp_path):
     source = tmp_path / "mod.py"
     source.write_text("def f():\n    from headstart.api import fit\n    from . import pipeline\n")
     assert imports_of(source, modules, "headstart.mod") == {"headstart.api", "headstart.pipeline"}
+
+
+def test_type_checking_imports_do_not_count(tmp_path):
+    modules = {module_name(p) for p in SRC.rglob("*.py")}
+    source = tmp_path / "mod.py"
+    source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from headstart.api import fit\n"
+                      "import headstart.pipeline\n")
+    assert imports_of(source, modules, "headstart.mod") == {"headstart.pipeline"}

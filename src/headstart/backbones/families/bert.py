@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from headstart.backbones.base import Backbone, Batch, Preprocessing
+from headstart.backbones.bert_like import BERT_LIKE, has_pooler
 from headstart.backbones.families.base import BoundaryCut, Family, NativeExport, OnnxGraph, assemble
 from headstart.backbones.preprocessing import TextPreprocessing
 from headstart.backbones.registry import register_backbone, register_family
@@ -40,7 +41,6 @@ TEXT_GROUPS = dict(
     blocks=r"^model\.(?:.*\.)?(?:layer|layers|block|blocks)\.(\d+)\.",
 )
 # transformers model types built like BERT: an optional pooler, blocks under ``encoder.layer``.
-BERT_LIKE = frozenset({"bert", "roberta", "xlm-roberta", "electra", "camembert", "ernie"})
 
 
 class MeanPooledEncoder(nn.Module):
@@ -215,11 +215,6 @@ def tokenizer_from(path_or_id: str, local_only: bool = True):
 
     with quiet_transformers():
         return AutoTokenizer.from_pretrained(path_or_id, local_files_only=local_only, trust_remote_code=False)
-
-
-def has_pooler(config) -> bool:
-    """True for BERT-like configs whose models accept ``add_pooling_layer``."""
-    return config.model_type in BERT_LIKE
 
 
 def hf_module(path_or_id: str, pretrained: bool, local_only: bool) -> tuple[nn.Module, dict]:
