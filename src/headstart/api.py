@@ -26,6 +26,7 @@ from headstart.features import Extraction, FeatureCache
 from headstart.metrics import classification_metrics
 from headstart.overlap import overlap_with_run
 from headstart.report import render_run_report
+from headstart.report.previews import misclassified
 from headstart.runs import Predictor, check_out, item_columns, load_predictor, read_json, save_run
 from headstart.strategies import FitContext, Strategy, StrategyResult, make_strategy
 
@@ -362,6 +363,8 @@ def _metrics(result: StrategyResult, backbone: Backbone, splits: DataSplits, ctx
                 model, predictor.backbone, part, ctx.device, predictor.precision, ctx.settings.batch_size * 2), ds)
             result.model.cpu()
         out[name] = classification_metrics(ctx.targets[name], logits.argmax(1), splits.classes)
+        if name == "val":  # the report's gallery: the most confident mistakes, with previews
+            out["misclassified"] = misclassified(ds, logits, ctx.targets[name], splits.classes)
     out["overfit_gap"] = out["train"]["accuracy"] - out["val"]["accuracy"]
     return out
 
