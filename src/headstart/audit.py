@@ -140,23 +140,14 @@ def report_data(report: AuditReport):
     """The HTML report of an audit: plots, its findings as tables (statuses as coloured badges, each flagged item
     with a thumbnail or text preview, :data:`PREVIEWS` per table at most), the warnings as notes."""
     from headstart.report import plots
-    from headstart.report.previews import preview
     from headstart.report.render import ReportData
 
-    contents = report.pool.contents() if report.pool is not None else {}
-    made: dict[str, dict] = {}  # each preview is made once, however many tables show its item
+    previews = _Previews(report)
 
     def table(title: str, columns: list[str], rows: list, found: int, **extra) -> dict:
-        left = PREVIEWS  # the first items of a table get their previews
-        for cell in (c for row in rows for c in row if isinstance(c, dict) and "items" in c):
-            for n, item in enumerate(cell["items"]):
-                if left and item["origin"] in contents:
-                    if item["origin"] not in made:
-                        made[item["origin"]] = preview(contents[item["origin"]], report.modality)
-                    cell["items"][n], left = {**item, **made[item["origin"]]}, left - 1
         note = (f"The first {len(rows)} of {found:,} are shown; audit.json keeps {min(found, MAX_LISTED):,}."
                 if found > len(rows) else "")
-        return {"title": title, "columns": columns, "rows": rows, "note": note, **extra}
+        return {"title": title, "columns": columns, "rows": previews.attach(rows), "note": note, **extra}
 
     tables = [{"title": "Checks", "columns": ["check", "count", "status"],
                "rows": [[r["check"], r["count"], {"status": r["status"]}] for r in report.summary()]}]
@@ -203,6 +194,27 @@ def report_data(report: AuditReport):
     return ReportData(title=f"Data audit · {report.data}", subtitle="Duplicates, leakage, likely label errors, "
                       "outliers, imbalance and weak slices, found on frozen features.", runs=[],
                       notes=list(report.warnings), meta=meta, audit=audit)
+
+
+class _Previews:
+    """The report's previews of an audit's items, by origin: each made once, however many tables show it."""
+
+    def __init__(self, report: AuditReport):
+        self.contents = report.pool.contents() if report.pool is not None else {}
+        self.modality = report.modality
+        self.made: dict[str, dict] = {}
+
+    def attach(self, rows: list[list], limit: int = PREVIEWS) -> list[list]:
+        """``rows`` with a preview added to the first ``limit`` items of their ``{"items": [...]}`` cells."""
+        from headstart.report.previews import preview
+
+        for cell in (c for row in rows for c in row if isinstance(c, dict) and "items" in c):
+            for n, item in enumerate(cell["items"]):
+                if limit and item["origin"] in self.contents:
+                    if item["origin"] not in self.made:
+                        self.made[item["origin"]] = preview(self.contents[item["origin"]], self.modality)
+                    cell["items"][n], limit = {**item, **self.made[item["origin"]]}, limit - 1
+        return rows
 
 
 def _outlier_cut(report: AuditReport) -> float | None:

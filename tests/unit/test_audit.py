@@ -273,7 +273,8 @@ class Page(HTMLParser):
         return [attrs for name, attrs in self.tags if name == tag and (cls is None or attrs.get("class") == cls)]
 
     def badges(self) -> list[str]:
-        return [attrs["class"].split()[1] for attrs in self.named("span") if attrs.get("class", "").startswith("badge ")]
+        spans = self.named("span")
+        return [attrs["class"].split()[1] for attrs in spans if attrs.get("class", "").startswith("badge ")]
 
     def all_text(self) -> str:
         return " ".join(text for _, text in self.texts)

@@ -47,7 +47,8 @@ h3{font-size:14px;text-transform:uppercase;letter-spacing:.05em;color:#57606a;ma
 .badge.ok,.badge.done{background:#e3f3e7;color:#2f7a43} .badge.skipped{background:#eef0f2;color:#6e7781}
 .badge.stopped{background:#fff3d6;color:#8a5a00} .badge.warn{background:#fde7e5;color:#b3261e}
 .item{display:flex;gap:10px;align-items:flex-start;margin:2px 0 6px;min-width:220px} .origin{word-break:break-all}
-.thumb{width:64px;height:64px;object-fit:contain;flex:none;border:1px solid #e3e6ea;border-radius:4px;background:#fafbfc}
+.thumb{width:64px;height:64px;object-fit:contain;flex:none;border:1px solid #e3e6ea;border-radius:4px;
+  background:#fafbfc}
 .preview{display:block;color:#57606a;font-size:12px;font-weight:400;max-width:60ch;white-space:normal}
 .gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:10px}
 .mistake{margin:0;border:1px solid #e3e6ea;border-radius:8px;padding:8px 10px;font-size:12px}
