@@ -43,7 +43,7 @@ from headstart.heads import fit_predict_proba
 from headstart.metrics import wilson_interval
 from headstart.outdir import check_writable, write_marker
 from headstart.pipeline import config_for, prepare
-from headstart.report import render_report
+from headstart.report import plots, render_report
 from headstart.report.render import ReportData
 from headstart.runtime import Runtime
 
@@ -60,6 +60,7 @@ OUTLIER_K = 10
 FOLDS = 5
 PROBE_CS = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)  # inverse strengths tried
 MAX_LISTED = 2000  # findings of one kind kept in audit.json (the count is always exact)
+PREVIEWS = 48  # items per report table shown with a thumbnail or text preview (keeps report.html small)
 
 
 # ---------------------------------------------------------------- the report
@@ -85,6 +86,8 @@ class AuditReport:
     settings: dict
     warnings: list[str] = field(default_factory=list)
     out_dir: Path | None = None
+    outlier_scores: list[float] = field(default_factory=list, repr=False)  # every item's; the report plots them
+    pool: Pool | None = field(default=None, repr=False, compare=False)  # the items, for the report's previews
 
     @property
     def leakage(self) -> list[dict]:
@@ -136,29 +139,40 @@ class AuditReport:
 
 
 def report_data(report: AuditReport):
-    """The HTML report of an audit: its findings as the report's audit section, the warnings as notes."""
-    def who(item: dict) -> str:
-        return f"{item['origin']} ({item['split']}, {item['label']})"
+    """The HTML report of an audit: plots, its findings as tables (statuses as coloured badges, each flagged item
+    with a thumbnail or text preview, :data:`PREVIEWS` per table at most), the warnings as notes."""
+    previews = _Previews(report)
+
+    def table(title: str, columns: list[str], rows: list, found: int, **extra) -> dict:
+        note = (f"The first {len(rows)} of {found:,} are shown; audit.json keeps {min(found, MAX_LISTED):,}."
+                if found > len(rows) else "")
+        return {"title": title, "columns": columns, "rows": previews.attach(rows), "note": note, **extra}
 
     tables = [{"title": "Checks", "columns": ["check", "count", "status"],
-               "rows": [[r["check"], r["count"], r["status"]] for r in report.summary()]}]
+               "rows": [[r["check"], r["count"], {"status": r["status"]}] for r in report.summary()]}]
     if report.exact_duplicates:
-        tables.append({"title": "Exact duplicates", "columns": ["kind", "items"],
-                       "rows": [[g["kind"], "; ".join(who(i) for i in g["items"])]
-                                for g in report.exact_duplicates[:200]]})
+        tables.append(table("Exact duplicates", ["kind", "items"],
+                            [[g["kind"], {"items": list(g["items"])}] for g in report.exact_duplicates[:200]],
+                            len(report.exact_duplicates)))
     if report.near_duplicates:
-        tables.append({"title": "Near duplicates", "columns": ["similarity", "kind", "item", "item"],
-                       "rows": [[f"{p['similarity']:.4f}", p["kind"], who(p["a"]), who(p["b"])]
-                                for p in report.near_duplicates[:200]]})
+        tables.append(table("Near duplicates", ["similarity", "kind", "item", "item"],
+                            [[f"{p['similarity']:.4f}", p["kind"], {"items": [p["a"]]}, {"items": [p["b"]]}]
+                             for p in report.near_duplicates[:200]], report.near_duplicate_count))
     if report.label_issues:
-        tables.append({"title": "Likely label errors (most likely first)",
-                       "columns": ["rank", "item", "split", "given", "suggested", "self-confidence"],
-                       "rows": [[i["rank"], i["origin"], i["split"], i["label"], i["suggested"],
-                                 f"{i['self_confidence']:.3f}"] for i in report.label_issues[:200]]})
-    if report.outliers:
-        tables.append({"title": "Outliers", "columns": ["item", "split", "label", "kNN distance", "robust z"],
-                       "rows": [[o["origin"], o["split"], o["label"], f"{o['score']:.4f}", f"{o['z']:.1f}"]
-                                for o in report.outliers[:200]]})
+        tables.append(table("Likely label errors (most likely first)",
+                            ["rank", "item", "given", "suggested", "self-confidence"],
+                            [[i["rank"], {"items": [{k: i[k] for k in ("origin", "split")}]}, i["label"],
+                              i["suggested"], f"{i['self_confidence']:.3f}"] for i in report.label_issues[:200]],
+                            len(report.label_issues), figure=plots.label_issue_plot(report.label_issues[:200]),
+                            caption="The probe's out-of-sample probability of each flagged item's given label: "
+                                    "the lower, the likelier the label is wrong."))
+    distribution = plots.outlier_plot(report.outlier_scores, _outlier_cut(report))
+    if report.outliers or distribution:
+        tables.append(table("Outliers", ["item", "kNN distance", "robust z"],
+                            [[{"items": [o]}, f"{o['score']:.4f}", f"{o['z']:.1f}"] for o in report.outliers[:200]],
+                            len(report.outliers), figure=distribution,
+                            caption=f"Flagged: a robust z-score above {report.settings.get('outlier_z', OUTLIER_Z)} "
+                                    "(red ticks beyond the dashed line)."))
     counts = report.balance["counts"]
     tables.append({"title": "Class counts (train)", "columns": ["class", "train", "all splits"],
                    "rows": [[c, counts[c], report.balance["counts_all"][c]] for c in report.classes]})
@@ -166,6 +180,7 @@ def report_data(report: AuditReport):
         worst = report.slices["worst"]["group"]
         tables.append({"title": f"Slices of '{report.slices['column']}' (cross-validated probe)",
                        "columns": ["group", "n", "accuracy", "95% CI", "macro-F1"],
+                       "figure": plots.slice_plot(report.slices["rows"], report.probe["accuracy"]),
                        "rows": [[("▼ " if s["group"] == worst else "") + str(s["group"]), s["n"],
                                  f"{100 * s['accuracy']:.1f}%",
                                  f"{100 * s['ci95'][0]:.1f}–{100 * s['ci95'][1]:.1f}%", f"{s['macro_f1']:.3f}"]
@@ -178,6 +193,37 @@ def report_data(report: AuditReport):
     return ReportData(title=f"Data audit · {report.data}", subtitle="Duplicates, leakage, likely label errors, "
                       "outliers, imbalance and weak slices, found on frozen features.", runs=[],
                       notes=list(report.warnings), meta=meta, audit=audit)
+
+
+class _Previews:
+    """The report's previews of an audit's items, by origin: each made once, however many tables show it."""
+
+    def __init__(self, report: AuditReport):
+        self.contents = report.pool.contents() if report.pool is not None else {}
+        self.modality = report.modality
+        self.made: dict[str, dict] = {}
+
+    def attach(self, rows: list[list], limit: int = PREVIEWS) -> list[list]:
+        """``rows`` with a preview added to the first ``limit`` items of their ``{"items": [...]}`` cells."""
+        from headstart.report.previews import preview
+
+        for cell in (c for row in rows for c in row if isinstance(c, dict) and "items" in c):
+            for n, item in enumerate(cell["items"]):
+                if limit and item["origin"] in self.contents:
+                    if item["origin"] not in self.made:
+                        self.made[item["origin"]] = preview(self.contents[item["origin"]], self.modality)
+                    cell["items"][n], limit = {**item, **self.made[item["origin"]]}, limit - 1
+        return rows
+
+
+def _outlier_cut(report: AuditReport) -> float | None:
+    """The outlier score beyond which items are flagged (robust z above the cut), or None when none can be."""
+    scores = np.asarray(report.outlier_scores, dtype=float)
+    if scores.size == 0:
+        return None
+    med = float(np.median(scores))
+    mad = float(np.median(np.abs(scores - med)))
+    return med + report.settings.get("outlier_z", OUTLIER_Z) * mad / 0.6745 if mad > 0 else None
 
 
 # ---------------------------------------------------------------- entry point
@@ -264,7 +310,8 @@ def audit_features(feats: np.ndarray, pool: Pool, splits: DataSplits, *, data: s
     return AuditReport(data, model, modality, list(pool.classes),
                        {name: int((pool.split == name).sum()) for name in SPLIT_NAMES},
                        exact, near[:MAX_LISTED], len(near), label_issues[:MAX_LISTED], outliers[:MAX_LISTED],
-                       class_balance(splits), probe, slices, settings, warnings)
+                       class_balance(splits), probe, slices, settings, warnings, outlier_scores=scores.tolist(),
+                       pool=pool)
 
 
 # ---------------------------------------------------------------- embeddings: near duplicates and outliers

@@ -27,6 +27,7 @@ from headstart.engine import predict_logits
 from headstart.errors import ConfigError, DataError, RunError
 from headstart.metrics import classification_metrics
 from headstart.report import render_run_report
+from headstart.report.previews import misclassified
 from headstart.notebook import fit_result_html, fit_result_repr
 from headstart.runs import Predictor, check_out, item_columns, save_run
 from headstart.runtime import Runtime
@@ -300,6 +301,8 @@ def _metrics(result: StrategyResult, backbone: Backbone, splits: DataSplits, ctx
                 model, predictor.backbone, part, ctx.device, predictor.precision, ctx.settings.batch_size * 2), ds)
             result.model.cpu()
         out[name] = classification_metrics(ctx.targets[name], logits.argmax(1), splits.classes)
+        if name == "val":  # the report's gallery: the most confident mistakes, with previews
+            out["misclassified"] = misclassified(ds, logits, ctx.targets[name], splits.classes)
     out["overfit_gap"] = out["train"]["accuracy"] - out["val"]["accuracy"]
     return out
 

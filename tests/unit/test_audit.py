@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+from html.parser import HTMLParser
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from headstart.audit import (
-    audit, confident_joint, find_label_issues, l2_normalise, out_of_sample_proba, robust_z, similarity_scan,
-    slice_metrics,
+    PREVIEWS, audit, confident_joint, find_label_issues, l2_normalise, out_of_sample_proba, robust_z,
+    similarity_scan, slice_metrics,
 )
 from headstart.cli.app import app
 from headstart.data import load_data
@@ -21,6 +22,8 @@ from headstart.heads import fit_predict_proba
 from headstart.report.render import ReportData, render_report
 
 from conftest import COOKING, SPORTS
+
+EVIL = "<script>alert('x')</script>"
 
 
 def blobs(n_per_class: int = 150, classes: int = 4, dim: int = 16, seed: int = 0):
@@ -186,6 +189,42 @@ def test_audit_of_a_table_with_a_group_column(grouped_csv, text_backbone, tmp_pa
     assert saved["slices"]["worst"]["group"] == "south" and saved["probe"]["folds"] >= 2
     html = (tmp_path / "audit" / "report.html").read_text()
     assert 'id="audit"' in html and "Slices of &#x27;site&#x27;" in html
+    page = Page(html)
+    plots = {attrs["alt"] for attrs in page.named("img") if attrs["src"].startswith("data:image/png;base64,")}
+    assert plots == {"Likely label errors (most likely first)", "Outliers", "Slices of 'site' (cross-validated probe)"}
+    previews = [text for tag, text in page.texts if tag == "q"]  # every flagged item's text, shown (up to the cap)
+    assert report.label_issues and not page.named("img", "thumb") and len(previews) >= len(report.label_issues)
+    assert SPORTS[0] in previews and "data:image" not in json.dumps(saved)
+    statuses = [r["status"] for r in report.summary()]
+    assert page.badges() == statuses and "warn" in statuses and "ok" in statuses
+
+
+def test_audit_report_of_an_image_folder_shows_thumbnails_capped_per_table(image_folder, image_backbone, tmp_path):
+    report = audit(str(image_folder), image_backbone, out=tmp_path / "audit", progress=False)
+    html = (tmp_path / "audit" / "report.html").read_text()
+    page = Page(html)
+    thumbs = page.named("img", "thumb")
+    assert report.near_duplicate_count > PREVIEWS // 2 and report.label_issues  # the near-duplicate table hits the cap
+    shown = min(2 * min(200, len(report.near_duplicates)), PREVIEWS) + min(len(report.label_issues), PREVIEWS)
+    assert len(thumbs) == shown + min(len(report.outliers), PREVIEWS)
+    assert all(t["src"].startswith("data:image/jpeg;base64,") for t in thumbs)
+    assert {attrs["alt"] for attrs in page.named("img") if attrs not in thumbs} >= {
+        "Likely label errors (most likely first)", "Outliers"}
+    assert "data:image" not in (tmp_path / "audit" / "audit.json").read_text()
+    assert len(html) < 250_000 and "http://" not in html and "https://" not in html
+
+
+def test_audit_report_escapes_evil_texts_and_labels(text_backbone, tmp_path):
+    evil_text = f"{EVIL} {SPORTS[0]}"
+    items = SPORTS + COOKING + [evil_text, evil_text]  # an exact duplicate, shown with its preview
+    report = audit((items, ["sports"] * 15 + [EVIL] * 15 + ["sports", EVIL]), text_backbone,
+                   out=tmp_path / "audit", progress=False)
+    assert report.exact_duplicates
+    html = (tmp_path / "audit" / "report.html").read_text()
+    page = Page(html)
+    assert not page.named("script") and EVIL not in html
+    assert evil_text in [text for tag, text in page.texts if tag == "q"]
+    assert page.all_text().count(EVIL) >= 3  # the preview twice and the labels
 
 
 def test_audit_refuses_a_missing_group_column(grouped_csv, text_backbone):
@@ -214,6 +253,32 @@ def test_cli_audit_prints_tables_and_writes_json(grouped_csv, tiny_text_dir, tmp
     result = CliRunner().invoke(app, ["audit", str(grouped_csv), "--model", str(tiny_text_dir), "--out", str(out),
                                       "--json", "-q", "--overwrite"])
     assert result.exit_code == 0 and json.loads(result.output)["out"] == str(out)
+
+
+class Page(HTMLParser):
+    """Start tags and the text inside each tag, as a browser's tokenizer sees them."""
+
+    def __init__(self, text: str):
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict]] = []
+        self.texts: list[tuple[str, str]] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.texts.append((self.tags[-1][0] if self.tags else "", data))
+
+    def named(self, tag: str, cls: str | None = None) -> list[dict]:
+        return [attrs for name, attrs in self.tags if name == tag and (cls is None or attrs.get("class") == cls)]
+
+    def badges(self) -> list[str]:
+        spans = self.named("span")
+        return [attrs["class"].split()[1] for attrs in spans if attrs.get("class", "").startswith("badge ")]
+
+    def all_text(self) -> str:
+        return " ".join(text for _, text in self.texts)
 
 
 def test_report_renders_an_escaped_audit_section():

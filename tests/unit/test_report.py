@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from html.parser import HTMLParser
 from pathlib import Path
@@ -18,6 +20,7 @@ from headstart.report import ReportData, render_report, render_run_report
 EVIL = "<script>alert('x')</script>"
 CLASSES = ["cat", "dog", "bird", EVIL, "price $5 & up"]
 DATA_URI_PNG = "data:image/png;base64,"
+DATA_URI_JPEG = "data:image/jpeg;base64,"
 
 
 class Page(HTMLParser):
@@ -226,10 +229,104 @@ def test_real_fit_run_renders(tmp_path):
     path = render_run_report(tmp_path / "run")
     html = path.read_text(encoding="utf-8")
     page = Page(html)
-    assert {"header", "summary", "run-0", "notes"} <= page.ids()
+    assert {"header", "summary", "run-0", "notes", "misclassified"} <= page.ids()
     assert html.count(f'<img src="{DATA_URI_PNG}') == 2
     assert "random:mobilenetv2" in page.all_text() and "partial" in page.all_text()
     assert "https://" not in html and "http://" not in html
+    # the gallery: this 2-epoch random model gets 4 of its 6 validation squares wrong, each shown as a thumbnail
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    mistakes = metrics["misclassified"]
+    assert metrics["val"]["accuracy"] < 1 and len(mistakes) == round(6 * (1 - metrics["val"]["accuracy"])) == 4
+    assert all(m["true"] != m["predicted"] and m["origin"].endswith(".png") for m in mistakes)
+    assert [m["probability"] for m in mistakes] == sorted((m["probability"] for m in mistakes), reverse=True)
+    thumbs = [img["src"] for img in page.named("img") if img.get("class") == "thumb"]
+    assert thumbs == [m["thumbnail"] for m in mistakes] and all(t.startswith(DATA_URI_JPEG) for t in thumbs)
+    assert (tmp_path / "run" / "metrics.json").stat().st_size < 6 * 1024  # 4 thumbnails of ~0.6 kB each
+    for name in (tmp_path / "data").iterdir():  # the run folder renders its gallery without the data
+        for image in name.iterdir():
+            image.unlink()
+    again = Page(render_run_report(tmp_path / "run").read_text(encoding="utf-8"))
+    assert [img["src"] for img in again.named("img") if img.get("class") == "thumb"] == thumbs
+
+
+def test_a_fit_without_mistakes_has_no_gallery(tmp_path, image_folder, image_backbone):
+    result = headstart.fit(str(image_folder), image_backbone, "linear", progress=False, out=tmp_path / "run")
+    assert result.metrics["val"]["accuracy"] == 1.0 and result.metrics["misclassified"] == []
+    html = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+    assert "misclassified" not in Page(html).ids() and 'class="thumb"' not in html
+
+
+def test_a_text_fit_gallery_shows_escaped_previews_and_stays_small(tmp_path, text_backbone):
+    """The same text twice in validation, once per label: one of the two is a mistake whatever the model says."""
+    from conftest import COOKING, SPORTS
+
+    long_evil = f"{EVIL} " + "and then some more words " * 20
+    train = (SPORTS[:12] + COOKING[:12], ["sports"] * 12 + [EVIL] * 12)
+    val = (SPORTS[12:] + COOKING[12:] + [long_evil] * 2, ["sports"] * 3 + [EVIL] * 3 + ["sports", EVIL])
+    result = headstart.fit(train, text_backbone, "linear", val=val, progress=False, out=tmp_path / "run")
+    mistakes = result.metrics["misclassified"]
+    assert 1 <= len(mistakes) <= 8 and any(m["origin"] in ("val list item 7", "val list item 8") for m in mistakes)
+    assert all(len(m["text"]) <= 160 and "thumbnail" not in m for m in mistakes)
+    html = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+    page = Page(html)
+    assert "misclassified" in page.ids() and not page.named("script") and EVIL not in html
+    previews = [m["text"] for m in mistakes if m["text"].startswith(EVIL)]
+    assert previews and previews[0].endswith("…") and previews[0] in page.all_text()
+    assert (tmp_path / "run" / "metrics.json").stat().st_size < 8 * 1024
+
+
+def test_misclassified_keeps_the_most_confident_mistakes_within_the_cap():
+    from headstart.data import Dataset
+    from headstart.report.previews import GALLERY_SIZE, misclassified
+
+    rng = np.random.default_rng(0)
+    n = 100
+    ds = Dataset([f"text {i}" for i in range(n)], ["a"] * n, "text", [f"list item {i + 1}" for i in range(n)])
+    logits = rng.normal(0, 3, (n, 3))
+    targets = np.zeros(n, dtype=np.int64)
+    kept = misclassified(ds, logits, targets, ["a", "b", "c"])
+    wrong = np.flatnonzero(logits.argmax(1) != 0)
+    assert len(wrong) > GALLERY_SIZE and len(kept) == GALLERY_SIZE
+    proba = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    best = sorted(wrong, key=lambda i: -proba[i].max())[:GALLERY_SIZE]
+    assert [m["origin"] for m in kept] == [f"list item {i + 1}" for i in best]
+    assert all(m["true"] == "a" and m["predicted"] in ("b", "c") and m["text"].startswith("text") for m in kept)
+
+
+def test_thumbnails_are_small_jpegs_for_every_kind_of_image_and_none_for_a_missing_file(tmp_path):
+    from headstart.report.previews import thumbnail
+
+    noise = np.random.default_rng(0).integers(0, 256, (600, 400, 3), dtype=np.uint8)  # the worst case for JPEG
+    Image.fromarray(noise).save(tmp_path / "noise.png")
+    for item in (str(tmp_path / "noise.png"), Image.fromarray(noise), noise, noise[:, :, 0]):
+        uri = thumbnail(item)
+        data = base64.b64decode(uri.split(",", 1)[1])
+        assert uri.startswith(DATA_URI_JPEG) and len(data) <= 3000  # pure noise at 64 px: 2.7 kB
+        assert Image.open(io.BytesIO(data)).size == (43, 64)
+    assert thumbnail(str(tmp_path / "gone.png")) is None
+
+
+def test_gallery_and_audit_items_escape_text_and_drop_unsafe_image_sources():
+    run = make_runs()[0]
+    run["metrics"]["misclassified"] = [
+        {"origin": f"/d/{EVIL}.png", "true": EVIL, "predicted": "cat", "probability": 0.97,
+         "thumbnail": "javascript:alert(1)"},
+        {"origin": "list item 3", "true": "dog", "predicted": EVIL, "probability": 0.8, "text": f"hello {EVIL}"},
+        {"origin": "x.png", "true": "dog", "predicted": "cat", "probability": 0.7,
+         "thumbnail": DATA_URI_JPEG + 'AAAA" onerror="alert(1)'}]
+    item = {"origin": f"{EVIL}.csv line 2", "split": "train", "label": EVIL, "text": EVIL,
+            "thumbnail": "data:text/html;base64,PHNjcmlwdD4="}
+    audit = {"lede": "x", "tables": [{"title": "Checks", "columns": ["check", "count", "status"],
+                                      "rows": [["near duplicates", 3, {"status": "warn"}], ["outliers", 0,
+                                                                                           {"status": "ok"}]]},
+                                     {"title": "Outliers", "columns": ["item"], "rows": [[{"items": [item]}]]}]}
+    html = render_report(make_report(runs=[run], comparison=None, audit=audit))
+    page = Page(html)
+    assert not page.named("script") and EVIL not in html and "onerror" not in html and "javascript:" not in html
+    assert not [img for img in page.named("img") if img.get("class") == "thumb"]  # all three sources were unsafe
+    assert page.all_text().count(EVIL) >= 6 + 3 + 3  # as before, plus the gallery's and the audit item's
+    badges = [attrs["class"] for attrs in page.named("span") if "badge" in attrs.get("class", "")]
+    assert "badge warn" in badges and "badge ok" in badges
 
 
 def test_an_auto_run_report_says_what_auto_checked_and_kept_in_words(tmp_path):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -44,6 +44,10 @@ class Pool:
 
     def item(self, i: int) -> dict:
         return {"origin": self.origins[i], "split": str(self.split[i]), "label": self.labels[i]}
+
+    def contents(self) -> dict[str, Any]:
+        """Each item (file path, PIL image, array or text) by its origin."""
+        return {o: item for ds in self.datasets for o, item in zip(ds.origins, ds.items)}
 
     def duplicates(self) -> list[dict]:
         """Exact-duplicate groups ``{"kind", "hash", "items"}``, each item named by origin, split and label."""

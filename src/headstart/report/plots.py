@@ -266,6 +266,67 @@ def learning_curve_plot(curve: dict[str, list[dict]]) -> str | None:
     return to_data_uri(fig)
 
 
+@_quiet
+def label_issue_plot(issues: list[dict]) -> str | None:
+    """Likely label errors by rank: the probe's out-of-sample probability of the given label (low: likely wrong)."""
+    issues = [i for i in issues if finite(i.get("self_confidence")) is not None]
+    if not issues:
+        return None
+    fig, (ax,) = _figure(WIDE * 0.75, 2.6)
+    ax.plot([i["rank"] for i in issues], [i["self_confidence"] for i in issues], "-o", color=PALETTE[3],
+            markersize=3.5, linewidth=1.4)
+    ax.set_ylim(0, 1.02)
+    ax.yaxis.set_major_formatter(ticker.PercentFormatter(1.0, decimals=0))
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    ax.set_xlabel("rank (most likely mislabelled first)", fontsize=8, color=INK)
+    _title(ax, "Likely label errors: out-of-sample probability of the given label, by rank")
+    return to_data_uri(fig)
+
+
+@_quiet
+def outlier_plot(scores: Sequence[float], cut: float | None) -> str | None:
+    """Histogram of every item's outlier score (mean cosine distance to its nearest neighbours), the cut
+    beyond which items are flagged as a line and each flagged item as a red tick."""
+    values = np.array([v for v in map(finite, scores) if v is not None])
+    if values.size < 2:
+        return None
+    fig, (ax,) = _figure(WIDE * 0.75, 2.6)
+    ax.hist(values, bins=min(60, max(10, values.size // 10)), color=VAL, alpha=0.8)
+    if cut is not None:
+        flagged = values[values > cut]
+        ax.axvline(cut, color=PALETTE[3], linewidth=1, linestyle="--")
+        ax.annotate(f"flagged beyond {cut:.3g}", xy=(cut, 1), xycoords=("data", "axes fraction"), xytext=(4, -2),
+                    textcoords="offset points", fontsize=7, color=PALETTE[3], va="top")
+        ax.plot(flagged, np.zeros_like(flagged), "|", color=PALETTE[3], markersize=14, markeredgewidth=1.6,
+                clip_on=False)
+    ax.set_xlabel("mean cosine distance to the nearest neighbours", fontsize=8, color=INK)
+    ax.set_ylabel("items", fontsize=8, color=INK)
+    _title(ax, f"Outlier scores of all {values.size:,} items")
+    return to_data_uri(fig)
+
+
+@_quiet
+def slice_plot(rows: list[dict], overall: float | None = None) -> str | None:
+    """Accuracy of each slice with its 95% interval, the worst in red, the overall accuracy as a dashed line."""
+    rows = [r for r in rows if finite(r.get("accuracy")) is not None][:40]
+    if not rows:
+        return None
+    fig, (ax,) = _figure(WIDE * 0.75, 0.32 * len(rows) + 1.1)
+    y = np.arange(len(rows))[::-1]
+    for yi, row in zip(y, rows):
+        colour = PALETTE[3] if row is rows[0] else VAL
+        lo, hi = _interval({"mean": row["accuracy"], "ci95": row.get("ci95")})
+        ax.plot([lo, hi], [yi, yi], color=colour, linewidth=3, alpha=0.35, solid_capstyle="round")
+        ax.plot([row["accuracy"]], [yi], "o", color=colour, markersize=6)
+    if finite(overall) is not None:
+        ax.axvline(overall, color=INK, linewidth=1, linestyle="--")
+    ax.set_yticks(y, [f"{_plain(r['group'])} (n={r.get('n', '?')})" for r in rows])
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    _percent_axis(ax, [_interval({"mean": r["accuracy"], "ci95": r.get("ci95")})[0] for r in rows], axis="x")
+    _title(ax, "Accuracy per slice (95% CI); dashed: all items")
+    return to_data_uri(fig)
+
+
 def format_seconds(seconds: float) -> str:
     """``0.4 s``, ``12 s``, ``3 min 05 s``, ``1 h 02 min``."""
     if seconds < 10:

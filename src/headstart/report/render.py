@@ -16,7 +16,7 @@ from html import escape
 from pathlib import Path
 
 from headstart.fileio import write_text
-from headstart.report import plots
+from headstart.report import plots, previews
 
 CSS = """
 *{box-sizing:border-box} dl{margin:0} .scroll{overflow-x:auto} .muted{color:#6e7781}
@@ -45,7 +45,14 @@ h3{font-size:14px;text-transform:uppercase;letter-spacing:.05em;color:#57606a;ma
 .tag,.badge{font-size:12px;border-radius:999px;padding:1px 9px;background:#eef2f8;color:#3b5b8f;font-weight:600;
   vertical-align:middle}
 .badge.ok,.badge.done{background:#e3f3e7;color:#2f7a43} .badge.skipped{background:#eef0f2;color:#6e7781}
-.badge.stopped{background:#fff3d6;color:#8a5a00}
+.badge.stopped{background:#fff3d6;color:#8a5a00} .badge.warn{background:#fde7e5;color:#b3261e}
+.item{display:flex;gap:10px;align-items:flex-start;margin:2px 0 6px;min-width:220px} .origin{word-break:break-all}
+.thumb{width:64px;height:64px;object-fit:contain;flex:none;border:1px solid #e3e6ea;border-radius:4px;
+  background:#fafbfc}
+.preview{display:block;color:#57606a;font-size:12px;font-weight:400;max-width:60ch;white-space:normal}
+.gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:10px}
+.mistake{margin:0;border:1px solid #e3e6ea;border-radius:8px;padding:8px 10px;font-size:12px}
+.mistake figcaption span{display:block} .mistake .wrong b{color:#b3261e}
 .warnings{border-left:5px solid #C44E52;background:#fdf1f0;margin:0 0 12px;padding:8px 12px 8px 30px;color:#8a1f19}
 table{border-collapse:collapse;width:100%;font-size:14px;font-variant-numeric:tabular-nums}
 th{text-align:left;font-size:12px;color:#6e7781;font-weight:600;border-bottom:2px solid #d8dde3;padding:6px 10px}
@@ -414,7 +421,7 @@ def _run_details(index: int, run: dict) -> str:
             f'<span class="tag">{escape(str(run.get("strategy", "")))}</span></h2>'
             f'<h3>Training curves</h3>{curves or "<p class=muted>No training history was recorded.</p>"}'
             f'<h3>Per class ({_SPLITS[split]} set)</h3><div class="pair{layout}">{matrix}{_per_class(scores)}</div>'
-            "</section>")
+            f'{_gallery(run.get("metrics") or {})}</section>')
 
 
 def _per_class(scores: dict) -> str:
@@ -445,15 +452,64 @@ def _notes(notes: Sequence[str]) -> str:
 
 
 def _audit(audit: dict | None) -> str:
-    """The data audit: a lede, then one table per kind of finding (every cell escaped)."""
+    """The data audit: a lede, then per kind of finding an optional plot and a table (every cell escaped).
+
+    A cell is plain text, ``{"status": "ok" | "warn"}`` (a coloured badge) or ``{"items": [item, ...]}``: items
+    named by origin, split and label, each with its preview (``thumbnail`` data URI or ``text``) when it has one.
+    """
     if not audit:
         return ""
     parts = []
     for table in audit.get("tables") or []:
-        head = "".join(f"<th>{escape(str(c))}</th>" for c in table.get("columns") or [])
-        rows = "".join("<tr>" + "".join(f'<td class="name">{escape(str(v))}</td>' for v in row) + "</tr>"
-                       for row in table.get("rows") or [])
-        parts.append(f'<h3>{escape(str(table.get("title", "")))}</h3><div class="scroll"><table class="audit">'
-                     f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>")
+        parts.append(f'<h3>{escape(str(table.get("title", "")))}</h3>')
+        parts.append(_figure(table.get("figure"), str(table.get("title", "")), escape(str(table.get("caption", "")))))
+        if table.get("rows"):
+            head = "".join(f"<th>{escape(str(c))}</th>" for c in table.get("columns") or [])
+            rows = "".join("<tr>" + "".join(f'<td class="name">{_audit_cell(v)}</td>' for v in row) + "</tr>"
+                           for row in table["rows"])
+            note = f'<caption>{escape(str(table["note"]))}</caption>' if table.get("note") else ""
+            parts.append(f'<div class="scroll"><table class="audit">{note}<thead><tr>{head}</tr></thead>'
+                         f"<tbody>{rows}</tbody></table></div>")
     return (f'<section id="audit"><h2>Data audit</h2><p class="lede">{escape(str(audit.get("lede", "")))}</p>'
             f'{"".join(parts)}</section>')
+
+
+def _audit_cell(value: object) -> str:
+    if isinstance(value, dict) and "status" in value:
+        status = "warn" if value["status"] == "warn" else "ok"
+        return f'<span class="badge {status}">{escape(str(value["status"]))}</span>'
+    if isinstance(value, dict) and "items" in value:
+        return "".join(_item(item) for item in value["items"])
+    return escape(str(value))
+
+
+def _item(item: dict) -> str:
+    """One data item: its thumbnail or text preview, then its origin, split and label."""
+    uri = previews.safe_thumbnail(item.get("thumbnail"))
+    thumb = f'<img class="thumb" src="{uri}" alt="">' if uri else ""
+    text = f'<q class="preview">{escape(str(item["text"]))}</q>' if item.get("text") else ""
+    where = ", ".join(escape(str(item[k])) for k in ("split", "label") if item.get(k) is not None)
+    return (f'<div class="item">{thumb}<div><span class="origin">{escape(str(item.get("origin", "")))}</span>'
+            f'{f"<small>{where}</small>" if where else ""}{text}</div></div>')
+
+
+def _gallery(metrics: dict) -> str:
+    """The most confident misclassified validation items, as fit kept them in metrics.json (none: no gallery)."""
+    mistakes = [m for m in metrics.get("misclassified") or [] if isinstance(m, dict)]
+    if not mistakes:
+        return ""
+    val = metrics.get("val") or {}
+    accuracy, n = plots.finite(val.get("accuracy")), plots.finite(val.get("n")) or 0
+    wrong = max(len(mistakes), round(n * (1 - accuracy)) if accuracy is not None else 0)
+    cards = []
+    for m in mistakes:
+        uri = previews.safe_thumbnail(m.get("thumbnail"))
+        shown = (f'<img class="thumb" src="{uri}" alt="">' if uri else
+                 f'<q class="preview">{escape(str(m["text"]))}</q>' if m.get("text") else "")
+        cards.append(f'<figure class="mistake">{shown}<figcaption><span class="origin">'
+                     f'{escape(str(m.get("origin", "")))}</span><span>true <b>{escape(str(m.get("true", "?")))}</b>'
+                     f'</span><span class="wrong">predicted <b>{escape(str(m.get("predicted", "?")))}</b> '
+                     f'{_pct(m.get("probability"))}</span></figcaption></figure>')
+    return ('<h3 id="misclassified">Misclassified validation items</h3><p class="muted">The most confident mistakes '
+            f'first ({len(mistakes)} of {wrong:,}): often a wrong label, sometimes an ambiguous item.</p>'
+            f'<div class="gallery">{"".join(cards)}</div>')

@@ -1,0 +1,77 @@
+"""What a report shows of one item: a small JPEG thumbnail (data URI) for an image, the first characters of a text.
+
+Previews are made from the items in memory (file paths, PIL images, numpy arrays, texts) while the
+data is at hand, and only ever embedded as data URIs: a report never points at the user's files.
+:func:`misclassified` keeps a fit's most confident validation mistakes, previews included, small
+enough for metrics.json, so a run's report can be rebuilt where the data is not.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from headstart.errors import DataError
+from headstart.metrics import softmax
+
+if TYPE_CHECKING:
+    from headstart.data import Dataset
+
+THUMB_PX = 64  # longest side of a thumbnail, in pixels
+TEXT_CHARS = 160  # characters of a text shown
+GALLERY_SIZE = 24  # misclassified validation items a fit keeps (most confident first)
+_URI = re.compile(r"data:image/(jpeg|png);base64,[A-Za-z0-9+/]+={0,2}")
+
+
+def thumbnail(item: Any, px: int = THUMB_PX) -> str | None:
+    """A JPEG data URI of ``item`` (a path, PIL image or array) at most ``px`` on its longest side, or None when it
+    cannot be read (a file moved since loading). At 64 px it holds at most 2.7 kB (pure noise; a photo ~1.5 kB)."""
+    from headstart.data.images import load_image  # the data package is heavy; reports may never need it
+
+    try:
+        image = load_image(item)
+    except (DataError, OSError):
+        return None
+    image.thumbnail((px, px), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=75, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def text_preview(text: Any, chars: int = TEXT_CHARS) -> str:
+    """The first ``chars`` characters of a text, whitespace runs folded, an ellipsis where it was cut."""
+    folded = " ".join(str(text).split())
+    return folded if len(folded) <= chars else folded[: chars - 1].rstrip() + "…"
+
+
+def preview(item: Any, modality: str) -> dict:
+    """``{"thumbnail": data URI}`` for an image, ``{"text": first characters}`` for a text (empty when unreadable)."""
+    if modality == "text":
+        return {"text": text_preview(item)}
+    uri = thumbnail(item)
+    return {"thumbnail": uri} if uri else {}
+
+
+def safe_thumbnail(uri: Any) -> str | None:
+    """``uri`` when it is a base64 JPEG/PNG data URI (as :func:`thumbnail` writes), else None: a record read back
+    from a run folder may have been edited, and only an inert image may reach an ``src`` attribute."""
+    return uri if isinstance(uri, str) and _URI.fullmatch(uri) else None
+
+
+def misclassified(ds: Dataset, logits: np.ndarray, targets: np.ndarray, classes: Sequence[str],
+                  limit: int = GALLERY_SIZE) -> list[dict]:
+    """The ``limit`` most confident mistakes on ``ds``: ``{"origin", "true", "predicted", "probability"}`` and a
+    preview, highest predicted probability first (the report's gallery, kept in metrics.json)."""
+    proba = softmax(np.asarray(logits, dtype=np.float64))
+    predicted = proba.argmax(1)
+    wrong = np.flatnonzero(predicted != np.asarray(targets))
+    ranked = wrong[np.argsort(-proba[wrong, predicted[wrong]], kind="stable")][:limit]
+    return [{"origin": str(ds.origins[i]), "true": str(classes[targets[i]]), "predicted": str(classes[predicted[i]]),
+             "probability": round(float(proba[i, predicted[i]]), 4), **preview(ds.items[i], ds.modality)}
+            for i in ranked]
