@@ -319,7 +319,8 @@ def _run(job: Job, *, splits: DataSplits, backbone: Backbone, cfg: FitConfig, st
     """Fit ``job`` (a fine-tune stops at the deadline that leaves time to score it); record what it cost."""
     kind, n = repeats
     job_splits = _subsample(_resplit(splits, job.repeat, kind, n, cfg), job.fraction, cfg.seed + job.repeat)
-    job_cfg = replace(cfg, strategy=job.strategy, seed=cfg.seed + job.repeat, options=option_values(strats[job.strategy]))
+    job_cfg = replace(cfg, strategy=job.strategy, seed=cfg.seed + job.repeat,
+                      options=option_values(strats[job.strategy]))
     finish = costs.finish(job.fraction) if costs is not None and job.strategy != "linear" else 0.0
     result = fit_prepared(job_splits, backbone, job_cfg, strats[job.strategy], runtime.until(clock.deadline(finish)))
     epochs = [h["epoch"] for h in result.history if "epoch" in h]
