@@ -6,6 +6,7 @@ precision, cache, deadline, checkpoints) and headstart.auto (``--strategy auto``
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from headstart.overlap import overlap_with_run
 from headstart.pipeline import FitResult, config_for, fit_data, resume_fit
 from headstart.runs import Predictor, check_out, load_predictor
 from headstart.runtime import Runtime
+from headstart.tracking import Session
 from headstart.strategies import make_strategy
 
 __all__ = ["FitResult", "evaluate", "fit", "load_run", "models", "predict"]
@@ -49,13 +51,20 @@ def fit(data: Any = None, model: str | Backbone = "minilm-l6", strategy: str = "
     runtime = Runtime.from_config(cfg, progress)
     if out is not None and distributed.is_main():
         check_out(Path(out), overwrite, inputs=(data, val, test))  # before any work: never train for nothing
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = Path(out).name if out is not None else f"{Path(cfg.model).name}-{cfg.strategy}-{stamp}"
+    tracking = Session.open(cfg.track if distributed.is_main() else (), cfg.to_dict(), name,
+                            None if out is None else Path(out), cfg.track_dir)
+    runtime = runtime.listening(tracking.log_epoch if tracking.trackers else None)
     if strategy != "auto":
         strat = make_strategy(strategy, **cfg.strategy_options())
-        return fit_data(data, model, strat, cfg, runtime, val, test, None if out is None else Path(out), overwrite)
-    fitted = fit_auto(data, model, cfg, runtime, val, test)
-    if out is not None:
-        fitted.save(out, overwrite)
-        distributed.barrier()  # every process returns once the run is written
+        fitted = fit_data(data, model, strat, cfg, runtime, val, test, None if out is None else Path(out), overwrite)
+    else:
+        fitted = fit_auto(data, model, cfg, runtime, val, test)
+        if out is not None:
+            fitted.save(out, overwrite)
+            distributed.barrier()  # every process returns once the run is written
+    tracking.finish(fitted.metrics, fitted.run_dir)
     return fitted
 
 

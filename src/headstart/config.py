@@ -16,6 +16,7 @@ from typing import Any, Callable
 from headstart.devices import PRECISIONS
 from headstart.engine import TrainSettings
 from headstart.errors import ConfigError
+from headstart.tracking import parse_trackers
 from headstart.strategies import STRATEGIES, make_strategy
 from headstart.strategies.options import check_option_names, option_fields
 
@@ -64,8 +65,12 @@ class FitConfig:
     precision: str = "auto"
     num_workers: int | None = None  # None: chosen from the device and core count
     cache_dir: str | None = None
+    # tracking (headstart.tracking): where the config, each epoch, the final metrics and the report are logged
+    track: tuple[str, ...] = ()  # tensorboard, mlflow (several allowed)
+    track_dir: str | None = None  # TensorBoard's log folder / MLflow's SQLite store (defaults: see tracking)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "track", parse_trackers(self.track))
         checks = [
             (0 < self.val_fraction < 1, "--val-fraction must be between 0 and 1 (e.g. 0.2)"),
             (0 <= self.test_fraction < 1, "--test-fraction must be in [0, 1)"),
@@ -102,22 +107,24 @@ class FitConfig:
         return dict(self.options)
 
     def train_settings(self, num_workers: int | None = None, deadline: float | None = None,
-                       checkpoint: str | None = None) -> TrainSettings:
-        """The fine-tuning loop's settings; ``num_workers`` (default: as configured, else 0), ``deadline`` and
-        ``checkpoint`` come from the runtime."""
+                       checkpoint: str | None = None,
+                       on_epoch: Callable[[dict], None] | None = None) -> TrainSettings:
+        """The fine-tuning loop's settings; ``num_workers`` (default: as configured, else 0), ``deadline``,
+        ``checkpoint`` and ``on_epoch`` come from the runtime."""
         return TrainSettings(
             epochs=self.epochs, batch_size=self.batch_size, patience=self.patience, augment=self.augment,
             hflip=self.hflip, weight_decay=self.weight_decay, warmup=self.warmup, l2sp=self.l2sp,
             label_smoothing=self.label_smoothing, find_lr=self.find_lr,
             frozen_bn={"auto": None, "frozen": True, "train": False}[self.bn],
             num_workers=self.num_workers or 0 if num_workers is None else num_workers, seed=self.seed,
-            deadline=deadline, checkpoint=checkpoint,
+            deadline=deadline, checkpoint=checkpoint, on_epoch=on_epoch,
         )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict (tuples as lists)."""
         out = dataclasses.asdict(self)
         out["options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.options.items()}
+        out["track"] = list(self.track)
         return out
 
     @classmethod

@@ -61,6 +61,7 @@ class TrainSettings:
     select_on_loss: bool = False  # tiny validation sets: select and stop on validation loss, not accuracy
     evaluate_start: bool = False  # score the model before the first step (epoch 0); it can be the one kept
     find_lr: bool = False  # a learning-rate range test scales every group's rate before training (lr_range)
+    on_epoch: Callable[[dict], None] | None = None  # given each epoch's history row (e.g. experiment trackers)
 
 
 @dataclass
@@ -310,10 +311,22 @@ class Checkpoint(Callback):
             _checkpoint(self.folder, epoch, state)
 
 
+class EpochListener(Callback):
+    """Hand each epoch's history row to ``listener`` (the experiment trackers), on the main process."""
+
+    def __init__(self, listener: Callable[[dict], None]):
+        self.listener = listener
+
+    def after_epoch(self, state: LoopState, epoch: int) -> None:
+        if distributed.is_main():
+            self.listener(dict(state.outcome.history[-1]))
+
+
 def callbacks(s: TrainSettings) -> list[Callback]:
     """The callbacks ``s`` asks for, in the order they run after an epoch: the best state, early stopping,
-    then the checkpoint (which records both); the deadline after every batch."""
+    then the checkpoint (which records both) and the listener; the deadline after every batch."""
     return [BestState(), EarlyStopping(s.patience), *([Checkpoint(s.checkpoint)] if s.checkpoint else []),
+            *([EpochListener(s.on_epoch)] if s.on_epoch else []),
             *([Deadline(s.deadline)] if s.deadline is not None else [])]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ class Runtime:
     cache_boundary: bool | None = None  # partial without augmentation: cache the frozen groups' output
     deadline: float | None = None  # time.perf_counter() value: fine-tuning stops after the batch that passes it
     checkpoint: str | None = None  # folder: fine-tuning's state after every epoch, resumed from when present
+    on_epoch: Callable[[dict], None] | None = None  # given each fine-tuning epoch's history row (tracking)
 
     @classmethod
     def from_config(cls, cfg: FitConfig, progress: bool = True) -> "Runtime":
@@ -52,6 +54,10 @@ class Runtime:
     def checkpointed(self, folder: str | Path | None) -> "Runtime":
         """The same runtime keeping fine-tuning's state in ``folder``."""
         return replace(self, checkpoint=str(folder) if folder else None)
+
+    def listening(self, on_epoch: Callable[[dict], None] | None) -> "Runtime":
+        """The same runtime handing each fine-tuning epoch's history row to ``on_epoch``."""
+        return replace(self, on_epoch=on_epoch)
 
     def workers(self, modality: str) -> int:
         """DataLoader workers for items of ``modality``."""
@@ -74,6 +80,6 @@ class Runtime:
                    for name, ds in (("train", splits.train), ("val", splits.val), ("test", splits.test))
                    if ds is not None}
         settings = cfg.train_settings(num_workers=self.workers(backbone.modality), deadline=self.deadline,
-                                      checkpoint=self.checkpoint)
+                                      checkpoint=self.checkpoint, on_epoch=self.on_epoch)
         return FitContext(targets, self.cache, self.extraction(backbone.modality), self.device,
                           self.train_precision(backbone), settings, self.progress, self.cache_boundary)

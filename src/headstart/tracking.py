@@ -163,3 +163,30 @@ class MLflowTracker:
             if Path(file).is_file():
                 self.client.log_artifact(self.run_id, str(file))
         self.client.set_terminated(self.run_id)
+
+
+@dataclass
+class Session:
+    """The trackers of one fit: ``log_epoch`` for the training loop, ``finish`` once the run is saved."""
+
+    trackers: list[Tracker]
+
+    @classmethod
+    def open(cls, names: Sequence[str], config: dict[str, Any], run_name: str, run_dir: Path | None = None,
+             track_dir: str | Path | None = None) -> "Session":
+        """Open a tracker per name and log ``config`` to each (no trackers: a session that does nothing)."""
+        session = cls(open_trackers(names, run_name, run_dir, Path(track_dir) if track_dir else None))
+        for tracker in session.trackers:
+            tracker.start(config)
+        return session
+
+    def log_epoch(self, row: dict[str, Any]) -> None:
+        """One epoch's history row, to every tracker."""
+        for tracker in self.trackers:
+            tracker.log_epoch(row)
+
+    def finish(self, metrics: dict[str, Any], run_dir: Path | None = None) -> None:
+        """The final metrics, and the run's report.html, config.json and metrics.json when it was saved."""
+        files = [run_dir / name for name in ("report.html", "config.json", "metrics.json")] if run_dir else []
+        for tracker in self.trackers:
+            tracker.finish(metrics, files)

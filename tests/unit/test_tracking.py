@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from headstart.errors import ConfigError
@@ -69,3 +71,27 @@ def test_tensorboard_logs_into_the_run_folder_by_default(tmp_path):
     (elsewhere,) = open_trackers(["tensorboard"], "pets", run_dir=tmp_path / "run", track_dir=tmp_path / "tb")
     assert elsewhere.log_dir == tmp_path / "tb" / "pets"
     elsewhere.finish({})
+
+
+def test_a_fit_tracked_by_both_logs_its_epochs_metrics_and_report(image_folder, tmp_path):
+    import mlflow
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    import headstart
+
+    result = headstart.fit(image_folder, "random:mobilenetv2", "partial", image_size=32, epochs=2, batch_size=8,
+                           hflip=False, progress=False, cache_dir=str(tmp_path / "cache"), out=tmp_path / "run",
+                           track="tensorboard,mlflow", track_dir=str(tmp_path / "track"))
+    epochs = [row for row in result.history if row.get("epoch", 0) >= 1]
+    events = EventAccumulator(str(tmp_path / "track" / "run"))
+    events.Reload()
+    assert [s.value for s in events.Scalars("val/accuracy")] == pytest.approx([r["val_accuracy"] for r in epochs])
+    assert events.Scalars("final/val_accuracy")[0].value == pytest.approx(result.metrics["val"]["accuracy"])
+    assert (tmp_path / "track" / "run" / "report.html").is_file()
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'track' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("headstart").experiment_id])
+    assert run.info.run_name == "run" and run.data.params["strategy"] == "partial"
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "train_loss")] == pytest.approx(
+        [r["train_loss"] for r in epochs])
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"report.html", "config.json", "metrics.json"}
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["track"] == ["tensorboard", "mlflow"]

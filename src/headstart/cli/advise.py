@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from headstart.advise import advise
+from headstart.cli.options import config_option
 from headstart.cli.output import console, fmt_count, print_json
 
 
@@ -25,6 +26,7 @@ def advise_cli(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     json_out: bool = typer.Option(False, "--json", help="Print the advice as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    config: Optional[str] = config_option(),
 ) -> None:
     """Rank candidate backbones by LogME, H-score and a cross-validated probe; recommend a strategy.
 

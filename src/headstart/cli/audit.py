@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from headstart.audit import AuditReport, audit
+from headstart.cli.options import config_option
 from headstart.cli.output import console, print_json
 
 LISTED = 15  # rows per findings table in the terminal; audit.json and report.html hold more
@@ -41,6 +42,7 @@ def audit_cli(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder at --out."),
     json_out: bool = typer.Option(False, "--json", help="Print the audit as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    config: Optional[str] = config_option(),
 ) -> None:
     """Audit labelled DATA on MODEL's frozen features: what to fix before fitting.
 

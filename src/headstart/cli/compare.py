@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from headstart.budget import hms
+from headstart.cli.options import config_option
 from headstart.cli.output import console, fmt_count, print_json
 from headstart.compare import DEFAULT_STRATEGIES, Comparison, compare
 from headstart.outdir import check_writable
@@ -43,6 +44,7 @@ def compare_cli(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing comparison at --out."),
     json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    config: Optional[str] = config_option(),
 ) -> None:
     """Compare transfer learning and fine-tuning strategies on DATA with MODEL.
 

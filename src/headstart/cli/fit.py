@@ -11,7 +11,7 @@ import typer
 from headstart import checkpoints, distributed
 from headstart.api import fit
 from headstart.cli.options import (DATA_HELP, IMAGE_COL_HELP, LABEL_COL_HELP, MAX_LENGTH_HELP, SHOTS_HELP,
-                                   TEXT_COL_HELP, comma_list, strategy_option)
+                                   TEXT_COL_HELP, comma_list, config_option, strategy_option)
 from headstart.cli.output import auto_lines, console, print_json, summary_table
 from headstart.errors import ConfigError, Interrupted
 
@@ -59,6 +59,8 @@ def fit_cli(
         "once and train on their cached output (memory-mapped float16) [default: on CPUs]."),
     bn: str = typer.Option("auto", "--bn", help="BatchNorm statistics while fine-tuning: frozen | train | auto "
                            "(frozen below 5,000 training items or batches of 16)."),
+    weight_decay: float = typer.Option(0.01, help="AdamW weight decay of fine-tuned weights (not of norms, biases)."),
+    warmup: float = typer.Option(0.1, help="Share of the fine-tuning steps spent warming the learning rate up."),
     label_smoothing: float = typer.Option(0.0, help="Label smoothing of the fine-tuning loss (0 = off)."),
     find_lr: bool = typer.Option(False, "--find-lr", help="Fine-tuning: pick the learning rates with a short "
                                  "range test (the defaults scaled together; recorded in config.json)."),
@@ -73,6 +75,13 @@ def fit_cli(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run at --out."),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    track: Optional[str] = typer.Option(None, "--track", metavar="TRACKERS", help="Log the config, every epoch, "
+                                        "the final metrics and report.html to tensorboard and/or mlflow "
+                                        "(comma-separated; offline; pip install 'headstart[track]')."),
+    track_dir: Optional[str] = typer.Option(None, "--track-dir", metavar="DIR", help="TensorBoard's log folder and "
+                                            "MLflow's SQLite store [default: OUT/tensorboard; MLFLOW_TRACKING_URI "
+                                            "or ./mlflow.db]."),
+    config: Optional[str] = config_option(),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a stopped (killed, crashed) fit "
                                           "from its run directory's last saved epoch; needs no other options."),
 ) -> None:

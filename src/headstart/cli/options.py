@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import typer
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from headstart.errors import ConfigError
 from headstart.strategies import STRATEGIES
 from headstart.strategies.options import option_fields, option_help
 
@@ -34,3 +42,64 @@ def comma_list(value: str | None, kind: type = str) -> tuple | None:
     if value is None:
         return None
     return tuple(kind(part.strip()) for part in value.split(",") if part.strip())
+
+
+CONFIG_HELP = ("A TOML or JSON file of this command's options (names as the flags, dashes or underscores; a run's "
+               "config.json works too, so a run can be fitted again from it); flags on the command line win.")
+
+
+def config_option() -> Any:
+    """``--config FILE``: read before the other options, whose defaults it replaces (click's ``default_map``)."""
+    return typer.Option(None, "--config", metavar="FILE", help=CONFIG_HELP, is_eager=True, callback=_load_config,
+                        expose_value=False)
+
+
+def _load_config(ctx: typer.Context, param: Any, value: str | None) -> None:
+    if value:
+        ctx.default_map = {**(ctx.default_map or {}), **config_defaults(Path(value), ctx.command.name or "",
+                                                                        {p.name for p in ctx.command.params})}
+
+
+def config_defaults(path: Path, verb: str, accepted: set[str]) -> dict[str, Any]:
+    """The options in ``path`` as ``{parameter name: value}`` for ``verb``; an unknown key is an error naming it.
+
+    TOML keys may sit at the top or under ``[VERB]``. A run's config.json (``{"config": {...}, "data": {...}}``)
+    gives its options (the strategy's own ones included) and, as DATA, VAL and TEST, the paths it was fitted on.
+    Lists become the comma-separated text the flags take; null values keep the command's defaults.
+    """
+    record = _read_config(path)
+    if isinstance(record.get(verb), dict):
+        record = {**{k: v for k, v in record.items() if not isinstance(v, dict)}, **record[verb]}
+    if isinstance(record.get("config"), dict):  # a run's config.json
+        sources = record.get("data") or {}
+        record = {**record["config"], **{name: (sources.get(key) or {}).get("path")
+                                         for name, key in (("data", "train"), ("val", "val"), ("test", "test"))}}
+    if isinstance(record.get("options"), dict):
+        record = {**{k: v for k, v in record.items() if k != "options"}, **record["options"]}
+    out = {}
+    for key, value in record.items():
+        name = str(key).replace("-", "_")
+        if name not in accepted:
+            if value is None or isinstance(value, dict):
+                continue  # an unset or nested record (e.g. another verb's table) is not an option of this one
+            raise ConfigError(f"{path}: {key!r} is not an option of `headstart {verb}`; its options are "
+                              f"{', '.join(sorted(n.replace('_', '-') for n in accepted))}.")
+        if value is not None:
+            out[name] = ",".join(str(v) for v in value) if isinstance(value, (list, tuple)) else value
+    return out
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """A TOML or JSON object from ``path``, with an error that names the file and what is wrong."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: cannot read it ({exc.strerror or exc}).") from None
+    try:
+        record = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, ValueError) as exc:
+        kind = "TOML" if path.suffix.lower() == ".toml" else "JSON (name it .toml for TOML)"
+        raise ConfigError(f"--config {path}: not valid {kind}: {exc}.") from None
+    if not isinstance(record, dict):
+        raise ConfigError(f"--config {path}: must hold a table of options, not a {type(record).__name__}.")
+    return record
