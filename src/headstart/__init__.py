@@ -6,7 +6,7 @@
 """
 
 from headstart.api import FitResult, evaluate, fit, load_run, models, predict
-from headstart.backbones import Backbone, load_backbone
+from headstart.backbones import Backbone, Family, ImageFamily, load_backbone, register_backbone, register_family
 from headstart.config import FitConfig
 from headstart.data import load_data, load_items
 from headstart.errors import ConfigError, DataError, HeadstartError, ModelNotFoundError, RunError
@@ -20,8 +20,10 @@ __all__ = [
     "ConfigError",
     "DataError",
     "FitConfig",
+    "Family",
     "FitResult",
     "HeadstartError",
+    "ImageFamily",
     "ModelNotFoundError",
     "RunError",
     "evaluate",
@@ -32,5 +34,7 @@ __all__ = [
     "load_run",
     "models",
     "predict",
+    "register_backbone",
+    "register_family",
     "register_strategy",
 ]

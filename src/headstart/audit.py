@@ -35,6 +35,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from headstart.data import DataSplits, Dataset
 from headstart.errors import DataError
+from headstart.fileio import write_text
 from headstart.heads import fit_predict_proba
 from headstart.metrics import wilson_interval
 from headstart.outdir import check_writable, write_marker
@@ -126,8 +127,8 @@ class AuditReport:
         check_writable(out, "audit", overwrite)
         out.mkdir(parents=True, exist_ok=True)
         write_marker(out, "audit")
-        _atomic_text(out / "audit.json", json.dumps(self.to_dict(), indent=2, default=str) + "\n")
-        _atomic_text(out / "report.html", render_report(report_data(self)))
+        write_text(out / "audit.json", json.dumps(self.to_dict(), indent=2, default=str) + "\n")
+        write_text(out / "report.html", render_report(report_data(self)))
         self.out_dir = out
         return out
 
@@ -614,7 +615,3 @@ def _describe(data: Any) -> str:
         return type(data).__name__
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

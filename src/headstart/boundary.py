@@ -17,12 +17,10 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
 from headstart.backbones import Backbone, batch_to
-from headstart.backbones.build import MeanPooledEncoder, PooledCNN
 from headstart.data import Dataset
 from headstart.devices import autocast
 from headstart.engine import Feed, TrainSettings
@@ -30,7 +28,6 @@ from headstart.errors import RunError
 from headstart.progress import progress_task
 
 FP16_MAX = 65504.0
-BERT_LIKE = {"bert", "roberta", "xlm-roberta", "electra", "camembert", "ernie"}
 
 
 class _Reached(Exception):
@@ -39,37 +36,6 @@ class _Reached(Exception):
     def __init__(self, value: torch.Tensor):
         super().__init__()
         self.value = value
-
-
-class CNNTop(nn.Module):
-    """The trainable stages of a PooledCNN, then global average pooling."""
-
-    def __init__(self, stages: Sequence[nn.Module]):
-        super().__init__()
-        self.stages = nn.Sequential(*stages)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.adaptive_avg_pool2d(self.stages(x), 1).flatten(1)
-
-
-class EncoderTop(nn.Module):
-    """The trainable blocks of a BERT-family encoder, then mean pooling over the attention mask."""
-
-    def __init__(self, config, blocks: Sequence[nn.Module]):
-        super().__init__()
-        self.config = config
-        self.blocks = nn.ModuleList(blocks)
-
-    def forward(self, batch: dict) -> torch.Tensor:
-        from transformers.masking_utils import create_bidirectional_mask
-
-        hidden, mask = batch["hidden"], batch["attention_mask"]
-        extended = create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=mask)
-        for block in self.blocks:
-            out = block(hidden, extended)
-            hidden = out[0] if isinstance(out, tuple) else out
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
 @dataclass
@@ -101,39 +67,25 @@ def split_at(backbone: Backbone, module: nn.Module, unfrozen: int) -> Split | No
     """Cut ``module`` (a copy of ``backbone.module``) before its last ``unfrozen`` layer groups.
 
     Returns None when the architecture has no cut whose top holds exactly those groups (the caller then
-    recomputes the frozen groups every step): supported are torchvision-style CNNs with a ``features``
-    Sequential and BERT-family encoders.
+    recomputes the frozen groups every step): where a module can be cut is its family's to say
+    (``Family.boundary``): torchvision-style CNNs with a ``features`` Sequential and BERT-family encoders.
     """
     groups = backbone.layer_groups()
     if not 0 < unfrozen < len(groups):
         return None
     trainable = {name for group in groups[-unfrozen:] for name in group}
-    if isinstance(module, PooledCNN) and isinstance(module.features, nn.Sequential):
-        container, prefix, text = module.features, "features.", False
-    elif (isinstance(module, MeanPooledEncoder) and getattr(module.model.config, "model_type", None) in BERT_LIKE
-          and _has_mask_helper()):
-        container, prefix, text = module.model.encoder.layer, "model.encoder.layer.", True
-    else:
+    cut = backbone.family.boundary(module)
+    if cut is None:
         return None
     first = min(trainable, key=list(dict(module.named_parameters())).index)
-    if not first.startswith(prefix):
+    if not first.startswith(cut.prefix):
         return None
-    index = int(first[len(prefix):].split(".")[0])
-    top_params = {f"{prefix}{index + k}.{name}" for k, block in enumerate(container[index:])
+    index = int(first[len(cut.prefix):].split(".")[0])
+    top_params = {f"{cut.prefix}{index + k}.{name}" for k, block in enumerate(cut.blocks[index:])
                   for name, _ in block.named_parameters()}
     if top_params != trainable:
         return None
-    blocks = list(container[index:])
-    top = EncoderTop(module.model.config, blocks) if text else CNNTop(blocks)
-    return Split(module, container[index], top, text)
-
-
-def _has_mask_helper() -> bool:
-    try:
-        from transformers.masking_utils import create_bidirectional_mask  # noqa: F401
-    except ImportError:  # transformers 4.x: fall back to recomputing
-        return False
-    return True
+    return Split(module, cut.blocks[index], cut.top(list(cut.blocks[index:])), cut.tokens)
 
 
 class ActivationStore:

@@ -35,6 +35,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from headstart.errors import RunError
+from headstart.fileio import write_json, write_with
 from headstart.outdir import MARKER, write_marker
 
 CHECKPOINTS = "checkpoints"
@@ -99,9 +100,9 @@ def start_run(run: Path, config: dict, data: dict, split: dict, overwrite: bool)
         folder.mkdir()
         created.append(folder)
         for name, payload in records.items():
-            write_json_atomic(folder / name, payload)
+            write_json(folder / name, payload, indent=1)
             if not finished:  # a finished run's own records stay until the new run replaces it
-                write_json_atomic(run / name, payload)
+                write_json(run / name, payload, indent=1)
                 created.append(run / name)
     except OSError as exc:
         discard(created)
@@ -167,16 +168,12 @@ def save_checkpoint(folder: str | Path, tensors: dict[str, torch.Tensor], state:
     """Tensors to ``state-NNNN.safetensors``, then ``state.json`` (the commit point), atomically."""
     folder = Path(folder)
     name = f"state-{state['epoch']:04d}.safetensors"
-    tmp = folder / f".{name}.tmp-{os.getpid()}"
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     try:
-        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp))
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, folder / name)
-        write_json_atomic(folder / STATE, {**state, "format": STATE_FORMAT, "tensors": name,
-                                           "sha256": _sha256(folder / name)})
+        write_with(folder / name, lambda tmp: save_file(tensors, str(tmp)))
+        write_json(folder / STATE, {**state, "format": STATE_FORMAT, "tensors": name,
+                                    "sha256": _sha256(folder / name)}, indent=1)
     except (OSError, SafetensorError) as exc:
-        tmp.unlink(missing_ok=True)
         why = getattr(exc, "strerror", None) or exc
         raise RunError(f"Could not write the checkpoint to {folder}: {why}. Check that the folder is writable "
                        "and the disk has space.") from exc
@@ -286,31 +283,6 @@ def load_scheduler(scheduler: Any, state: dict) -> None:
 
 
 # ---- helpers ----------------------------------------------------------------------------------------
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """JSON under a temporary name, flushed to disk, then renamed into place (OSError propagates)."""
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w") as handle:
-            handle.write(json.dumps(payload, indent=1, default=json_default) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def json_default(value: Any) -> Any:
-    """``json.dumps`` default for numpy scalars and arrays, tuples and paths."""
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, (np.ndarray, tuple)):
-        return list(value)
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
-
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()

@@ -9,7 +9,6 @@ A time budget is respected: a fit that would not finish in it is skipped or stop
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
@@ -29,9 +28,9 @@ from headstart.data import DataSplits, Dataset
 from headstart.data.split import carve
 from headstart.devices import resolve_device
 from headstart.errors import ConfigError
+from headstart.fileio import write_json, write_text
 from headstart.report import ReportData, read_run, render_report
 from headstart.outdir import check_writable, write_marker
-from headstart.runs import write_json_atomic
 from headstart.strategies import STRATEGIES, make_strategy
 
 DEFAULT_STRATEGIES = ("linear", "partial", "full", "lp-ft")
@@ -115,13 +114,11 @@ class Comparison:
         for strategy, result in self.fits.items():
             run_dir = result.save(out / "runs" / strategy, overwrite=True)
             runs.append(read_run(run_dir))
-        write_json_atomic(out / "comparison.json", self.to_dict())
+        write_json(out / "comparison.json", self.to_dict())
         notes = [f"Few-shot: {self.shots} training examples per class."] if self.shots else []
         report = ReportData(title=f"Transfer learning vs fine-tuning: {self.model}", subtitle=self.data,
                             runs=runs, comparison=self.to_dict(), recommendation=self.recommendation(), notes=notes)
-        tmp = out / f".report.html.tmp-{os.getpid()}"
-        tmp.write_text(render_report(report), encoding="utf-8")
-        os.replace(tmp, out / "report.html")
+        write_text(out / "report.html", render_report(report))
         return out
 
     def recommendation(self) -> dict | None:

@@ -186,7 +186,7 @@ def item_feed(backbone: Backbone, train_set: Dataset, val_set: Dataset, train_ta
         val_logits=lambda model: distributed.sharded_rows(  # each rank predicts its share (one: all)
             lambda data: predict_logits(model, backbone, data, device, precision, s.batch_size * 2, s.num_workers),
             val_set),
-        channels_last=backbone.modality == "image", num_workers=s.num_workers, lengths=text_lengths(train_set))
+        channels_last=backbone.channels_last, num_workers=s.num_workers, lengths=text_lengths(train_set))
 
 
 def text_lengths(data: Dataset) -> list[int] | None:
@@ -383,7 +383,7 @@ def predict_logits(model: nn.Module, backbone: Backbone, data: Dataset, device: 
     """Logits ``[len(data), n_classes]`` in ``data`` order, in eval and inference mode."""
     loader = DataLoader([(x, 0) for x in data.items], batch_size=batch_size,
                         collate_fn=backbone.preprocessing.collate(False), num_workers=num_workers)
-    channels_last = backbone.modality == "image"
+    channels_last = backbone.channels_last
     model.eval()
     outs = []
     with torch.inference_mode():

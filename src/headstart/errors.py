@@ -43,3 +43,12 @@ def option(name: str, value: object = None) -> str:
 
 class RemoteCodeError(HeadstartError, ValueError):
     """A model or run folder asks transformers to run Python code it ships; headstart never does."""
+
+
+class ExportError(HeadstartError, RuntimeError):
+    """An export could not be written, or it does not reproduce headstart's predictions."""
+
+
+def brief(exc: BaseException) -> str:
+    """An exception's message on one short line: enough to say what went wrong."""
+    return " ".join(str(exc).split())[:200] or type(exc).__name__

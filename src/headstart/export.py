@@ -12,29 +12,30 @@ Every export is checked before it is moved into place: the exported model is loa
 onnxruntime, when installed) and its logits compared with headstart's own on real inputs passed through
 the run's preprocessing (images from the run's split, or ``samples``; a few sentences for text runs).
 A folder is written as a hidden temporary sibling and renamed, so a failed export leaves nothing behind.
+What is model-specific (ONNX inputs and dynamic axes, the hf and timm formats) is the backbone family's:
+``backbone.family.onnx_graph`` and ``write_native`` (see headstart.backbones.families).
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
-import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
-from torch import nn
 
 from headstart.data import IMAGE_EXTENSIONS, load_items
-from headstart.errors import ConfigError, HeadstartError, RunError
+from headstart.errors import ConfigError, ExportError, RunError
+from headstart.fileio import staged_dir, write_json
 from headstart.runs import Predictor, load_predictor
 
 FORMATS = ("onnx", "hf", "timm")
+# What each family-specific format is for, when a run's family does not write it.
+FORMAT_IS_FOR = {"hf": "--format hf is for text runs (Hugging Face encoders)",
+                 "timm": "--format timm is for image runs (timm or torchvision backbones)"}
 ONNX_TOLERANCE = 1e-4  # max |logit difference| between onnxruntime and PyTorch
 TORCH_TOLERANCE = 1e-5  # the same, for exports reloaded into PyTorch (same kernels: differences are ~0)
 ONNX_OPSET = 17
@@ -49,10 +50,6 @@ CHECK_TEXTS = (
     "and the board expects the trend to continue next year. " * 12,
     "ok",
 )
-
-
-class ExportError(HeadstartError, RuntimeError):
-    """An export could not be written, or it does not reproduce headstart's predictions."""
 
 
 @dataclass
@@ -72,6 +69,7 @@ class Exported:
                 "max_abs_diff": self.max_abs_diff, "checked_with": self.checked_with, "notes": self.notes}
 
 
+
 def export(run: str | Path, format: str, out: str | Path | None = None, samples: Any = None) -> Exported:
     """Export the classifier in ``run`` as ``format`` (onnx, hf, timm) into ``out`` (default: ``RUN-FORMAT``).
 
@@ -85,28 +83,20 @@ def export(run: str | Path, format: str, out: str | Path | None = None, samples:
     _check_free(out)
     predictor = load_predictor(run)
     predictor.model.float().eval().cpu()
-    writer = {"onnx": _write_onnx, "hf": _write_hf, "timm": _write_timm}[format]
-    _check_modality(predictor, format)
+    _check_format(predictor, format)
     batch = _sample_batch(run, predictor, samples)
     with torch.no_grad():
         reference = predictor.model(batch).float().numpy()
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        result = writer(predictor, tmp, batch, reference)
-        _check_free(out)
-        if out.is_dir():
-            out.rmdir()  # an empty folder the user made for us
-        os.replace(tmp, out)
+        with staged_dir(out) as tmp:  # an empty folder the user made for us is replaced
+            result = _write_onnx(predictor, tmp, batch, reference) if format == "onnx" else \
+                _write_native(predictor, tmp, batch, reference, format)
+            _check_free(out)
     except RunError:
         raise
     except OSError as exc:
         raise RunError(f"Could not write the export to {out}: {exc.strerror or exc}. Check that the folder is "
                        "writable and the disk has space.") from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     result.path = out
     if predictor.precision != "fp32":
         result.notes.append(f"exported in float32; headstart predicts this {predictor.precision} run in "
@@ -123,14 +113,14 @@ def _check_free(out: Path) -> None:
                        "(or remove that folder).")
 
 
-def _check_modality(predictor: Predictor, format: str) -> None:
-    modality, family = predictor.backbone.modality, predictor.backbone.arch.get("family")
-    if format == "hf" and modality != "text":
-        raise ConfigError("--format hf is for text runs (Hugging Face encoders); this run is an image model. "
-                          "Use --format timm or --format onnx.")
-    if format == "timm" and family not in ("timm", "torchvision"):
-        raise ConfigError(f"--format timm is for image runs (timm or torchvision backbones); this run is a "
-                          f"{modality} model. Use --format hf or --format onnx.")
+def _check_format(predictor: Predictor, format: str) -> None:
+    """ConfigError unless the run's family writes ``format`` (every family writes onnx)."""
+    backbone = predictor.backbone
+    native = backbone.family.native_format
+    if format != "onnx" and format != native:
+        instead = f"--format {native} or --format onnx" if native else "--format onnx"
+        raise ConfigError(f"{FORMAT_IS_FOR[format]}; this run's backbone (family {backbone.family.name!r}) takes "
+                          f"{backbone.modality}s. Use {instead}.")
 
 
 # ----------------------------------------------------------------------------------------------- samples
@@ -200,31 +190,8 @@ def _compare(reference: np.ndarray, got: np.ndarray, tolerance: float, what: str
     return diff
 
 
-def _preprocessing_record(predictor: Predictor, input_names: list[str]) -> dict[str, Any]:
-    pre = predictor.backbone.preprocessing
-    if predictor.backbone.modality == "text":
-        return {"kind": "text", "inputs": input_names, "max_length": pre.max_length, "truncation": True,
-                "padding": "longest in batch (attention_mask 0 on padding)", "dtype": "int64",
-                "tokenizer": "the tokenizer files in this folder: AutoTokenizer.from_pretrained(folder)",
-                "pooling": "mean of the last hidden states over attention_mask, then the linear head"}
-    return {"kind": "image", "inputs": input_names, "layout": "NCHW", "dtype": "float32", "color": "RGB",
-            "size": pre.size, "resize_shorter_side_to": int(round(pre.size / pre.crop_pct)), "crop": "center",
-            "crop_pct": pre.crop_pct, "interpolation": pre.interpolation, "antialias": True,
-            "scale": "pixel / 255", "mean": list(pre.mean), "std": list(pre.std)}
-
 
 # ------------------------------------------------------------------------------------------------- onnx
-
-
-class _TextGraph(nn.Module):
-    """Positional tensors in (what ONNX needs), the classifier's dict batch inside."""
-
-    def __init__(self, model: nn.Module, names: list[str]):
-        super().__init__()
-        self.model, self.names = model, names
-
-    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        return self.model(dict(zip(self.names, tensors)))
 
 
 def _write_onnx(predictor: Predictor, folder: Path, batch, reference: np.ndarray) -> Exported:
@@ -234,213 +201,43 @@ def _write_onnx(predictor: Predictor, folder: Path, batch, reference: np.ndarray
     except ImportError as exc:
         raise ConfigError("ONNX export needs the onnx package: pip install 'headstart[export]'.") from exc
     path = folder / "model.onnx"
-    if isinstance(batch, dict):
-        names = list(batch)
-        module: nn.Module = _TextGraph(predictor.model, names)
-        example = tuple(batch[n][:2] for n in names)
-        axes = {n: {0: "batch", 1: "sequence"} for n in names}
-    else:
-        names, module, example = ["pixel_values"], predictor.model, (batch[:2],)
-        axes = {"pixel_values": {0: "batch"}}
-    axes["logits"] = {0: "batch"}
+    backbone = predictor.backbone
+    graph = backbone.family.onnx_graph(predictor.model, batch)
+    axes = {**graph.axes, "logits": {0: "batch"}}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice and tracer warnings
-            torch.onnx.export(module.eval(), example, str(path), dynamo=False, input_names=names,
+            torch.onnx.export(graph.module.eval(), graph.example, str(path), dynamo=False, input_names=graph.names,
                               output_names=["logits"], dynamic_axes=axes, opset_version=ONNX_OPSET,
                               do_constant_folding=True)
         onnx.checker.check_model(str(path))
     except (RuntimeError, ValueError, TypeError, onnx.checker.ValidationError) as exc:
-        raise ExportError(f"torch.onnx could not export this {predictor.backbone.arch.get('family')} model: "
+        raise ExportError(f"torch.onnx could not export this {backbone.family.name} model: "
                           f"{str(exc)[:500]}") from exc
-    _write_json(folder / "preprocessing.json", _preprocessing_record(predictor, names))
-    _write_json(folder / "classes.json", predictor.classes)
-    if predictor.backbone.modality == "text":
-        _save_tokenizer(predictor, folder)
+    write_json(folder / "preprocessing.json", backbone.preprocessing.export_record(graph.names))
+    write_json(folder / "classes.json", predictor.classes)
+    backbone.preprocessing.save(folder, for_export=True)
     try:
         import onnxruntime as ort
     except ImportError:
         return Exported(folder, "onnx", _files(folder), 0, None, "not checked",
                         ["onnxruntime is not installed: the export was not checked (pip install 'headstart[export]')"])
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feeds = {n: (batch[n] if isinstance(batch, dict) else batch).numpy() for n in names}
+    feeds = {n: (batch[n] if isinstance(batch, dict) else batch).numpy() for n in graph.names}
     diff = _compare(reference, session.run(["logits"], feeds)[0], ONNX_TOLERANCE, "ONNX")
     return Exported(folder, "onnx", _files(folder), len(reference), diff, f"onnxruntime {ort.__version__}")
 
 
-# --------------------------------------------------------------------------------------------------- hf
+# ------------------------------------------------------------------------------------------- hf, timm
 
 
-def _write_hf(predictor: Predictor, folder: Path, batch: dict, reference: np.ndarray) -> Exported:
-    from transformers import AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
-
-    from headstart.hf_model import HeadstartTextClassifier, HeadstartTextConfig
-
-    classes = predictor.classes
-    config = HeadstartTextConfig(
-        encoder=dict(predictor.backbone.arch["config"]), max_length=predictor.backbone.preprocessing.max_length,
-        id2label=dict(enumerate(classes)), label2id={c: i for i, c in enumerate(classes)},
-    )
-    config.architectures = [HeadstartTextClassifier.__name__]
-    model = HeadstartTextClassifier(config).eval()
-    state = {}
-    for key, value in predictor.model.state_dict().items():
-        if key.startswith("backbone.model."):
-            state["encoder." + key[len("backbone.model."):]] = value
-        elif key.startswith("head."):
-            state["classifier." + key[len("head."):]] = value
-        else:
-            raise ExportError(f"Unexpected weight {key!r} in the run's model: cannot map it to the HF classifier.")
-    model.load_state_dict(state, strict=True)
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # no weight-loading bars in headstart's output
-    try:
-        model.save_pretrained(str(folder))
-        _save_tokenizer(predictor, folder)
-        (folder / "README.md").write_text(_HF_README.format(classes=", ".join(classes)))
-        loaded = AutoModelForSequenceClassification.from_pretrained(str(folder), trust_remote_code=False).eval()
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
+def _write_native(predictor: Predictor, folder: Path, batch, reference: np.ndarray, format: str) -> Exported:
+    """The family's own format (hf: transformers, timm: timm or torchvision), loaded back and compared."""
+    native = predictor.backbone.family.write_native(predictor, folder)
     with torch.no_grad():
-        got = loaded(**batch).logits.float().numpy()
-    diff = _compare(reference, got, TORCH_TOLERANCE, "Hugging Face")
-    return Exported(folder, "hf", _files(folder), len(reference), diff,
-                    "AutoModelForSequenceClassification.from_pretrained",
-                    ["model type 'headstart_text': `import headstart.hf_model` before from_pretrained "
-                     "(no remote code; see README.md in the export)"])
-
-
-_HF_README = """\
-# headstart text classifier (Hugging Face format)
-
-Classes: {classes}
-
-The model averages the encoder's last hidden states over the attention mask and applies a linear
-classifier: the exact computation headstart trained. transformers has no built-in BERT-family
-sequence-classification class that pools this way (BertForSequenceClassification uses the [CLS] token
-through a dense+tanh pooler), so the architecture ``headstart_text`` lives in the headstart package.
-It is never loaded as remote code: import it, then use the usual Auto classes.
-
-```python
-import headstart.hf_model  # noqa: F401  registers model type "headstart_text"
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
-
-model = AutoModelForSequenceClassification.from_pretrained("THIS_FOLDER")
-tokenizer = AutoTokenizer.from_pretrained("THIS_FOLDER")  # truncates at the run's max_length
-classify = pipeline("text-classification", model=model, tokenizer=tokenizer, truncation=True)
-```
-
-Without headstart: the encoder is ``AutoModel.from_config(AutoConfig.for_model(**config["encoder"]))``
-with the ``encoder.*`` weights of model.safetensors (prefix removed); the head is ``classifier.weight``
-and ``classifier.bias`` applied to the masked mean of ``last_hidden_state``.
-"""
-
-
-def _save_tokenizer(predictor: Predictor, folder: Path) -> None:
-    tokenizer = predictor.backbone.preprocessing.tokenizer
-    tokenizer.model_max_length = predictor.backbone.preprocessing.max_length  # truncation=True then matches
-    tokenizer.save_pretrained(str(folder))
-
-
-# ------------------------------------------------------------------------------------------------- timm
-
-
-def _write_timm(predictor: Predictor, folder: Path, batch: torch.Tensor, reference: np.ndarray) -> Exported:
-    if predictor.backbone.arch["family"] == "torchvision":
-        return _write_torchvision(predictor, folder, batch, reference)
-    import timm
-    from timm.models import save_for_hf
-
-    arch, classes, pre = predictor.backbone.arch["name"], predictor.classes, predictor.backbone.preprocessing
-    model = timm.create_model(arch, pretrained=False, num_classes=len(classes))
-    classifier = _module_name(model, model.get_classifier())
-    state = {k[len("backbone."):]: v for k, v in predictor.model.state_dict().items() if k.startswith("backbone.")}
-    state.update({f"{classifier}.weight": predictor.model.head.weight, f"{classifier}.bias": predictor.model.head.bias})
-    _load_strict(model, state, f"timm.create_model({arch!r}, num_classes={len(classes)})")
-    data_config = {"input_size": (3, pre.size, pre.size), "mean": tuple(pre.mean), "std": tuple(pre.std),
-                   "interpolation": pre.interpolation, "crop_pct": timm_crop_pct(pre.size, pre.crop_pct),
-                   "crop_mode": "center"}
-    save_for_hf(model, str(folder), model_config={"label_names": list(classes)}, safe_serialization=True,
-                data_config=data_config)
-    _write_json(folder / "classes.json", classes)
-
-    def reload() -> nn.Module:
-        return timm.create_model(f"local-dir:{folder}", pretrained=True)
-
-    diff = _check_reload(reload, batch, reference)
-    return Exported(folder, "timm", _files(folder), len(reference), diff,
-                    f'timm.create_model("local-dir:FOLDER", pretrained=True) (timm {timm.__version__})',
-                    [f"classifier weights under {classifier}.*"])
-
-
-def timm_crop_pct(size: int, crop_pct: float) -> float:
-    """A crop_pct for which timm's eval transform resizes as headstart does.
-
-    headstart resizes the shorter side to ``round(size / crop_pct)``, timm to ``floor(size / crop_pct)``;
-    where they differ, the crop_pct returned makes timm's floor land on headstart's size.
-    """
-    resize = int(round(size / crop_pct))
-    if math.floor(size / crop_pct) == resize:
-        return crop_pct
-    return round(size / (resize + 0.25), 6)
-
-
-def _write_torchvision(predictor: Predictor, folder: Path, batch: torch.Tensor, reference: np.ndarray) -> Exported:
-    import torchvision
-
-    classes = predictor.classes
-    model = torchvision.models.mobilenet_v2(num_classes=len(classes))
-    state = {k[len("backbone."):]: v for k, v in predictor.model.state_dict().items() if k.startswith("backbone.")}
-    state.update({"classifier.1.weight": predictor.model.head.weight, "classifier.1.bias": predictor.model.head.bias})
-    _load_strict(model, state, f"torchvision.models.mobilenet_v2(num_classes={len(classes)})")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
-    _write_json(folder / "config.json", {
-        "library": "torchvision", "architecture": "mobilenet_v2", "num_classes": len(classes),
-        "label_names": list(classes), "preprocessing": _preprocessing_record(predictor, ["pixel_values"]),
-        "load": f"m = torchvision.models.mobilenet_v2(num_classes={len(classes)}); "
-                "m.load_state_dict(safetensors.torch.load_file('model.safetensors'))",
-    })
-    _write_json(folder / "classes.json", classes)
-
-    def reload() -> nn.Module:
-        fresh = torchvision.models.mobilenet_v2(num_classes=len(classes))
-        fresh.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
-        return fresh
-
-    diff = _check_reload(reload, batch, reference)
-    return Exported(folder, "timm", _files(folder), len(reference), diff,
-                    f"torchvision.models.mobilenet_v2(num_classes={len(classes)}).load_state_dict(strict=True)",
-                    ["torchvision MobileNetV2: a state dict for torchvision (timm has no mobilenet_v2 layout)"])
-
-
-def _check_reload(reload: Callable[[], nn.Module], batch: torch.Tensor, reference: np.ndarray) -> float:
-    model = reload().eval()
-    with torch.no_grad():
-        got = model(batch).float().numpy()
-    return _compare(reference, got, TORCH_TOLERANCE, "timm/torchvision")
-
-
-def _load_strict(model: nn.Module, state: dict, what: str) -> None:
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ExportError(f"The run's weights do not map onto {what}: {exc}") from exc
-
-
-def _module_name(model: nn.Module, target: nn.Module) -> str:
-    for name, module in model.named_modules():
-        if module is target:
-            return name
-    raise ExportError(f"Cannot find the classifier of timm model {type(model).__name__}.")
-
-
-# ------------------------------------------------------------------------------------------------ files
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+        got = native.logits(batch).float().numpy()
+    diff = _compare(reference, got, TORCH_TOLERANCE, native.what)
+    return Exported(folder, format, _files(folder), len(reference), diff, native.checked_with, native.notes)
 
 
 def _files(folder: Path) -> list[str]:

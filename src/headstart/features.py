@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -28,6 +27,7 @@ from headstart.backbones import Backbone, TextPreprocessing, batch_to
 from headstart.data import Dataset
 from headstart.devices import autocast
 from headstart.errors import RunError
+from headstart.fileio import write_bytes, write_with
 from headstart.progress import progress_task
 
 FORMAT_VERSION = "1"
@@ -124,16 +124,13 @@ class FeatureCache:
         hashes = np.stack([np.frombuffer(bytes.fromhex(h), dtype=np.uint8) for h in rows])
         feats = np.ascontiguousarray(np.stack(list(rows.values())).astype(np.float32))
         name = hashlib.sha256(hashes.tobytes()).hexdigest()[:16]
-        tmp = folder / f".{name}.{os.getpid()}.tmp"
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            save_file({"features": feats, "hashes": hashes}, str(tmp))
-            os.replace(tmp, folder / f"{name}.safetensors")
+            write_with(folder / f"{name}.safetensors", lambda tmp: save_file({"features": feats, "hashes": hashes},
+                                                                             str(tmp)))
             meta = {"checksum": _checksum(feats, hashes), "rows": len(rows)}
-            _atomic_write(folder / f"{name}.json", json.dumps(meta).encode())
+            write_bytes(folder / f"{name}.json", json.dumps(meta).encode())
         except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
-            if tmp.is_file():
-                tmp.unlink()
             why = getattr(exc, "strerror", None) or exc
             raise RunError(f"Cannot write the feature cache in {self.root}: {why}. Choose a writable folder on a "
                            "disk with space with --cache-dir (or HEADSTART_CACHE).") from None
@@ -161,7 +158,7 @@ def extract(backbone: Backbone, data: Dataset, run: Extraction,
     collate = backbone.preprocessing.collate(augment=False)
     loader = DataLoader(pairs, batch_size=run.batch_size, collate_fn=collate, num_workers=run.num_workers)
     module = backbone.module.to(run.device).eval()
-    channels_last = backbone.modality == "image"
+    channels_last = backbone.channels_last
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
     out = np.empty((len(data), backbone.feature_dim), dtype=np.float32)
@@ -195,13 +192,3 @@ def _checksum(features: np.ndarray, hashes: np.ndarray) -> str:
     return hashlib.sha256(features.tobytes() + hashes.tobytes()).hexdigest()
 
 
-def _atomic_write(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to a temp file in the same folder, then rename it into place."""
-    tmp = tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False)
-    try:
-        with tmp:
-            tmp.write(payload)
-        os.replace(tmp.name, path)
-    except OSError:  # a full disk: leave no partial file behind
-        Path(tmp.name).unlink(missing_ok=True)
-        raise

@@ -29,7 +29,7 @@ from transformers import (
 )
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from headstart.backbones.build import has_pooler
+from headstart.backbones.families.bert import has_pooler
 
 MODEL_TYPE = "headstart_text"
 

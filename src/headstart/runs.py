@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,19 +25,19 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 
 from headstart.adapters import Adapter
-from headstart.backbones import Backbone, ImagePreprocessing, TextPreprocessing, build_module
-from headstart.backbones.build import surface
+from headstart.backbones import Backbone, family_of
 from headstart.backbones.sources import refuse_remote_code
 from headstart.data import Dataset, load_items
 from headstart.devices import bf16_supported, resolve_device
 from headstart.engine import predict_logits
-from headstart.checkpoints import json_default
-from headstart.errors import ModelNotFoundError, RemoteCodeError, RunError
+from headstart.errors import ModelNotFoundError, RemoteCodeError, RunError, brief
+from headstart.fileio import json_default, read_json_object, staged_dir, write_json, write_text
 from headstart.outdir import check_writable, guard_data, write_marker
 from headstart.heads import Classifier
 from headstart.metrics import softmax
 
 MODEL_FORMAT = 1
+DAMAGED = "It is damaged: restore it from a copy of the run, or fit again."
 # What ``model/headstart.json`` must hold, and of which type, for a run to be rebuilt.
 SPEC_FIELDS = {"name": str, "modality": str, "arch": dict, "source": str, "classes": list, "precision": str,
                "preprocessing": dict}
@@ -83,27 +82,14 @@ def save_run(out: Path, predictor: Predictor, records: dict[str, Any], history: 
     """Write a run directory atomically: into a hidden temporary sibling, then renamed into place."""
     out = Path(out)
     check_out(out, overwrite)
-    tmp = None
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        for name, payload in records.items():
-            (tmp / name).write_text(json.dumps(payload, indent=2, default=json_default) + "\n")
-        (tmp / "history.jsonl").write_text("".join(json.dumps(row, default=json_default) + "\n" for row in history))
-        save_model_dir(tmp / "model", predictor)
-        write_marker(tmp, "run")
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
+        with staged_dir(out) as tmp:
+            for name, payload in records.items():
+                write_json(tmp / name, payload)
+            write_text(tmp / "history.jsonl", "".join(json.dumps(row, default=json_default) + "\n" for row in history))
+            save_model_dir(tmp / "model", predictor)
+            write_marker(tmp, "run")
     except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
-        if tmp is not None:  # a half-written copy must not fill the disk further
-            shutil.rmtree(tmp, ignore_errors=True)
         raise RunError(f"Could not write the run to {out}: {getattr(exc, 'strerror', None) or exc}. Check that the "
                        "folder is writable and the disk has space; earlier runs were left as they were.") from exc
     return out
@@ -143,9 +129,8 @@ def save_model_dir(folder: Path, predictor: Predictor) -> None:
         "feature_dim": bb.feature_dim, "classes": predictor.classes, "precision": predictor.precision,
         "preprocessing": bb.preprocessing.to_dict(),
     }
-    (folder / "headstart.json").write_text(json.dumps(spec, indent=2) + "\n")
-    if isinstance(bb.preprocessing, TextPreprocessing):
-        bb.preprocessing.tokenizer.save_pretrained(str(folder))
+    write_json(folder / "headstart.json", spec)
+    bb.preprocessing.save(folder)
     # safetensors writes its files 0600: give them the umask's permissions, like every other file of the run
     mode = stat.S_IMODE((folder / "headstart.json").stat().st_mode)
     for weights in folder.glob("*.safetensors"):
@@ -163,13 +148,14 @@ def load_predictor(run: Path) -> Predictor:
     spec = _read_spec(Path(run), spec_file)
     refuse_remote_code(folder)
     try:
-        module = build_module(spec["arch"])
-        feature_dim, matcher = surface(spec["arch"], module)
+        family = family_of(spec["arch"])
+        module = family.build(spec["arch"])
+        feature_dim, matcher = family.surface(spec["arch"], module)
     except RemoteCodeError:
         raise
     except (ModelNotFoundError, RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise RunError(f"{spec_file} describes an architecture headstart cannot build "
-                       f"({_brief(exc)}). The file was edited or damaged: restore it from a copy of the "
+                       f"({brief(exc)}). The file was edited or damaged: restore it from a copy of the "
                        "run, or fit again.") from None
     model = Classifier(module, torch.nn.Linear(feature_dim, len(spec["classes"])))
     _load_weights(model, folder / "model.safetensors", spec_file)
@@ -177,11 +163,11 @@ def load_predictor(run: Path) -> Predictor:
         adapter = Adapter.load(folder)
     except (OSError, ValueError, SafetensorError) as exc:
         raise RunError(f"Cannot read the LoRA adapter in {folder} (adapter_config.json, adapter.safetensors): "
-                       f"{_brief(exc)}. Restore the run's model folder from a copy, or fit again.") from None
+                       f"{brief(exc)}. Restore the run's model folder from a copy, or fit again.") from None
     if adapter is not None:  # kept so the predictor saves it again
         model.adapter = adapter
     backbone = Backbone(spec["name"], spec["modality"], model.backbone, feature_dim, matcher,
-                        _preprocessing(spec["preprocessing"], folder), spec["arch"], spec["source"], "run")
+                        family.load_preprocessing(spec["preprocessing"], folder), spec["arch"], spec["source"], "run")
     return Predictor(model.eval(), backbone, spec["classes"], spec["precision"])
 
 
@@ -190,13 +176,7 @@ def _read_spec(run: Path, spec_file: Path) -> dict:
     if not spec_file.is_file():
         raise RunError(f"{run} is not a headstart run directory (no model/headstart.json). "
                        "Pass the folder that `headstart fit --out` wrote.")
-    try:
-        spec = json.loads(spec_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RunError(f"Cannot read {spec_file}: {getattr(exc, 'strerror', None) or exc}. It is damaged: "
-                       "restore it from a copy of the run, or fit again.") from None
-    if not isinstance(spec, dict):
-        raise RunError(f"{spec_file} must hold a JSON object; restore it from a copy of the run, or fit again.")
+    spec = read_json_object(spec_file, RunError, "the model's record", DAMAGED)
     if not isinstance(spec.get("format", 0), int):
         raise RunError(f"{spec_file}: 'format' must be a whole number; restore the file from a copy of the run.")
     if spec.get("format", 0) > MODEL_FORMAT:
@@ -240,43 +220,9 @@ def _load_weights(model: Classifier, path: Path, spec_file: Path) -> None:
         raise RunError(f"Cannot read {path}: {getattr(exc, 'strerror', None) or 'damaged or truncated'}. "
                        "Restore the run's model folder from a copy, or fit again.") from None
     except RuntimeError as exc:
-        raise RunError(f"{path} does not fit the architecture in {spec_file} ({_brief(exc)}): one of them "
+        raise RunError(f"{path} does not fit the architecture in {spec_file} ({brief(exc)}): one of them "
                        "was edited or comes from another run. Restore the model folder from a copy, or fit "
                        "again.") from None
-
-
-def _preprocessing(cfg: dict, folder: Path) -> ImagePreprocessing | TextPreprocessing:
-    if cfg["kind"] == "text":
-        from transformers import AutoTokenizer
-
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
-        except Exception as exc:  # transformers and tokenizers raise OSError, ValueError or bare Exception
-            raise RunError(f"{folder} holds no usable tokenizer (tokenizer.json, tokenizer_config.json: "
-                           f"{_brief(exc)}). Copy the run's model folder whole, or fit again.") from None
-        return TextPreprocessing(cfg["max_length"], tokenizer)
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items() if k != "kind"}
-    try:
-        return ImagePreprocessing(**fields)
-    except (TypeError, ValueError) as exc:
-        raise RunError(f"{folder / 'headstart.json'}: its 'preprocessing' was edited or is damaged "
-                       f"({_brief(exc)}). Restore it from a copy of the run, or fit again.") from None
-
-
-def _brief(exc: BaseException) -> str:
-    """An exception's message on one short line: enough to say what went wrong."""
-    return " ".join(str(exc).split())[:200] or type(exc).__name__
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON next to ``path`` under a temporary name, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    try:
-        tmp.write_text(json.dumps(payload, indent=2, default=json_default) + "\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise RunError(f"Could not write {path}: {exc.strerror or exc}. Check the folder is writable.") from exc
 
 
 def read_json(run: Path, name: str) -> dict:
@@ -284,8 +230,4 @@ def read_json(run: Path, name: str) -> dict:
     path = Path(run) / name
     if not path.exists():
         raise RunError(f"{path} is missing: is {run} a complete headstart run?")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RunError(f"Cannot read {path}: {getattr(exc, 'strerror', None) or exc}. It is damaged: restore it "
-                       "from a copy of the run, or fit again.") from None
+    return read_json_object(path, RunError, f"a record of the run, {name}", DAMAGED)

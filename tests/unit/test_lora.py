@@ -17,7 +17,6 @@ from headstart.engine import set_train_mode
 from headstart.errors import ConfigError
 from headstart.heads import Classifier
 from headstart.strategies import LoRA
-from headstart.strategies.lora import default_targets
 
 BERT_LAYERS = {"attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
                "intermediate.dense", "output.dense"}
@@ -53,7 +52,7 @@ def capture_before_merge(monkeypatch):
 
 
 def test_default_text_targets_are_the_bert_attention_and_dense_layers(text_backbone):
-    targets, rule = default_targets(text_backbone, text_backbone.module)
+    targets, rule = text_backbone.family.lora_targets(text_backbone, text_backbone.module)
     assert rule == "hf-encoder-linear"
     assert {t.split(".", 4)[-1] for t in targets} == BERT_LAYERS  # model.encoder.layer.N.<layer>
     assert len(targets) == 6 * 2  # two blocks
@@ -62,20 +61,20 @@ def test_default_text_targets_are_the_bert_attention_and_dense_layers(text_backb
 
 def test_default_targets_exist_on_the_packaged_minilm():
     minilm = headstart.load_backbone("minilm-l6")
-    targets, _ = default_targets(minilm, minilm.module)
+    targets, _ = minilm.family.lora_targets(minilm, minilm.module)
     assert len(targets) == 6 * 6
     assert {t.split(".", 4)[-1] for t in targets} == BERT_LAYERS
 
 
 def test_default_image_targets_are_later_undivided_convs(image_backbone, effnet_backbone):
-    targets, rule = default_targets(image_backbone, image_backbone.module)
+    targets, rule = image_backbone.family.lora_targets(image_backbone, image_backbone.module)
     modules = dict(image_backbone.module.named_modules())
     assert rule == "cnn-later-conv" and targets
     assert all(isinstance(modules[t], nn.Conv2d) and modules[t].groups == 1 for t in targets)
     later = {n.rpartition(".")[0] for g in image_backbone.layer_groups()[4:] for n in g}
     assert set(targets) == {n for n in later if isinstance(modules[n], nn.Conv2d) and modules[n].groups == 1}
     # EfficientNet: 3x3 expansion and 1x1 convs of the later blocks and the head conv; no SE, no depthwise.
-    eff, _ = default_targets(effnet_backbone, effnet_backbone.module)
+    eff, _ = effnet_backbone.family.lora_targets(effnet_backbone, effnet_backbone.module)
     assert "conv_head" in eff and "blocks.2.0.conv_exp" in eff and "blocks.4.0.conv_pwl" in eff
     assert not any(".se." in t or t.endswith("conv_dw") for t in eff)
     assert not any(t.startswith(("conv_stem", "blocks.0.", "blocks.1.")) for t in eff)
@@ -84,7 +83,7 @@ def test_default_image_targets_are_later_undivided_convs(image_backbone, effnet_
 def test_default_vit_targets_are_qkv_proj_and_mlp():
     torch.manual_seed(0)
     vit = headstart.load_backbone("random:vit_tiny_patch16_224")
-    targets, rule = default_targets(vit, vit.module)
+    targets, rule = vit.family.lora_targets(vit, vit.module)
     assert rule == "vit-qkv-proj-mlp"
     assert {t.rpartition(".")[2] for t in targets} == {"qkv", "proj", "fc1", "fc2"}
     assert len(targets) == 4 * 12 and "patch_embed.proj" not in targets
@@ -94,7 +93,7 @@ def test_lora_trains_only_adapters_and_head_and_leaves_base_weights_alone(image_
                                                                             capture_before_merge):
     before = snapshot(image_backbone.module)
     result = headstart.fit(str(image_folder), image_backbone, LoRA(rank=4), epochs=2, batch_size=8, progress=False)
-    targets, _ = default_targets(image_backbone, image_backbone.module)
+    targets, _ = image_backbone.family.lora_targets(image_backbone, image_backbone.module)
     modules = dict(image_backbone.module.named_modules())
     head = result.predictor.model.head
     expected = sum(lora_params(modules[t], 4) for t in targets) + sum(p.numel() for p in head.parameters())
@@ -125,7 +124,7 @@ def test_text_lora_merges_exactly_scale_times_b_a(text_backbone, text_pairs):
     model = result.predictor.model
     adapter = model.adapter
     after = model.backbone.state_dict()
-    targets, _ = default_targets(text_backbone, text_backbone.module)
+    targets, _ = text_backbone.family.lora_targets(text_backbone, text_backbone.module)
     for t in targets:
         a = adapter.tensors[f"backbone.{t}.lora_A.weight"]
         b = adapter.tensors[f"backbone.{t}.lora_B.weight"]

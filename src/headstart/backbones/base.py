@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import torch
 from timm.models import group_parameters
 from torch import nn
 
 from headstart.backbones.preprocessing import ImagePreprocessing, TextPreprocessing
+from headstart.backbones.registry import family_of
+
+if TYPE_CHECKING:
+    from headstart.backbones.families.base import Family
 
 Preprocessing = Union[ImagePreprocessing, TextPreprocessing]
 Batch = Union[torch.Tensor, dict]
@@ -29,9 +33,19 @@ class Backbone:
     feature_dim: int
     group_matcher: dict
     preprocessing: Preprocessing
-    arch: dict  # JSON: how to rebuild ``module`` without weights (see backbones.build)
+    arch: dict  # JSON: how to rebuild ``module`` without weights; ``arch["family"]`` names its family
     source: str  # where the weights came from, for people
     weights_id: str  # identity of the weights, for cache keys
+
+    @property
+    def family(self) -> "Family":
+        """The model family that knows this backbone's kind: LoRA targets, freeze boundary, export."""
+        return family_of(self.arch)
+
+    @property
+    def channels_last(self) -> bool:
+        """True when batches run fastest in channels-last layout (image CNNs)."""
+        return self.family.channels_last
 
     def layer_groups(self) -> list[list[str]]:
         """Parameter names per layer group, input side first."""

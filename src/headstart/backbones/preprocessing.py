@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
@@ -57,6 +58,16 @@ class ImagePreprocessing:
         """JSON-serialisable settings."""
         return {"kind": "image", **asdict(self)}
 
+    def save(self, folder: Path, for_export: bool = False) -> None:
+        """Files the preprocessing needs beside a model: none for images."""
+
+    def export_record(self, input_names: list[str]) -> dict[str, Any]:
+        """What an exported model expects as input, for people and other tools (preprocessing.json)."""
+        return {"kind": "image", "inputs": input_names, "layout": "NCHW", "dtype": "float32", "color": "RGB",
+                "size": self.size, "resize_shorter_side_to": int(round(self.size / self.crop_pct)), "crop": "center",
+                "crop_pct": self.crop_pct, "interpolation": self.interpolation, "antialias": True,
+                "scale": "pixel / 255", "mean": list(self.mean), "std": list(self.std)}
+
 
 @dataclass(frozen=True)
 class TextPreprocessing:
@@ -77,6 +88,19 @@ class TextPreprocessing:
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable settings."""
         return {"kind": "text", "max_length": self.max_length}
+
+    def save(self, folder: Path, for_export: bool = False) -> None:
+        """The tokenizer files; ``for_export`` also makes ``truncation=True`` stop at ``max_length``."""
+        if for_export:
+            self.tokenizer.model_max_length = self.max_length
+        self.tokenizer.save_pretrained(str(folder))
+
+    def export_record(self, input_names: list[str]) -> dict[str, Any]:
+        """What an exported model expects as input, for people and other tools (preprocessing.json)."""
+        return {"kind": "text", "inputs": input_names, "max_length": self.max_length, "truncation": True,
+                "padding": "longest in batch (attention_mask 0 on padding)", "dtype": "int64",
+                "tokenizer": "the tokenizer files in this folder: AutoTokenizer.from_pretrained(folder)",
+                "pooling": "mean of the last hidden states over attention_mask, then the linear head"}
 
 
 class _CentreCrop:

@@ -132,3 +132,20 @@ def hub_cached_file(repo_id: str, filename: str) -> Path | None:
 
     found = try_to_load_from_cache(repo_id, filename)
     return Path(found) if isinstance(found, str) else None
+
+
+def load_into(module: torch.nn.Module, weights: Path) -> None:
+    """Load a checkpoint into ``module``, ignoring only classifier tensors; name what does not fit."""
+    state = load_state_dict(weights)
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # tensors of the right names but other shapes
+        detail = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc))
+        raise ModelNotFoundError(f"{weights} does not fit the architecture: {detail[:300]}. Check that --model "
+                                 "names the right architecture.") from None
+    unexpected = [k for k in unexpected if not k.startswith(("fc.", "classifier.", "head.", "_fc.", "pooler."))]
+    if missing or unexpected:
+        raise ModelNotFoundError(
+            f"{weights} does not fit the architecture: {len(missing)} missing tensors (e.g. {missing[:3]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}). Check that --model names the right architecture."
+        )

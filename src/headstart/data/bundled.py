@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,6 +14,7 @@ from PIL import Image
 from headstart.data.folders import read_folder
 from headstart.data.items import Gate
 from headstart.errors import DataError
+from headstart.fileio import replace, write_with
 
 MNIST_PER_CLASS = 500
 
@@ -50,7 +50,7 @@ def mnist_folder(dest: Path, per_class: int | None = None) -> Path:
             for number, row in enumerate(rows):
                 image = np.clip(np.rint(pixels[row]), 0, 255).astype(np.uint8).reshape(28, 28)
                 Image.fromarray(image, mode="L").save(folder / f"{number:04d}.png")
-        os.replace(staging, dest)
+        replace(staging, dest)  # a folder: fails when another process put one there first
     except OSError:
         if not _mnist_complete(dest, count):  # not a lost race with another writer
             raise
@@ -92,14 +92,12 @@ def bbc_news_csv(dest: Path) -> Path:
     dest = Path(dest)
     data = read_folder(bbc_news_folder(), "bbcnews", Gate(skip_bad=False), labelled=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+
+    def write(staging: Path) -> None:
+        with open(staging, "w", encoding="utf-8", newline="") as out:
             writer = csv.writer(out)
             writer.writerow(["text", "label"])
             writer.writerows(zip(data.items, data.labels))
-        os.replace(staging, dest)
-    finally:
-        if os.path.exists(staging):
-            os.unlink(staging)
+
+    write_with(dest, write)
     return dest

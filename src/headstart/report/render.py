@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 
+from headstart.fileio import write_text
 from headstart.report import plots
 
 CSS = """
@@ -113,9 +114,7 @@ def render_run_report(run_dir: Path) -> Path:
         subtitle=f"How the {cfg.get('model', '?')} backbone did on your data with the {run['strategy']} strategy.",
         runs=[run], notes=run_notes(run), meta={k: v for k, v in meta.items() if v})
     path = run_dir / "report.html"
-    tmp = run_dir / f".report.html.tmp-{os.getpid()}"
-    tmp.write_text(render_report(data), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, render_report(data))
     return path
 
 

@@ -7,19 +7,11 @@ returned model is a plain Classifier with the backbone's own architecture (it sa
 like any other); the adapter itself rides along as ``model.adapter`` and is written next to the model
 (see headstart.adapters).
 
-Layers adapted by default, per backbone family:
-
-- Hugging Face encoders (``arch["family"] == "hf"``): every ``nn.Linear`` inside the encoder blocks
-  (module names matching ``TEXT_GROUPS["blocks"]``, ``^model\\.(?:.*\\.)?(?:layer|layers|block|blocks)\\.N\\.``).
-  On BERT and MiniLM these are ``attention.self.query``, ``attention.self.key``, ``attention.self.value``,
-  ``attention.output.dense``, ``intermediate.dense`` and ``output.dense`` of each ``encoder.layer.N``
-  (the pooler is not built and embeddings stay frozen).
-- timm ViT-like models (any ``nn.Linear`` called ``qkv``): the ``nn.Linear`` layers named ``qkv``, ``proj``,
-  ``fc1`` and ``fc2`` (the patch embedding's ``proj`` is a Conv2d and is left alone).
-- CNNs (torchvision MobileNetV2, timm EfficientNet/ResNet...): ``nn.Conv2d`` layers with 1x1 or 3x3 kernels
-  and ``groups == 1`` in the later half of the layer groups, outside squeeze-excitation modules.
-  Depthwise/grouped convolutions are skipped: peft can adapt them only when rank is divisible by the
-  groups and cannot merge them.
+Layers adapted by default are the backbone family's choice (``backbone.family.lora_targets``; see
+headstart.backbones.families): every ``nn.Linear`` inside the blocks of Hugging Face encoders; ``qkv``,
+``proj``, ``fc1`` and ``fc2`` of timm ViTs; 1x1 and 3x3 convolutions with ``groups == 1`` in the later half
+of the layer groups of CNNs, outside squeeze-excitation modules. Depthwise/grouped convolutions are never
+adapted: peft can adapt them only when rank is divisible by the groups and cannot merge them.
 """
 
 from __future__ import annotations
@@ -35,7 +27,6 @@ from torch import nn
 
 from headstart.adapters import Adapter, config_to_json
 from headstart.backbones import Backbone
-from headstart.backbones.build import TEXT_GROUPS
 from headstart.data import DataSplits
 from headstart.engine import freeze, param_groups, train
 from headstart.errors import ConfigError
@@ -44,10 +35,7 @@ from headstart.strategies.base import FitContext, StrategyResult
 
 DEFAULT_LR = {"image": 2e-3, "text": 2e-3}  # adapters start at zero and need larger steps than full weights
 DEFAULT_HEAD_LR = 1e-2  # the fresh head keeps pace with them (MiniLM on 200 BBC texts: 0.94 vs 0.73 at 5e-4/1e-3)
-VIT_LAYERS = ("qkv", "proj", "fc1", "fc2")
-CNN_KERNELS = {(1, 1), (3, 3)}
 ADAPTABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding)  # what peft's LoRA can wrap and merge
-SQUEEZE_EXCITE = re.compile(r"squeezeexcit|^(?:effective)?semodule$", re.IGNORECASE)
 ADAPTER_NAME = "default"
 
 
@@ -131,10 +119,10 @@ class LoRA:
         relative to ``module`` (a copy of ``backbone.module``). ConfigError when nothing can be adapted."""
         named = {n: m for n, m in module.named_modules() if n}
         if self.target_modules is None:
-            targets, rule = default_targets(backbone, module)
+            targets, rule = backbone.family.lora_targets(backbone, module)
             if not targets:
                 raise ConfigError(f"headstart has no default LoRA layers for {backbone.name} "
-                                  f"(family {backbone.arch.get('family')!r}); pass target_modules. "
+                                  f"(family {backbone.family.name!r}); pass target_modules. "
                                   + _available(named))
             return targets, rule, []
         matched, missing = {}, []
@@ -156,24 +144,6 @@ class LoRA:
             raise ConfigError(f"Target modules {list(self.target_modules)} match only grouped (depthwise) "
                               "convolutions, whose adapters cannot be merged. " + _available(named))
         return targets, "user", grouped
-
-
-def default_targets(backbone: Backbone, module: nn.Module) -> tuple[list[str], str]:
-    """The layers adapted when no ``target_modules`` are given, and the name of the rule (see module doc)."""
-    family = backbone.arch.get("family")
-    named = [(n, m) for n, m in module.named_modules() if n]
-    if family == "hf":
-        blocks = re.compile(TEXT_GROUPS["blocks"])
-        return [n for n, m in named if isinstance(m, nn.Linear) and blocks.match(n + ".")], "hf-encoder-linear"
-    linear = [(n, m) for n, m in named if isinstance(m, nn.Linear)]
-    if any(n.rpartition(".")[2] == "qkv" for n, _ in linear):
-        return [n for n, _ in linear if n.rpartition(".")[2] in VIT_LAYERS], "vit-qkv-proj-mlp"
-    groups = backbone.layer_groups()
-    later = {p.rpartition(".")[0] for group in groups[len(groups) // 2:] for p in group}
-    excited = [n for n, m in named if SQUEEZE_EXCITE.search(type(m).__name__)]
-    return [n for n, m in named
-            if type(m) is nn.Conv2d and m.groups == 1 and tuple(m.kernel_size) in CNN_KERNELS and n in later
-            and not any(n.startswith(e + ".") for e in excited)], "cnn-later-conv"
 
 
 def _grouped_conv(module: nn.Module) -> bool:
