@@ -47,7 +47,7 @@ from headstart.outdir import check_writable, write_marker
 # 0.968 (99.9th percentile of nearest-neighbour similarity 0.968); a re-encoded copy scores 1.0, +2 grey
 # levels 0.990+, +-1 pixel noise 0.989 median. Heavier edits (+-2 noise, resizing) fall to 0.88-0.97,
 # among distinct digits: frozen features at this size cannot tell those apart.
-NEAR_THRESHOLD = {"image": 0.98, "text": 0.97}
+NEAR_THRESHOLD = {"image": 0.98, "text": 0.97, "audio": 0.98}
 IMBALANCE_RATIO = 3.0  # largest / smallest class count above which accuracy hides the small classes
 FEW_EXAMPLES = 10  # training examples per class below which fine-tuning overfits (advise.FEW_SHOT)
 OUTLIER_Z = 3.5  # modified z-score cut (Iglewicz and Hoaglin 1993)
