@@ -4,6 +4,7 @@ audio encoders of each family (wav2vec2, HuBERT, AST, Whisper), through every st
 from __future__ import annotations
 
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -22,6 +23,15 @@ from headstart.backbones.families.sfx_cnn import (
 from headstart.export import export
 
 transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def three_words(speech_folder, tmp_path_factory):
+    """3 of the spoken words (18 clips): enough for every strategy, a third of the time."""
+    root = tmp_path_factory.mktemp("three") / "words"
+    for word in ("yes", "no", "stop"):
+        shutil.copytree(speech_folder / word, root / word)
+    return root
 
 
 def test_the_packaged_checkpoint_loads_only_as_weights():
@@ -53,18 +63,18 @@ def test_the_front_end_is_aisfx_log_mel_as_torch_stft_computes_it():
     assert torch.allclose(frontend(wave * 0.1), frontend(wave), atol=1e-5)  # peak-normalised: gain does not matter
 
 
-def test_sound_effects_cnn_strategies_run_reload_and_export(audio_backbone, speech_folder, tmp_path):
+def test_sound_effects_cnn_strategies_run_reload_and_export(audio_backbone, three_words, tmp_path):
     common = dict(progress=False, epochs=1, batch_size=8, val_fraction=0.25)
     results = {}
     for strategy in ("linear", "partial", "full", "lp-ft", "lora"):
         torch.manual_seed(0)
         out = tmp_path / strategy
-        results[strategy] = headstart.fit(str(speech_folder), audio_backbone, strategy, out=str(out), **common)
+        results[strategy] = headstart.fit(str(three_words), audio_backbone, strategy, out=str(out), **common)
         assert 0.0 <= results[strategy].metrics["val"]["accuracy"] <= 1.0
     assert results["lora"].metrics["trainable_params"] < results["full"].metrics["trainable_params"]
     for strategy in ("partial", "lora"):
         run = tmp_path / strategy
-        inputs = str(speech_folder / "stop")
+        inputs = str(three_words / "stop")
         before = results[strategy].predict(inputs)
         after = headstart.load_run(str(run)).predict(inputs)
         assert [r["label"] for r in before] == [r["label"] for r in after]
@@ -76,18 +86,18 @@ def test_sound_effects_cnn_strategies_run_reload_and_export(audio_backbone, spee
     assert config.clip_seconds == 0.5 and config.sample_rate == 44100
 
 
-def test_augmentation_is_recorded_and_can_be_turned_off(audio_backbone, speech_folder):
+def test_augmentation_is_recorded_and_can_be_turned_off(audio_backbone, three_words):
     torch.manual_seed(0)
-    result = headstart.fit(str(speech_folder), audio_backbone, "partial", progress=False, epochs=1, batch_size=8,
+    result = headstart.fit(str(three_words), audio_backbone, "partial", progress=False, epochs=1, batch_size=8,
                            augment=False)
     assert result.config.augment is False and result.config.clip_seconds == 0.5
 
 
-def test_clip_seconds_is_chosen_from_the_data_and_can_be_set(speech_folder):
+def test_clip_seconds_is_chosen_from_the_data_and_can_be_set(three_words):
     torch.manual_seed(0)
-    chosen = headstart.fit(str(speech_folder), "random:aisfx-cnn", "linear", progress=False)
+    chosen = headstart.fit(str(three_words), "random:aisfx-cnn", "linear", progress=False)
     assert 0.5 <= chosen.config.clip_seconds <= 3.0
-    given = headstart.fit(str(speech_folder), "random:aisfx-cnn", "linear", progress=False, clip_seconds=0.75)
+    given = headstart.fit(str(three_words), "random:aisfx-cnn", "linear", progress=False, clip_seconds=0.75)
     assert given.config.clip_seconds == 0.75 and given.predictor.backbone.preprocessing.clip_samples == 33075
 
 
