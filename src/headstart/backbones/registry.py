@@ -79,8 +79,9 @@ def family_of(arch: dict) -> "Family":
     family = FAMILIES.get(arch.get("family")) if isinstance(arch, dict) else None
     if family is None:
         known = ", ".join(repr(name) for name in FAMILIES)
-        raise ModelNotFoundError(f"Unknown architecture record {arch!r}: expected family {known}. Was this run "
-                                 "written by a newer headstart, or with a family registered in code not imported?")
+        named = arch.get("family") if isinstance(arch, dict) else arch
+        raise ModelNotFoundError(f"Unknown model family {named!r}: was this run written by a newer headstart, or with "
+                                 f"a family registered in code not imported? Known families: {known}.")
     return family
 
 
