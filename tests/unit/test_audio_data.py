@@ -55,10 +55,10 @@ def test_predict_inputs_read_files_folders_and_tables(speech_folder, tmp_path):
     assert load_items(str(table)).modality == "audio" and len(load_items(str(table))) == 6
 
 
-def test_formats_flac_and_ogg_decode_to_the_same_sound(speech_folder, tmp_path):
+def test_flac_ogg_and_mp3_decode_to_the_same_sound(speech_folder, tmp_path):
     source = sorted((speech_folder / "up").glob("*.wav"))[0]
     samples, rate = soundfile.read(source, dtype="float32")
-    for fmt in ("flac", "ogg"):
+    for fmt in ("flac", "ogg", "mp3"):
         path = tmp_path / f"up.{fmt}"
         soundfile.write(path, samples, rate)
         decoded = read_audio(str(path), rate)

@@ -189,3 +189,20 @@ def test_hf_audio_fits_reloads_and_exports(tiny_audio_dirs, speech_folder, tmp_p
     whisper = headstart.fit(str(speech_folder), str(tiny_audio_dirs["whisper"]), "linear", progress=False,
                             clip_seconds=1.0)
     assert whisper.config.clip_seconds == 1.0 and 0 <= whisper.metrics["val"]["accuracy"] <= 1
+
+
+def test_compare_audit_and_advise_take_sound(audio_backbone, three_words, tmp_path):
+    from headstart.advise import advise
+    from headstart.audit import audit
+    from headstart.compare import compare
+
+    torch.manual_seed(0)
+    compared = compare(str(three_words), audio_backbone, ["linear", "partial"], progress=False, epochs=1, seeds=1,
+                       batch_size=8)
+    assert {row["strategy"] for row in compared.to_dict()["rows"]} == {"linear", "partial"}
+    compared.save(str(tmp_path / "compare"))
+    assert (tmp_path / "compare" / "report.html").is_file()
+    report = audit(str(three_words), audio_backbone, progress=False)
+    assert report.modality == "audio" and report.to_dict()["sizes"]["train"] + report.to_dict()["sizes"]["val"] == 18
+    advice = advise(str(three_words), [audio_backbone], progress=False).to_dict()
+    assert advice["ranking"][0]["feature_dim"] == 512 and advice["recommendation"]["strategy"]

@@ -98,7 +98,10 @@ class HFAudioEncoder(Family):
 
     def find(self, name: str, pretrained: bool, tried: list[str], max_length: int | None) -> Backbone | None:
         """A Hugging Face audio model id, from the local hub cache or (online) the hub; None for other ids."""
-        cached = hub_cached_file(name, "config.json")
+        try:
+            cached = hub_cached_file(name, "config.json")
+        except ValueError:  # not a valid hub id (huggingface_hub's HFValidationError)
+            return None
         if cached is None and not hub_reachable():
             return None
         local_only = cached is not None
