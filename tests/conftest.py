@@ -164,3 +164,23 @@ def image_run(tmp_path_factory, image_folder):
     result = headstart.fit(str(image_folder), "random:mobilenetv2", "partial", out=str(out), progress=False,
                            image_size=32, epochs=1, batch_size=8, unfreeze=2, cache_dir=str(cache))
     return result, out
+
+
+@pytest.fixture(scope="session")
+def speech_folder(tmp_path_factory) -> Path:
+    """8 spoken words x 6 takes (espeak-ng voices, speeds, pitches; sox noise and gain) as 16 kHz .wav files in
+    class folders, seeded (tests/audio_synth.py). Read-only by convention."""
+    from audio_synth import synth_speech_commands, tools_missing
+
+    if tools_missing():
+        pytest.skip(f"{', '.join(tools_missing())} not installed (apt-get install espeak-ng sox; `make audio-tools`)")
+    return synth_speech_commands(tmp_path_factory.mktemp("speech") / "commands", per_class=6, seed=0)
+
+
+@pytest.fixture(scope="session")
+def audio_backbone() -> headstart.Backbone:
+    """The sound-effects CNN's architecture with random weights, on 0.5 s clips. Shared: tests must not change it."""
+    torch.manual_seed(0)
+    backbone = headstart.load_backbone("random:aisfx-cnn")
+    backbone.preprocessing = backbone.preprocessing.with_clip(0.5)
+    return backbone

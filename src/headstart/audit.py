@@ -54,7 +54,7 @@ from headstart.runtime import Runtime
 # 0.968 (99.9th percentile of nearest-neighbour similarity 0.968); a re-encoded copy scores 1.0, +2 grey
 # levels 0.990+, +-1 pixel noise 0.989 median. Heavier edits (+-2 noise, resizing) fall to 0.88-0.97,
 # among distinct digits: frozen features at this size cannot tell those apart.
-NEAR_THRESHOLD = {"image": 0.98, "text": 0.97}
+NEAR_THRESHOLD = {"image": 0.98, "text": 0.97, "audio": 0.98}
 OUTLIER_Z = 3.5  # modified z-score cut (Iglewicz and Hoaglin 1993)
 OUTLIER_K = 10
 FOLDS = 5

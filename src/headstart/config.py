@@ -35,6 +35,7 @@ class FitConfig:
     weights: str | None = None  # checkpoint file for a timm/torchvision architecture named by ``model``
     image_size: int | None = None  # override the weights' input size (e.g. 96 for small images)
     max_length: int | None = None  # text: tokens kept per item (default 128)
+    clip_seconds: float | None = None  # audio: clip length (default: from the data's durations)
     # data
     text_col: str | None = None
     label_col: str | None = None
@@ -83,6 +84,8 @@ class FitConfig:
             (self.num_workers is None or self.num_workers >= 0, "--num-workers must be 0 or more"),
             (self.image_size is None or self.image_size >= 16, "--image-size must be at least 16 pixels"),
             (self.max_length is None or self.max_length >= 8, "--max-length must be at least 8 tokens"),
+            (self.clip_seconds is None or 0.05 <= self.clip_seconds <= 600,
+             "--clip-seconds must be between 0.05 and 600 seconds"),
             (0 <= self.warmup < 1, "--warmup is a fraction of the steps, in [0, 1)"),
             (self.l2sp >= 0, "--l2sp must be 0 (off) or more"),
             (self.bn in BN_POLICIES, f"--bn must be one of {', '.join(BN_POLICIES)}"),

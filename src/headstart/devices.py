@@ -71,11 +71,11 @@ def extraction_batch(device: torch.device) -> int:
 
 
 def resolve_workers(num_workers: int | None, device: torch.device, modality: str) -> int:
-    """DataLoader workers: as asked, else decode images in parallel where cores are free to do it."""
+    """DataLoader workers: as asked, else decode images or sounds in parallel where cores are free to do it."""
     if num_workers is not None:
         return num_workers
     cpus = os.cpu_count() or 1
-    if modality != "image" or cpus <= 2:
+    if modality == "text" or cpus <= 2:
         return 0  # tokenising is cheap; on 2 cores workers only compete with the model for them
     return min(8, cpus - 1) if device.type == "cuda" else min(4, cpus // 2)
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from headstart.data import IMAGE_EXTENSIONS, load_items
+from headstart.data.audio import AUDIO_EXTENSIONS
 from headstart.errors import ConfigError, ExportError, RunError
 from headstart.fileio import staged_dir, write_json
 from headstart.runs import Predictor, load_predictor
@@ -136,16 +137,18 @@ def _sample_batch(run: Path, predictor: Predictor, samples: Any) -> torch.Tensor
         items = list(data.items[:MAX_SAMPLES])
     elif modality == "text":
         items = list(CHECK_TEXTS)
+    elif modality == "audio":
+        items = _run_files(run, AUDIO_EXTENSIONS) or _synthetic_sounds(predictor.backbone.preprocessing)
     else:
-        items = _run_images(run) or _synthetic_images(predictor.backbone.preprocessing.size)
+        items = _run_files(run, IMAGE_EXTENSIONS) or _synthetic_images(predictor.backbone.preprocessing.size)
     inputs, _ = predictor.backbone.preprocessing.collate(False)([(item, 0) for item in items])
     if isinstance(inputs, dict):
         return {k: v.contiguous() for k, v in inputs.items()}
     return inputs.contiguous()
 
 
-def _run_images(run: Path) -> list[str]:
-    """Up to MAX_SAMPLES image files named in the run's split.json that still exist, across the lists."""
+def _run_files(run: Path, extensions: frozenset[str]) -> list[str]:
+    """Up to MAX_SAMPLES image (or sound) files named in the run's split.json that still exist, across the lists."""
     try:
         split = json.loads((run / "split.json").read_text())
     except (OSError, ValueError):
@@ -154,12 +157,20 @@ def _run_images(run: Path) -> list[str]:
     found: list[str] = []
     for i in range(min(50, max((len(v) for v in lists), default=0))):
         for origins in lists:  # interleaved: train and val images, several classes
-            if i < len(origins) and Path(origins[i]).suffix.lower() in IMAGE_EXTENSIONS \
+            if i < len(origins) and Path(origins[i]).suffix.lower() in extensions \
                     and Path(origins[i]).is_file() and origins[i] not in found:
                 found.append(origins[i])
             if len(found) >= MAX_SAMPLES:
                 return found
     return found
+
+
+def _synthetic_sounds(prep) -> list[np.ndarray]:
+    """Deterministic tones in noise at the model's rate (the run's sound files are gone)."""
+    rng = np.random.default_rng(0)
+    t = np.arange(prep.clip_samples) / prep.sample_rate
+    return [(0.3 * np.sin(2 * np.pi * f * t) + rng.normal(0, 0.02, t.shape)).astype(np.float32)
+            for f in (220.0, 440.0, 880.0, 1760.0)]
 
 
 def _synthetic_images(size: int) -> list:

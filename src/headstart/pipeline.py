@@ -17,9 +17,11 @@ import torch
 
 from headstart import checkpoints, distributed
 from headstart.backbones import Backbone, ImagePreprocessing, load_backbone
+from headstart.backbones.audio_preprocessing import AudioPreprocessing
 from headstart.config import FitConfig
 from headstart.data import DataSplits, Skipped, load_data
 from headstart.data.checks import cheap_checks
+from headstart.data.audio import choose_clip_seconds
 from headstart.data.resolution import MIN_SIZE, choose_image_size, native_size
 from headstart.data.shots import keep_shots
 from headstart.devices import peak_memory_mb, reset_peak_memory
@@ -192,6 +194,9 @@ def prepare(data: Any, model: str | Backbone, cfg: FitConfig, val: Any = None,
         if cfg.image_size is None and isinstance(backbone.preprocessing, ImagePreprocessing):  # from the data
             size = choose_image_size(native_size(splits.train), backbone.preprocessing.size)
             backbone.preprocessing = backbone.preprocessing.with_size(size)
+        if isinstance(backbone.preprocessing, AudioPreprocessing) and splits.train.modality == "audio":
+            seconds = cfg.clip_seconds or choose_clip_seconds(list(splits.train.items))
+            backbone.preprocessing = backbone.preprocessing.with_clip(seconds)
     if backbone.modality != splits.train.modality:
         wanted = splits.train.modality
         raise DataError(f"The data holds {wanted} items but {backbone.name!r} is a {backbone.modality} model. "
@@ -245,8 +250,10 @@ def _against_probe(result: StrategyResult, backbone: Backbone, splits: DataSplit
 
 
 def input_size(backbone: Backbone) -> dict[str, int]:
-    """``{"image_size": px}`` or ``{"max_length": tokens}``: the size inputs are fed at."""
+    """``{"image_size": px}``, ``{"max_length": tokens}`` or ``{"clip_seconds": s}``: the size inputs are fed at."""
     prep = backbone.preprocessing
+    if isinstance(prep, AudioPreprocessing):
+        return {"clip_seconds": prep.clip_seconds}
     return {"image_size": prep.size} if isinstance(prep, ImagePreprocessing) else {"max_length": prep.max_length}
 
 

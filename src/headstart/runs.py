@@ -26,6 +26,7 @@ from safetensors.torch import load_model, save_model
 
 from headstart.adapters import Adapter
 from headstart.backbones import Backbone, family_of
+from headstart.backbones.registry import MODALITIES
 from headstart.backbones.sources import refuse_remote_code
 from headstart.data import Dataset, load_items
 from headstart.devices import bf16_supported, resolve_device
@@ -210,8 +211,8 @@ def _read_spec(run: Path, spec_file: Path) -> dict:
         classes = spec["classes"]
         if not classes or not all(isinstance(c, str) for c in classes) or len(set(classes)) != len(classes):
             problems.append("'classes' must be a non-empty list of distinct names")
-        if spec["modality"] not in ("image", "text") or spec["preprocessing"].get("kind") != spec["modality"]:
-            problems.append("'modality' and 'preprocessing.kind' must both be 'image' or both 'text'")
+        if spec["modality"] not in MODALITIES or spec["preprocessing"].get("kind") != spec["modality"]:
+            problems.append("'modality' and 'preprocessing.kind' must be the same: 'image', 'text' or 'audio'")
         if spec["modality"] == "text" and not isinstance(spec["preprocessing"].get("max_length"), int):
             problems.append("'preprocessing.max_length' must be a whole number")
         if not isinstance(spec["arch"].get("family"), str):

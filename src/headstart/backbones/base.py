@@ -9,13 +9,14 @@ import torch
 from timm.models import group_parameters
 from torch import nn
 
+from headstart.backbones.audio_preprocessing import AudioPreprocessing
 from headstart.backbones.preprocessing import ImagePreprocessing, TextPreprocessing
 from headstart.backbones.registry import family_of
 
 if TYPE_CHECKING:
     from headstart.backbones.families.base import Family
 
-Preprocessing = Union[ImagePreprocessing, TextPreprocessing]
+Preprocessing = Union[ImagePreprocessing, TextPreprocessing, AudioPreprocessing]
 Batch = Union[torch.Tensor, dict]
 
 

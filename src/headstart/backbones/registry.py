@@ -19,6 +19,7 @@ from headstart.errors import ConfigError, ModelNotFoundError
 if TYPE_CHECKING:
     from headstart.backbones.families.base import Family
 
+MODALITIES = ("image", "text", "audio")
 Loader = Callable[[bool], tuple[nn.Module, dict, str]]  # pretrained -> (module with weights, arch, source)
 
 
@@ -48,8 +49,8 @@ def register_family(cls: type) -> type:
 
     Usable as a class decorator; a later registration under the same name replaces the earlier one.
     """
-    if not getattr(cls, "name", None) or getattr(cls, "modality", None) not in ("image", "text"):
-        raise ConfigError(f"Family {cls.__name__} needs a 'name' and a 'modality' ('image' or 'text').")
+    if not getattr(cls, "name", None) or getattr(cls, "modality", None) not in MODALITIES:
+        raise ConfigError(f"Family {cls.__name__} needs a 'name' and a 'modality' (one of {', '.join(MODALITIES)}).")
     FAMILIES.pop(cls.name, None)  # a re-registered family moves to the end: it is tried first by name
     FAMILIES[cls.name] = cls()
     return cls
@@ -62,8 +63,9 @@ def register_backbone(name: str, *, modality: str, description: str = "", packag
     ``arch`` must name a registered family (``{"family": "toy", ...}``): it is saved with each run and
     rebuilds the module for ``predict``. ``pretrained=False`` asks for random weights (``random:NAME``).
     """
-    if modality not in ("image", "text"):
-        raise ConfigError(f"register_backbone({name!r}): modality must be 'image' or 'text', not {modality!r}.")
+    if modality not in MODALITIES:
+        raise ConfigError(f"register_backbone({name!r}): modality must be one of {', '.join(MODALITIES)}, "
+                          f"not {modality!r}.")
 
     def decorate(load: Loader) -> Loader:
         BACKBONES[name] = NamedBackbone(name, modality, description or name, load, package, package_file, tokenizer)
@@ -77,8 +79,9 @@ def family_of(arch: dict) -> "Family":
     family = FAMILIES.get(arch.get("family")) if isinstance(arch, dict) else None
     if family is None:
         known = ", ".join(repr(name) for name in FAMILIES)
-        raise ModelNotFoundError(f"Unknown architecture record {arch!r}: expected family {known}. Was this run "
-                                 "written by a newer headstart, or with a family registered in code not imported?")
+        named = arch.get("family") if isinstance(arch, dict) else arch
+        raise ModelNotFoundError(f"Unknown model family {named!r}: was this run written by a newer headstart, or with "
+                                 f"a family registered in code not imported? Known families: {known}.")
     return family
 
 

@@ -23,6 +23,8 @@ def advise_cli(
     epochs: int = typer.Option(10, help="Epochs assumed for the fine-tuning time estimate."),
     image_size: Optional[int] = typer.Option(None, help="Input size in pixels [default: the weights' own]."),
     max_length: Optional[int] = typer.Option(None, help="Text: tokens kept per item [default: 128]."),
+    clip_seconds: Optional[float] = typer.Option(
+        None, help="Audio: clip length in seconds [default: from the data's durations]."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     json_out: bool = typer.Option(False, "--json", help="Print the advice as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -35,6 +37,7 @@ def advise_cli(
     names = [m.strip() for m in models.split(",") if m.strip()]
     advice = advise(data, names, budget=budget, progress=not quiet, text_col=text_col, label_col=label_col,
                     image_col=image_col, shots=shots, epochs=epochs, image_size=image_size, max_length=max_length,
+                    clip_seconds=clip_seconds,
                     device=device)
     if json_out:
         print_json(advice.to_dict())

@@ -36,6 +36,8 @@ def audit_cli(
                                                    "[default: 0.98 images, 0.97 texts]."),
     image_size: Optional[int] = typer.Option(None, help="Input size in pixels [default: the weights' own]."),
     max_length: Optional[int] = typer.Option(None, help="Text: tokens kept per item [default: 128]."),
+    clip_seconds: Optional[float] = typer.Option(
+        None, help="Audio: clip length in seconds [default: from the data's durations]."),
     weights: Optional[str] = typer.Option(None, help="Checkpoint file for the architecture named by --model."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     cache_dir: Optional[str] = typer.Option(None, help="Feature cache [default: ~/.cache/headstart]."),
@@ -53,6 +55,7 @@ def audit_cli(
                    out=out, overwrite=overwrite, progress=not quiet, text_col=text_col, label_col=label_col,
                    image_col=image_col, val_fraction=val_fraction, test_fraction=test_fraction, skip_bad=skip_bad,
                    seed=seed, image_size=image_size, max_length=max_length, weights=weights, device=device,
+                   clip_seconds=clip_seconds,
                    cache_dir=cache_dir)
     if json_out:
         print_json({"out": str(report.out_dir), **report.to_dict()})

@@ -38,6 +38,8 @@ def compare_cli(
     epochs: int = typer.Option(10, help="Most epochs of fine-tuning."),
     image_size: Optional[int] = typer.Option(None, help="Input size in pixels [default: the weights' own]."),
     max_length: Optional[int] = typer.Option(None, help="Text: tokens kept per item [default: 128]."),
+    clip_seconds: Optional[float] = typer.Option(
+        None, help="Audio: clip length in seconds [default: from the data's durations]."),
     hflip: bool = typer.Option(True, "--hflip/--no-hflip", help="Random horizontal flips when fine-tuning."),
     seed: int = typer.Option(0, help="Seed of the first split; repeats use seed+1, seed+2..."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
@@ -58,6 +60,7 @@ def compare_cli(
         data, model, names, budget=budget, seeds=seeds, folds=folds, val=val, test=test, progress=not quiet,
         text_col=text_col, label_col=label_col, image_col=image_col, test_fraction=test_fraction, shots=shots,
         unfreeze=unfreeze, epochs=epochs, image_size=image_size, max_length=max_length, hflip=hflip, seed=seed,
+        clip_seconds=clip_seconds,
         device=device,
     )
     result.save(out, overwrite)

@@ -50,7 +50,8 @@ def fit_cli(
     epochs: int = typer.Option(10, help="Most epochs of fine-tuning (early stopping may end sooner)."),
     batch_size: int = typer.Option(32, help="Fine-tuning batch size."),
     patience: int = typer.Option(3, help="Epochs without validation improvement before stopping."),
-    augment: bool = typer.Option(True, "--augment/--no-augment", help="Light image augmentation when fine-tuning."),
+    augment: bool = typer.Option(True, "--augment/--no-augment", help="Light augmentation when fine-tuning "
+                                 "(images: crops, flips; sound: time shift, gain, noise, time/frequency masks)."),
     hflip: bool = typer.Option(True, "--hflip/--no-hflip", help="Random horizontal flips (turn off for digits, text)."),
     l2sp: float = typer.Option(0.0, "--l2sp", help="L2-SP weight: pull fine-tuned backbone weights toward the "
                                "pretrained ones (instead of their weight decay); 0 = off."),
@@ -67,6 +68,8 @@ def fit_cli(
     image_size: Optional[int] = typer.Option(None, help="Input size in pixels [default: from the images' own size, "
                                              "at most the weights' size]."),
     max_length: Optional[int] = typer.Option(None, help=MAX_LENGTH_HELP),
+    clip_seconds: Optional[float] = typer.Option(
+        None, help="Audio: clip length in seconds [default: from the data's durations]."),
     weights: Optional[str] = typer.Option(None, help="Checkpoint file for the architecture named by --model."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     precision: str = typer.Option("auto", help="auto | fp32 | bf16 (auto: bf16 where the hardware has it)."),

@@ -1,7 +1,7 @@
 """Loading and checking a user's data.
 
 Accepted sources (for ``source``, ``val`` and ``test``): a folder ``<root>/<class>/<files>``
-(images or .txt texts; a root with train/, val/ or validation/, test/ supplies the splits), a
+(images, sound files or .txt texts; a root with train/, val/ or validation/, test/ supplies the splits), a
 table file (.csv, .tsv, .jsonl, .ndjson, .parquet), a pandas DataFrame, or a pair
 ``(items, labels)`` of texts, image paths, PIL images or uint8 numpy arrays. Nothing here ever
 writes into a data folder.

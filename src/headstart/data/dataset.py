@@ -11,7 +11,7 @@ from PIL import Image
 
 from headstart.errors import DataError
 
-MODALITIES = ("image", "text")
+MODALITIES = ("image", "text", "audio")
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def _content_hash(item: Any, origin: str, modality: str) -> str:
     if isinstance(item, Image.Image):
         digest.update(f"pil:{item.mode}:{item.size[0]}x{item.size[1]}:".encode())
         digest.update(item.tobytes())
-    elif modality == "image":
+    elif modality in ("image", "audio"):
         digest.update(b"file:")
         try:
             with open(item, "rb") as handle:

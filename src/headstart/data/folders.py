@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from headstart.data.audio import AUDIO_EXTENSIONS, is_audio_name
 from headstart.data.dataset import Dataset, Skipped
 from headstart.data.images import IMAGE_EXTENSIONS, is_image_name
 from headstart.data.items import SKIP_BAD, Gate, build_dataset, read_text_file
@@ -13,7 +14,8 @@ from headstart.errors import DataError
 TEXT_EXTENSIONS = frozenset({".txt"})
 JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini"})
 SPLIT_NAMES = {"train": ("train",), "val": ("val", "validation", "valid"), "test": ("test",)}
-SUPPORTED = f"images ({', '.join(sorted(IMAGE_EXTENSIONS))}) or .txt texts"
+SUPPORTED = (f"images ({', '.join(sorted(IMAGE_EXTENSIONS))}), sounds ({', '.join(sorted(AUDIO_EXTENSIONS))}) "
+             "or .txt texts")
 LAYOUT_HINT = "Expected layout: <folder>/<class name>/<files>, e.g. data/cat/001.jpg"
 
 
@@ -136,15 +138,17 @@ def _kind(path: Path) -> str | None:
         return "image"
     if path.suffix.lower() in TEXT_EXTENSIONS:
         return "text"
+    if is_audio_name(path.name):
+        return "audio"
     return None
 
 
 def _main_kind(kinds: list[str | None]) -> str | None:
-    """The more frequent of 'image' and 'text' among ``kinds``; None on a tie (none of either, or mixed)."""
-    images, texts = kinds.count("image"), kinds.count("text")
-    if images == texts:
+    """The most frequent of 'image', 'text' and 'audio' among ``kinds``; None on a tie (none, or mixed)."""
+    counts = sorted(((kinds.count(k), k) for k in ("image", "text", "audio")), reverse=True)
+    if counts[0][0] == counts[1][0]:
         return None
-    return "image" if images > texts else "text"
+    return counts[0][1]
 
 
 def _note_others(
@@ -186,6 +190,16 @@ def _modality(shown: str, files: list[Path], kinds: list[str]) -> str:
         )
     images = [path for path, kind in zip(files, kinds) if kind == "image"]
     texts = [path for path, kind in zip(files, kinds) if kind == "text"]
+    sounds = [path for path, kind in zip(files, kinds) if kind == "audio"]
+    if sounds and (images or texts):
+        other = images or texts
+        raise DataError(
+            f"{shown}: mixed modalities: {len(sounds)} sound file(s) (e.g. {sounds[0]}) and {len(other)} "
+            f"{'image' if images else '.txt'} file(s) (e.g. {other[0]}). A data set must be of one kind; "
+            "move the others to another folder."
+        )
+    if sounds:
+        return "audio"
     if images and texts:
         raise DataError(
             f"{shown}: mixed modalities: {len(images)} image file(s) (e.g. {images[0]}) and "

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from headstart.data.audio import audio_file_problem
 from headstart.data.dataset import Dataset, Skipped
 from headstart.data.images import array_problem, array_to_image, image_file_problem
 from headstart.errors import DataError, option
@@ -120,6 +121,11 @@ def _check_item(item: Any, modality: str, where: str) -> tuple[Any, str | None, 
         if not item.strip():
             return item, f"the text{where} is empty", "Fill it in or remove it"
         return str(item), None, ""  # a plain str, also for numpy's str_
+    if modality == "audio":
+        if _missing(item):
+            return item, f"the audio path{where} is missing", "Give a sound file or remove the item"
+        problem = audio_file_problem(str(item))
+        return (str(item), None, "") if problem is None else (item, problem[0], problem[1])
     if item is None:
         return item, "the image is missing (None)", "Give an image or remove the item"
     if isinstance(item, Image.Image):

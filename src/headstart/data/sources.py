@@ -12,6 +12,7 @@ import pandas as pd
 from PIL import Image
 
 from headstart.data.dataset import Dataset
+from headstart.data.audio import is_audio_name
 from headstart.data.folders import read_folder
 from headstart.data.hf import column_values, hf_dataset, is_hf_column, is_hf_dataset
 from headstart.data.images import is_image_name, pixel_problem, to_uint8
@@ -120,9 +121,11 @@ def _read_path(
         return table_dataset(read_table(path, shown, gate), columns, gate, labelled)
     if not labelled and is_image_name(path.name):
         return build_dataset([os.path.abspath(path)], None, [shown], "image", gate)
+    if not labelled and is_audio_name(path.name):
+        return build_dataset([os.path.abspath(path)], None, [shown], "audio", gate)
     if not labelled and suffix == ".txt":
         return build_dataset([read_text_file(path)], None, [shown], "text", gate)
-    wanted = ACCEPTED if labelled else "an image, a .txt file, a folder or a table file"
+    wanted = ACCEPTED if labelled else "an image, a sound file, a .txt file, a folder or a table file"
     raise DataError(
         f"{shown}: cannot read a '{suffix or 'no extension'}' file as {role} data. Pass {wanted}."
     )
@@ -153,8 +156,14 @@ def _list_dataset(items: list, labels: list | None, prefix: str, gate: Gate, rol
             f"({str(items[first_text])[:60]!r}). Give only texts or only images (paths "
             f"ending in an image extension, PIL images or numpy image arrays)."
         )
-    modality = "image" if "image" in kinds else "text"
-    if modality == "image":
+    if "audio" in kinds and len(set(kinds) - {None}) > 1:
+        other = next(i for i, kind in enumerate(kinds) if kind not in ("audio", None))
+        raise DataError(
+            f"The {role} data mixes modalities: {origins[kinds.index('audio')]} is a sound file but "
+            f"{origins[other]} is {'an image' if kinds[other] == 'image' else 'a text'}. Give only one kind."
+        )
+    modality = "audio" if "audio" in kinds else "image" if "image" in kinds else "text"
+    if modality in ("image", "audio"):
         items = [os.path.abspath(i) if isinstance(i, (str, os.PathLike)) else i for i in items]
     return build_dataset(items, labels, origins, modality, gate)
 
@@ -163,6 +172,8 @@ def _item_kind(item: Any) -> str | None:
     """'image', 'text' or None (missing, fits either) for one in-memory item."""
     if item is None or (isinstance(item, float) and np.isnan(item)):
         return None
+    if isinstance(item, (str, os.PathLike)) and "\n" not in str(item) and is_audio_name(str(item).strip()):
+        return "audio"
     if isinstance(item, (Image.Image, np.ndarray, os.PathLike)):
         return "image"
     if isinstance(item, str) and "\n" not in item and is_image_name(item.strip()):

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from headstart.data.audio import is_audio_name
 from headstart.data.dataset import Dataset
 from headstart.data.items import Gate, build_dataset, normalize_label, read_text_file
 from headstart.errors import ConfigError, DataError, option
@@ -30,7 +31,7 @@ from headstart.errors import ConfigError, DataError, option
 TABLE_EXTENSIONS = (".csv", ".tsv", ".jsonl", ".ndjson", ".parquet")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "y")
 TEXT_COLUMNS = ("text", "sentence", "content", "review", "document", "body")
-IMAGE_COLUMNS = ("image", "image_path", "path", "file", "filename")
+IMAGE_COLUMNS = ("image", "image_path", "path", "file", "filename", "audio", "audio_path")  # file paths
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,9 @@ def table_dataset(table: Table, columns: Columns, gate: Gate, need_labels: bool)
             labels = None
     values = [row.get(item_col) for row in table.rows]
     origins = list(table.origins)
-    if modality == "image":
+    if modality == "image" and _sound_paths(values):
+        modality = "audio"  # a file column of sound files (the image column's option names it)
+    if modality in ("image", "audio"):
         values = _image_items(values, origins, labels, item_col, table.folder, gate)
         if labels is not None:
             labels = [label for label, value in zip(labels, values) if value is not None]
@@ -224,6 +227,12 @@ def choose_columns(table: Table, columns: Columns, need_labels: bool) -> tuple[s
     label_col = _pick(table, label, LABEL_COLUMNS, "label_col", "label", need_labels)
     modality, item_col = _item_column(table, columns)
     return modality, item_col, label_col
+
+
+def _sound_paths(values: list) -> bool:
+    """True when most non-empty values of a file column are paths of sound files."""
+    paths = [str(v).strip() for v in values if isinstance(v, str) and v.strip()]
+    return bool(paths) and sum(map(is_audio_name, paths)) * 2 > len(paths)
 
 
 def _pick(

@@ -16,7 +16,7 @@ from headstart.errors import ConfigError
 from headstart.heads import Classifier
 from headstart.strategies.base import FitContext, StrategyResult
 
-DEFAULT_LR = {"image": 5e-4, "text": 1e-4}  # learning rate of the top backbone group
+DEFAULT_LR = {"image": 5e-4, "text": 1e-4, "audio": 5e-4}  # learning rate of the top backbone group
 FRESH_HEAD_LR = 1e-3
 TINY_VAL = 100  # fewer validation items than this: select epochs on validation loss
 # Batches shrink (to MIN_BATCH at least) so that an epoch has STEPS_PER_EPOCH steps: 40 texts at batch 32 were

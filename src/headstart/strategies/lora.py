@@ -34,7 +34,7 @@ from headstart.heads import Classifier
 from headstart.strategies.base import FitContext, StrategyResult
 from headstart.strategies.options import option
 
-DEFAULT_LR = {"image": 2e-3, "text": 2e-3}  # adapters start at zero and need larger steps than full weights
+DEFAULT_LR = {"image": 2e-3, "text": 2e-3, "audio": 2e-3}  # adapters start at zero and need larger steps than full weights
 DEFAULT_HEAD_LR = 1e-2  # the fresh head keeps pace with them (MiniLM on 200 BBC texts: 0.94 vs 0.73 at 5e-4/1e-3)
 ADAPTABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding)  # what peft's LoRA can wrap and merge
 ADAPTER_NAME = "default"
