@@ -26,7 +26,6 @@ regressor or multi-label classifier adds its own ``fit`` target handling and ``p
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -47,11 +46,10 @@ from headstart.data.hf import is_hf_column, is_hf_dataset
 from headstart.data.items import normalize_label
 from headstart.data.sources import as_items
 from headstart.devices import resolve_device
-from headstart.errors import ConfigError, DataError
+from headstart.errors import DataError
 from headstart.features import Extraction, extract
 from headstart.runs import load_predictor, save_run
 
-OPTIONS = frozenset(f.name for f in dataclasses.fields(FitConfig)) - {"model", "strategy"}
 
 
 class HeadstartEstimator(BaseEstimator):
@@ -96,14 +94,10 @@ class HeadstartEstimator(BaseEstimator):
         return {"X_types": ["string", "3darray"], "requires_y": True, "poor_score": True}
 
     def _options(self) -> dict[str, Any]:
-        """The FitConfig options among the parameters; ConfigError naming any other unknown name."""
+        """The fit options among the parameters (FitConfig's and the strategy's own); ``fit`` names any it does
+        not take in a ConfigError."""
         named = set(BaseEstimator.get_params(self, deep=False))
-        options = {k: v for k, v in self.get_params(deep=False).items() if k not in named}
-        unknown = sorted(set(options) - OPTIONS)
-        if unknown:
-            raise ConfigError(f"{type(self).__name__} got unknown options {unknown}; options are the fields of "
-                              f"headstart.FitConfig: {', '.join(sorted(OPTIONS))}.")
-        return options
+        return {k: v for k, v in self.get_params(deep=False).items() if k not in named}
 
     def _fit_labels(self, X: Any, labels: list[str]) -> None:
         """Fit headstart on ``X`` with string ``labels``; the fit is kept as ``result_``."""
