@@ -3,12 +3,15 @@ audio encoders of each family (wav2vec2, HuBERT, AST, Whisper), through every st
 
 from __future__ import annotations
 
+import base64
+import io
 import pickle
 import shutil
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import headstart
 from headstart.backbones import available_models
@@ -206,3 +209,14 @@ def test_compare_audit_and_advise_take_sound(audio_backbone, three_words, tmp_pa
     assert report.modality == "audio" and report.to_dict()["sizes"]["train"] + report.to_dict()["sizes"]["val"] == 18
     advice = advise(str(three_words), [audio_backbone], progress=False).to_dict()
     assert advice["ranking"][0]["feature_dim"] == 512 and advice["recommendation"]["strategy"]
+
+
+def test_a_misclassified_sound_is_shown_as_a_spectrogram_thumbnail(speech_folder):
+    from headstart.report.previews import preview, safe_thumbnail
+
+    wav = sorted(speech_folder.glob("*/*.wav"))[0]
+    shown = preview(str(wav), "audio")
+    assert safe_thumbnail(shown["thumbnail"]) == shown["thumbnail"]
+    image = Image.open(io.BytesIO(base64.b64decode(shown["thumbnail"].split(",", 1)[1])))
+    assert image.size == (64, 64) and np.asarray(image).std() > 10  # a picture of the sound, not a flat square
+    assert preview(str(wav.with_name("gone.wav")), "audio") == {}

@@ -1,4 +1,5 @@
-"""What a report shows of one item: a small JPEG thumbnail (data URI) for an image, the first characters of a text.
+"""What a report shows of one item: a small JPEG thumbnail (data URI) for an image, a spectrogram thumbnail for a
+sound, the first characters of a text.
 
 Previews are made from the items in memory (file paths, PIL images, numpy arrays, texts) while the
 data is at hand, and only ever embedded as data URIs: a report never points at the user's files.
@@ -44,6 +45,28 @@ def thumbnail(item: Any, px: int = THUMB_PX) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def spectrogram_thumbnail(path: Any, px: int = THUMB_PX, rate: int = 16_000) -> str | None:
+    """A JPEG data URI of a sound file's log-power spectrogram (time across, low frequencies at the bottom),
+    ``px`` pixels square, or None when the file cannot be read."""
+    from headstart.data.audio import read_audio  # the data package is heavy; reports may never need it
+
+    try:
+        samples = read_audio(str(path), rate)
+    except (DataError, OSError, RuntimeError, ValueError):  # soundfile's LibsndfileError is a RuntimeError
+        return None
+    window = 512
+    if len(samples) < window:
+        samples = np.pad(samples, (0, window - len(samples)))
+    frames = np.lib.stride_tricks.sliding_window_view(samples, window)[::window // 4] * np.hanning(window)
+    power = 10 * np.log10(np.abs(np.fft.rfft(frames, axis=1)) ** 2 + 1e-10).T[::-1]  # [frequency, time]
+    top = power.max()
+    scaled = np.clip((power - (top - 80)) / 80, 0, 1)  # 80 dB of range, the loudest bin white
+    image = Image.fromarray((255 * scaled).astype(np.uint8)).resize((px, px), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=75, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def text_preview(text: Any, chars: int = TEXT_CHARS) -> str:
     """The first ``chars`` characters of a text, whitespace runs folded, an ellipsis where it was cut."""
     folded = " ".join(str(text).split())
@@ -54,7 +77,7 @@ def preview(item: Any, modality: str) -> dict:
     """``{"thumbnail": data URI}`` for an image, ``{"text": first characters}`` for a text (empty when unreadable)."""
     if modality == "text":
         return {"text": text_preview(item)}
-    uri = thumbnail(item)
+    uri = spectrogram_thumbnail(item) if modality == "audio" else thumbnail(item)
     return {"thumbnail": uri} if uri else {}
 
 
