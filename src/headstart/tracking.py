@@ -2,8 +2,8 @@
 
 Both work offline. TensorBoard writes event files under ``--track-dir`` (default: ``tensorboard/`` in the run
 folder, or ``./tensorboard/NAME`` without one); MLflow logs to ``MLFLOW_TRACKING_URI`` when it is set, else to
-``--track-dir`` as a SQLite store (``sqlite:///DIR/mlflow.db``), else to MLflow's own default (``mlflow.db`` in
-the working folder). The libraries are imported only when a tracker is asked for; they are the ``track``
+``--track-dir`` as a SQLite store (``sqlite:///DIR/mlflow.db``, run files under ``DIR/artifacts``), else to
+MLflow's own default (``mlflow.db`` and ``mlruns/`` in the working folder). The libraries are imported only when a tracker is asked for; they are the ``track``
 extra (``pip install headstart[track]``).
 """
 
@@ -54,9 +54,13 @@ def open_trackers(names: Sequence[str], run_name: str, run_dir: Path | None = No
             base = Path(track_dir) if track_dir else (run_dir / "tensorboard" if run_dir else Path("tensorboard"))
             trackers.append(TensorBoardTracker(base / run_name if not run_dir or track_dir else base))
         else:
-            uri = os.environ.get("MLFLOW_TRACKING_URI") or (
-                f"sqlite:///{Path(track_dir).resolve() / 'mlflow.db'}" if track_dir else None)
-            trackers.append(MLflowTracker(run_name, uri))
+            uri = os.environ.get("MLFLOW_TRACKING_URI")
+            artifacts = None
+            if uri is None and track_dir:  # the store and the run files both inside track_dir
+                folder = Path(track_dir).resolve()
+                folder.mkdir(parents=True, exist_ok=True)
+                uri, artifacts = f"sqlite:///{folder / 'mlflow.db'}", (folder / "artifacts").as_uri()
+            trackers.append(MLflowTracker(run_name, uri, artifacts))
     return trackers
 
 
@@ -132,6 +136,7 @@ class MLflowTracker:
 
     run_name: str
     tracking_uri: str | None = None
+    artifact_location: str | None = None  # where a new "headstart" experiment keeps run files (MLflow: ./mlruns)
 
     def __post_init__(self):
         try:
@@ -140,7 +145,8 @@ class MLflowTracker:
             raise _missing("mlflow", "mlflow") from exc
         self.client = mlflow.MlflowClient(self.tracking_uri)
         experiment = self.client.get_experiment_by_name("headstart")
-        experiment_id = experiment.experiment_id if experiment else self.client.create_experiment("headstart")
+        experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(
+            "headstart", artifact_location=self.artifact_location)
         self.run = self.client.create_run(experiment_id, run_name=self.run_name)
 
     @property

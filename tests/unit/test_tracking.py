@@ -46,7 +46,7 @@ def test_mlflow_run_holds_params_epoch_metrics_and_the_report(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     report = tmp_path / "report.html"
     report.write_text("<html>report</html>")
-    tracker = MLflowTracker("pets-partial", uri)
+    tracker = MLflowTracker("pets-partial", uri, (tmp_path / "artifacts").as_uri())
     _log(tracker, report)
     client = mlflow.MlflowClient(uri)
     run = client.get_run(tracker.run_id)
@@ -73,12 +73,15 @@ def test_tensorboard_logs_into_the_run_folder_by_default(tmp_path):
     elsewhere.finish({})
 
 
-def test_a_fit_tracked_by_both_logs_its_epochs_metrics_and_report(image_folder, tmp_path):
+def test_a_fit_tracked_by_both_logs_its_epochs_metrics_and_report(image_folder, tmp_path, monkeypatch):
     import mlflow
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     import headstart
 
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the working folder: MLflow's default place for run files
     result = headstart.fit(image_folder, "random:mobilenetv2", "partial", image_size=32, epochs=2, batch_size=8,
                            hflip=False, progress=False, cache_dir=str(tmp_path / "cache"), out=tmp_path / "run",
                            track="tensorboard,mlflow", track_dir=str(tmp_path / "track"))
@@ -95,3 +98,4 @@ def test_a_fit_tracked_by_both_logs_its_epochs_metrics_and_report(image_folder, 
         [r["train_loss"] for r in epochs])
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"report.html", "config.json", "metrics.json"}
     assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["track"] == ["tensorboard", "mlflow"]
+    assert list((tmp_path / "elsewhere").iterdir()) == []  # nothing in the working folder: all under track_dir
