@@ -54,7 +54,7 @@ def fit(data: Any = None, model: str | Backbone = "minilm-l6", strategy: str = "
         return fit_data(data, model, strat, cfg, runtime, val, test, None if out is None else Path(out), overwrite)
     fitted = fit_auto(data, model, cfg, runtime, val, test)
     if out is not None:
-        fitted.save(out, overwrite)
+        fitted.save(out, overwrite, progress=runtime.progress)
         distributed.barrier()  # every process returns once the run is written
     return fitted
 

@@ -8,8 +8,6 @@ from typing import Optional
 
 import typer
 
-from headstart import checkpoints, distributed
-from headstart.api import fit
 from headstart.cli.options import (DATA_HELP, IMAGE_COL_HELP, LABEL_COL_HELP, MAX_LENGTH_HELP, SHOTS_HELP,
                                    TEXT_COL_HELP, comma_list, strategy_option)
 from headstart.cli.output import auto_lines, console, print_json, summary_table
@@ -52,6 +50,8 @@ def fit_cli(
     patience: int = typer.Option(3, help="Epochs without validation improvement before stopping."),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Light image augmentation when fine-tuning."),
     hflip: bool = typer.Option(True, "--hflip/--no-hflip", help="Random horizontal flips (turn off for digits, text)."),
+    weight_decay: float = typer.Option(0.01, help="AdamW weight decay of the fine-tuned weights."),
+    warmup: float = typer.Option(0.1, help="Share of the fine-tuning steps spent warming the learning rate up."),
     l2sp: float = typer.Option(0.0, "--l2sp", help="L2-SP weight: pull fine-tuned backbone weights toward the "
                                "pretrained ones (instead of their weight decay); 0 = off."),
     cache_boundary: Optional[bool] = typer.Option(
@@ -83,6 +83,9 @@ def fit_cli(
     Fine-tuning saves its state in OUT/checkpoints after every epoch; after a crash,
     `headstart fit --resume OUT` continues it and ends as the uninterrupted run would.
     """
+    from headstart import distributed  # lazy: `--help` need not load torch (start-up time)
+    from headstart.api import fit
+
     if resume is not None:
         given = {name for name in ctx.params  # typer vendors click: compare the source's name, not its class
                  if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
@@ -112,6 +115,8 @@ def fit_cli(
 
 def interrupted_note(out: Path) -> str:
     """What a stopped fit left in ``out``, and how to go on."""
+    from headstart import checkpoints  # lazy: `--help` need not load torch (start-up time)
+
     if checkpoints.is_unfinished(out) and checkpoints.saved_epoch(out) > 0:
         return (f"epoch {checkpoints.saved_epoch(out)} is saved in {out}; continue with "
                 f"`headstart fit --resume {out}`.")
@@ -120,8 +125,9 @@ def interrupted_note(out: Path) -> str:
 
 
 def _show(result, data, json_out: bool) -> None:
-    if json_out:
-        print_json({"run": str(result.run_dir), "metrics": result.metrics, "info": result.info,
+    if json_out:  # the misclassified items' previews (thumbnails, tens of kB) are for the report
+        metrics = {k: v for k, v in result.metrics.items() if k != "misclassified"}
+        print_json({"run": str(result.run_dir), "metrics": metrics, "info": result.info,
                     "skipped": [s.__dict__ for s in result.skipped]})
         return
     for s in result.skipped:
