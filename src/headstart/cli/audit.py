@@ -57,7 +57,7 @@ def audit_cli(
                    image_col=image_col, val_fraction=val_fraction, test_fraction=test_fraction, skip_bad=skip_bad,
                    seed=seed, image_size=image_size, max_length=max_length, weights=weights, device=device,
                    cache_dir=cache_dir)
-    for warning in report.warnings if not quiet else ():  # on stderr, as fit's
+    for warning in report.warnings:  # on stderr, as fit's (findings: --quiet keeps them)
         print(f"warning: {warning}", file=sys.stderr)
     if json_out:
         print_json({"out": str(report.out_dir), **report.to_dict()})
