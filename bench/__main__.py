@@ -11,7 +11,9 @@ News with MiniLM-L6), every measurement in a fresh process (bench/tasks.py) so i
   f. peers: fastai ``vision_learner(...).fine_tune`` and a Hugging Face ``Trainer`` (``make bench-setup``);
   g. peak resident memory of each, and of ``linear`` on 10x more data;
   h. recipe quality (bench/recipes.py): every strategy's test accuracy and time on three small real sets,
-     beside a hand-written full fine-tune and fastai / a Trainer, with issue 10's targets.
+     beside a hand-written full fine-tune and fastai / a Trainer, with issue 10's targets;
+  i. start-up (bench/startup.py): `--help`, `models`, one-line `predict` and a cached refit as whole
+     processes, against `python -c "import torch"`.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.recipes import recipes_section
+from bench.startup import startup_section
 from bench.report import write_results
 
 HERE = Path(__file__).resolve().parent
 SPLIT = {"val_fraction": 0.2, "test_fraction": 0.2, "seed": 0}
-SECTIONS = ("transfer", "finetune", "peers", "memory", "recipes")
+SECTIONS = ("transfer", "finetune", "peers", "memory", "recipes", "startup")
 
 
 def run_task(name: str, spec: dict, work: Path, module: str = "bench.tasks") -> dict:
@@ -203,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                 "peers": lambda: peers_section(loads, scratch, epochs),
                 "memory": lambda: memory_section(args.work, scratch, args.quick),
                 "recipes": lambda: recipes_section(args.work, scratch, args.quick, run_task,
-                                                            set(filter(None, args.recipe_sets.split(","))) or None)}
+                                                            set(filter(None, args.recipe_sets.split(","))) or None),
+                "startup": lambda: startup_section(args.work)}
     try:
         for name, section in sections.items():
             if name not in skip:

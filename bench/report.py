@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.startup import startup_lines
+
 
 def _f(value, spec: str = ".1f", missing: str = "n/a") -> str:
     return missing if value is None else format(value, spec)
@@ -245,6 +247,8 @@ def write_results(results: dict, path: Path) -> None:
                           _f(_get(r, "peak_rss_mb"), ".0f")] for n, r in results["memory"].items()]) + [""]
     if "recipes" in results:
         lines += recipe_lines(results["recipes"])
+    if "startup" in results:
+        lines += startup_lines(results["startup"], targets)
     lines += ["## Targets", ""]
     lines += _table(["what", "measured", "target", "met"],
                     [[what, _f(value, ".2f"), goal, "yes" if ok else "NO"] for what, value, goal, ok in targets])

@@ -8,16 +8,37 @@
     sklearn.model_selection.cross_val_score(clf, texts, labels, cv=5)
 """
 
-from headstart.api import FitResult, evaluate, fit, load_run, models, predict
-from headstart.backbones import Backbone, Family, ImageFamily, load_backbone, register_backbone, register_family
-from headstart.check import check_strategy
-from headstart.config import FitConfig
-from headstart.data import load_data, load_items
-from headstart.estimator import Classifier
-from headstart.errors import ConfigError, DataError, HeadstartError, ModelNotFoundError, RunError
-from headstart.strategies import STRATEGIES, register_strategy
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from headstart.api import FitResult, evaluate, fit, load_run, models, predict
+    from headstart.backbones import Backbone, Family, ImageFamily, load_backbone, register_backbone, register_family
+    from headstart.check import check_strategy
+    from headstart.config import FitConfig
+    from headstart.data import load_data, load_items
+    from headstart.errors import ConfigError, DataError, HeadstartError, ModelNotFoundError, RunError
+    from headstart.estimator import Classifier
+    from headstart.strategies import STRATEGIES, register_strategy
 
 __version__ = "0.1.0"
+
+# The public names load on first use (PEP 562): the CLI imports this package, and `headstart --help` must not
+# wait for torch (start-up time; no import cycle is involved).
+_HOMES = {
+    **dict.fromkeys(("FitResult", "evaluate", "fit", "load_run", "models", "predict"), "headstart.api"),
+    **dict.fromkeys(("Backbone", "Family", "ImageFamily", "load_backbone", "register_backbone", "register_family"),
+                    "headstart.backbones"),
+    "check_strategy": "headstart.check",
+    "FitConfig": "headstart.config",
+    "load_data": "headstart.data", "load_items": "headstart.data",
+    "Classifier": "headstart.estimator",
+    **dict.fromkeys(("ConfigError", "DataError", "HeadstartError", "ModelNotFoundError", "RunError"),
+                    "headstart.errors"),
+    "STRATEGIES": "headstart.strategies", "register_strategy": "headstart.strategies",
+}
 
 __all__ = [
     "STRATEGIES",
@@ -45,3 +66,15 @@ __all__ = [
     "register_family",
     "register_strategy",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name from its module on first use."""
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = globals()[name] = getattr(importlib.import_module(_HOMES[name]), name)
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

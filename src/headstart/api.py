@@ -62,7 +62,7 @@ def fit(data: Any = None, model: str | Backbone = "minilm-l6", strategy: str = "
     else:
         fitted = fit_auto(data, model, cfg, runtime, val, test)
         if out is not None:
-            fitted.save(out, overwrite)
+            fitted.save(out, overwrite, progress=runtime.progress)
             distributed.barrier()  # every process returns once the run is written
     tracking.finish(fitted.metrics, fitted.run_dir)
     return fitted

@@ -33,9 +33,10 @@ from headstart.outdir import check_writable, write_marker
 from headstart.pipeline import FitResult, config_for, fit_prepared, for_strategy, prepare
 from headstart.runtime import Runtime
 from headstart.strategies import STRATEGIES, make_strategy
+from headstart.strategies.declared import COMPARED
 from headstart.strategies.options import check_option_names, option_values
 
-DEFAULT_STRATEGIES = ("linear", "partial", "full", "lp-ft")
+DEFAULT_STRATEGIES = COMPARED
 CURVE_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 SMALL_DATA = 500  # below this many training examples, repeat and report intervals
 SMALL_VAL = 100  # or below this many validation items: one split's accuracy is too noisy to rank on

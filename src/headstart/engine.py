@@ -30,7 +30,7 @@ from headstart.data import Dataset
 from headstart.devices import autocast
 from headstart.errors import RunError
 from headstart.lr_range import cross_entropy_step, lr_range_test
-from headstart.progress import progress_task
+from headstart.progress import epoch_line, progress_task, say, spinner
 
 BN_TRAIN_ITEMS = 5000  # below this many training items (or BN_BATCH per batch) BatchNorm statistics stay frozen
 BN_BATCH = 16
@@ -353,8 +353,10 @@ def _train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Da
                 if s.l2sp > 0]
     state = LoopState(model, optimizer, scheduler, anchored, generator, s, total)
     state.outcome.lr_range = lr_range
+    shown = progress and distributed.is_main()  # one process prints the lines that stay
     if saved is not None:
         _restore(saved, state)
+        say(f"resuming from epoch {state.outcome.resumed_from} of {s.epochs} (saved in {s.checkpoint})", shown)
     elif s.evaluate_start:  # e.g. LP-FT: the probe's model is the one to beat, and may be kept
         state.outcome.history.append({"epoch": 0, **_scores(distributed.from_main(feed.val_logits(model)),
                                                               targets["val"])})
@@ -368,9 +370,11 @@ def _train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Da
         row, penalty = _epoch(net, state, loader, feed, hooks, device, precision, f"epoch {epoch}/{s.epochs}",
                               progress)
         distributed.sync_buffers(model)  # BatchNorm statistics: the main process's, on every rank
-        logits = distributed.from_main(feed.val_logits(model))  # every rank decides on the same logits
+        with spinner(f"epoch {epoch}/{s.epochs}: validating", progress):
+            logits = distributed.from_main(feed.val_logits(model))  # every rank decides on the same logits
         state.outcome.history.append({"epoch": epoch, **row, **_scores(logits, targets["val"]),
                                       "seconds": time.perf_counter() - start})
+        say(epoch_line(state.outcome.history[-1], s.epochs), shown)
         if anchored:
             state.outcome.history[-1]["l2sp_penalty"] = penalty
         for hook in hooks:

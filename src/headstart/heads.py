@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from sklearn.metrics import log_loss
 from torch import nn
 
-DEFAULT_CS = (0.001, 0.01, 0.1, 1.0, 10.0)
+from headstart.strategies.declared import DEFAULT_CS  # declared with the options that default to it
 
 
 @dataclass(frozen=True)

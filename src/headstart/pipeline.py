@@ -31,6 +31,7 @@ from headstart.metrics import classification_metrics
 from headstart.report import render_run_report
 from headstart.report.previews import misclassified
 from headstart.notebook import fit_result_html, fit_result_repr
+from headstart.progress import spinner
 from headstart.runs import Predictor, check_out, item_columns, save_run
 from headstart.runtime import Runtime
 from headstart.strategies import STRATEGIES, FitContext, Strategy, StrategyResult, make_strategy
@@ -75,8 +76,9 @@ class FitResult:
         """
         return self.predictor.predict(inputs, **options)
 
-    def save(self, out: str | Path, overwrite: bool = False) -> Path:
-        """Write the run directory (config, split, history, metrics, model) and its report.html.
+    def save(self, out: str | Path, overwrite: bool = False, progress: bool = False) -> Path:
+        """Write the run directory (config, split, history, metrics, model) and its report.html (a spinner on a
+        terminal with ``progress``).
 
         Under a multi-process launch only the main process writes; the others just note where it goes.
         """
@@ -85,8 +87,9 @@ class FitResult:
             return self.run_dir
         config = {"config": self.config.to_dict(), **({"data": self.data} if self.data is not None else {})}
         records = {"config.json": config, "split.json": self.split, "metrics.json": self.metrics}
-        self.run_dir = save_run(Path(out), self.predictor, records, self.history, overwrite)
-        render_run_report(self.run_dir)
+        with spinner(f"saving the run to {out}", progress):
+            self.run_dir = save_run(Path(out), self.predictor, records, self.history, overwrite)
+            render_run_report(self.run_dir)
         return self.run_dir
 
 
@@ -136,7 +139,7 @@ def _fit_checkpointed(run: Path, splits: DataSplits, backbone: Backbone, cfg: Fi
     try:
         fitted = fit_prepared(splits, backbone, cfg, strat, runtime.checkpointed(checkpoints.checkpoint_dir(run)))
         fitted.data = record
-        fitted.save(run, overwrite=True)  # run holds this fit's own unfinished records, which the save replaces
+        fitted.save(run, overwrite=True, progress=runtime.progress)  # run holds this fit's own unfinished records, which the save replaces
     except BaseException:
         if distributed.is_main() and checkpoints.is_unfinished(run) and checkpoints.saved_epoch(run) == 0:
             checkpoints.discard(created)
@@ -171,7 +174,7 @@ def resume_fit(run: Path, data: Any, model: Any, strategy: Any, val: Any, test: 
     checkpoints.check_split(run, checkpoints.read_record(run, "split.json"), splits.split, sources.get("cwd", ""))
     fitted = fit_prepared(splits, backbone, cfg, strat, runtime.checkpointed(checkpoints.checkpoint_dir(run)))
     fitted.data = sources
-    fitted.save(run, overwrite=True)
+    fitted.save(run, overwrite=True, progress=runtime.progress)
     distributed.barrier()
     return fitted
 
@@ -217,7 +220,8 @@ def fit_prepared(splits: DataSplits, backbone: Backbone, cfg: FitConfig, strat: 
     result = strat.fit(backbone, splits, ctx)
     precision = ctx.extraction.precision if result.frozen_backbone else ctx.train_precision
     predictor = Predictor(result.model, _with_module(backbone, result.model.backbone), splits.classes, precision)
-    metrics = _metrics(result, backbone, splits, ctx, predictor)
+    with spinner("scoring train, validation and test sets", ctx.progress):
+        metrics = _metrics(result, backbone, splits, ctx, predictor)
     metrics.update(_costs(result, start, ctx, runtime.cache.forwarded - forwarded))
     metrics["data_warnings"] = cheap_checks(splits)  # duplicates, leakage, imbalance, tiny classes
     metrics["strategy_info"] = result.info

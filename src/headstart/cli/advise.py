@@ -7,7 +7,6 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from headstart.advise import advise
 from headstart.cli.options import config_option
 from headstart.cli.output import console, fmt_count, print_json
 
@@ -34,6 +33,8 @@ def advise_cli(
 
     Example: headstart advise data/pets --models mobilenetv2,efficientnet-lite0 --budget 10m
     """
+    from headstart.advise import advise  # lazy: `--help` need not load torch (start-up time)
+
     names = [m.strip() for m in models.split(",") if m.strip()]
     advice = advise(data, names, budget=budget, progress=not quiet, text_col=text_col, label_col=label_col,
                     image_col=image_col, shots=shots, epochs=epochs, image_size=image_size, max_length=max_length,

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
 
-from headstart.audit import AuditReport, audit
 from headstart.cli.options import config_option
 from headstart.cli.output import console, print_json
+
+if TYPE_CHECKING:
+    from headstart.audit import AuditReport
 
 LISTED = 15  # rows per findings table in the terminal; audit.json and report.html hold more
 
@@ -50,6 +53,8 @@ def audit_cli(
 
     Example: headstart audit reviews.csv --model minilm-l6 --group-col source --out runs/audit
     """
+    from headstart.audit import audit  # lazy: `--help` need not load torch (start-up time)
+
     out = out or Path("runs") / f"audit-{Path(data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     report = audit(data, model, val=val, test=test, group_col=group_col, folds=folds, near_threshold=near_threshold,
                    out=out, overwrite=overwrite, progress=not quiet, text_col=text_col, label_col=label_col,
@@ -57,6 +62,8 @@ def audit_cli(
                    seed=seed, image_size=image_size, max_length=max_length, weights=weights, device=device,
                    clip_seconds=clip_seconds,
                    cache_dir=cache_dir)
+    for warning in report.warnings:  # on stderr, as fit's (findings: --quiet keeps them)
+        print(f"warning: {warning}", file=sys.stderr)
     if json_out:
         print_json({"out": str(report.out_dir), **report.to_dict()})
         return
@@ -104,8 +111,6 @@ def print_report(report: AuditReport, data: str) -> None:
             table.add_row(name, str(s["n"]), f"{s['accuracy']:.3f} [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]",
                           f"{s['macro_f1']:.3f}")
         console.print(table)
-    for warning in report.warnings:
-        console.print(f"[yellow]warning[/] {warning}", highlight=False, soft_wrap=True)
 
 
 def _who(item: dict) -> str:

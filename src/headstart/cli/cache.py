@@ -7,7 +7,6 @@ from typing import Optional
 import typer
 
 from headstart.cli.output import console
-from headstart.features import FeatureCache
 
 
 def cache_cli(
@@ -18,6 +17,8 @@ def cache_cli(
 
     Example: headstart cache --clear
     """
+    from headstart.features import FeatureCache  # lazy: `--help` need not load torch (start-up time)
+
     cache = FeatureCache(cache_dir)
     if clear:
         console.print(f"Removed {cache.clear()} files from {cache.root}.", highlight=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
@@ -12,14 +12,17 @@ from rich.table import Table
 from headstart.budget import hms
 from headstart.cli.options import config_option
 from headstart.cli.output import console, fmt_count, print_json
-from headstart.compare import DEFAULT_STRATEGIES, Comparison, compare
 from headstart.outdir import check_writable
+from headstart.strategies.declared import COMPARED
+
+if TYPE_CHECKING:
+    from headstart.compare import Comparison
 
 
 def compare_cli(
     data: str = typer.Argument(..., help="Image folder (root/<class>/*), or a CSV/TSV/JSONL/Parquet table."),
     model: str = typer.Option("minilm-l6", "--model", "-m", help="Built-in name, timm name, HF id or local dir."),
-    strategies: str = typer.Option(",".join(DEFAULT_STRATEGIES),
+    strategies: str = typer.Option(",".join(COMPARED),
                                    help="Comma-separated strategies to compare (also lora; contrastive for text)."),
     budget: Optional[str] = typer.Option(None, help="Time budget for the whole comparison, e.g. 90s, 15m, 1h: "
                                          "cheap fits first; fits estimated not to finish are skipped."),
@@ -56,6 +59,8 @@ def compare_cli(
     out = out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
     check_writable(out, "comparison", overwrite, inputs=(data, val, test))  # before any work
     names = [s.strip() for s in strategies.split(",") if s.strip()]
+    from headstart.compare import compare  # lazy: `--help` need not load torch (start-up time)
+
     result = compare(
         data, model, names, budget=budget, seeds=seeds, folds=folds, val=val, test=test, progress=not quiet,
         text_col=text_col, label_col=label_col, image_col=image_col, test_fraction=test_fraction, shots=shots,

@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from headstart.cli.output import console, fmt_count
-from headstart.demo import run_demo
 
 
 def demo_cli(
@@ -18,6 +17,8 @@ def demo_cli(
 ) -> None:
     """Run transfer learning and fine-tuning on MNIST digits and BBC News, offline, and compare them."""
     start = time.perf_counter()
+    from headstart.demo import run_demo  # lazy: `--help` need not load torch (start-up time)
+
     results = run_demo(out, progress=not quiet)
     table = Table(title="Transfer learning vs fine-tuning (held-out test set)")
     for col in ("data", "model", "strategy", "test accuracy [95% CI]", "macro-F1", "trainable params", "time"):

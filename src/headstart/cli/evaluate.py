@@ -9,7 +9,6 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from headstart.api import evaluate
 from headstart.cli.output import console, print_json
 
 
@@ -27,6 +26,8 @@ def evaluate_cli(
 
     Example: headstart evaluate runs/pets data/pets-test
     """
+    from headstart.api import evaluate  # lazy: `--help` need not load torch (start-up time)
+
     m = evaluate(run, data, device=device, text_col=text_col, label_col=label_col, image_col=image_col,
                  skip_bad=skip_bad)
     for warning in m.get("warnings", []):  # on stderr, like fit's: stdout keeps the scores (or the JSON)

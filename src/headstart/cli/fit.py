@@ -8,8 +8,6 @@ from typing import Optional
 
 import typer
 
-from headstart import checkpoints, distributed
-from headstart.api import fit
 from headstart.cli.options import (DATA_HELP, IMAGE_COL_HELP, LABEL_COL_HELP, MAX_LENGTH_HELP, SHOTS_HELP,
                                    TEXT_COL_HELP, comma_list, config_option, strategy_option)
 from headstart.cli.output import auto_lines, console, print_json, summary_table
@@ -53,6 +51,8 @@ def fit_cli(
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Light augmentation when fine-tuning "
                                  "(images: crops, flips; sound: time shift, gain, noise, time/frequency masks)."),
     hflip: bool = typer.Option(True, "--hflip/--no-hflip", help="Random horizontal flips (turn off for digits, text)."),
+    weight_decay: float = typer.Option(0.01, help="AdamW weight decay of the fine-tuned weights."),
+    warmup: float = typer.Option(0.1, help="Share of the fine-tuning steps spent warming the learning rate up."),
     l2sp: float = typer.Option(0.0, "--l2sp", help="L2-SP weight: pull fine-tuned backbone weights toward the "
                                "pretrained ones (instead of their weight decay); 0 = off."),
     cache_boundary: Optional[bool] = typer.Option(
@@ -60,8 +60,6 @@ def fit_cli(
         "once and train on their cached output (memory-mapped float16) [default: on CPUs]."),
     bn: str = typer.Option("auto", "--bn", help="BatchNorm statistics while fine-tuning: frozen | train | auto "
                            "(frozen below 5,000 training items or batches of 16)."),
-    weight_decay: float = typer.Option(0.01, help="AdamW weight decay of fine-tuned weights (not of norms, biases)."),
-    warmup: float = typer.Option(0.1, help="Share of the fine-tuning steps spent warming the learning rate up."),
     label_smoothing: float = typer.Option(0.0, help="Label smoothing of the fine-tuning loss (0 = off)."),
     find_lr: bool = typer.Option(False, "--find-lr", help="Fine-tuning: pick the learning rates with a short "
                                  "range test (the defaults scaled together; recorded in config.json)."),
@@ -95,6 +93,9 @@ def fit_cli(
     Fine-tuning saves its state in OUT/checkpoints after every epoch; after a crash,
     `headstart fit --resume OUT` continues it and ends as the uninterrupted run would.
     """
+    from headstart import distributed  # lazy: `--help` need not load torch (start-up time)
+    from headstart.api import fit
+
     if resume is not None:
         given = {name for name in ctx.params  # typer vendors click: compare the source's name, not its class
                  if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
@@ -124,6 +125,8 @@ def fit_cli(
 
 def interrupted_note(out: Path) -> str:
     """What a stopped fit left in ``out``, and how to go on."""
+    from headstart import checkpoints  # lazy: `--help` need not load torch (start-up time)
+
     if checkpoints.is_unfinished(out) and checkpoints.saved_epoch(out) > 0:
         return (f"epoch {checkpoints.saved_epoch(out)} is saved in {out}; continue with "
                 f"`headstart fit --resume {out}`.")
@@ -132,8 +135,9 @@ def interrupted_note(out: Path) -> str:
 
 
 def _show(result, data, json_out: bool) -> None:
-    if json_out:
-        print_json({"run": str(result.run_dir), "metrics": result.metrics, "info": result.info,
+    if json_out:  # the misclassified items' previews (thumbnails, tens of kB) are for the report
+        metrics = {k: v for k, v in result.metrics.items() if k != "misclassified"}
+        print_json({"run": str(result.run_dir), "metrics": metrics, "info": result.info,
                     "skipped": [s.__dict__ for s in result.skipped]})
         return
     for s in result.skipped:

@@ -14,7 +14,6 @@ from typing import Iterable, Optional
 
 import typer
 
-from headstart.api import load_run
 from headstart.cli.output import print_json
 from headstart.data import Dataset, Skipped, load_items
 from headstart.data.sources import is_text_not_path
@@ -49,6 +48,8 @@ def predict_cli(
 
     Example: headstart predict runs/pets photos/  |  echo "refund please" | headstart predict runs/helpdesk
     """
+    from headstart.api import load_run  # lazy: `--help` need not load torch (start-up time)
+
     predictor = load_run(run)
     if not inputs or inputs == ["-"]:
         if sys.stdin.isatty():

@@ -36,23 +36,16 @@ from headstart.data import DataSplits
 from headstart.devices import autocast
 from headstart.errors import ConfigError
 from headstart.features import Extraction, extract
-from headstart.heads import DEFAULT_CS, Classifier, linear_probe
+from headstart.heads import Classifier, linear_probe
 from headstart.strategies.base import FitContext, StrategyResult
-from headstart.strategies.options import option
-
-DEFAULT_LR = 2e-5  # SetFit's body learning rate
+from headstart.strategies.declared import CONTRASTIVE_LR as DEFAULT_LR
+from headstart.strategies.declared import ContrastiveOptions
 
 
 @dataclass(frozen=True)
-class Contrastive:
+class Contrastive(ContrastiveOptions):
     """SetFit: contrastive fine-tuning of a text encoder on sentence pairs, then a probe with ``C`` on validation."""
 
-    steps: int = option(60, "Optimizer steps, each on one batch of distinct training texts.")
-    batch_size: int = option(16, "Texts per step; every pair among them is scored.")
-    lr: float | None = option(None, f"Learning rate of the encoder [default: {DEFAULT_LR:g}, SetFit's].")
-    warmup: float = option(0.1, "Share of the steps spent warming up, then linear decay to zero.")
-    cs: tuple[float, ...] = option(DEFAULT_CS, "Inverse regularisation strengths C tried for the head; the "
-                                   "best on validation is kept.")
     name: ClassVar[str] = "contrastive"
 
     def __post_init__(self):

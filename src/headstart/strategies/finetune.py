@@ -15,9 +15,9 @@ from headstart.engine import Feed, TrainSettings, bn_policy, freeze, param_group
 from headstart.errors import ConfigError
 from headstart.heads import Classifier
 from headstart.strategies.base import FitContext, StrategyResult
+from headstart.strategies.declared import FINETUNE_LR as DEFAULT_LR
+from headstart.strategies.declared import FRESH_HEAD_LR
 
-DEFAULT_LR = {"image": 5e-4, "text": 1e-4, "audio": 5e-4}  # learning rate of the top backbone group
-FRESH_HEAD_LR = 1e-3
 TINY_VAL = 100  # fewer validation items than this: select epochs on validation loss
 # Batches shrink (to MIN_BATCH at least) so that an epoch has STEPS_PER_EPOCH steps: 40 texts at batch 32 were
 # 2 steps an epoch, and partial/full MiniLM on 8-shot BBC News reached 0.69/0.79 test accuracy against 0.90/0.91

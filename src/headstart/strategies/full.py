@@ -9,17 +9,14 @@ from headstart.backbones import Backbone
 from headstart.data import DataSplits
 from headstart.errors import ConfigError
 from headstart.strategies.base import FitContext, StrategyResult
-from headstart.strategies.options import option
+from headstart.strategies.declared import FullOptions
 from headstart.strategies.finetune import finetune
 
 
 @dataclass(frozen=True)
-class Full:
+class Full(FullOptions):
     """Fine-tune all layer groups with layer-wise learning-rate decay."""
 
-    lr: float | None = option(None, "Learning rate of the top layer group [default: 5e-4 images, 1e-4 text].")
-    head_lr: float | None = option(None, "Learning rate of the head [default: 1e-3].")
-    lr_decay: float = option(0.7, "Layer-wise decay: each lower group learns at lr * decay.")
     name: ClassVar[str] = "full"
 
     def __post_init__(self):

@@ -7,17 +7,15 @@ from typing import ClassVar
 
 from headstart.backbones import Backbone
 from headstart.data import DataSplits
-from headstart.heads import DEFAULT_CS, Classifier, linear_probe
+from headstart.heads import Classifier, linear_probe
 from headstart.strategies.base import FitContext, StrategyResult
-from headstart.strategies.options import option
+from headstart.strategies.declared import LinearOptions
 
 
 @dataclass(frozen=True)
-class Linear:
+class Linear(LinearOptions):
     """Logistic-regression probe on frozen features; its strength ``C`` is picked on validation."""
 
-    cs: tuple[float, ...] = option(DEFAULT_CS, "Inverse regularisation strengths C tried; the best on "
-                                   "validation is kept.")
     name: ClassVar[str] = "linear"
 
     def fit(self, backbone: Backbone, splits: DataSplits, ctx: FitContext) -> StrategyResult:

@@ -32,25 +32,16 @@ from headstart.engine import freeze, param_groups, train
 from headstart.errors import ConfigError
 from headstart.heads import Classifier
 from headstart.strategies.base import FitContext, StrategyResult
-from headstart.strategies.options import option
+from headstart.strategies.declared import LORA_HEAD_LR, LORA_LR, LoRAOptions
 
-DEFAULT_LR = {"image": 2e-3, "text": 2e-3, "audio": 2e-3}  # adapters start at zero and need larger steps than full weights
-DEFAULT_HEAD_LR = 1e-2  # the fresh head keeps pace with them (MiniLM on 200 BBC texts: 0.94 vs 0.73 at 5e-4/1e-3)
 ADAPTABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding)  # what peft's LoRA can wrap and merge
 ADAPTER_NAME = "default"
 
 
 @dataclass(frozen=True)
-class LoRA:
+class LoRA(LoRAOptions):
     """Train rank-``rank`` adapters on the backbone's main layers and a fresh head; merge at the end."""
 
-    rank: int = option(8, "Rank of the low-rank adapters.")
-    alpha: float = option(16, "Adapter scaling numerator: updates are scaled by alpha / rank.")
-    dropout: float = option(0.05, "Dropout on the adapters' input, in [0, 1).")
-    lr: float | None = option(None, "Learning rate of the adapters [default: 2e-3].")
-    head_lr: float | None = option(None, "Learning rate of the head [default: 1e-2].")
-    target_modules: tuple[str, ...] | None = option(None, "Layers to adapt: module names or name endings such "
-                                                    "as query,value [default: chosen per model family].")
     name: ClassVar[str] = "lora"
 
     def __post_init__(self):
@@ -93,8 +84,8 @@ class LoRA:
         adapter_names = [n for n, _ in model.named_parameters() if ".lora_" in n]
         head_names = [n for n, _ in model.named_parameters() if n.startswith("head.")]
         count = freeze(model, set(adapter_names) | set(head_names))
-        lr = self.lr if self.lr is not None else DEFAULT_LR[backbone.modality]
-        head_lr = self.head_lr if self.head_lr is not None else DEFAULT_HEAD_LR
+        lr = self.lr if self.lr is not None else LORA_LR[backbone.modality]
+        head_lr = self.head_lr if self.head_lr is not None else LORA_HEAD_LR
         settings = dataclasses.replace(ctx.settings, lr=lr, head_lr=head_lr, lr_decay=1.0)
         optimizer_groups = param_groups(model, [adapter_names], "", settings)
         outcome = train(model, backbone, splits.train, splits.val, ctx.targets, optimizer_groups, settings,

@@ -17,7 +17,7 @@ from headstart.backbones import Backbone
 from headstart.data import DataSplits
 from headstart.errors import ConfigError
 from headstart.strategies.base import FitContext, StrategyResult
-from headstart.strategies.options import option
+from headstart.strategies.declared import LPFTOptions
 from headstart.strategies.finetune import DEFAULT_LR, finetune
 from headstart.strategies.linear import Linear
 
@@ -25,12 +25,9 @@ BACKBONE_LR_SHARE = 0.1  # the backbone's top group learns at this share of the 
 
 
 @dataclass(frozen=True)
-class LPFT:
+class LPFT(LPFTOptions):
     """Linear probe, then fine-tune the last ``unfreeze`` groups (all when None) from that head."""
 
-    unfreeze: int | None = option(None, "Train the last N layer groups (and the head) [default: all].")
-    lr: float | None = option(None, "Learning rate of the top layer group [default: a tenth of the head's].")
-    lr_decay: float = option(0.7, "Layer-wise decay: each lower group learns at lr * decay.")
     name: ClassVar[str] = "lp-ft"
 
     def __post_init__(self):
