@@ -54,6 +54,17 @@ class OnnxGraph:
     axes: dict[str, dict[int, str]]
 
 
+class DictBatchGraph(nn.Module):
+    """Positional tensors in (what ONNX needs), the classifier's dict batch (``names`` as keys) inside."""
+
+    def __init__(self, model: nn.Module, names: list[str]):
+        super().__init__()
+        self.model, self.names = model, names
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return self.model(dict(zip(self.names, tensors)))
+
+
 @dataclass
 class NativeExport:
     """A classifier written in its own library's format: ``logits(batch)`` runs the reloaded copy."""

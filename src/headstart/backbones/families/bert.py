@@ -20,7 +20,8 @@ from torch import nn
 
 from headstart.backbones.base import Backbone, Batch, Preprocessing
 from headstart.backbones.bert_like import BERT_LIKE, has_pooler
-from headstart.backbones.families.base import BoundaryCut, Family, NativeExport, OnnxGraph, assemble
+from headstart.backbones.families.base import (BoundaryCut, DictBatchGraph, Family, NativeExport, OnnxGraph,
+                                               assemble)
 from headstart.backbones.preprocessing import TextPreprocessing
 from headstart.backbones.registry import register_backbone, register_family
 from headstart.backbones.sources import (
@@ -74,17 +75,6 @@ class EncoderTop(nn.Module):
             hidden = out[0] if isinstance(out, tuple) else out
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-
-
-class _TextGraph(nn.Module):
-    """Positional tensors in (what ONNX needs), the classifier's dict batch inside."""
-
-    def __init__(self, model: nn.Module, names: list[str]):
-        super().__init__()
-        self.model, self.names = model, names
-
-    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        return self.model(dict(zip(self.names, tensors)))
 
 
 @register_family
@@ -166,7 +156,7 @@ class HFEncoder(Family):
 
     def onnx_graph(self, model: nn.Module, batch: Batch) -> OnnxGraph:
         names = list(batch)
-        return OnnxGraph(_TextGraph(model, names), names, tuple(batch[n][:2] for n in names),
+        return OnnxGraph(DictBatchGraph(model, names), names, tuple(batch[n][:2] for n in names),
                          {n: {0: "batch", 1: "sequence"} for n in names})
 
     def write_native(self, predictor: "Predictor", folder: Path) -> NativeExport:

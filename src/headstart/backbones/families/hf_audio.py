@@ -22,11 +22,11 @@ from torch import nn
 
 from headstart.backbones.audio_preprocessing import AudioPreprocessing, lengths_to_mask
 from headstart.backbones.base import Backbone, Batch, Preprocessing
-from headstart.backbones.families.base import Family, OnnxGraph
+from headstart.backbones.families.base import DictBatchGraph, Family, OnnxGraph, assemble
 from headstart.backbones.families.sfx_cnn import audio_preprocessing_record
 from headstart.backbones.registry import register_family
 from headstart.backbones.sources import REMOTE_CODE_KEYS, hub_cached_file, hub_reachable, refuse_remote_code
-from headstart.errors import RemoteCodeError, RunError, brief
+from headstart.errors import ModelNotFoundError, RemoteCodeError, RunError, brief
 
 AUDIO_TYPES = frozenset({"wav2vec2", "hubert", "wavlm", "data2vec-audio", "audio-spectrogram-transformer",
                          "whisper"})
@@ -56,17 +56,6 @@ class PooledAudioEncoder(nn.Module):
             total = batch["input_features"].shape[-1] * WHISPER_HOP
         mask = lengths_to_mask(batch["lengths"], hidden.shape[1], total).unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-
-
-class _AudioGraph(nn.Module):
-    """Positional tensors in (what ONNX needs), the classifier's dict batch inside."""
-
-    def __init__(self, model: nn.Module, names: list[str]):
-        super().__init__()
-        self.model, self.names = model, names
-
-    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        return self.model(dict(zip(self.names, tensors)))
 
 
 @register_family
@@ -132,7 +121,7 @@ class HFAudioEncoder(Family):
 
     def onnx_graph(self, model: nn.Module, batch: Batch) -> OnnxGraph:
         names = list(batch)
-        return OnnxGraph(_AudioGraph(model, names), names, tuple(batch[n][:2] for n in names),
+        return OnnxGraph(DictBatchGraph(model, names), names, tuple(batch[n][:2] for n in names),
                          {n: {0: "batch"} for n in names})
 
 
@@ -165,9 +154,6 @@ def _extractor(path_or_id: str, local_only: bool, error: type = RunError):
 def _load(path_or_id: str, pretrained: bool, local_only: bool, source: str) -> Backbone:
     """A pooled audio encoder with its feature extractor, assembled as a Backbone."""
     from transformers import AutoModel
-
-    from headstart.backbones.families.base import assemble
-    from headstart.errors import ModelNotFoundError
 
     config = _config(path_or_id, local_only)
     if pretrained:
