@@ -56,8 +56,8 @@ def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
     resumed on all rows from the sample's best ``C`` and solution, toward weaker and then, if that one stays
     best, stronger regularisation (fine): at 24,000 x 1,280 features and 10 classes, on this 2-core machine
     under load, 72 s for the path on all rows became 25 s. Up to :data:`EXACT_VALUES` values the solve is
-    float64 (sklearn's optimum), above it float32 at sklearn's own tolerance. The standardisation is folded into the returned
-    ``nn.Linear`` (it takes raw features). ``seed`` chooses the sample.
+    float64 (sklearn's optimum), above it float32 at sklearn's own tolerance. The standardisation is folded
+    into the returned ``nn.Linear`` (it takes raw features). ``seed`` chooses the sample.
     """
     mean, std = _moments(x_train)
     dtype = torch.float64 if x_train.size <= EXACT_VALUES else torch.float32
