@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 from torch.utils.data import DataLoader
 
@@ -70,55 +70,80 @@ class FeatureCache:
     def features(self, backbone: Backbone, data: Dataset, run: Extraction) -> np.ndarray:
         """``[len(data), feature_dim]`` float32 features, forwarding only items not cached before.
 
-        Under a launch (see headstart.distributed) the missing items are split across the ranks: each
+        Only the shards that hold this data's items are read (each checked against its checksum), one at a
+        time, straight into the returned array: memory is that array and one shard, whatever else the cache
+        holds. Under a launch (see headstart.distributed) the missing items are split across the ranks: each
         forwards and writes only its share, once, then every rank reads the others' shards back. Shards are
         written every ``shard_items`` items, so an interrupted extraction keeps the items it finished.
         """
         folder = self.root / "features" / self.key(backbone, run.precision)
         hashes = data.item_hashes()
-        known = self._load(folder)
+        out = np.empty((len(data), backbone.feature_dim), dtype=np.float32)
+        missing = self._fill(folder, hashes, out, np.ones(len(hashes), dtype=bool))
         distributed.barrier()  # every rank has read the same cache before any rank writes to it
-        missing = [i for i, h in enumerate(hashes) if h not in known]
-        if missing:
-            unique = list({hashes[i]: i for i in missing}.values())
-            mine = distributed.shard(unique)  # one process: all of them
+        if missing.any():
+            first: dict[str, int] = {}
+            for i in np.flatnonzero(missing):
+                first.setdefault(hashes[i], int(i))
+            mine = distributed.shard(list(first.values()))  # one process: all of them
             if mine:
                 def keep(positions: np.ndarray, rows: np.ndarray) -> None:
                     self._write_shard(folder, {hashes[mine[k]]: row for k, row in zip(positions, rows)})
 
-                rows = extract(backbone, data.subset(mine), run, keep, self.shard_items)
-                known.update({hashes[i]: rows[k] for k, i in enumerate(mine)})
-            self.forwarded += len(unique)
+                whole = len(mine) == len(data)  # every item new and distinct: extract straight into ``out``
+                rows = extract(backbone, data.subset(mine), run, keep, self.shard_items, out if whole else None)
+                if not whole:
+                    out[mine] = rows
+                done = {hashes[i]: i for i in mine}
+                for i in np.flatnonzero(missing):  # copies of an item forwarded once
+                    if hashes[i] in done:
+                        out[i] = out[done[hashes[i]]]
+                        missing[i] = False
+            self.forwarded += len(first)
             if distributed.world_size() > 1:
-                known = self._read_back(folder, hashes)
-        return np.stack([known[h] for h in hashes]).astype(np.float32, copy=False)
+                self._read_back(folder, hashes, out, missing)
+        return out
 
-    def _read_back(self, folder: Path, hashes: list[str]) -> dict[str, np.ndarray]:
-        """After every rank wrote its shard: the whole cache, which must now hold every item."""
+    def _read_back(self, folder: Path, hashes: list[str], out: np.ndarray, missing: np.ndarray) -> None:
+        """After every rank wrote its shard: the other ranks' rows, which the cache must now hold."""
         distributed.barrier()
-        known = self._load(folder)
-        if any(h not in known for h in hashes):
+        if self._fill(folder, hashes, out, missing).any():
             raise RunError(f"Feature shards written by the other processes are not in {folder}: the feature "
                            "cache must be on a file system every process sees. Set --cache-dir (or "
                            "HEADSTART_CACHE) to a shared folder.")
-        return known
 
-    def _load(self, folder: Path) -> dict[str, np.ndarray]:
-        known: dict[str, np.ndarray] = {}
+    def _fill(self, folder: Path, hashes: list[str], out: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+        """Copy the cached rows of the ``wanted`` positions into ``out``; returns which are still missing.
+
+        The shards' item hashes are read first (a few bytes an item); then each shard that holds a wanted
+        item is read whole once, verified, and dropped. A shard that cannot be read or fails its checksum is
+        deleted (its items count as missing, to be forwarded again), never used.
+        """
+        where: dict[str, list[int]] = {}
+        for i in np.flatnonzero(wanted):
+            where.setdefault(hashes[i], []).append(int(i))
+        missing = wanted.copy()
         for shard in sorted(folder.glob("*.safetensors")):
+            if not where:
+                break
             try:
+                with safe_open(str(shard), framework="np") as handle:
+                    held = [bytes(h).hex() for h in handle.get_tensor("hashes")]
+                if not any(h in where for h in held):
+                    continue
                 tensors = load_file(str(shard))
-                digest = _checksum(tensors["features"], tensors["hashes"])
-                meta = json.loads((shard.with_suffix(".json")).read_text())
-                if meta["checksum"] != digest:
+                meta = json.loads(shard.with_suffix(".json").read_text())
+                if meta["checksum"] != _checksum(tensors["features"], tensors["hashes"]):
                     raise ValueError("checksum mismatch")
             except (OSError, ValueError, KeyError, SafetensorError):
                 shard.unlink(missing_ok=True)  # corrupt or truncated: recompute, never read
                 shard.with_suffix(".json").unlink(missing_ok=True)
                 continue
-            for h, row in zip(tensors["hashes"], tensors["features"]):
-                known[bytes(h).hex()] = row
-        return known
+            for h, row in zip(held, tensors["features"]):
+                for i in where.pop(h, ()):
+                    out[i] = row
+                    missing[i] = False
+        return missing
 
     def _write_shard(self, folder: Path, rows: dict[str, np.ndarray]) -> None:
         hashes = np.stack([np.frombuffer(bytes.fromhex(h), dtype=np.uint8) for h in rows])
@@ -147,11 +172,13 @@ class FeatureCache:
 
 
 def extract(backbone: Backbone, data: Dataset, run: Extraction,
-            keep: Callable[[np.ndarray, np.ndarray], None] | None = None, every: int = 0) -> np.ndarray:
+            keep: Callable[[np.ndarray, np.ndarray], None] | None = None, every: int = 0,
+            out: np.ndarray | None = None) -> np.ndarray:
     """Forward ``data`` through the frozen backbone in inference mode; rows in ``data`` order.
 
     With ``keep``, ``keep(positions, rows)`` receives the finished rows each time ``every`` more items are
-    done, and the last ones at the end: a caller can save them before the extraction goes on.
+    done, and the last ones at the end: a caller can save them before the extraction goes on. ``out``, a
+    ``[len(data), feature_dim]`` float32 array, receives the rows instead of a new array.
     """
     order = length_order(backbone, data)
     pairs = [(data.items[i], 0) for i in order]
@@ -161,7 +188,8 @@ def extract(backbone: Backbone, data: Dataset, run: Extraction,
     channels_last = backbone.channels_last
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
-    out = np.empty((len(data), backbone.feature_dim), dtype=np.float32)
+    if out is None:
+        out = np.empty((len(data), backbone.feature_dim), dtype=np.float32)
     start = kept = 0
     with torch.inference_mode(), progress_task(f"features ({backbone.name})", len(data), run.progress) as advance:
         for inputs, _ in loader:

@@ -154,3 +154,24 @@ def test_clear_removes_every_cached_file(text_backbone, text_pairs, tmp_path):
     removed = FeatureCache(tmp_path / "cache").clear()
     assert removed >= 2  # a shard and its checksum record
     assert shards(tmp_path / "cache") == []
+
+
+def test_a_split_reads_only_the_shards_that_hold_its_items(text_backbone, text_pairs, tmp_path):
+    """Rows are verified and copied from the shards that hold them; other data's shards are not read."""
+    items, labels = text_pairs
+    run = Extraction(torch.device("cpu"), "fp32", batch_size=8, progress=False)
+    cache = FeatureCache(tmp_path / "cache")
+    first = headstart.load_items(list(items[:10]))
+    other = headstart.load_items(list(items[10:20]))
+    expected = cache.features(text_backbone, first, run)
+    cache.features(text_backbone, other, run)
+    both = shards(tmp_path / "cache")
+    assert len(both) == 2
+    for shard in both:  # damage the data of both; only the shard of ``first`` is read, found bad, rebuilt
+        payload = bytearray(shard.read_bytes())
+        payload[-1] ^= 0xFF
+        shard.write_bytes(bytes(payload))
+    again = FeatureCache(tmp_path / "cache")
+    np.testing.assert_allclose(again.features(text_backbone, first, run), expected, atol=1e-5)
+    assert again.forwarded == 10
+    assert len(shards(tmp_path / "cache")) == 2  # the other data's damaged shard was not read, so still there
