@@ -60,6 +60,7 @@ class FitConfig:
     cache_boundary: bool | None = None  # partial, no augmentation: frozen groups run once, output cached; None: CPUs
     bn: str = "auto"  # BatchNorm statistics while fine-tuning: frozen | train | auto (frozen on small data)
     label_smoothing: float = 0.0
+    calibrate: bool = True  # temperature scaling fitted on validation logits, folded into the saved head
     find_lr: bool = False  # fine-tuning: a learning-rate range test picks the rates (the default ones scaled)
     # hardware
     device: str = "auto"
