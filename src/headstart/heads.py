@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from sklearn.metrics import log_loss
 from torch import nn
 
+from headstart.metrics import selection_score
+
 DEFAULT_CS = (0.001, 0.01, 0.1, 1.0, 10.0)
 
 
@@ -25,8 +27,13 @@ class ProbeFit:
 
 
 def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-                 n_classes: int, cs: tuple[float, ...] = DEFAULT_CS, seed: int = 0) -> ProbeFit:
-    """L2-regularised logistic regression on standardised features; ``C`` chosen by validation accuracy.
+                 n_classes: int, cs: tuple[float, ...] = DEFAULT_CS, seed: int = 0,
+                 class_weight: np.ndarray | None = None, select_metric: str = "accuracy") -> ProbeFit:
+    """L2-regularised logistic regression on standardised features; ``C`` chosen by validation
+    ``select_metric`` (accuracy, macro_f1 or balanced_accuracy; ``metrics.SELECT_METRICS``).
+
+    ``class_weight`` (one per class, e.g. ``balance.class_weights``) weighs each item's log-loss by its class,
+    as scikit-learn's ``class_weight`` does; weights that average 1 over the items keep ``C``'s meaning.
 
     The objective is scikit-learn's (``C * sum(log-loss) + ||W||^2 / 2``, binary form for two classes),
     solved by full-batch L-BFGS in float64 with a warm start along ``cs`` from strong to weak
@@ -41,9 +48,10 @@ def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
     present = np.unique(y_train)
     remap = {c: i for i, c in enumerate(present)}
     yt = torch.tensor([remap[c] for c in y_train])
+    item_weight = None if class_weight is None else torch.from_numpy(np.asarray(class_weight, np.float64)[present])
     candidates, best, init = [], None, None
     for c in sorted(cs):
-        weight, bias = _solve(xt, yt, len(present), c, init)
+        weight, bias = _solve(xt, yt, len(present), c, init, item_weight)
         init = (weight, bias)
         proba = np.full((len(x_val), n_classes), 1e-12)
         proba[:, present] = torch.softmax(_logits(xv, weight, bias), 1).numpy()
@@ -52,6 +60,9 @@ def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
         loss = float(log_loss(y_val, proba, labels=list(range(n_classes))))
         rising = bool(candidates) and loss > candidates[-1]["val_loss"]
         candidates.append({"C": c, "val_accuracy": acc, "val_loss": loss})
+        if select_metric != "accuracy":
+            acc = candidates[-1][f"val_{select_metric}"] = selection_score(y_val, proba.argmax(1), n_classes,
+                                                                           select_metric)
         if best is None or (acc, -loss) > (best[0], -best[1]):
             best = (acc, loss, c, weight, bias)
         elif rising:  # past the validation optimum: weaker regularisation costs the most iterations, for nothing
@@ -91,14 +102,16 @@ def _logits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.
     return torch.cat([torch.zeros_like(z), z], 1) if weight.shape[0] == 1 else z
 
 
-def _solve(x: torch.Tensor, y: torch.Tensor, k: int, c: float, init=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Minimise ``mean CE + ||W||^2 / (2 C n)`` with L-BFGS; one weight row when ``k == 2``."""
+def _solve(x: torch.Tensor, y: torch.Tensor, k: int, c: float, init=None,
+           class_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimise ``mean CE + ||W||^2 / (2 C n)`` with L-BFGS (the class-weighted mean CE with ``class_weight``,
+    one per class of ``y``); one weight row when ``k == 2``."""
     rows = 1 if k == 2 else k
     weight = (init[0].clone() if init else torch.zeros(rows, x.shape[1], dtype=torch.float64)).requires_grad_()
     bias = (init[1].clone() if init else torch.zeros(rows, dtype=torch.float64)).requires_grad_()
     penalty = 1.0 / (2.0 * c * len(y))
     with _one_thread():  # L-BFGS's many small vector dot products run up to 1000x slower multi-threaded
-        return _run_lbfgs(x, y, weight, bias, penalty)
+        return _run_lbfgs(x, y, weight, bias, penalty, class_weight)
 
 
 @contextlib.contextmanager
@@ -113,13 +126,13 @@ def _one_thread() -> Iterator[None]:
 
 
 def _run_lbfgs(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-               penalty: float) -> tuple[torch.Tensor, torch.Tensor]:
+               penalty: float, class_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     optimizer = torch.optim.LBFGS([weight, bias], lr=1, max_iter=1000, history_size=20, tolerance_grad=1e-6,
                                   tolerance_change=1e-10, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = F.cross_entropy(_logits(x, weight, bias), y) + penalty * (weight * weight).sum()
+        loss = F.cross_entropy(_logits(x, weight, bias), y, weight=class_weight) + penalty * (weight * weight).sum()
         loss.backward()
         return loss
 

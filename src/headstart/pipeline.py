@@ -223,6 +223,7 @@ def fit_prepared(splits: DataSplits, backbone: Backbone, cfg: FitConfig, strat: 
     metrics.update(_costs(result, start, ctx, runtime.cache.forwarded - forwarded))
     metrics["data_warnings"] = cheap_checks(splits)  # duplicates, leakage, imbalance, tiny classes
     metrics["strategy_info"] = result.info
+    metrics["balance"] = {**ctx.balance, "select_metric": cfg.select_metric}
     if not result.frozen_backbone:
         metrics.update(_against_probe(result, backbone, splits, ctx, metrics["val"]))
         for warning in metrics["warnings"]:
@@ -277,6 +278,8 @@ def resolved_config(cfg: FitConfig, backbone: Backbone, strat: Strategy, info: d
     values["options"] = options
     if info.get("bn"):
         values["bn"] = info["bn"]
+    if info.get("balance"):  # auto's choice (and the probe's weights in place of a sampler), as what ran
+        values["balance"] = info["balance"]
     if info.get("batch_size"):
         values["batch_size"] = info["batch_size"]
     if info.get("lr_range"):  # the rates found are recorded as given: a rerun from this config uses them
