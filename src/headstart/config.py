@@ -13,9 +13,11 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from headstart.balance import BALANCE_MODES
 from headstart.devices import PRECISIONS
 from headstart.engine import TrainSettings
 from headstart.errors import ConfigError
+from headstart.metrics import SELECT_METRICS
 from headstart.tracking import parse_trackers
 from headstart.strategies import STRATEGIES, make_strategy
 from headstart.strategies.options import check_option_names, option_fields
@@ -60,6 +62,9 @@ class FitConfig:
     cache_boundary: bool | None = None  # partial, no augmentation: frozen groups run once, output cached; None: CPUs
     bn: str = "auto"  # BatchNorm statistics while fine-tuning: frozen | train | auto (frozen on small data)
     label_smoothing: float = 0.0
+    balance: str = "auto"  # class imbalance: none | weights | sampler | auto (see headstart.balance)
+    select_metric: str = "accuracy"  # what selects the epoch kept / the probe's C: accuracy|macro_f1|balanced_accuracy
+    calibrate: bool = True  # temperature scaling fitted on validation logits, folded into the saved head
     find_lr: bool = False  # fine-tuning: a learning-rate range test picks the rates (the default ones scaled)
     # hardware
     device: str = "auto"
@@ -90,6 +95,8 @@ class FitConfig:
             (self.l2sp >= 0, "--l2sp must be 0 (off) or more"),
             (self.bn in BN_POLICIES, f"--bn must be one of {', '.join(BN_POLICIES)}"),
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
+            (self.balance in BALANCE_MODES, f"--balance must be one of {', '.join(BALANCE_MODES)}"),
+            (self.select_metric in SELECT_METRICS, f"--select-metric must be one of {', '.join(SELECT_METRICS)}"),
         ]
         problems = [msg for ok, msg in checks if not ok]
         if problems:
@@ -117,7 +124,7 @@ class FitConfig:
         return TrainSettings(
             epochs=self.epochs, batch_size=self.batch_size, patience=self.patience, augment=self.augment,
             hflip=self.hflip, weight_decay=self.weight_decay, warmup=self.warmup, l2sp=self.l2sp,
-            label_smoothing=self.label_smoothing, find_lr=self.find_lr,
+            label_smoothing=self.label_smoothing, find_lr=self.find_lr, select_metric=self.select_metric,
             frozen_bn={"auto": None, "frozen": True, "train": False}[self.bn],
             num_workers=self.num_workers or 0 if num_workers is None else num_workers, seed=self.seed,
             deadline=deadline, checkpoint=checkpoint, on_epoch=on_epoch,

@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, WeightedRandomSampler
 
 from headstart.errors import ConfigError, RunError
 
@@ -237,20 +237,27 @@ class LengthBuckets(Sampler[list[int]]):
 
 
 def train_loader(pairs: Sequence, batch_size: int, generator: torch.Generator, collate: Callable,
-                 num_workers: int = 0, lengths: Sequence[int] | None = None) -> DataLoader:
+                 num_workers: int = 0, lengths: Sequence[int] | None = None,
+                 sample_weights: Sequence[float] | None = None) -> DataLoader:
     """Shuffled batches of ``(input, target)`` pairs drawn from ``generator``; under a launch, this rank's slice.
 
     With ``lengths`` (texts), batches group items of similar length (``LengthBuckets``). Every rank draws
     the same permutation (same seeded generator, same draws), so the global batches are those of one
-    process; each rank collates only its own items. ``len`` is the number of global batches.
+    process; each rank collates only its own items. ``len`` is the number of global batches. With
+    ``sample_weights`` (one per pair) an epoch draws ``len(pairs)`` items with replacement in proportion to
+    them (class-balanced batches), in place of the shuffle and the length buckets.
     """
     world = world_size()
-    if world == 1 and lengths is None:
+    if sample_weights is not None:
+        drawn = WeightedRandomSampler(torch.as_tensor(sample_weights, dtype=torch.float64), len(pairs),
+                                      replacement=True, generator=generator)
+        lengths, batches = None, BatchSampler(drawn, batch_size, drop_last=False)
+    if world == 1 and lengths is None and sample_weights is None:
         return DataLoader(pairs, batch_size=batch_size, shuffle=True, generator=generator, collate_fn=collate,
                           num_workers=num_workers)
     if lengths is not None:
         batches = LengthBuckets(lengths, batch_size, generator)
-    else:
+    elif sample_weights is None:
         batches = BatchSampler(RandomSampler(pairs, generator=generator), batch_size, drop_last=False)
     if world == 1:
         return DataLoader(pairs, batch_sampler=batches, generator=generator, collate_fn=collate,
@@ -289,16 +296,22 @@ class BatchLoss(NamedTuple):
     global_count: int
 
 
-def batch_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0) -> BatchLoss:
-    """Cross-entropy of a batch; under a launch, scaled for DDP's gradient average.
+def batch_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0,
+               weight: torch.Tensor | None = None) -> BatchLoss:
+    """Cross-entropy of a batch (with class ``weight``: the weighted mean, as ``F.cross_entropy``); under a
+    launch, scaled for DDP's gradient average.
 
-    Rank ``r`` backpropagates ``sum(CE over its items) / global_count * world``; DDP averages gradients
-    over ``world`` ranks, which gives the gradient of the mean CE over the global batch, as one process.
+    Rank ``r`` backpropagates ``sum(w * CE over its items) / (global sum of w) * world``; DDP averages gradients
+    over ``world`` ranks, which gives the gradient of the (weighted) mean CE over the global batch, as one process.
     """
     if world_size() == 1:
-        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+        loss = F.cross_entropy(logits, y, weight=weight, label_smoothing=label_smoothing)
         return BatchLoss(loss, loss, len(y), len(y))
-    total = F.cross_entropy(logits, y, reduction="sum", ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
-    count = int((y != IGNORE_INDEX).sum())
-    global_count = int(all_sum(count)[0])
-    return BatchLoss(total * (world_size() / global_count), total.detach() / max(count, 1), count, global_count)
+    total = F.cross_entropy(logits, y, weight=weight, reduction="sum", ignore_index=IGNORE_INDEX,
+                            label_smoothing=label_smoothing)
+    valid = y != IGNORE_INDEX
+    count = int(valid.sum())
+    mass = float(weight[y[valid]].sum()) if weight is not None else float(count)
+    global_count, global_mass = all_sum(count, mass)
+    return BatchLoss(total * (world_size() / global_mass), total.detach() / max(mass, 1e-12), count,
+                     int(global_count))

@@ -30,6 +30,7 @@ from headstart.data import Dataset
 from headstart.devices import autocast
 from headstart.errors import RunError
 from headstart.lr_range import cross_entropy_step, lr_range_test
+from headstart.metrics import selection_score
 from headstart.progress import epoch_line, progress_task, say, spinner
 
 BN_TRAIN_ITEMS = 5000  # below this many training items (or BN_BATCH per batch) BatchNorm statistics stay frozen
@@ -62,6 +63,9 @@ class TrainSettings:
     evaluate_start: bool = False  # score the model before the first step (epoch 0); it can be the one kept
     find_lr: bool = False  # a learning-rate range test scales every group's rate before training (lr_range)
     on_epoch: Callable[[dict], None] | None = None  # given each epoch's history row (e.g. experiment trackers)
+    balance: str = "none"  # none | weights (class-weighted loss) | sampler (class-balanced batches): headstart.balance
+    class_weights: tuple[float, ...] | None = None  # per class, inverse frequency: the loss's or the sampler's
+    select_metric: str = "accuracy"  # what selects the epoch kept and stops early (metrics.SELECT_METRICS)
 
 
 @dataclass
@@ -336,8 +340,11 @@ def _train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Da
     """``train`` under its seeded generators."""
     generator = torch.Generator().manual_seed(s.seed)
     feed = feed or item_feed(backbone, train_set, val_set, targets["train"], s, device, precision)
+    sample_weights = None
+    if s.balance == "sampler" and s.class_weights:  # each item drawn with its class's inverse frequency
+        sample_weights = np.asarray(s.class_weights)[np.asarray(targets["train"])]
     loader = distributed.train_loader(feed.pairs, s.batch_size, generator, feed.collate, feed.num_workers,
-                                      feed.lengths)
+                                      feed.lengths, sample_weights)
     model.to(device, memory_format=torch.channels_last if feed.channels_last else torch.preserve_format)
     saved = load_checkpoint(s.checkpoint) if s.checkpoint else None
     lr_range = None
@@ -359,7 +366,7 @@ def _train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Da
         say(f"resuming from epoch {state.outcome.resumed_from} of {s.epochs} (saved in {s.checkpoint})", shown)
     elif s.evaluate_start:  # e.g. LP-FT: the probe's model is the one to beat, and may be kept
         state.outcome.history.append({"epoch": 0, **_scores(distributed.from_main(feed.val_logits(model)),
-                                                              targets["val"])})
+                                                              targets["val"], s.select_metric)})
         state.best_key, state.best_state = _selection_key(state.outcome.history[-1], s), copy.deepcopy(
             model.state_dict())
     hooks = callbacks(s)
@@ -372,7 +379,7 @@ def _train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Da
         distributed.sync_buffers(model)  # BatchNorm statistics: the main process's, on every rank
         with spinner(f"epoch {epoch}/{s.epochs}: validating", progress):
             logits = distributed.from_main(feed.val_logits(model))  # every rank decides on the same logits
-        state.outcome.history.append({"epoch": epoch, **row, **_scores(logits, targets["val"]),
+        state.outcome.history.append({"epoch": epoch, **row, **_scores(logits, targets["val"], s.select_metric),
                                       "seconds": time.perf_counter() - start})
         say(epoch_line(state.outcome.history[-1], s.epochs), shown)
         if anchored:
@@ -390,13 +397,15 @@ def _epoch(net: nn.Module, state: LoopState, loader: DataLoader, feed: Feed, hoo
     s, model = state.settings, state.model
     set_train_mode(model, s.frozen_bn)
     trainable = [p for g in state.optimizer.param_groups for p in g["params"]]
+    weight = torch.tensor(s.class_weights, dtype=torch.float32, device=device) \
+        if s.balance == "weights" and s.class_weights else None
     seen, loss_sum, correct, penalty_sum = 0, 0.0, 0, 0.0
     with progress_task(title, len(feed.pairs), progress) as advance:
         for inputs, y in loader:
             inputs, y = batch_to(inputs, device, feed.channels_last), y.to(device)
             with autocast(device, precision):
                 logits = net(inputs)
-            batch = distributed.batch_loss(logits.float(), y, s.label_smoothing)  # one process: mean CE
+            batch = distributed.batch_loss(logits.float(), y, s.label_smoothing, weight)  # one process: mean CE
             state.optimizer.zero_grad(set_to_none=True)
             if state.anchored:
                 penalty = l2sp_penalty(state.anchored, s.l2sp)
@@ -438,10 +447,13 @@ def _find_lr(model: nn.Module, feed: Feed, groups: list[dict], s: TrainSettings,
             "lrs": found.lrs, "losses": found.losses}
 
 
-def _scores(logits: np.ndarray, y: np.ndarray) -> dict:
-    """Validation loss and accuracy of ``logits``."""
+def _scores(logits: np.ndarray, y: np.ndarray, metric: str = "accuracy") -> dict:
+    """Validation loss and accuracy of ``logits`` (and ``metric``, when it selects and is not accuracy)."""
     loss = float(F.cross_entropy(torch.from_numpy(logits).float(), torch.as_tensor(y)))
-    return {"val_loss": loss, "val_accuracy": float((logits.argmax(1) == y).mean())}
+    row = {"val_loss": loss, "val_accuracy": float((logits.argmax(1) == y).mean())}
+    if metric != "accuracy":
+        row[f"val_{metric}"] = selection_score(np.asarray(y), logits.argmax(1), logits.shape[1], metric)
+    return row
 
 
 def _best_trained_epoch(history: list[dict], s: TrainSettings) -> int:
@@ -451,8 +463,9 @@ def _best_trained_epoch(history: list[dict], s: TrainSettings) -> int:
 
 
 def _selection_key(row: dict, s: TrainSettings) -> tuple:
-    """Larger is better: validation accuracy, ties broken by loss; loss alone on tiny validation sets."""
-    return (-row["val_loss"],) if s.select_on_loss else (row["val_accuracy"], -row["val_loss"])
+    """Larger is better: the validation ``select_metric`` (accuracy by default), ties broken by loss; loss alone
+    on tiny validation sets."""
+    return (-row["val_loss"],) if s.select_on_loss else (row[f"val_{s.select_metric}"], -row["val_loss"])
 
 
 def _checkpoint(folder: str, epoch: int, state: LoopState) -> None:

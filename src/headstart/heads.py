@@ -12,7 +12,9 @@ import torch.nn.functional as F
 from sklearn.metrics import log_loss
 from torch import nn
 
+from headstart.metrics import selection_score
 from headstart.strategies.declared import DEFAULT_CS  # declared with the options that default to it
+
 PATH_ROWS = 4096  # above this many training rows the C path is walked on a stratified sample of this size
 # Up to this many training values: float64 to a gradient of 1e-6 (sklearn's exact optimum); above, float32 to
 # sklearn's own 1e-4. Measured at 2,700 x 1,280: 10.5 s -> 1.1 s, the same predictions as sklearn.
@@ -39,16 +41,22 @@ class _Path:
     candidates: list[dict]
     solutions: list[tuple[torch.Tensor, torch.Tensor]]
     iterations: int
+    metric: str = "val_accuracy"  # the candidates' key chosen on (``val_`` + the select metric)
 
     def best(self) -> int:
-        """Index of the best candidate: validation accuracy, ties broken by validation loss."""
+        """Index of the best candidate: the select metric on validation, ties broken by validation loss."""
         return max(range(len(self.candidates)),
-                   key=lambda i: (self.candidates[i]["val_accuracy"], -self.candidates[i]["val_loss"]))
+                   key=lambda i: (self.candidates[i][self.metric], -self.candidates[i]["val_loss"]))
 
 
 def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-                 n_classes: int, cs: tuple[float, ...] = DEFAULT_CS, seed: int = 0) -> ProbeFit:
-    """L2-regularised logistic regression on standardised features; ``C`` chosen by validation accuracy.
+                 n_classes: int, cs: tuple[float, ...] = DEFAULT_CS, seed: int = 0,
+                 class_weight: np.ndarray | None = None, select_metric: str = "accuracy") -> ProbeFit:
+    """L2-regularised logistic regression on standardised features; ``C`` chosen by validation
+    ``select_metric`` (accuracy, macro_f1 or balanced_accuracy; ``metrics.SELECT_METRICS``).
+
+    ``class_weight`` (one per class, e.g. ``balance.class_weights``) weighs each item's log-loss by its class,
+    as scikit-learn's ``class_weight`` does; weights that average 1 over the items keep ``C``'s meaning.
 
     The objective is scikit-learn's (``C * sum(log-loss) + ||W||^2 / 2``, binary form for two classes),
     solved by full-batch L-BFGS with a warm start along ``cs`` from strong to weak regularisation. Ties are
@@ -67,26 +75,36 @@ def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
     present, codes = np.unique(y_train, return_inverse=True)
     yt = torch.from_numpy(codes.reshape(-1))
     order = sorted(cs)
+    item_weight = None if class_weight is None else torch.from_numpy(
+        np.asarray(class_weight, np.float64)[present]).to(dtype)
+    metric = f"val_{select_metric}"
 
     def score(weight: torch.Tensor, bias: torch.Tensor, c: float) -> dict:
         proba = np.full((len(x_val), n_classes), 1e-12)
         proba[:, present] = torch.softmax(_logits(xv, weight, bias).double(), 1).numpy()
         proba /= proba.sum(1, keepdims=True)
-        return {"C": c, "val_accuracy": float((proba.argmax(1) == y_val).mean()),
+        cand = {"C": c, "val_accuracy": float((proba.argmax(1) == y_val).mean()),
                 "val_loss": float(log_loss(y_val, proba, labels=list(range(n_classes))))}
+        if select_metric != "accuracy":
+            cand[metric] = selection_score(y_val, proba.argmax(1), n_classes, select_metric)
+        return cand
+
+    def walk(x: torch.Tensor, y: torch.Tensor, cs_: list[float], init=None, path: _Path | None = None,
+             last: dict | None = None) -> _Path:
+        return _walk(x, y, len(present), cs_, score, init, path or _Path([], [], 0, metric), last, item_weight)
 
     sample_iterations, sampled = 0, []
     if len(yt) > PATH_ROWS:
         rows = torch.from_numpy(stratified_sample(codes, PATH_ROWS, seed))
-        coarse = _walk(xt[rows], yt[rows], len(present), order, score)
+        coarse = walk(xt[rows], yt[rows], order)
         sample_iterations, start = coarse.iterations, coarse.best()
         init, weaker, stronger = coarse.solutions[start], order[start:], order[:start][::-1]
         sampled = [{**cand, "rows": len(rows)} for cand in coarse.candidates]
-        path = _walk(xt, yt, len(present), weaker, score, init)
+        path = walk(xt, yt, weaker, init)
         if stronger and path.best() == 0:  # the sample's C is still best on all rows: try stronger ones too
-            path = _walk(xt, yt, len(present), stronger, score, path.solutions[0], path, path.candidates[0])
+            path = walk(xt, yt, stronger, path.solutions[0], path, path.candidates[0])
     else:
-        path = _walk(xt, yt, len(present), order, score)
+        path = walk(xt, yt, order)
     for cand in path.candidates:
         cand["rows"] = len(yt)
     weight, bias = path.solutions[path.best()]
@@ -98,12 +116,12 @@ def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
 
 
 def _walk(x: torch.Tensor, y: torch.Tensor, k: int, cs: list[float], score, init=None,
-          path: _Path | None = None, last: dict | None = None) -> _Path:
+          path: _Path | None = None, last: dict | None = None, class_weight: torch.Tensor | None = None) -> _Path:
     """Solve for each C in ``cs`` in turn, warm-started from the last, scoring each on validation, until one is
     not better than the best and its validation loss rose; ``path`` continues an earlier walk from ``last``."""
     path = path or _Path([], [], 0)
     for c in cs:
-        weight, bias, steps = _solve(x, y, k, c, init)
+        weight, bias, steps = _solve(x, y, k, c, init, class_weight)
         init = (weight, bias)
         path.iterations += steps
         cand = score(weight, bias, c)
@@ -183,16 +201,17 @@ def _logits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.
     return torch.cat([torch.zeros_like(z), z], 1) if weight.shape[0] == 1 else z
 
 
-def _solve(x: torch.Tensor, y: torch.Tensor, k: int, c: float,
-           init=None) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Minimise ``mean CE + ||W||^2 / (2 C n)`` with L-BFGS; one weight row when ``k == 2``. Returns
-    ``(weight, bias, iterations)`` in ``x``'s dtype."""
+def _solve(x: torch.Tensor, y: torch.Tensor, k: int, c: float, init=None,
+           class_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Minimise ``mean CE + ||W||^2 / (2 C n)`` with L-BFGS (the class-weighted mean CE with ``class_weight``,
+    one per class of ``y``); one weight row when ``k == 2``. Returns ``(weight, bias, iterations)`` in ``x``'s
+    dtype."""
     rows = 1 if k == 2 else k
     zeros = torch.zeros(rows, x.shape[1], dtype=x.dtype), torch.zeros(rows, dtype=x.dtype)
     weight, bias = (t.to(x.dtype).clone().requires_grad_() for t in (init or zeros))
     penalty = 1.0 / (2.0 * c * len(y))
     with _one_thread():
-        return _run_lbfgs(x, y, weight, bias, penalty)
+        return _run_lbfgs(x, y, weight, bias, penalty, class_weight)
 
 
 @contextlib.contextmanager
@@ -211,7 +230,7 @@ def _one_thread() -> Iterator[None]:
 
 
 def _run_lbfgs(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-               penalty: float) -> tuple[torch.Tensor, torch.Tensor, int]:
+               penalty: float, class_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
     exact = x.dtype == torch.float64
     optimizer = torch.optim.LBFGS([weight, bias], lr=1, max_iter=MAX_ITER, history_size=20,
                                   tolerance_grad=1e-6 if exact else 1e-4, tolerance_change=1e-10 if exact else 1e-8,
@@ -219,7 +238,7 @@ def _run_lbfgs(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias: tor
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = F.cross_entropy(_logits(x, weight, bias), y) + penalty * (weight * weight).sum()
+        loss = F.cross_entropy(_logits(x, weight, bias), y, weight=class_weight) + penalty * (weight * weight).sum()
         loss.backward()
         return loss
 

@@ -13,11 +13,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from headstart import checkpoints, distributed
 from headstart.backbones import Backbone, ImagePreprocessing, load_backbone
 from headstart.backbones.audio_preprocessing import AudioPreprocessing
+from headstart.calibration import ECE_BINS, calibration_scores, fit_temperature, fold_temperature
 from headstart.config import FitConfig
 from headstart.data import DataSplits, Skipped, load_data
 from headstart.data.checks import cheap_checks
@@ -221,10 +223,11 @@ def fit_prepared(splits: DataSplits, backbone: Backbone, cfg: FitConfig, strat: 
     precision = ctx.extraction.precision if result.frozen_backbone else ctx.train_precision
     predictor = Predictor(result.model, _with_module(backbone, result.model.backbone), splits.classes, precision)
     with spinner("scoring train, validation and test sets", ctx.progress):
-        metrics = _metrics(result, backbone, splits, ctx, predictor)
+        metrics = _metrics(result, backbone, splits, ctx, predictor, cfg)
     metrics.update(_costs(result, start, ctx, runtime.cache.forwarded - forwarded))
     metrics["data_warnings"] = cheap_checks(splits)  # duplicates, leakage, imbalance, tiny classes
     metrics["strategy_info"] = result.info
+    metrics["balance"] = {**ctx.balance, "select_metric": cfg.select_metric}
     if not result.frozen_backbone:
         metrics.update(_against_probe(result, backbone, splits, ctx, metrics["val"]))
         for warning in metrics["warnings"]:
@@ -279,6 +282,8 @@ def resolved_config(cfg: FitConfig, backbone: Backbone, strat: Strategy, info: d
     values["options"] = options
     if info.get("bn"):
         values["bn"] = info["bn"]
+    if info.get("balance"):  # auto's choice (and the probe's weights in place of a sampler), as what ran
+        values["balance"] = info["balance"]
     if info.get("batch_size"):
         values["batch_size"] = info["batch_size"]
     if info.get("lr_range"):  # the rates found are recorded as given: a rerun from this config uses them
@@ -293,11 +298,33 @@ def _with_module(backbone: Backbone, module: torch.nn.Module) -> Backbone:
 
 
 def _metrics(result: StrategyResult, backbone: Backbone, splits: DataSplits, ctx: FitContext,
-             predictor: Predictor) -> dict:
-    """Train, validation and test metrics and the train-minus-validation accuracy gap.
+             predictor: Predictor, cfg: FitConfig) -> dict:
+    """Train, validation and test metrics, the train-minus-validation accuracy gap and (``cfg.calibrate``) the
+    calibration: the temperature fitted on validation logits is folded into the model's head here.
 
     A frozen backbone is scored from cached features, with no forward pass.
     """
+    logits = _split_logits(result, backbone, splits, ctx, predictor)
+    out: dict[str, Any] = {}
+    if cfg.calibrate:
+        temperature = fit_temperature(logits["val"], ctx.targets["val"])
+        fold_temperature(result.model, temperature)
+        predictor.temperature = temperature
+        out["calibration"] = {"temperature": temperature, "bins": ECE_BINS, "fitted_on": "val",
+                              **{name: calibration_scores(split_logits, ctx.targets[name], temperature)
+                                 for name, split_logits in logits.items() if name != "train"}}
+        logits = {name: split_logits / temperature for name, split_logits in logits.items()}
+    for name, split_logits in logits.items():
+        out[name] = classification_metrics(ctx.targets[name], split_logits.argmax(1), splits.classes)
+        if name == "val":  # the report's gallery: the most confident mistakes, with previews
+            out["misclassified"] = misclassified(splits.val, split_logits, ctx.targets[name], splits.classes)
+    out["overfit_gap"] = out["train"]["accuracy"] - out["val"]["accuracy"]
+    return out
+
+
+def _split_logits(result: StrategyResult, backbone: Backbone, splits: DataSplits, ctx: FitContext,
+                  predictor: Predictor) -> dict[str, np.ndarray]:
+    """The model's logits on train, validation and (when there is one) test, by split name."""
     out = {}
     for name, ds in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
         if ds is None:
@@ -305,16 +332,12 @@ def _metrics(result: StrategyResult, backbone: Backbone, splits: DataSplits, ctx
         if result.frozen_backbone:
             feats = torch.from_numpy(ctx.cache.features(backbone, ds, ctx.extraction))
             with torch.no_grad():
-                logits = result.model.head(feats).numpy()
+                out[name] = result.model.head(feats).numpy()
         else:
             model = result.model.to(ctx.device)
-            logits = distributed.sharded_rows(lambda part: predict_logits(  # each process scores its share
+            out[name] = distributed.sharded_rows(lambda part: predict_logits(  # each process scores its share
                 model, predictor.backbone, part, ctx.device, predictor.precision, ctx.settings.batch_size * 2), ds)
             result.model.cpu()
-        out[name] = classification_metrics(ctx.targets[name], logits.argmax(1), splits.classes)
-        if name == "val":  # the report's gallery: the most confident mistakes, with previews
-            out["misclassified"] = misclassified(ds, logits, ctx.targets[name], splits.classes)
-    out["overfit_gap"] = out["train"]["accuracy"] - out["val"]["accuracy"]
     return out
 
 

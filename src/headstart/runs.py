@@ -56,6 +56,7 @@ class Predictor:
     precision: str = "fp32"
     columns: dict[str, str] = field(default_factory=dict)  # the run's table columns: {"text": "body", ...}
     run_dir: Path | None = None  # the run directory it was loaded from
+    temperature: float = 1.0  # calibration: already folded into ``model.head`` (its logits are logits / T)
 
     def __repr__(self) -> str:
         return predictor_repr(self)
@@ -141,6 +142,7 @@ def save_model_dir(folder: Path, predictor: Predictor) -> None:
         "format": MODEL_FORMAT, "name": bb.name, "modality": bb.modality, "arch": bb.arch, "source": bb.source,
         "feature_dim": bb.feature_dim, "classes": predictor.classes, "precision": predictor.precision,
         "preprocessing": bb.preprocessing.to_dict(),
+        "temperature": predictor.temperature, "temperature_folded": True,  # the head's logits are already / T
     }
     write_json(folder / "headstart.json", spec)
     bb.preprocessing.save(folder)
@@ -186,7 +188,9 @@ def load_predictor(run: Path) -> Predictor:
         columns = item_columns(json.loads(config.read_text(encoding="utf-8")).get("config", {}))
     except (OSError, ValueError, AttributeError):  # predicting needs only model/: columns are a convenience
         columns = {}
-    return Predictor(model.eval(), backbone, spec["classes"], spec["precision"], columns, Path(run))
+    temperature = spec.get("temperature", 1.0)
+    return Predictor(model.eval(), backbone, spec["classes"], spec["precision"], columns, Path(run),
+                     float(temperature) if isinstance(temperature, (int, float)) else 1.0)
 
 
 def item_columns(config: dict) -> dict[str, str]:

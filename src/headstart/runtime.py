@@ -18,6 +18,7 @@ import torch
 
 from headstart import distributed
 from headstart.backbones import Backbone
+from headstart.balance import resolve_balance
 from headstart.config import FitConfig
 from headstart.data import DataSplits
 from headstart.devices import extraction_batch, resolve_device, resolve_precision, resolve_workers
@@ -79,7 +80,10 @@ class Runtime:
         targets = {name: np.array([index[y] for y in ds.labels], dtype=np.int64)
                    for name, ds in (("train", splits.train), ("val", splits.val), ("test", splits.test))
                    if ds is not None}
-        settings = cfg.train_settings(num_workers=self.workers(backbone.modality), deadline=self.deadline,
-                                      checkpoint=self.checkpoint, on_epoch=self.on_epoch)
+        balance = resolve_balance(cfg.balance, targets["train"], splits.classes)
+        weights = balance["class_weights"]
+        settings = replace(cfg.train_settings(num_workers=self.workers(backbone.modality), deadline=self.deadline,
+                                              checkpoint=self.checkpoint, on_epoch=self.on_epoch),
+                           balance=balance["used"], class_weights=tuple(weights.values()) if weights else None)
         return FitContext(targets, self.cache, self.extraction(backbone.modality), self.device,
-                          self.train_precision(backbone), settings, self.progress, self.cache_boundary)
+                          self.train_precision(backbone), settings, self.progress, self.cache_boundary, balance)

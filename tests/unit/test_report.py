@@ -230,8 +230,9 @@ def test_real_fit_run_renders(tmp_path):
     html = path.read_text(encoding="utf-8")
     page = Page(html)
     assert {"header", "summary", "run-0", "notes", "misclassified"} <= page.ids()
-    assert html.count(f'<img src="{DATA_URI_PNG}') == 2
+    assert html.count(f'<img src="{DATA_URI_PNG}') == 3  # curves, confusion matrix, reliability diagram
     assert "random:mobilenetv2" in page.all_text() and "partial" in page.all_text()
+    assert "Calibration" in page.all_text() and "temperature scaling (T = " in page.all_text()
     assert "https://" not in html and "http://" not in html
     # the gallery: this 2-epoch random model gets 4 of its 6 validation squares wrong, each shown as a thumbnail
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -241,7 +242,8 @@ def test_real_fit_run_renders(tmp_path):
     assert [m["probability"] for m in mistakes] == sorted((m["probability"] for m in mistakes), reverse=True)
     thumbs = [img["src"] for img in page.named("img") if img.get("class") == "thumb"]
     assert thumbs == [m["thumbnail"] for m in mistakes] and all(t.startswith(DATA_URI_JPEG) for t in thumbs)
-    assert (tmp_path / "run" / "metrics.json").stat().st_size < 6 * 1024  # 4 thumbnails of ~0.6 kB each
+    assert (tmp_path / "run" / "metrics.json").stat().st_size < 8 * 1024  # 4 thumbnails of ~0.6 kB each, the
+    # calibration's reliability bins ~1.5 kB
     for name in (tmp_path / "data").iterdir():  # the run folder renders its gallery without the data
         for image in name.iterdir():
             image.unlink()

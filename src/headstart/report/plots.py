@@ -267,6 +267,33 @@ def learning_curve_plot(curve: dict[str, list[dict]]) -> str | None:
 
 
 @_quiet
+def reliability_plot(calibration: dict) -> str | None:
+    """Reliability diagram of each scored split (validation, test): accuracy against mean confidence per
+    confidence bin, before and after temperature scaling, with the diagonal of perfect calibration."""
+    splits = [(name, calibration[name]) for name in ("val", "test") if (calibration or {}).get(name)]
+    if not splits:
+        return None
+    fig, axes = _figure(WIDE * 0.42 * len(splits), 3.4, ncols=len(splits))
+    for ax, (name, scores) in zip(axes, splits):
+        ax.plot([0, 1], [0, 1], ":", color="#8C8C8C", linewidth=1, label="perfect calibration")
+        for key, colour, style, label in (("before", TRAIN, "--", "before"), ("after", VAL, "-", "after")):
+            bins = scores.get(f"reliability_{key}") or []
+            ece = finite(scores.get(f"ece_{key}"))
+            ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], style, color=colour,
+                    marker="o", markersize=3.5, linewidth=1.8,
+                    label=f"{label}: ECE {100 * ece:.1f}%" if ece is not None else label)
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.02)
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(ticker.PercentFormatter(1.0, decimals=0))
+        ax.set_xlabel("confidence (top probability)", fontsize=8, color=INK)
+        ax.legend(fontsize=7.5, frameon=False, loc="upper left")
+        _title(ax, f"{'Validation' if name == 'val' else 'Test'} reliability (n = {scores.get('n', 0):,})")
+    axes[0].set_ylabel("accuracy", fontsize=8, color=INK)
+    return to_data_uri(fig)
+
+
+@_quiet
 def label_issue_plot(issues: list[dict]) -> str | None:
     """Likely label errors by rank: the probe's out-of-sample probability of the given label (low: likely wrong)."""
     issues = [i for i in issues if finite(i.get("self_confidence")) is not None]

@@ -198,6 +198,13 @@ def run_notes(run: dict) -> list[str]:
     if probe and probe.get("val_accuracy") is not None:
         notes.append(f"LP-FT first fitted a linear probe (C = {_value(probe.get('C'))}, validation accuracy "
                      f"{_pct(probe['val_accuracy'])}); fine-tuning started from its head (epoch 0 in the curves).")
+    calibration = metrics.get("calibration")
+    if calibration:
+        chose = "the epoch kept" if epochs else "the regularisation strength C"
+        notes.append(f"Probabilities are calibrated by temperature scaling (T = "
+                     f"{calibration.get('temperature', 1.0):.3g}), fitted on the same validation set that chose "
+                     f"{chose}: the validation ECE after scaling is a "
+                     "little optimistic" + ("; the test ECE is not." if calibration.get("test") else "."))
     size = (run.get("config") or {}).get("image_size")
     if size:
         notes.append(f"Images were fed at {size} px (chosen from their native size unless --image-size was given).")
@@ -421,7 +428,20 @@ def _run_details(index: int, run: dict) -> str:
             f'<span class="tag">{escape(str(run.get("strategy", "")))}</span></h2>'
             f'<h3>Training curves</h3>{curves or "<p class=muted>No training history was recorded.</p>"}'
             f'<h3>Per class ({_SPLITS[split]} set)</h3><div class="pair{layout}">{matrix}{_per_class(scores)}</div>'
-            f'{_gallery(run.get("metrics") or {})}</section>')
+            f'{_calibration(run.get("metrics") or {})}{_gallery(run.get("metrics") or {})}</section>')
+
+
+def _calibration(metrics: dict) -> str:
+    """The temperature, ECE before and after, and the reliability diagram; nothing for an uncalibrated run."""
+    cal = metrics.get("calibration")
+    if not cal:
+        return ""
+    val = cal.get("val") or {}
+    caption = (f"Temperature scaling: T = {_value(cal.get('temperature'))}, fitted on the validation set; "
+               f"validation ECE {_pct(val.get('ece_before'))} before, {_pct(val.get('ece_after'))} after "
+               f"({cal.get('bins', 15)} equal-width bins, top label). Points on the dotted diagonal are calibrated.")
+    figure = _figure(plots.reliability_plot(cal), "reliability diagram", caption)
+    return f"<h3>Calibration</h3>{figure or f'<p class=muted>{caption}</p>'}"
 
 
 def _per_class(scores: dict) -> str:

@@ -27,6 +27,7 @@ class FitContext:
     settings: TrainSettings
     progress: bool = True
     cache_boundary: bool | None = None  # partial, no augmentation: frozen groups run once; None: on CPUs
+    balance: dict | None = None  # how class imbalance is handled (headstart.balance.resolve_balance)
 
 
 @dataclass

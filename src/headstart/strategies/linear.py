@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
+
 from headstart.backbones import Backbone
 from headstart.data import DataSplits
 from headstart.heads import Classifier, linear_probe
@@ -22,10 +24,14 @@ class Linear(LinearOptions):
         """Extract (or reuse cached) features, then fit the head in seconds."""
         x_train = ctx.cache.features(backbone, splits.train, ctx.extraction)
         x_val = ctx.cache.features(backbone, splits.val, ctx.extraction)
+        s = ctx.settings  # the probe sees every item at once: a balanced sampler becomes class weights
+        weights = np.asarray(s.class_weights) if s.balance != "none" and s.class_weights else None
         probe = linear_probe(x_train, ctx.targets["train"], x_val, ctx.targets["val"],
-                             len(splits.classes), self.cs, ctx.settings.seed)
+                             len(splits.classes), self.cs, s.seed, weights, s.select_metric)
         head_params = sum(p.numel() for p in probe.head.parameters())
         return StrategyResult(
             model=Classifier(backbone.module, probe.head), trainable_params=head_params,
-            history=probe.candidates, info={"C": probe.C}, frozen_backbone=True,
+            history=probe.candidates, frozen_backbone=True,
+            info={"C": probe.C, "balance": "weights" if weights is not None else "none",
+                  "selected_on": f"val_{s.select_metric}"},
         )

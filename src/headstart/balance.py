@@ -1,0 +1,36 @@
+"""Class imbalance: ``--balance none|weights|sampler|auto``, resolved once per fit from the training labels.
+
+``weights`` weighs each class's loss by its inverse frequency (``n / (k * n_c)``, scikit-learn's "balanced": a
+balanced set gets weight 1 everywhere) in fine-tuning's cross-entropy and in the linear probe's logistic loss;
+``sampler`` draws fine-tuning batches with a class-balanced sampler instead (the probe, which sees every item
+at once, takes the weights); ``auto`` is ``weights`` when the largest class outnumbers the smallest by more than
+``IMBALANCE_RATIO`` (the data checks' threshold), else ``none``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from headstart.data.checks import IMBALANCE_RATIO
+
+BALANCE_MODES = ("auto", "none", "weights", "sampler")
+
+
+def class_weights(targets: np.ndarray, n_classes: int) -> np.ndarray:
+    """Inverse-frequency weights ``n / (k * n_c)`` over the ``k`` classes present; 0 for an absent class."""
+    counts = np.bincount(targets, minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(n_classes)
+    weights[present] = len(targets) / (present.sum() * counts[present])
+    return weights
+
+
+def resolve_balance(mode: str, targets: np.ndarray, classes: list[str]) -> dict:
+    """What ``mode`` means for these training targets: ``{asked, used, ratio, threshold, class_weights}``
+    (``class_weights`` by class name, None when ``used`` is ``none``)."""
+    counts = np.bincount(targets, minlength=len(classes))
+    ratio = float(counts.max() / max(counts[counts > 0].min(), 1)) if len(targets) else 1.0
+    used = ("weights" if ratio > IMBALANCE_RATIO else "none") if mode == "auto" else mode
+    weights = class_weights(targets, len(classes)) if used != "none" else None
+    return {"asked": mode, "used": used, "ratio": ratio, "threshold": IMBALANCE_RATIO,
+            "class_weights": None if weights is None else {c: float(w) for c, w in zip(classes, weights)}}
