@@ -60,6 +60,12 @@ def fit_cli(
         "once and train on their cached output (memory-mapped float16) [default: on CPUs]."),
     bn: str = typer.Option("auto", "--bn", help="BatchNorm statistics while fine-tuning: frozen | train | auto "
                            "(frozen below 5,000 training items or batches of 16)."),
+    balance: str = typer.Option("auto", help="Class imbalance: none | weights | sampler | auto (class weights when "
+                                "the largest class has over 3x the smallest's examples)."),
+    select_metric: str = typer.Option("accuracy", help="What chooses the epoch kept and the probe's C: accuracy | "
+                                      "macro_f1 | balanced_accuracy."),
+    calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Temperature scaling fitted on "
+                                   "validation: the probabilities of predict and exports (ECE in metrics.json)."),
     label_smoothing: float = typer.Option(0.0, help="Label smoothing of the fine-tuning loss (0 = off)."),
     find_lr: bool = typer.Option(False, "--find-lr", help="Fine-tuning: pick the learning rates with a short "
                                  "range test (the defaults scaled together; recorded in config.json)."),
