@@ -56,14 +56,19 @@ def fit(data: Any = None, model: str | Backbone = "minilm-l6", strategy: str = "
     tracking = Session.open(cfg.track if distributed.is_main() else (), cfg.to_dict(), name,
                             None if out is None else Path(out), cfg.track_dir)
     runtime = runtime.listening(tracking.log_epoch if tracking.trackers else None)
-    if strategy != "auto":
-        strat = make_strategy(strategy, **cfg.strategy_options())
-        fitted = fit_data(data, model, strat, cfg, runtime, val, test, None if out is None else Path(out), overwrite)
-    else:
-        fitted = fit_auto(data, model, cfg, runtime, val, test)
-        if out is not None:
-            fitted.save(out, overwrite, progress=runtime.progress)
-            distributed.barrier()  # every process returns once the run is written
+    try:
+        if strategy != "auto":
+            strat = make_strategy(strategy, **cfg.strategy_options())
+            fitted = fit_data(data, model, strat, cfg, runtime, val, test, None if out is None else Path(out),
+                              overwrite)
+        else:
+            fitted = fit_auto(data, model, cfg, runtime, val, test)
+            if out is not None:
+                fitted.save(out, overwrite, progress=runtime.progress)
+                distributed.barrier()  # every process returns once the run is written
+    except BaseException:  # an error or Ctrl-C: the trackers' runs end as failed, then it goes on up
+        tracking.fail()
+        raise
     tracking.finish(fitted.metrics, fitted.run_dir)
     return fitted
 

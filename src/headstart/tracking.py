@@ -9,12 +9,14 @@ extra (``pip install headstart[track]``).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 
 from headstart.errors import ConfigError
 
@@ -30,6 +32,8 @@ class Tracker(Protocol):
     def log_epoch(self, row: dict[str, Any]) -> None: ...
 
     def finish(self, metrics: dict[str, Any], files: Sequence[Path] = ()) -> None: ...
+
+    def fail(self) -> None: ...
 
 
 def parse_trackers(names: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -91,6 +95,20 @@ def final_scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+@contextlib.contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """These loggers at WARNING while the block runs; their levels are restored after."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 def _missing(library: str, tracker: str) -> ConfigError:
     return ConfigError(f"--track {tracker} needs the {library} package, which is not installed: "
                        "pip install 'headstart[track]' (or drop --track).")
@@ -129,6 +147,10 @@ class TensorBoardTracker:
             if Path(file).is_file():
                 shutil.copy2(file, self.log_dir / Path(file).name)
 
+    def fail(self) -> None:
+        """The fit stopped with an error or was interrupted: the events written so far stay."""
+        self.writer.close()
+
 
 @dataclass
 class MLflowTracker:
@@ -143,11 +165,12 @@ class MLflowTracker:
             import mlflow
         except ImportError as exc:
             raise _missing("mlflow", "mlflow") from exc
-        self.client = mlflow.MlflowClient(self.tracking_uri)
-        experiment = self.client.get_experiment_by_name("headstart")
-        experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(
-            "headstart", artifact_location=self.artifact_location)
-        self.run = self.client.create_run(experiment_id, run_name=self.run_name)
+        with _quiet_loggers("mlflow", "alembic"):  # "Creating initial MLflow database tables..." on a new store
+            self.client = mlflow.MlflowClient(self.tracking_uri)
+            experiment = self.client.get_experiment_by_name("headstart")
+            experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(
+                "headstart", artifact_location=self.artifact_location)
+            self.run = self.client.create_run(experiment_id, run_name=self.run_name)
 
     @property
     def run_id(self) -> str:
@@ -170,6 +193,10 @@ class MLflowTracker:
                 self.client.log_artifact(self.run_id, str(file))
         self.client.set_terminated(self.run_id)
 
+    def fail(self) -> None:
+        """The fit stopped with an error or was interrupted: the MLflow run ends as FAILED."""
+        self.client.set_terminated(self.run_id, status="FAILED")
+
 
 @dataclass
 class Session:
@@ -190,6 +217,11 @@ class Session:
         """One epoch's history row, to every tracker."""
         for tracker in self.trackers:
             tracker.log_epoch(row)
+
+    def fail(self) -> None:
+        """End every tracker's run as failed (the fit raised or was interrupted)."""
+        for tracker in self.trackers:
+            tracker.fail()
 
     def finish(self, metrics: dict[str, Any], run_dir: Path | None = None) -> None:
         """The final metrics, and the run's report.html, config.json and metrics.json when it was saved."""

@@ -99,3 +99,18 @@ def test_a_fit_tracked_by_both_logs_its_epochs_metrics_and_report(image_folder, 
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"report.html", "config.json", "metrics.json"}
     assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["track"] == ["tensorboard", "mlflow"]
     assert list((tmp_path / "elsewhere").iterdir()) == []  # nothing in the working folder: all under track_dir
+
+
+def test_a_fit_that_fails_ends_its_mlflow_run_as_failed(tmp_path, monkeypatch):
+    import mlflow
+
+    import headstart
+    from headstart.errors import DataError
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(DataError, match="no such file"):
+        headstart.fit(str(tmp_path / "missing.csv"), "minilm-l6", track="mlflow", track_dir=str(tmp_path / "t"),
+                      progress=False)
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 't' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("headstart").experiment_id])
+    assert run.info.status == "FAILED"
