@@ -53,8 +53,8 @@ def auto_lines(info: dict) -> list[str]:
         return []
     reasons = ((auto.get("advice") or {}).get("recommendation") or {}).get("reasons") or []
     seconds = auto.get("seconds") or {}
-    checked = ", ".join(f"{name} {acc:.3f}" + (f" ({seconds[name]:.0f} s)" if name in seconds else "")
+    checked = ", ".join(f"{name} (val acc {acc:.3f}" + (f", {seconds[name]:.0f} s)" if name in seconds else ")")
                         for name, acc in (auto.get("val_accuracy") or {}).items())
-    total = f" in {auto['total_seconds']:.0f} s with the advice" if "total_seconds" in auto else ""
+    total = f"; {auto['total_seconds']:.0f} s in all, the advice included" if "total_seconds" in auto else ""
     return ([f"auto: advised {auto['recommended']}, because:"] + [f"  - {r}" for r in reasons]
-            + [f"auto: fitted {checked} (validation accuracy){total}; kept {auto['kept']}."])
+            + [f"auto: fitted {checked}{total}; kept {auto['kept']}."])
