@@ -79,8 +79,8 @@ def test_help_shows_the_defaults_used():
     """Bracketed defaults in help texts reach the screen (rich markup used to swallow them as tags)."""
     text = " ".join(run(["fit", "--help"]).stdout.split())
     assert f"Learning rate of the top layer group [default: {rate(FINETUNE_LR['image'])} images, " \
-           f"{rate(FINETUNE_LR['text'])} texts]" in text
-    assert "[default: 5e-4 images, 1e-4 texts]" in text  # as people write rates
+           f"{rate(FINETUNE_LR['text'])} texts, {rate(FINETUNE_LR['audio'])} sounds]" in text
+    assert "[default: 5e-4 images, 1e-4 texts, 5e-4 sounds]" in text  # as people write rates
     assert "--out <path>" in text and "[default: runs/<model>-<strategy>-<time>]" in text
     assert "--cs C,C,..." in text and "--weight-decay <float>" in text and "[default: 0.01]" in text
     assert "--skip-bad <bool>" not in text  # a flag takes no value

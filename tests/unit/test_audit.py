@@ -252,7 +252,7 @@ def test_cli_audit_prints_tables_and_writes_json(grouped_csv, tiny_text_dir, tmp
     assert again.exit_code != 0  # refuses to overwrite without --overwrite
     result = CliRunner().invoke(app, ["audit", str(grouped_csv), "--model", str(tiny_text_dir), "--out", str(out),
                                       "--json", "-q", "--overwrite"])
-    assert result.exit_code == 0 and json.loads(result.output)["out"] == str(out)
+    assert result.exit_code == 0 and json.loads(result.stdout)["out"] == str(out)  # warnings go to stderr
 
 
 class Page(HTMLParser):
