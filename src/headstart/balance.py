@@ -25,9 +25,13 @@ def class_weights(targets: np.ndarray, n_classes: int) -> np.ndarray:
     return weights
 
 
-def resolve_balance(mode: str, targets: np.ndarray, classes: list[str]) -> dict:
+def resolve_balance(mode: str, targets: np.ndarray, classes: list[str], task: str = "single-label") -> dict:
     """What ``mode`` means for these training targets: ``{asked, used, ratio, threshold, class_weights}``
-    (``class_weights`` by class name, None when ``used`` is ``none``)."""
+    (``class_weights`` by class name, None when ``used`` is ``none``). Balancing is for single-label classes:
+    a multi-label or regression task records ``none``, with why."""
+    if task != "single-label":
+        return {"asked": mode, "used": "none", "ratio": None, "threshold": IMBALANCE_RATIO, "class_weights": None,
+                "why": f"class balancing applies to single-label tasks, not {task}"}
     counts = np.bincount(targets, minlength=len(classes))
     ratio = float(counts.max() / max(counts[counts > 0].min(), 1)) if len(targets) else 1.0
     used = ("weights" if ratio > IMBALANCE_RATIO else "none") if mode == "auto" else mode

@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from headstart.backbones import Backbone, batch_to
+from headstart.backbones.preprocessing import target_tensor
 from headstart.data import Dataset
 from headstart.devices import autocast
 from headstart.engine import Feed, TrainSettings
@@ -109,7 +110,7 @@ class ActivationStore:
     def collate(self, pairs: list) -> tuple:
         """A DataLoader collate_fn over ``(item index, target)`` pairs."""
         index = [i for i, _ in pairs]
-        y = torch.as_tensor([t for _, t in pairs], dtype=torch.long)
+        y = target_tensor([t for _, t in pairs])
         return self.batch(index), y
 
     def batch(self, index: Sequence[int]):

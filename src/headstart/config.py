@@ -17,7 +17,8 @@ from headstart.balance import BALANCE_MODES
 from headstart.devices import PRECISIONS
 from headstart.engine import TrainSettings
 from headstart.errors import ConfigError
-from headstart.metrics import SELECT_METRICS
+from headstart.data.targets import TASK_CHOICES, check_task
+from headstart.metrics import SELECT_CHOICES
 from headstart.tracking import parse_trackers
 from headstart.strategies import STRATEGIES, make_strategy
 from headstart.strategies.options import check_option_names, option_fields
@@ -45,6 +46,8 @@ class FitConfig:
     val_fraction: float = 0.2
     test_fraction: float = 0.0
     skip_bad: bool = False
+    task: str = "auto"  # single-label | multi-label | regression | auto: from the labels (headstart.data.targets)
+    label_sep: str | None = None  # multi-label: what separates a cell's labels (default: | or ; when found)
     seed: int = 0
     shots: int | None = None  # keep this many training examples per class (few-shot)
     budget: str | float | None = None  # strategy auto: time for the recommended fine-tuning ("15m")
@@ -63,7 +66,7 @@ class FitConfig:
     bn: str = "auto"  # BatchNorm statistics while fine-tuning: frozen | train | auto (frozen on small data)
     label_smoothing: float = 0.0
     balance: str = "auto"  # class imbalance: none | weights | sampler | auto (see headstart.balance)
-    select_metric: str = "accuracy"  # what selects the epoch kept / the probe's C: accuracy|macro_f1|balanced_accuracy
+    select_metric: str = "auto"  # what selects the epoch kept / the probe's strength; auto: the task's main metric
     calibrate: bool = True  # temperature scaling fitted on validation logits, folded into the saved head
     find_lr: bool = False  # fine-tuning: a learning-rate range test picks the rates (the default ones scaled)
     # hardware
@@ -77,6 +80,8 @@ class FitConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "track", parse_trackers(self.track))
+        if self.task in TASK_CHOICES or self.task in ("classification", "multilabel"):
+            object.__setattr__(self, "task", check_task(self.task))
         checks = [
             (0 < self.val_fraction < 1, "--val-fraction must be between 0 and 1 (e.g. 0.2)"),
             (0 <= self.test_fraction < 1, "--test-fraction must be in [0, 1)"),
@@ -96,7 +101,10 @@ class FitConfig:
             (self.bn in BN_POLICIES, f"--bn must be one of {', '.join(BN_POLICIES)}"),
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
             (self.balance in BALANCE_MODES, f"--balance must be one of {', '.join(BALANCE_MODES)}"),
-            (self.select_metric in SELECT_METRICS, f"--select-metric must be one of {', '.join(SELECT_METRICS)}"),
+            (self.select_metric in SELECT_CHOICES, f"--select-metric must be one of {', '.join(SELECT_CHOICES)}"),
+            (self.task in TASK_CHOICES, f"--task must be one of {', '.join(TASK_CHOICES)}"),
+            (self.label_sep is None or (isinstance(self.label_sep, str) and self.label_sep.strip() != ""),
+             "--label-sep must be a non-blank string, e.g. '|'"),
         ]
         problems = [msg for ok, msg in checks if not ok]
         if problems:

@@ -207,7 +207,12 @@ class _Padded(torch.utils.data.Dataset):
         return len(self.pairs) + 1
 
     def __getitem__(self, index: int):
-        return self.pairs[index] if index < len(self.pairs) else (self.pairs[0][0], IGNORE_INDEX)
+        if index < len(self.pairs):
+            return self.pairs[index]
+        target = self.pairs[0][1]
+        if isinstance(target, (int, np.integer)):
+            return self.pairs[0][0], IGNORE_INDEX
+        return self.pairs[0][0], np.full(np.shape(target), np.nan, dtype=np.float32)  # a task's float targets
 
 
 class LengthBuckets(Sampler[list[int]]):
@@ -297,13 +302,16 @@ class BatchLoss(NamedTuple):
 
 
 def batch_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0,
-               weight: torch.Tensor | None = None) -> BatchLoss:
+               weight: torch.Tensor | None = None,
+               per_item: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> BatchLoss:
     """Cross-entropy of a batch (with class ``weight``: the weighted mean, as ``F.cross_entropy``); under a
     launch, scaled for DDP's gradient average.
 
     Rank ``r`` backpropagates ``sum(w * CE over its items) / (global sum of w) * world``; DDP averages gradients
     over ``world`` ranks, which gives the gradient of the (weighted) mean CE over the global batch, as one process.
     """
+    if per_item is not None:  # a task's own loss per item (multi-label, regression); padding targets are NaN
+        return _per_item_loss(per_item(logits, torch.nan_to_num(y)), ~_padding(y))
     if world_size() == 1:
         loss = F.cross_entropy(logits, y, weight=weight, label_smoothing=label_smoothing)
         return BatchLoss(loss, loss, len(y), len(y))
@@ -315,3 +323,21 @@ def batch_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0
     global_count, global_mass = all_sum(count, mass)
     return BatchLoss(total * (world_size() / global_mass), total.detach() / max(mass, 1e-12), count,
                      int(global_count))
+
+
+def _padding(y: torch.Tensor) -> torch.Tensor:
+    """Which rows of a batch's float targets are padding (NaN)."""
+    return torch.isnan(y.reshape(len(y), -1)).any(1)
+
+
+def _per_item_loss(losses: torch.Tensor, valid: torch.Tensor) -> BatchLoss:
+    """The mean of ``losses`` over the ``valid`` rows, scaled for DDP's gradient average as cross-entropy's is."""
+    total = (losses * valid).sum()
+    count = int(valid.sum())
+    if world_size() == 1:
+        mean = total / max(count, 1)
+        return BatchLoss(mean, mean.detach(), count, count)
+    (global_count,) = all_sum(count)
+    global_count = int(global_count)
+    return BatchLoss(total * (world_size() / max(global_count, 1)), total.detach() / max(count, 1), count,
+                     global_count)

@@ -14,7 +14,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ from headstart.data import Dataset
 from headstart.devices import autocast
 from headstart.errors import RunError
 from headstart.lr_range import cross_entropy_step, lr_range_test
+
+if TYPE_CHECKING:
+    from headstart.tasks import Task
 from headstart.metrics import selection_score
 from headstart.progress import epoch_line, progress_task, say, spinner
 
@@ -65,7 +68,8 @@ class TrainSettings:
     on_epoch: Callable[[dict], None] | None = None  # given each epoch's history row (e.g. experiment trackers)
     balance: str = "none"  # none | weights (class-weighted loss) | sampler (class-balanced batches): headstart.balance
     class_weights: tuple[float, ...] | None = None  # per class, inverse frequency: the loss's or the sampler's
-    select_metric: str = "accuracy"  # what selects the epoch kept and stops early (metrics.SELECT_METRICS)
+    select_metric: str = "accuracy"  # what selects the epoch kept and stops early (metrics.TASK_METRICS)
+    task: Task | None = None  # the loss and the validation scores (headstart.tasks); None: single-label
 
 
 @dataclass
@@ -366,7 +370,7 @@ def _train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Da
         say(f"resuming from epoch {state.outcome.resumed_from} of {s.epochs} (saved in {s.checkpoint})", shown)
     elif s.evaluate_start:  # e.g. LP-FT: the probe's model is the one to beat, and may be kept
         state.outcome.history.append({"epoch": 0, **_scores(distributed.from_main(feed.val_logits(model)),
-                                                              targets["val"], s.select_metric)})
+                                                              targets["val"], s)})
         state.best_key, state.best_state = _selection_key(state.outcome.history[-1], s), copy.deepcopy(
             model.state_dict())
     hooks = callbacks(s)
@@ -379,7 +383,7 @@ def _train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Da
         distributed.sync_buffers(model)  # BatchNorm statistics: the main process's, on every rank
         with spinner(f"epoch {epoch}/{s.epochs}: validating", progress):
             logits = distributed.from_main(feed.val_logits(model))  # every rank decides on the same logits
-        state.outcome.history.append({"epoch": epoch, **row, **_scores(logits, targets["val"], s.select_metric),
+        state.outcome.history.append({"epoch": epoch, **row, **_scores(logits, targets["val"], s),
                                       "seconds": time.perf_counter() - start})
         say(epoch_line(state.outcome.history[-1], s.epochs), shown)
         if anchored:
@@ -405,7 +409,8 @@ def _epoch(net: nn.Module, state: LoopState, loader: DataLoader, feed: Feed, hoo
             inputs, y = batch_to(inputs, device, feed.channels_last), y.to(device)
             with autocast(device, precision):
                 logits = net(inputs)
-            batch = distributed.batch_loss(logits.float(), y, s.label_smoothing, weight)  # one process: mean CE
+            batch = distributed.batch_loss(logits.float(), y, s.label_smoothing, weight,  # one process: the mean
+                                           s.task.loss if s.task is not None and s.task.name != "single-label" else None)
             state.optimizer.zero_grad(set_to_none=True)
             if state.anchored:
                 penalty = l2sp_penalty(state.anchored, s.l2sp)
@@ -419,12 +424,16 @@ def _epoch(net: nn.Module, state: LoopState, loader: DataLoader, feed: Feed, hoo
             state.scheduler.step()
             seen += batch.count
             loss_sum += batch.mean.item() * batch.count
-            correct += int((logits.argmax(1) == y).sum())
+            if not y.is_floating_point():  # classes: accuracy as it trains (the other tasks show their loss)
+                correct += int((logits.argmax(1) == y).sum())
             advance(batch.global_count, info=f"loss {loss_sum / max(seen, 1):.3f}")
             if any([hook.after_batch(state) for hook in hooks]):
                 break
     seen, loss_sum, correct, penalty_sum = distributed.all_sum(seen, loss_sum, correct, penalty_sum)
-    return {"train_loss": loss_sum / seen, "train_accuracy": correct / seen}, penalty_sum / seen
+    row = {"train_loss": loss_sum / seen}
+    if s.task is None or s.task.name == "single-label":
+        row["train_accuracy"] = correct / seen
+    return row, penalty_sum / seen
 
 
 def _find_lr(model: nn.Module, feed: Feed, groups: list[dict], s: TrainSettings, device: torch.device,
@@ -434,7 +443,8 @@ def _find_lr(model: nn.Module, feed: Feed, groups: list[dict], s: TrainSettings,
         return {"factor": 1.0, "suggestion": None, "reason": "not run under a multi-process launch"}
     loader = distributed.train_loader(feed.pairs, s.batch_size, torch.Generator().manual_seed(s.seed + 1),
                                       feed.collate, 0, feed.lengths)
-    loss = cross_entropy_step(s.label_smoothing)
+    loss = cross_entropy_step(s.label_smoothing) if s.task is None or s.task.name == "single-label" else \
+        (lambda net, inputs, y: s.task.loss(net(inputs).float(), y).mean())
 
     def step_loss(net: nn.Module, inputs, y: torch.Tensor) -> torch.Tensor:
         with autocast(device, precision):
@@ -447,8 +457,11 @@ def _find_lr(model: nn.Module, feed: Feed, groups: list[dict], s: TrainSettings,
             "lrs": found.lrs, "losses": found.losses}
 
 
-def _scores(logits: np.ndarray, y: np.ndarray, metric: str = "accuracy") -> dict:
-    """Validation loss and accuracy of ``logits`` (and ``metric``, when it selects and is not accuracy)."""
+def _scores(logits: np.ndarray, y: np.ndarray, s: TrainSettings) -> dict:
+    """The task's validation row of ``logits`` (see ``Task.scores``); with no task, single-label's."""
+    if s.task is not None:
+        return s.task.scores(logits, y)
+    metric = s.select_metric
     loss = float(F.cross_entropy(torch.from_numpy(logits).float(), torch.as_tensor(y)))
     row = {"val_loss": loss, "val_accuracy": float((logits.argmax(1) == y).mean())}
     if metric != "accuracy":

@@ -69,9 +69,9 @@ def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
     float64 (sklearn's optimum), above it float32 at sklearn's own tolerance. The standardisation is folded
     into the returned ``nn.Linear`` (it takes raw features). ``seed`` chooses the sample.
     """
-    mean, std = _moments(x_train)
+    mean, std = moments(x_train)
     dtype = torch.float64 if x_train.size <= EXACT_VALUES else torch.float32
-    xt, xv = _standardised(x_train, mean, std, dtype), _standardised(x_val, mean, std, dtype)
+    xt, xv = standardised(x_train, mean, std, dtype), standardised(x_val, mean, std, dtype)
     present, codes = np.unique(y_train, return_inverse=True)
     yt = torch.from_numpy(codes.reshape(-1))
     order = sorted(cs)
@@ -163,15 +163,15 @@ def fit_predict_proba(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
 def _fit_logits(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
                 c: float) -> tuple[np.ndarray, torch.Tensor]:
     """``(classes present in training, logits of x_test)`` of the logistic regression fitted at ``c``."""
-    mean, std = _moments(x_train)
+    mean, std = moments(x_train)
     dtype = torch.float64 if np.size(x_train) <= EXACT_VALUES else torch.float32
     present, codes = np.unique(y_train, return_inverse=True)
-    weight, bias, _ = _solve(_standardised(x_train, mean, std, dtype), torch.from_numpy(codes.reshape(-1)),
+    weight, bias, _ = _solve(standardised(x_train, mean, std, dtype), torch.from_numpy(codes.reshape(-1)),
                              len(present), c)
-    return present, _logits(_standardised(x_test, mean, std, dtype), weight, bias)
+    return present, _logits(standardised(x_test, mean, std, dtype), weight, bias)
 
 
-def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and standard deviation (+1e-6), accumulated in float64."""
     x64 = np.asarray(x, dtype=np.float64) if np.size(x) <= EXACT_VALUES else None
     if x64 is not None:
@@ -186,7 +186,7 @@ def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.sqrt(np.maximum(square / len(x) - mean * mean, 0.0)) + 1e-6
 
 
-def _standardised(x: np.ndarray, mean: np.ndarray, std: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+def standardised(x: np.ndarray, mean: np.ndarray, std: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
     """``(x - mean) / std`` as a new tensor of ``dtype``, computed block by block (no float64 temporary)."""
     out = torch.empty(x.shape, dtype=dtype)
     np_out = out.numpy()
@@ -210,12 +210,12 @@ def _solve(x: torch.Tensor, y: torch.Tensor, k: int, c: float, init=None,
     zeros = torch.zeros(rows, x.shape[1], dtype=x.dtype), torch.zeros(rows, dtype=x.dtype)
     weight, bias = (t.to(x.dtype).clone().requires_grad_() for t in (init or zeros))
     penalty = 1.0 / (2.0 * c * len(y))
-    with _one_thread():
+    with one_thread():
         return _run_lbfgs(x, y, weight, bias, penalty, class_weight)
 
 
 @contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
+def one_thread() -> Iterator[None]:
     """Run the block on one intra-op thread, restoring the caller's setting afterwards.
 
     Measured on this 2-core machine under load (24,000 x 1,280 features, 10 classes, float32): the whole probe
@@ -267,7 +267,10 @@ def _to_linear(weight: torch.Tensor, bias: torch.Tensor, present: np.ndarray, me
 
 
 class Classifier(nn.Module):
-    """A backbone's pooled features followed by a linear head."""
+    """A backbone's pooled features followed by a linear head (class logits, or a regression's values).
+
+    The head runs in float32 even under bf16 autocast: a regression value in its own units (say 1,234.5) would
+    otherwise come out rounded to bf16's 8 significant bits (1,232)."""
 
     def __init__(self, backbone: nn.Module, head: nn.Linear):
         super().__init__()
@@ -275,4 +278,6 @@ class Classifier(nn.Module):
         self.head = head
 
     def forward(self, batch) -> torch.Tensor:
-        return self.head(self.backbone(batch))
+        features = self.backbone(batch)
+        with torch.autocast(features.device.type, enabled=False):
+            return self.head(features.float())

@@ -1,14 +1,21 @@
-"""Classification metrics: accuracy and balanced accuracy with their intervals, macro-F1, per-class scores
-(recall with its interval), confusion matrix; and the scores a fit may select on (``SELECT_METRICS``)."""
+"""Metrics of each task, with 95% intervals: single-label (accuracy, balanced accuracy, macro-F1, per class,
+confusion matrix), multi-label (micro/macro-F1, mAP, subset accuracy, per label) and regression (MAE, RMSE, R²,
+Spearman); and the scores a fit may select on (``TASK_METRICS``)."""
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+from scipy.stats import spearmanr
+from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-SELECT_METRICS = ("accuracy", "macro_f1", "balanced_accuracy")  # what early stopping and the probe's C optimise
+# What early stopping and the probe's strength may optimise, per task; the first is the task's main metric.
+SELECT_METRICS = ("accuracy", "macro_f1", "balanced_accuracy")
+TASK_METRICS = {"single-label": SELECT_METRICS, "multi-label": ("micro_f1", "macro_f1", "map", "subset_accuracy"),
+                "regression": ("r2", "spearman")}
+SELECT_CHOICES = ("auto", *sorted({m for names in TASK_METRICS.values() for m in names}))
 
 
 def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
@@ -81,3 +88,90 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def bootstrap_interval(score: Callable[[np.ndarray], float], n: int, rounds: int = 200,
+                       seed: int = 0) -> list[float]:
+    """95% percentile-bootstrap interval of ``score(rows)`` over ``rounds`` resamples of ``n`` items."""
+    if n < 2:
+        return [float("nan"), float("nan")]
+    rng = np.random.default_rng(seed)
+    values = np.array([score(rng.integers(0, n, n)) for _ in range(rounds)], dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return [float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))] if len(values) else \
+        [float("nan"), float("nan")]
+
+
+def multilabel_metrics(y_true: np.ndarray, proba: np.ndarray, thresholds: np.ndarray, classes: list[str]) -> dict:
+    """Micro- and macro-F1, mAP and subset accuracy (each with a bootstrap interval), per-label precision,
+    recall (Wilson interval), F1, average precision and support, of ``proba >= thresholds`` against the 0/1
+    matrix ``y_true``."""
+    y_true = np.asarray(y_true) > 0.5
+    pred = proba >= thresholds
+    scores = {"micro_f1": lambda r: _f1(y_true[r], pred[r], "micro"),
+              "macro_f1": lambda r: _f1(y_true[r], pred[r], "macro"),
+              "map": lambda r: mean_average_precision(y_true[r], proba[r]),
+              "subset_accuracy": lambda r: float((y_true[r] == pred[r]).all(1).mean())}
+    every = np.arange(len(y_true))
+    out: dict = {"n": int(len(y_true))}
+    for name, score in scores.items():
+        out[name] = score(every)
+        out[f"{name}_ci95"] = bootstrap_interval(score, len(y_true))
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, pred, average=None, zero_division=0,
+                                                                     labels=list(range(len(classes))))
+    out["per_class"] = {c: {"precision": float(precision[i]), "recall": float(recall[i]),
+                            "recall_ci95": list(wilson_interval(int((y_true[:, i] & pred[:, i]).sum()),
+                                                                int(support[i]))),
+                            "f1": float(f1[i]), "average_precision": _average_precision(y_true[:, i], proba[:, i]),
+                            "support": int(support[i]), "threshold": float(thresholds[i])}
+                        for i, c in enumerate(classes)}
+    out["labels_per_item"] = {"true": float(y_true.sum(1).mean()), "predicted": float(pred.sum(1).mean())}
+    return out
+
+
+def _f1(y_true: np.ndarray, pred: np.ndarray, average: str) -> float:
+    return float(f1_score(y_true, pred, average=average, zero_division=0))
+
+
+def _average_precision(y: np.ndarray, score: np.ndarray) -> float:
+    """Average precision of one label (NaN when it has no positive)."""
+    return float(average_precision_score(y, score)) if y.any() else float("nan")
+
+
+def mean_average_precision(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """Mean over the labels that have a positive of their average precision."""
+    present = np.flatnonzero(np.asarray(y_true).any(0))
+    if not len(present):
+        return float("nan")
+    return float(np.mean([_average_precision(y_true[:, i], proba[:, i]) for i in present]))
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """MAE, RMSE, R² and Spearman's rho, each with a bootstrap 95% interval, in the target's own units; and
+    the predict-the-mean baseline's MAE and RMSE (the training mean is not known here: this split's)."""
+    y_true, y_pred = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+    scores = {"mae": lambda r: float(np.abs(y_true[r] - y_pred[r]).mean()),
+              "rmse": lambda r: float(np.sqrt(((y_true[r] - y_pred[r]) ** 2).mean())),
+              "r2": lambda r: r2(y_true[r], y_pred[r]),
+              "spearman": lambda r: spearman(y_true[r], y_pred[r])}
+    every = np.arange(len(y_true))
+    out: dict = {"n": int(len(y_true))}
+    for name, score in scores.items():
+        out[name] = score(every)
+        out[f"{name}_ci95"] = bootstrap_interval(score, len(y_true))
+    out["target_mean"], out["target_std"] = float(y_true.mean()), float(y_true.std())
+    out["mean_baseline_mae"] = float(np.abs(y_true - y_true.mean()).mean())
+    return out
+
+
+def r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Coefficient of determination (NaN for a constant target)."""
+    total = float(((y_true - y_true.mean()) ** 2).sum())
+    return 1.0 - float(((y_true - y_pred) ** 2).sum()) / total if total > 0 else float("nan")
+
+
+def spearman(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Spearman's rank correlation (NaN when either side is constant)."""
+    if len(y_true) < 2 or np.ptp(y_true) == 0 or np.ptp(y_pred) == 0:
+        return float("nan")
+    return float(spearmanr(y_true, y_pred).statistic)

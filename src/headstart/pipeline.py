@@ -19,7 +19,6 @@ import torch
 from headstart import checkpoints, distributed
 from headstart.backbones import Backbone, ImagePreprocessing, load_backbone
 from headstart.backbones.audio_preprocessing import AudioPreprocessing
-from headstart.calibration import ECE_BINS, calibration_scores, fit_temperature, fold_temperature
 from headstart.config import FitConfig
 from headstart.data import DataSplits, Skipped, load_data
 from headstart.data.checks import cheap_checks
@@ -29,9 +28,7 @@ from headstart.data.shots import keep_shots
 from headstart.devices import peak_memory_mb, reset_peak_memory
 from headstart.engine import predict_logits
 from headstart.errors import ConfigError, DataError, RunError
-from headstart.metrics import classification_metrics
 from headstart.report import render_run_report
-from headstart.report.previews import misclassified
 from headstart.notebook import fit_result_html, fit_result_repr
 from headstart.progress import spinner
 from headstart.runs import Predictor, check_out, item_columns, save_run
@@ -186,7 +183,7 @@ def prepare(data: Any, model: str | Backbone, cfg: FitConfig, val: Any = None,
     """Load and check the data (keeping ``cfg.shots`` per class when set) and the backbone."""
     splits = load_data(data, val=val, test=test, text_col=cfg.text_col, label_col=cfg.label_col,
                        image_col=cfg.image_col, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
-                       seed=cfg.seed, skip_bad=cfg.skip_bad)
+                       seed=cfg.seed, skip_bad=cfg.skip_bad, task=cfg.task, label_sep=cfg.label_sep)
     if cfg.shots:
         splits = keep_shots(splits, cfg.shots, cfg.seed)
     if isinstance(model, Backbone):
@@ -221,39 +218,42 @@ def fit_prepared(splits: DataSplits, backbone: Backbone, cfg: FitConfig, strat: 
     ctx = runtime.context(cfg, splits, backbone)
     result = strat.fit(backbone, splits, ctx)
     precision = ctx.extraction.precision if result.frozen_backbone else ctx.train_precision
-    predictor = Predictor(result.model, _with_module(backbone, result.model.backbone), splits.classes, precision)
+    predictor = Predictor(result.model, _with_module(backbone, result.model.backbone), ctx.task.classes, precision,
+                          task=ctx.task)
     with spinner("scoring train, validation and test sets", ctx.progress):
         metrics = _metrics(result, backbone, splits, ctx, predictor, cfg)
     metrics.update(_costs(result, start, ctx, runtime.cache.forwarded - forwarded))
     metrics["data_warnings"] = cheap_checks(splits)  # duplicates, leakage, imbalance, tiny classes
     metrics["strategy_info"] = result.info
-    metrics["balance"] = {**ctx.balance, "select_metric": cfg.select_metric}
+    metrics["balance"] = {**ctx.balance, "select_metric": ctx.task.select_metric}
     if not result.frozen_backbone:
         metrics.update(_against_probe(result, backbone, splits, ctx, metrics["val"]))
         for warning in metrics["warnings"]:
             if ctx.progress:
                 print(f"warning: {warning}", file=sys.stderr)
-    return FitResult(strat.name, cfg.model, splits.classes, metrics, result.history, result.info, predictor,
+    return FitResult(strat.name, cfg.model, ctx.task.classes, metrics, result.history, result.info, predictor,
                      resolved_config(cfg, backbone, strat, result.info), splits.split, list(splits.skipped))
 
 
 def _against_probe(result: StrategyResult, backbone: Backbone, splits: DataSplits, ctx: FitContext,
                    val: dict) -> dict:
-    """The frozen linear probe's validation accuracy beside a fine-tuned model's, and a warning in words when
-    fine-tuning ended below it by more than its own 95% interval. The probe reuses cached features."""
-    probe = result.info.get("probe", {}).get("val_accuracy")
+    """The frozen linear probe's validation score (the task's main metric) beside a fine-tuned model's, and a
+    warning in words when fine-tuning ended below it by more than its own 95% interval. The probe reuses cached
+    features."""
+    main = ctx.task.main_metric
+    probe = result.info.get("probe", {}).get(f"val_{main}")
     if probe is None:
         with torch.random.fork_rng(devices=[]):
             fitted = make_strategy("linear").fit(backbone, splits, replace(ctx, progress=False))
-        probe = max(c["val_accuracy"] for c in fitted.history)
-    lo, hi = val["accuracy_ci95"]
+        probe = max(c[f"val_{main}"] for c in fitted.history)
+    lo, hi = val[f"{main}_ci95"]
     warnings = []
     if probe > hi:
-        warnings.append(f"fine-tuning lost to the frozen probe: {100 * (probe - val['accuracy']):.1f} points on "
-                        f"validation ({val['accuracy']:.3f} against {probe:.3f}, beyond the 95% interval "
-                        f"{lo:.3f}-{hi:.3f}); likely overfitting or a learning rate too high for this data. "
-                        "Use --strategy linear, or see `headstart compare`.")
-    return {"probe_val_accuracy": probe, "warnings": warnings}
+        warnings.append(f"fine-tuning lost to the frozen probe: {probe - val[main]:.3f} {main} on validation "
+                        f"({val[main]:.3f} against {probe:.3f}, beyond the 95% interval {lo:.3f}-{hi:.3f}); "
+                        "likely overfitting or a learning rate too high for this data. Use --strategy linear, or "
+                        "see `headstart compare`.")
+    return {f"probe_val_{main}": probe, "warnings": warnings}
 
 
 def input_size(backbone: Backbone) -> dict[str, int]:
@@ -299,26 +299,23 @@ def _with_module(backbone: Backbone, module: torch.nn.Module) -> Backbone:
 
 def _metrics(result: StrategyResult, backbone: Backbone, splits: DataSplits, ctx: FitContext,
              predictor: Predictor, cfg: FitConfig) -> dict:
-    """Train, validation and test metrics, the train-minus-validation accuracy gap and (``cfg.calibrate``) the
-    calibration: the temperature fitted on validation logits is folded into the model's head here.
+    """Train, validation and test metrics of the task, the train-minus-validation gap of its main metric, and
+    what the task learns on validation after fitting (``Task.finish``: the calibration temperature, the
+    multi-label thresholds, the regression units), folded into the model's head or kept with it here.
 
     A frozen backbone is scored from cached features, with no forward pass.
     """
-    logits = _split_logits(result, backbone, splits, ctx, predictor)
-    out: dict[str, Any] = {}
-    if cfg.calibrate:
-        temperature = fit_temperature(logits["val"], ctx.targets["val"])
-        fold_temperature(result.model, temperature)
-        predictor.temperature = temperature
-        out["calibration"] = {"temperature": temperature, "bins": ECE_BINS, "fitted_on": "val",
-                              **{name: calibration_scores(split_logits, ctx.targets[name], temperature)
-                                 for name, split_logits in logits.items() if name != "train"}}
-        logits = {name: split_logits / temperature for name, split_logits in logits.items()}
-    for name, split_logits in logits.items():
-        out[name] = classification_metrics(ctx.targets[name], split_logits.argmax(1), splits.classes)
-        if name == "val":  # the report's gallery: the most confident mistakes, with previews
-            out["misclassified"] = misclassified(splits.val, split_logits, ctx.targets[name], splits.classes)
-    out["overfit_gap"] = out["train"]["accuracy"] - out["val"]["accuracy"]
+    task = ctx.task
+    outputs = _split_logits(result, backbone, splits, ctx, predictor)
+    out: dict[str, Any] = {"task": task.name, "main_metric": task.main_metric,
+                           **task.finish(result.model, outputs, ctx.targets, cfg.calibrate)}
+    datasets = {"train": splits.train, "val": splits.val, "test": splits.test}
+    for name, split_outputs in outputs.items():
+        finished = task.adjust(split_outputs)
+        out[name] = task.metrics(finished, datasets[name].labels)
+        if name == "val":  # the report's gallery: the worst mistakes, with previews
+            out["misclassified"] = task.mistakes(splits.val, finished)
+    out["overfit_gap"] = out["train"][task.main_metric] - out["val"][task.main_metric]
     return out
 
 

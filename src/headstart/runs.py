@@ -38,6 +38,8 @@ from headstart.notebook import predictor_html, predictor_repr
 from headstart.outdir import check_writable, guard_data, write_marker
 from headstart.heads import Classifier
 from headstart.metrics import softmax
+from headstart.tasks import SingleLabel, Task, task_from_spec
+from headstart.tasks.multilabel import sigmoid
 
 MODEL_FORMAT = 1
 DAMAGED = "It is damaged: restore it from a copy of the run, or fit again."
@@ -56,7 +58,11 @@ class Predictor:
     precision: str = "fp32"
     columns: dict[str, str] = field(default_factory=dict)  # the run's table columns: {"text": "body", ...}
     run_dir: Path | None = None  # the run directory it was loaded from
-    temperature: float = 1.0  # calibration: already folded into ``model.head`` (its logits are logits / T)
+    task: Task | None = None  # what the outputs mean (headstart.tasks); None: single-label over ``classes``
+
+    def __post_init__(self) -> None:
+        if self.task is None:
+            self.task = SingleLabel(list(self.classes))
 
     def __repr__(self) -> str:
         return predictor_repr(self)
@@ -65,32 +71,44 @@ class Predictor:
         return predictor_html(self)
 
     def predict(self, inputs: Any, device: str = "auto", batch_size: int = 64, **source_options) -> list[dict]:
-        """One dict per input: ``input`` (where it came from), ``label``, ``probabilities`` by class (+ ``text``).
+        """One dict per input: ``input`` (where it came from), then the task's answer (``label`` and
+        ``probabilities`` by class; multi-label: ``labels`` above their thresholds and ``probabilities`` by label;
+        regression: ``value``), and ``text`` for a text.
 
         A table or DataFrame is read by the run's own column names when it has them (``text_col=`` etc.
         choose others); on a text model a string that names no file is one text to classify.
         """
         data = inputs if isinstance(inputs, Dataset) else load_items(
             inputs, **{"modality": self.backbone.modality, "run_columns": self.columns, **source_options})
-        probs = self.probabilities(data, device, batch_size)
+        answers = self.task.rows(self.outputs(data, device, batch_size))
         rows = []
-        for origin, item, p in zip(data.origins, data.items, probs):
-            row = {"input": origin, "label": self.classes[int(p.argmax())],
-                   "probabilities": {c: float(p[i]) for i, c in enumerate(self.classes)}}
+        for origin, item, answer in zip(data.origins, data.items, answers):
+            row = {"input": origin, **answer}
             if data.modality == "text":
                 row["text"] = item
             rows.append(row)
         return rows
 
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature already folded into ``model.head`` (1 when not calibrated)."""
+        return getattr(self.task, "temperature", 1.0)
+
     def probabilities(self, data: Dataset, device: str = "auto", batch_size: int = 64) -> np.ndarray:
-        """``[len(data), n_classes]`` class probabilities."""
+        """``[len(data), n_classes]`` class probabilities (multi-label: each label's own; regression: the values)."""
+        outputs = self.outputs(data, device, batch_size)
+        if self.task.name == "regression":
+            return outputs
+        return sigmoid(outputs) if self.task.name == "multi-label" else softmax(outputs.astype(np.float64))
+
+    def outputs(self, data: Dataset, device: str = "auto", batch_size: int = 64) -> np.ndarray:
+        """The model's raw outputs ``[len(data), n_outputs]``: logits, or values in the target's units."""
         if data.modality != self.backbone.modality:
             raise RunError(f"This model takes {self.backbone.modality} inputs, but {data.modality} were given.")
         dev = resolve_device(device)
         precision = self.precision if bf16_supported(dev) else "fp32"
         self.model.to(dev)
-        logits = predict_logits(self.model, self.backbone, data, dev, precision, batch_size)
-        return softmax(logits.astype(np.float64))
+        return predict_logits(self.model, self.backbone, data, dev, precision, batch_size).astype(np.float64)
 
 
 def save_run(out: Path, predictor: Predictor, records: dict[str, Any], history: list[dict],
@@ -143,6 +161,7 @@ def save_model_dir(folder: Path, predictor: Predictor) -> None:
         "feature_dim": bb.feature_dim, "classes": predictor.classes, "precision": predictor.precision,
         "preprocessing": bb.preprocessing.to_dict(),
         "temperature": predictor.temperature, "temperature_folded": True,  # the head's logits are already / T
+        "task": predictor.task.spec(),
     }
     write_json(folder / "headstart.json", spec)
     bb.preprocessing.save(folder)
@@ -172,7 +191,12 @@ def load_predictor(run: Path) -> Predictor:
         raise RunError(f"{spec_file} describes an architecture headstart cannot build "
                        f"({brief(exc)}). The file was edited or damaged: restore it from a copy of the "
                        "run, or fit again.") from None
-    model = Classifier(module, torch.nn.Linear(feature_dim, len(spec["classes"])))
+    try:
+        task = task_from_spec(spec)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RunError(f"{spec_file}: its 'task' record is damaged ({brief(exc)}). Restore the file from a copy "
+                       "of the run, or fit again.") from None
+    model = Classifier(module, torch.nn.Linear(feature_dim, task.outputs))
     _load_weights(model, folder / "model.safetensors", spec_file)
     try:
         adapter = Adapter.load(folder)
@@ -188,9 +212,7 @@ def load_predictor(run: Path) -> Predictor:
         columns = item_columns(json.loads(config.read_text(encoding="utf-8")).get("config", {}))
     except (OSError, ValueError, AttributeError):  # predicting needs only model/: columns are a convenience
         columns = {}
-    temperature = spec.get("temperature", 1.0)
-    return Predictor(model.eval(), backbone, spec["classes"], spec["precision"], columns, Path(run),
-                     float(temperature) if isinstance(temperature, (int, float)) else 1.0)
+    return Predictor(model.eval(), backbone, spec["classes"], spec["precision"], columns, Path(run), task)
 
 
 def item_columns(config: dict) -> dict[str, str]:

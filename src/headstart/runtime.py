@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from headstart import distributed
@@ -24,6 +23,7 @@ from headstart.data import DataSplits
 from headstart.devices import extraction_batch, resolve_device, resolve_precision, resolve_workers
 from headstart.features import Extraction, FeatureCache
 from headstart.strategies import FitContext
+from headstart.tasks import make_task
 
 
 @dataclass(frozen=True)
@@ -76,14 +76,16 @@ class Runtime:
 
     def context(self, cfg: FitConfig, splits: DataSplits, backbone: Backbone) -> FitContext:
         """What a strategy fitting ``backbone`` to ``splits`` under ``cfg`` is given."""
-        index = {c: i for i, c in enumerate(splits.classes)}
-        targets = {name: np.array([index[y] for y in ds.labels], dtype=np.int64)
+        task = make_task(splits, cfg.select_metric, cfg.label_col)
+        targets = {name: task.targets(ds.labels)
                    for name, ds in (("train", splits.train), ("val", splits.val), ("test", splits.test))
                    if ds is not None}
-        balance = resolve_balance(cfg.balance, targets["train"], splits.classes)
+        balance = resolve_balance(cfg.balance, targets["train"], splits.classes, task.name)
         weights = balance["class_weights"]
         settings = replace(cfg.train_settings(num_workers=self.workers(backbone.modality), deadline=self.deadline,
                                               checkpoint=self.checkpoint, on_epoch=self.on_epoch),
-                           balance=balance["used"], class_weights=tuple(weights.values()) if weights else None)
+                           balance=balance["used"], class_weights=tuple(weights.values()) if weights else None,
+                           select_metric=task.select_metric, task=task)
         return FitContext(targets, self.cache, self.extraction(backbone.modality), self.device,
-                          self.train_precision(backbone), settings, self.progress, self.cache_boundary, balance)
+                          self.train_precision(backbone), settings, self.progress, self.cache_boundary, balance,
+                          task)

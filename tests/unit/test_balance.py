@@ -109,5 +109,5 @@ def test_balanced_accuracy_and_its_interval():
 def test_bad_balance_and_select_metric_are_config_errors():
     with pytest.raises(ConfigError, match="--balance must be one of auto, none, weights, sampler"):
         FitConfig(balance="oversample")
-    with pytest.raises(ConfigError, match="--select-metric must be one of accuracy, macro_f1"):
+    with pytest.raises(ConfigError, match="--select-metric must be one of auto, accuracy, balanced_accuracy, macro_f1"):
         FitConfig(select_metric="f1")

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from headstart.backbones.preprocessing import target_tensor
 from headstart.data.audio import read_audio
 
 GAIN_DB = 6.0  # augmentation: gain drawn from +-6 dB
@@ -82,7 +83,7 @@ class _AudioCollate:
 
     def __call__(self, pairs: list) -> tuple[torch.Tensor | dict, torch.Tensor]:
         clips, lengths = zip(*(self._clip(item) for item, _ in pairs))
-        labels = torch.tensor([y for _, y in pairs], dtype=torch.long)
+        labels = target_tensor([y for _, y in pairs])
         waves = torch.from_numpy(np.stack(clips))
         if self.prep.feature_extractor is None:
             return waves, labels

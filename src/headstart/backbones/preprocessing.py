@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as F
@@ -126,7 +127,7 @@ class _ImageCollate:
     def __call__(self, pairs: list) -> tuple[torch.Tensor, torch.Tensor]:
         images = torch.stack([self.geometry(load_image(item)) for item, _ in pairs])
         images = images.float().div_(255).sub_(self.mean).div_(self.std)
-        return images, torch.tensor([y for _, y in pairs], dtype=torch.long)
+        return images, target_tensor([y for _, y in pairs])
 
 
 class _TextCollate:
@@ -141,4 +142,12 @@ class _TextCollate:
             padding=True, return_tensors="pt",
         )
         batch = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
-        return batch, torch.tensor([y for _, y in pairs], dtype=torch.long)
+        return batch, target_tensor([y for _, y in pairs])
+
+
+def target_tensor(targets: Sequence) -> torch.Tensor:
+    """A batch's targets: class codes as int64; a task's label rows (multi-label) or values (regression) as
+    float32."""
+    if not len(targets) or isinstance(targets[0], (int, np.integer)):
+        return torch.tensor([int(t) for t in targets], dtype=torch.long)
+    return torch.from_numpy(np.asarray(targets, dtype=np.float32))

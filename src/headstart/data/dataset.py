@@ -27,6 +27,8 @@ class Skipped:
 class Dataset:
     """Items (image paths or PIL images, or texts), their labels and where each came from.
 
+    A label is a class name, a sorted tuple of names (multi-label) or a float (regression).
+
     ``skipped`` lists what ``load_items`` left out while building it (see Skipped).
     """
 
@@ -60,8 +62,13 @@ class Dataset:
 
     @property
     def classes(self) -> list[str]:
-        """Sorted unique labels (empty for unlabelled data)."""
-        return sorted(set(self.labels)) if self.labels is not None else []
+        """Sorted unique class names: of the labels, or of the label sets (multi-label); empty for unlabelled
+        data and for numeric targets (regression)."""
+        if not self.labels or isinstance(self.labels[0], float):
+            return []
+        if isinstance(self.labels[0], tuple):
+            return sorted({name for names in self.labels for name in names})
+        return sorted(set(self.labels))
 
     def subset(self, indices: Sequence[int]) -> Dataset:
         """A new Dataset with the items at ``indices``, in that order."""
@@ -99,9 +106,10 @@ class DataSplits:
     train: Dataset
     val: Dataset
     test: Dataset | None
-    classes: list[str]
+    classes: list[str]  # the training classes (multi-label: label names; regression: none)
     split: dict
     skipped: list[Skipped]
+    task: str = "single-label"  # see headstart.data.targets
 
 
 def _content_hash(item: Any, origin: str, modality: str) -> str:

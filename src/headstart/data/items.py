@@ -39,8 +39,11 @@ class Gate:
         self.skipped.append(Skipped(origin=origin, reason=reason))
 
 
-def normalize_label(value: Any) -> str | None:
-    """Label as a stripped string, or None when missing (None, NaN, empty or blank)."""
+def normalize_label(value: Any) -> str | tuple[str, ...] | None:
+    """Label as a stripped string, or None when missing (None, NaN, empty or blank); a list (JSON Lines, a
+    Python list, an array) is a tuple of such strings: several labels (see headstart.data.targets)."""
+    if isinstance(value, (list, tuple, np.ndarray)) and np.ndim(value) == 1:
+        return tuple(text for text in (normalize_label(v) for v in value) if isinstance(text, str))
     try:
         missing = value is None or (np.ndim(value) == 0 and pd.isna(value))
     except ValueError as exc:  # a ragged nested list (JSON Lines, object columns): numpy cannot size it

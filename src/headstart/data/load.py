@@ -11,8 +11,9 @@ from headstart.data.dataset import Dataset, DataSplits, Skipped
 from headstart.data.folders import split_layout
 from headstart.data.items import Gate
 from headstart.data.sources import read_source
-from headstart.data.split import carve, drop_rare_classes, drop_unseen
+from headstart.data.split import carve, drop_rare_classes, drop_unseen, strata
 from headstart.data.tables import Columns
+from headstart.data.targets import TaskChoice, decide_task, parse_labels
 from headstart.errors import ConfigError, DataError, option
 
 
@@ -28,8 +29,13 @@ def load_data(
     test_fraction: float = 0.0,
     seed: int = 0,
     skip_bad: bool = False,
+    task: str = "auto",
+    label_sep: str | None = None,
 ) -> DataSplits:
     """Load, check and split labelled data; see the package docstring for accepted sources.
+
+    ``task`` (``auto``, ``single-label``, ``multi-label``, ``regression``) and ``label_sep`` say what the labels
+    are; ``auto`` decides from all the training labels before any is skipped (see headstart.data.targets).
 
     A folder with a train/ subfolder supplies its val/ (or validation/) and test/ subfolders as
     splits unless ``val``/``test`` are given. Without a val split, a seeded stratified
@@ -52,17 +58,50 @@ def load_data(
                 f"Mixed modalities: the training data is {train.modality}s but the {role} data "
                 f"is {data.modality}s. Give {role} data of the same kind as the training data."
             )
-    train = drop_rare_classes(train, gate)
+    choice = decide_task(task, train.labels, label_sep)
+    train = _nonempty(as_task(train, choice, gate, columns.label), "train", gate)
+    given = {role: _nonempty(as_task(data, choice, gate, columns.label), role, gate) for role, data in given.items()}
+    if choice.task == "single-label":
+        train = drop_rare_classes(train, gate)
     classes = train.classes
+    _check_targets(train, choice, gate)
+    for role in list(given):
+        given[role] = _nonempty(drop_unseen(given[role], classes, gate, role), role, gate)
+    splits = _assemble(train, given, classes, val_fraction, test_fraction, seed, gate, choice.task)
+    splits.split["task"] = choice.to_dict()
+    return splits
+
+
+def as_task(data: Dataset, choice: TaskChoice, gate: Gate, label_col: str | None = None) -> Dataset:
+    """``data`` with its labels in ``choice.task``'s form; a bad label is refused, or skipped with skip_bad."""
+    where = f" in column '{label_col}'" if label_col else ""
+    parsed, bad = parse_labels(choice, data.labels, data.origins, where)
+    for index, problem, fix in bad:
+        gate.reject(data.origins[index], problem, fix)
+    dropped = {index for index, _, _ in bad}
+    kept = [i for i in range(len(data)) if i not in dropped]
+    return dataclasses.replace(data.subset(kept), labels=tuple(parsed[i] for i in kept))
+
+
+def _check_targets(train: Dataset, choice: TaskChoice, gate: Gate) -> None:
+    """DataError unless the training labels can teach ``choice.task``: 2 classes, 1 label name, 2 values."""
+    dropped = f" after skipping {_listing(gate.skipped)}" if gate.skipped else ""
+    if choice.task == "regression":
+        if len(set(train.labels)) < 2:
+            raise DataError(f"Every training target is {train.labels[0]}{dropped}; regression needs targets "
+                            "that differ. Check the label column.")
+        return
+    classes = train.classes
+    if choice.task == "multi-label":
+        if not classes:
+            raise DataError(f"No training item has a label{dropped}; give each item its labels, separated by "
+                            f"{choice.sep!r} (--label-sep sets the separator).")
+        return
     if len(classes) < 2:
-        dropped = f" after skipping {_listing(gate.skipped)}" if gate.skipped else ""
         raise DataError(
             f"The training data has {len(classes)} class(es) {classes}{dropped}; a classifier "
             "needs at least 2. Add examples of another class."
         )
-    for role in list(given):
-        given[role] = _nonempty(drop_unseen(given[role], classes, gate, role), role, gate)
-    return _assemble(train, given, classes, val_fraction, test_fraction, seed, gate)
 
 
 def load_items(
@@ -178,12 +217,13 @@ def _assemble(
     test_fraction: float,
     seed: int,
     gate: Gate,
+    task: str = "single-label",
 ) -> DataSplits:
     """Carve the missing splits from train and record how the splits were made."""
     carve_val = "val" not in given
     carve_test = "test" not in given and test_fraction > 0
     train_idx, val_idx, test_idx = carve(
-        train.labels,
+        strata(task, train.labels),
         val_fraction if carve_val else None,
         test_fraction if carve_test else None,
         seed,
@@ -207,4 +247,4 @@ def _assemble(
         "test_origins": [] if test is None else list(test.origins),
         **content_record(train, val),
     }
-    return DataSplits(train, val, test, classes, record, list(gate.skipped))
+    return DataSplits(train, val, test, classes, record, list(gate.skipped), task)

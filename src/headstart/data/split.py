@@ -42,15 +42,19 @@ def drop_rare_classes(train: Dataset, gate: Gate) -> Dataset:
 
 
 def drop_unseen(data: Dataset, classes: list[str], gate: Gate, role: str) -> Dataset:
-    """Refuse (or with skip_bad drop) items whose class does not occur in the training data."""
+    """Refuse (or with skip_bad drop) items whose class (multi-label: any of whose labels) does not occur in the
+    training data; numeric targets (regression) are all kept."""
+    if not data.labels or isinstance(data.labels[0], float):
+        return data
     known = set(classes)
-    unseen = [i for i, label in enumerate(data.labels) if label not in known]
+    unseen = [i for i, label in enumerate(data.labels)
+              if (not set(label) <= known if isinstance(label, tuple) else label not in known)]
     if not unseen:
         return data
     if not gate.skip_bad:
         first = unseen[0]
-        label = data.labels[first]
-        others = sorted({data.labels[i] for i in unseen} - {label})
+        label = _unseen_name(data.labels[first], known)
+        others = sorted({_unseen_name(data.labels[i], known) for i in unseen} - {label})
         also = f" ({len(unseen)} {role} item(s) in all; also {others})" if others else ""
         raise DataError(
             f"{data.origins[first]}: its class '{label}' is not in the training data{also}; the "
@@ -58,10 +62,31 @@ def drop_unseen(data: Dataset, classes: list[str], gate: Gate, role: str) -> Dat
             f"items from the {role} data, or pass {SKIP_BAD} to skip them."
         )
     for index in unseen:
-        reason = f"{role} class '{data.labels[index]}' is not in the training data"
+        reason = f"{role} class '{_unseen_name(data.labels[index], known)}' is not in the training data"
         gate.skipped.append(Skipped(data.origins[index], reason))
     dropped = set(unseen)
     return data.subset([i for i in range(len(data)) if i not in dropped])
+
+
+def _unseen_name(label: str | tuple[str, ...], known: set[str]) -> str:
+    """The class of ``label`` that training lacks (the first, for a label set)."""
+    return min(set(label) - known) if isinstance(label, tuple) else label
+
+
+REGRESSION_BINS = 5  # regression splits are stratified on this many quantile bins of the target
+
+
+def strata(task: str, labels: tuple) -> list[str]:
+    """What a split stratifies on, per item: the class; for multi-label the item's rarest label (``""`` for
+    none), so every label reaches validation where it can; for regression the target's quantile bin."""
+    if task == "regression":
+        values = np.asarray(labels, dtype=np.float64)
+        edges = np.quantile(values, np.linspace(0, 1, REGRESSION_BINS + 1)[1:-1])
+        return [f"bin{b}" for b in np.searchsorted(edges, values, side="right")]
+    if task == "multi-label":
+        counts = Counter(name for names in labels for name in names)
+        return [min(names, key=lambda name: (counts[name], name)) if names else "" for names in labels]
+    return list(labels)
 
 
 def carve(

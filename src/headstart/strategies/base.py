@@ -13,13 +13,14 @@ from headstart.backbones import Backbone
 from headstart.data import DataSplits
 from headstart.engine import TrainSettings
 from headstart.features import Extraction, FeatureCache
+from headstart.tasks import Task
 
 
 @dataclass
 class FitContext:
     """What a strategy needs besides its hyperparameters: targets, cache, devices, loop settings."""
 
-    targets: dict[str, np.ndarray]  # class indices for "train", "val" (and "test")
+    targets: dict[str, np.ndarray]  # the task's targets for "train", "val" (and "test"): see Task.targets
     cache: FeatureCache
     extraction: Extraction  # how frozen features are computed
     device: torch.device
@@ -28,6 +29,7 @@ class FitContext:
     progress: bool = True
     cache_boundary: bool | None = None  # partial, no augmentation: frozen groups run once; None: on CPUs
     balance: dict | None = None  # how class imbalance is handled (headstart.balance.resolve_balance)
+    task: Task | None = None  # what the labels ask: head width, loss, probe, scores (headstart.tasks)
 
 
 @dataclass

@@ -36,7 +36,7 @@ from headstart.data import DataSplits
 from headstart.devices import autocast
 from headstart.errors import ConfigError
 from headstart.features import Extraction, extract
-from headstart.heads import Classifier, linear_probe
+from headstart.heads import Classifier
 from headstart.strategies.base import FitContext, StrategyResult
 from headstart.strategies.declared import CONTRASTIVE_LR as DEFAULT_LR
 from headstart.strategies.declared import ContrastiveOptions
@@ -68,6 +68,10 @@ class Contrastive(ContrastiveOptions):
         if backbone.modality != "text":
             raise ConfigError(f"The contrastive strategy is for text models; {backbone.name!r} is an "
                               f"{backbone.modality} model. Use linear, partial, full, lp-ft or lora for it.")
+        if ctx.task.name != "single-label":
+            raise ConfigError(f"The contrastive strategy learns from pairs of the same and of different classes: "
+                              f"single-label data only, and this task is {ctx.task.name}. Use linear, partial, "
+                              "full, lp-ft or lora.")
         targets = ctx.targets["train"]
         if len(np.unique(targets)) < 2:
             raise ConfigError("The contrastive strategy needs training examples of at least two classes "
@@ -88,8 +92,9 @@ class Contrastive(ContrastiveOptions):
         run = Extraction(ctx.device, ctx.train_precision, ctx.extraction.batch_size, ctx.extraction.num_workers,
                          ctx.progress)
         x_train, x_val = extract(tuned, splits.train, run), extract(tuned, splits.val, run)
-        probe = linear_probe(x_train, targets, x_val, ctx.targets["val"], len(splits.classes), self.cs,
-                             ctx.settings.seed)
+        s = ctx.settings  # the head takes class weights as the linear strategy's does
+        weights = np.asarray(s.class_weights) if s.balance != "none" and s.class_weights else None
+        probe = ctx.task.probe(x_train, targets, x_val, ctx.targets["val"], self.cs, s.seed, weights)
         module.cpu()
         model = Classifier(module, probe.head)
         tail = max(1, len(losses) // 10)

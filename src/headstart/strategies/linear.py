@@ -9,14 +9,15 @@ import numpy as np
 
 from headstart.backbones import Backbone
 from headstart.data import DataSplits
-from headstart.heads import Classifier, linear_probe
+from headstart.heads import Classifier
 from headstart.strategies.base import FitContext, StrategyResult
 from headstart.strategies.declared import LinearOptions
 
 
 @dataclass(frozen=True)
 class Linear(LinearOptions):
-    """Logistic-regression probe on frozen features; its strength ``C`` is picked on validation."""
+    """The task's linear probe on frozen features (logistic, one-vs-rest logistic, or ridge); its strength ``C``
+    is picked on validation."""
 
     name: ClassVar[str] = "linear"
 
@@ -26,12 +27,11 @@ class Linear(LinearOptions):
         x_val = ctx.cache.features(backbone, splits.val, ctx.extraction)
         s = ctx.settings  # the probe sees every item at once: a balanced sampler becomes class weights
         weights = np.asarray(s.class_weights) if s.balance != "none" and s.class_weights else None
-        probe = linear_probe(x_train, ctx.targets["train"], x_val, ctx.targets["val"],
-                             len(splits.classes), self.cs, s.seed, weights, s.select_metric)
+        probe = ctx.task.probe(x_train, ctx.targets["train"], x_val, ctx.targets["val"], self.cs, s.seed, weights)
         head_params = sum(p.numel() for p in probe.head.parameters())
         return StrategyResult(
             model=Classifier(backbone.module, probe.head), trainable_params=head_params,
             history=probe.candidates, frozen_backbone=True,
             info={"C": probe.C, "balance": "weights" if weights is not None else "none",
-                  "selected_on": f"val_{s.select_metric}"},
+                  "selected_on": f"val_{ctx.task.select_metric}"},
         )

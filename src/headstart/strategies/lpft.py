@@ -43,5 +43,6 @@ class LPFT(LPFTOptions):
         lr = self.lr if self.lr is not None else head_lr * BACKBONE_LR_SHARE
         result = finetune(backbone, splits, ctx, unfreeze=self.unfreeze, lr=lr, head_lr=head_lr,
                           lr_decay=self.lr_decay, head=probe.model.head)
-        result.info["probe"] = {"C": probe.info["C"], "val_accuracy": max(c["val_accuracy"] for c in probe.history)}
+        main = f"val_{ctx.task.main_metric}"
+        result.info["probe"] = {"C": probe.info["C"], main: max(c[main] for c in probe.history)}
         return result

@@ -1,0 +1,189 @@
+"""Multi-label classification: any number of labels per item (none included); one sigmoid per label, binary
+cross-entropy, a one-vs-rest logistic probe, and per-label decision thresholds tuned on validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from headstart.data import Dataset
+from headstart.heads import EXACT_VALUES, MAX_ITER, ProbeFit, moments, one_thread, standardised
+from headstart.metrics import mean_average_precision, multilabel_metrics
+from headstart.report.previews import GALLERY_SIZE, preview
+from headstart.tasks.base import check_select, linear_from
+
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)  # candidate thresholds, tuned per label on validation
+MIN_POSITIVES = 3  # a label with fewer validation positives keeps 0.5: too few to tune on
+
+
+@dataclass
+class MultiLabel:
+    """Any subset of ``classes`` per item."""
+
+    classes: list[str]
+    select_metric: str = "auto"
+    thresholds: np.ndarray | None = None  # per label, tuned on validation by ``finish`` (None: 0.5)
+    name: str = field(default="multi-label", init=False)
+
+    def __post_init__(self) -> None:
+        self.select_metric = check_select(self.name, self.select_metric)
+        if self.thresholds is None:
+            self.thresholds = np.full(len(self.classes), 0.5)
+
+    @property
+    def outputs(self) -> int:
+        return len(self.classes)
+
+    @property
+    def main_metric(self) -> str:
+        return "micro_f1"
+
+    def targets(self, labels: Sequence) -> np.ndarray:
+        index = {c: i for i, c in enumerate(self.classes)}
+        out = np.zeros((len(labels), len(self.classes)), dtype=np.float32)
+        for row, names in enumerate(labels):
+            out[row, [index[name] for name in names if name in index]] = 1.0
+        return out
+
+    def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(outputs, y, reduction="none").mean(1)
+
+    def scores(self, outputs: np.ndarray, y: np.ndarray) -> dict:
+        """Validation loss and the metrics at a 0.5 threshold (thresholds are tuned once, after fitting)."""
+        proba = sigmoid(outputs)
+        loss = float(F.binary_cross_entropy_with_logits(torch.from_numpy(outputs).double(),
+                                                        torch.from_numpy(np.asarray(y, np.float64))))
+        row = {"val_loss": loss}
+        for metric in dict.fromkeys((self.main_metric, self.select_metric)):
+            row[f"val_{metric}"] = _score(metric, y, proba, np.full(proba.shape[1], 0.5))
+        return row
+
+    def probe(self, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+              cs: tuple[float, ...], seed: int, class_weight: np.ndarray | None) -> ProbeFit:
+        """One-vs-rest L2 logistic regressions sharing one ``C`` (the sum of their objectives, solved at once by
+        L-BFGS, warm-started from strong to weak regularisation), chosen by the select metric on validation."""
+        mean, std = moments(x_train)
+        dtype = torch.float64 if x_train.size <= EXACT_VALUES else torch.float32
+        xt, xv = standardised(x_train, mean, std, dtype), standardised(x_val, mean, std, dtype)
+        yt = torch.from_numpy(np.asarray(y_train)).to(dtype)
+        weight = torch.zeros(yt.shape[1], xt.shape[1], dtype=dtype, requires_grad=True)
+        bias = torch.zeros(yt.shape[1], dtype=dtype, requires_grad=True)
+        candidates, solutions, iterations = [], [], 0
+        for c in sorted(cs):
+            iterations += _solve_bce(xt, yt, weight, bias, 1.0 / (2.0 * c * len(yt)))
+            logits = (xv @ weight.detach().T + bias.detach()).double().numpy()
+            cand = {"C": c, "rows": len(yt), **self.scores(logits, y_val)}
+            candidates.append(cand)
+            solutions.append((weight.detach().clone(), bias.detach().clone()))
+            best = max(range(len(candidates)), key=lambda i: _key(candidates[i], self.select_metric))
+            if best != len(candidates) - 1 and len(candidates) > 1 and cand["val_loss"] > candidates[-2]["val_loss"]:
+                break  # past the validation optimum
+        best = max(range(len(candidates)), key=lambda i: _key(candidates[i], self.select_metric))
+        w, b = (t.double().numpy() for t in solutions[best])
+        head = linear_from(w / std, b - (w * (mean / std)).sum(1))
+        return ProbeFit(head, candidates[best]["C"], candidates, iterations)
+
+    def finish(self, model: nn.Module, outputs: dict[str, np.ndarray], targets: dict[str, np.ndarray],
+               calibrate: bool) -> dict:
+        """Each label's decision threshold: the one of ``THRESHOLD_GRID`` with the best validation F1 (0.5 for a
+        label with fewer than ``MIN_POSITIVES`` validation positives, or when none beats it)."""
+        val_y = targets["val"]
+        proba = sigmoid(outputs["val"])
+        y = np.asarray(val_y) > 0.5
+        chosen = np.full(len(self.classes), 0.5)
+        for i in range(len(self.classes)):
+            if y[:, i].sum() < MIN_POSITIVES:
+                continue
+            f1 = [(_f1(y[:, i], proba[:, i] >= t), -abs(t - 0.5), t) for t in THRESHOLD_GRID]
+            chosen[i] = max(f1)[2]
+        half = np.full(len(self.classes), 0.5)
+        self.thresholds = chosen
+        return {"thresholds": {"by_label": {c: float(t) for c, t in zip(self.classes, chosen)}, "tuned_on": "val",
+                               "val_micro_f1_at_0.5": _score("micro_f1", val_y, proba, half),
+                               "val_micro_f1_tuned": _score("micro_f1", val_y, proba, chosen),
+                               "val_macro_f1_at_0.5": _score("macro_f1", val_y, proba, half),
+                               "val_macro_f1_tuned": _score("macro_f1", val_y, proba, chosen)}}
+
+    def adjust(self, outputs: np.ndarray) -> np.ndarray:
+        return outputs
+
+    def metrics(self, outputs: np.ndarray, labels: Sequence) -> dict:
+        return multilabel_metrics(self.targets(labels), sigmoid(outputs), self.thresholds, self.classes)
+
+    def mistakes(self, data: Dataset, outputs: np.ndarray) -> list[dict]:
+        """The items with the most wrong labels (missed or extra), the most confident first."""
+        proba, y = sigmoid(outputs), self.targets(data.labels) > 0.5
+        pred = proba >= self.thresholds
+        wrong = (pred != y).sum(1)
+        confidence = np.abs(proba - 0.5).max(1)
+        ranked = [i for i in np.lexsort((-confidence, -wrong)) if wrong[i]][:GALLERY_SIZE]
+        return [{"origin": str(data.origins[i]), "true": ", ".join(data.labels[i]) or "(none)",
+                 "predicted": ", ".join(c for c, p in zip(self.classes, pred[i]) if p) or "(none)",
+                 **preview(data.items[i], data.modality)} for i in ranked]
+
+    def rows(self, outputs: np.ndarray) -> list[dict]:
+        proba = sigmoid(outputs)
+        return [{"labels": [c for c, p, t in zip(self.classes, row, self.thresholds) if p >= t],
+                 "probabilities": {c: float(p) for c, p in zip(self.classes, row)}} for row in proba]
+
+    def spec(self) -> dict:
+        return {"name": self.name, "thresholds": [float(t) for t in self.thresholds]}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "MultiLabel":
+        thresholds = spec["task"].get("thresholds")
+        if not isinstance(thresholds, list) or len(thresholds) != len(spec["classes"]):
+            raise ValueError("the task's thresholds must be a list with one number per label")
+        return cls(list(spec["classes"]), thresholds=np.asarray(thresholds, dtype=np.float64))
+
+
+def sigmoid(outputs: np.ndarray) -> np.ndarray:
+    """Element-wise logistic function, in float64."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(outputs, np.float64)))
+
+
+def _solve_bce(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, penalty: float) -> int:
+    """Minimise ``mean over items of the summed BCE + penalty * ||W||^2`` in place; L-BFGS iterations."""
+    exact = x.dtype == torch.float64
+    optimizer = torch.optim.LBFGS([weight, bias], lr=1, max_iter=MAX_ITER, history_size=20,
+                                  tolerance_grad=1e-6 if exact else 1e-4, tolerance_change=1e-10 if exact else 1e-8,
+                                  line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(x @ weight.T + bias, y, reduction="sum") / len(y)
+        loss = loss + penalty * (weight * weight).sum()
+        loss.backward()
+        return loss
+
+    with one_thread():
+        optimizer.step(closure)
+    return int(optimizer.state[weight]["n_iter"])
+
+
+def _key(candidate: dict, metric: str) -> tuple:
+    return (candidate[f"val_{metric}"], -candidate["val_loss"])
+
+
+def _f1(y: np.ndarray, pred: np.ndarray) -> float:
+    hits = float((y & pred).sum())
+    return 2 * hits / max(float(y.sum() + pred.sum()), 1.0)
+
+
+def _score(metric: str, y: np.ndarray, proba: np.ndarray, thresholds: np.ndarray) -> float:
+    """``metric`` (micro_f1, macro_f1, map, subset_accuracy) of ``proba >= thresholds`` against 0/1 ``y``."""
+    y = np.asarray(y) > 0.5
+    pred = proba >= thresholds
+    if metric == "map":
+        value = mean_average_precision(y, proba)
+        return 0.0 if np.isnan(value) else value
+    if metric == "subset_accuracy":
+        return float((y == pred).all(1).mean()) if len(y) else 0.0
+    if metric == "macro_f1":
+        return float(np.mean([_f1(y[:, i], pred[:, i]) for i in range(y.shape[1])]))
+    return _f1(y, pred)

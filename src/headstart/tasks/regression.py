@@ -1,0 +1,133 @@
+"""Regression: one number per item, in the user's units. The head learns the standardised target (training mean
+and deviation); ``finish`` folds the scale back into the head, so the saved model, predict and every export give
+values in the target's own units. Ridge probe, MSE loss; MAE, RMSE, R² and Spearman with intervals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from headstart.data import Dataset
+from headstart.heads import ProbeFit, moments
+from headstart.metrics import r2, regression_metrics, spearman
+from headstart.report.previews import GALLERY_SIZE, preview
+from headstart.tasks.base import check_select, linear_from
+
+
+@dataclass
+class Regression:
+    """A numeric target; ``mean`` and ``std`` of the training targets standardise it for training."""
+
+    mean: float
+    std: float
+    select_metric: str = "auto"
+    target: str = "target"
+    scale_folded: bool = False  # True once ``finish`` put the units into the head
+    name: str = field(default="regression", init=False)
+
+    def __post_init__(self) -> None:
+        self.select_metric = check_select(self.name, self.select_metric)
+
+    @classmethod
+    def fitted_on(cls, labels: Sequence[float], select_metric: str = "auto", target: str = "target") -> "Regression":
+        values = np.asarray(labels, dtype=np.float64)
+        return cls(float(values.mean()), float(values.std()) or 1.0, select_metric, target)
+
+    @property
+    def classes(self) -> list[str]:
+        return [self.target]
+
+    @property
+    def outputs(self) -> int:
+        return 1
+
+    @property
+    def main_metric(self) -> str:
+        return "r2"
+
+    def targets(self, labels: Sequence) -> np.ndarray:
+        return ((np.asarray(labels, dtype=np.float64) - self.mean) / self.std).astype(np.float32)
+
+    def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (outputs[:, 0] - y) ** 2
+
+    def scores(self, outputs: np.ndarray, y: np.ndarray) -> dict:
+        pred, y = np.asarray(outputs, np.float64)[:, 0], np.asarray(y, np.float64)
+        row = {"val_loss": float(((pred - y) ** 2).mean())}
+        for metric in dict.fromkeys((self.main_metric, self.select_metric)):
+            value = r2(y, pred) if metric == "r2" else spearman(y, pred)
+            row[f"val_{metric}"] = -1.0 if np.isnan(value) else value
+        return row
+
+    def probe(self, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+              cs: tuple[float, ...], seed: int, class_weight: np.ndarray | None) -> ProbeFit:
+        """Ridge regression on standardised features, ``sum of squared errors / 2 + ||w||^2 / (2 C)`` (``C`` as
+        the logistic probe's), solved for every ``C`` at once from one SVD; ``C`` chosen on validation."""
+        mean, std = moments(x_train)
+        xt = (np.asarray(x_train, np.float64) - mean) / std
+        xv = (np.asarray(x_val, np.float64) - mean) / std
+        y = np.asarray(y_train, np.float64)
+        centre = y.mean()
+        u, s, vt = np.linalg.svd(xt - xt.mean(0), full_matrices=False)
+        uty = u.T @ (y - centre)
+        candidates, solutions = [], []
+        for c in sorted(cs):
+            w = vt.T @ (s / (s * s + 1.0 / c) * uty)
+            b = centre - xt.mean(0) @ w
+            candidates.append({"C": c, "alpha": 1.0 / c, "rows": len(y), **self.scores((xv @ w + b)[:, None], y_val)})
+            solutions.append((w, b))
+        best = max(range(len(candidates)), key=lambda i: (candidates[i][f"val_{self.select_metric}"],
+                                                           -candidates[i]["val_loss"]))
+        w, b = solutions[best]
+        head = linear_from((w / std)[None, :], np.array([b - (w * mean / std).sum()]))
+        return ProbeFit(head, candidates[best]["C"], candidates)
+
+    def finish(self, model: nn.Module, outputs: dict[str, np.ndarray], targets: dict[str, np.ndarray],
+               calibrate: bool) -> dict:
+        """Fold the target's scale into the head: its output becomes ``output * std + mean``."""
+        with torch.no_grad():
+            model.head.weight.mul_(self.std)
+            model.head.bias.mul_(self.std).add_(self.mean)
+        adapter = getattr(model, "adapter", None)  # LoRA's saved head, kept in step with the model's
+        for key, tensor in (getattr(adapter, "tensors", None) or {}).items():
+            if key == "head.weight":
+                adapter.tensors[key] = tensor * self.std
+            elif key == "head.bias":
+                adapter.tensors[key] = tensor * self.std + self.mean
+        self.scale_folded = True
+        return {"target": {"name": self.target, "train_mean": self.mean, "train_std": self.std,
+                           "units": "the target's own"}}
+
+    def adjust(self, outputs: np.ndarray) -> np.ndarray:
+        return np.asarray(outputs, np.float64) * self.std + self.mean
+
+    def metrics(self, outputs: np.ndarray, labels: Sequence) -> dict:
+        truth = np.asarray(labels, dtype=np.float64)
+        out = regression_metrics(truth, np.asarray(outputs, np.float64)[:, 0])
+        out["train_mean_baseline_mae"] = float(np.abs(truth - self.mean).mean())  # predict the training mean
+        out["train_mean_baseline_r2"] = r2(truth, np.full_like(truth, self.mean))
+        return out
+
+    def mistakes(self, data: Dataset, outputs: np.ndarray) -> list[dict]:
+        """The items with the largest absolute errors."""
+        truth, pred = np.asarray(data.labels, np.float64), np.asarray(outputs, np.float64)[:, 0]
+        ranked = np.argsort(-np.abs(truth - pred), kind="stable")[:GALLERY_SIZE]
+        return [{"origin": str(data.origins[i]), "true": f"{truth[i]:.4g}", "predicted": f"{pred[i]:.4g}",
+                 "error": float(pred[i] - truth[i]), **preview(data.items[i], data.modality)} for i in ranked]
+
+    def rows(self, outputs: np.ndarray) -> list[dict]:
+        return [{"value": float(v)} for v in np.asarray(outputs, np.float64)[:, 0]]
+
+    def spec(self) -> dict:
+        return {"name": self.name, "target": self.target, "train_mean": self.mean, "train_std": self.std,
+                "scale_folded": self.scale_folded}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "Regression":
+        record = spec["task"]
+        return cls(float(record["train_mean"]), float(record["train_std"]), target=str(record.get("target", "target")),
+                   scale_folded=bool(record.get("scale_folded", True)))

@@ -1,0 +1,96 @@
+"""Single-label classification: one class per item; softmax head, cross-entropy, the logistic probe, temperature
+scaling, accuracy and the per-class scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from headstart.calibration import ECE_BINS, calibration_scores, fit_temperature, fold_temperature
+from headstart.data import Dataset
+from headstart.heads import ProbeFit, linear_probe
+from headstart.metrics import classification_metrics, selection_score, softmax
+from headstart.report.previews import misclassified
+from headstart.tasks.base import check_select
+
+
+@dataclass
+class SingleLabel:
+    """One class of ``classes`` per item."""
+
+    classes: list[str]
+    select_metric: str = "auto"
+    temperature: float = 1.0  # fitted on validation by ``finish`` (1: not calibrated)
+    name: str = field(default="single-label", init=False)
+
+    def __post_init__(self) -> None:
+        self.select_metric = check_select(self.name, self.select_metric)
+
+    @property
+    def outputs(self) -> int:
+        return len(self.classes)
+
+    @property
+    def main_metric(self) -> str:
+        return "accuracy"
+
+    def targets(self, labels: Sequence) -> np.ndarray:
+        index = {c: i for i, c in enumerate(self.classes)}
+        return np.array([index[y] for y in labels], dtype=np.int64)
+
+    def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(outputs, y, reduction="none")
+
+    def scores(self, outputs: np.ndarray, y: np.ndarray) -> dict:
+        loss = float(F.cross_entropy(torch.from_numpy(outputs).float(), torch.as_tensor(y)))
+        row = {"val_loss": loss, "val_accuracy": float((outputs.argmax(1) == y).mean())}
+        if self.select_metric != "accuracy":
+            row[f"val_{self.select_metric}"] = selection_score(np.asarray(y), outputs.argmax(1), outputs.shape[1],
+                                                               self.select_metric)
+        return row
+
+    def probe(self, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+              cs: tuple[float, ...], seed: int, class_weight: np.ndarray | None) -> ProbeFit:
+        return linear_probe(x_train, y_train, x_val, y_val, len(self.classes), cs, seed, class_weight,
+                            self.select_metric)
+
+    def finish(self, model: nn.Module, outputs: dict[str, np.ndarray], targets: dict[str, np.ndarray],
+               calibrate: bool) -> dict:
+        """Temperature scaling (``calibrate``): one temperature fitted on validation, folded into the head; ECE
+        and NLL before and after on validation and test."""
+        if not calibrate:
+            return {}
+        self.temperature = fit_temperature(outputs["val"], targets["val"])
+        fold_temperature(model, self.temperature)
+        return {"calibration": {"temperature": self.temperature, "bins": ECE_BINS, "fitted_on": "val",
+                                **{name: calibration_scores(split, targets[name], self.temperature)
+                                   for name, split in outputs.items() if name != "train"}}}
+
+    def adjust(self, outputs: np.ndarray) -> np.ndarray:
+        return outputs / self.temperature
+
+    def metrics(self, outputs: np.ndarray, labels: Sequence) -> dict:
+        return classification_metrics(self.targets(labels), outputs.argmax(1), self.classes)
+
+    def mistakes(self, data: Dataset, outputs: np.ndarray) -> list[dict]:
+        """The most confident misclassified items."""
+        return misclassified(data, outputs, self.targets(data.labels), self.classes)
+
+    def rows(self, outputs: np.ndarray) -> list[dict]:
+        probs = softmax(outputs.astype(np.float64))
+        return [{"label": self.classes[int(p.argmax())],
+                 "probabilities": {c: float(p[i]) for i, c in enumerate(self.classes)}} for p in probs]
+
+    def spec(self) -> dict:
+        return {"name": self.name, "temperature": self.temperature}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "SingleLabel":
+        temperature = spec.get("temperature", (spec.get("task") or {}).get("temperature", 1.0))
+        return cls(list(spec["classes"]), temperature=float(temperature)
+                   if isinstance(temperature, (int, float)) else 1.0)
