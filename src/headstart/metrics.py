@@ -4,12 +4,13 @@ Spearman); and the scores a fit may select on (``TASK_METRICS``)."""
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
 import numpy as np
 from scipy.stats import spearmanr
-from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
 # What early stopping and the probe's strength may optimise, per task; the first is the task's main metric.
 SELECT_METRICS = ("accuracy", "macro_f1", "balanced_accuracy")
@@ -108,34 +109,64 @@ def multilabel_metrics(y_true: np.ndarray, proba: np.ndarray, thresholds: np.nda
     matrix ``y_true``."""
     y_true = np.asarray(y_true) > 0.5
     pred = proba >= thresholds
-    scores = {"micro_f1": lambda r: _f1(y_true[r], pred[r], "micro"),
-              "macro_f1": lambda r: _f1(y_true[r], pred[r], "macro"),
-              "map": lambda r: mean_average_precision(y_true[r], proba[r]),
-              "subset_accuracy": lambda r: float((y_true[r] == pred[r]).all(1).mean())}
     every = np.arange(len(y_true))
     out: dict = {"n": int(len(y_true))}
-    for name, score in scores.items():
+    for name in MULTILABEL_SCORES:
+        score = functools.partial(_rows_score, name, y_true, pred, proba)
         out[name] = score(every)
         out[f"{name}_ci95"] = bootstrap_interval(score, len(y_true))
-    precision, recall, f1, support = precision_recall_fscore_support(y_true, pred, average=None, zero_division=0,
-                                                                     labels=list(range(len(classes))))
-    out["per_class"] = {c: {"precision": float(precision[i]), "recall": float(recall[i]),
-                            "recall_ci95": list(wilson_interval(int((y_true[:, i] & pred[:, i]).sum()),
-                                                                int(support[i]))),
-                            "f1": float(f1[i]), "average_precision": _average_precision(y_true[:, i], proba[:, i]),
+    hits, support, predicted = (y_true & pred).sum(0), y_true.sum(0), pred.sum(0)
+    out["per_class"] = {c: {"precision": float(hits[i] / predicted[i]) if predicted[i] else 0.0,
+                            "recall": float(hits[i] / support[i]) if support[i] else 0.0,
+                            "recall_ci95": list(wilson_interval(int(hits[i]), int(support[i]))),
+                            "f1": f1(y_true[:, i], pred[:, i]), "average_precision": average_precision(
+                                y_true[:, i], proba[:, i]),
                             "support": int(support[i]), "threshold": float(thresholds[i])}
                         for i, c in enumerate(classes)}
     out["labels_per_item"] = {"true": float(y_true.sum(1).mean()), "predicted": float(pred.sum(1).mean())}
     return out
 
 
-def _f1(y_true: np.ndarray, pred: np.ndarray, average: str) -> float:
-    return float(f1_score(y_true, pred, average=average, zero_division=0))
+MULTILABEL_SCORES = ("micro_f1", "macro_f1", "map", "subset_accuracy")
 
 
-def _average_precision(y: np.ndarray, score: np.ndarray) -> float:
-    """Average precision of one label (NaN when it has no positive)."""
-    return float(average_precision_score(y, score)) if y.any() else float("nan")
+def multilabel_score(metric: str, y_true: np.ndarray, proba: np.ndarray, thresholds: np.ndarray) -> float:
+    """One of ``MULTILABEL_SCORES`` of ``proba >= thresholds`` against the 0/1 matrix ``y_true`` (mAP: 0 when no
+    label has a positive)."""
+    y_true = np.asarray(y_true) > 0.5
+    value = _rows_score(metric, y_true, proba >= thresholds, proba, np.arange(len(y_true)))
+    return 0.0 if math.isnan(value) else value
+
+
+def _rows_score(metric: str, y_true: np.ndarray, pred: np.ndarray, proba: np.ndarray, rows: np.ndarray) -> float:
+    y, p = y_true[rows], pred[rows]
+    if metric == "micro_f1":
+        return f1(y, p)
+    if metric == "macro_f1":
+        return float(np.mean([f1(y[:, i], p[:, i]) for i in range(y.shape[1])]))
+    if metric == "subset_accuracy":
+        return float((y == p).all(1).mean()) if len(y) else 0.0
+    return mean_average_precision(y, proba[rows])
+
+
+def f1(y: np.ndarray, pred: np.ndarray) -> float:
+    """F1 of boolean predictions (all entries pooled: micro for a matrix); 0 when nothing is true or predicted."""
+    hits = float((y & pred).sum())
+    return 2 * hits / max(float(y.sum() + pred.sum()), 1.0)
+
+
+def average_precision(y: np.ndarray, score: np.ndarray) -> float:
+    """Average precision of one label, as scikit-learn's (precision at each positive, ties grouped); NaN when
+    there is no positive."""
+    y = np.asarray(y, bool)
+    if not y.any():
+        return float("nan")
+    order = np.argsort(-score, kind="stable")
+    y, score = y[order], score[order]
+    last = np.r_[np.flatnonzero(np.diff(score)), len(score) - 1]  # the last row of each run of tied scores
+    hits = np.cumsum(y)[last]
+    precision, recall = hits / (last + 1), hits / y.sum()
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def mean_average_precision(y_true: np.ndarray, proba: np.ndarray) -> float:
@@ -143,7 +174,7 @@ def mean_average_precision(y_true: np.ndarray, proba: np.ndarray) -> float:
     present = np.flatnonzero(np.asarray(y_true).any(0))
     if not len(present):
         return float("nan")
-    return float(np.mean([_average_precision(y_true[:, i], proba[:, i]) for i in present]))
+    return float(np.mean([average_precision(y_true[:, i], proba[:, i]) for i in present]))
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:

@@ -116,6 +116,7 @@ def fit_data(data: Any, model: str | Backbone, strat: Strategy, cfg: FitConfig, 
     if runtime.progress and backbone.modality == "image" and chose_size:
         print(f"note: {image_size_note(splits, backbone)}", file=sys.stderr)
     if runtime.progress:
+        print(f"note: {task_note(splits)}", file=sys.stderr)
         for warning in cheap_checks(splits):
             print(f"warning: {warning}", file=sys.stderr)
     if out is None:
@@ -262,6 +263,15 @@ def input_size(backbone: Backbone) -> dict[str, int]:
     if isinstance(prep, AudioPreprocessing):
         return {"clip_seconds": prep.clip_seconds}
     return {"image_size": prep.size} if isinstance(prep, ImagePreprocessing) else {"max_length": prep.max_length}
+
+
+def task_note(splits: DataSplits) -> str:
+    """The task fitted and why (``split.json``'s ``task`` record), with how to change it."""
+    record = splits.split.get("task") or {"task": splits.task, "reason": "asked for"}
+    what = {"single-label": f"{len(splits.classes)} classes, one per item",
+            "multi-label": f"{len(splits.classes)} labels, any number per item",
+            "regression": "one number per item"}[record["task"]]
+    return f"task: {record['task']} ({what}): {record['reason']}; --task changes it."
 
 
 def image_size_note(splits: DataSplits, backbone: Backbone) -> str:

@@ -31,6 +31,11 @@ METAVARS = {"cs": "C,C,...", "target_modules": "NAME,NAME,...", "unfreeze": "N",
             "lr_decay": "FACTOR"}  # what a strategy option's value looks like, where its type says too little
 
 
+TASK_HELP = ("What the labels are: single-label | multi-label | regression | auto (lists or separated names: "
+             "multi-label; numbers with over 20 distinct values: regression).")
+LABEL_SEP_HELP = "Multi-label: what separates a cell's labels, e.g. '|' [default: | or ; when found]."
+
+
 def owners(name: str) -> list[str]:
     """The built-in strategies that take option ``name``."""
     return [s for s, cls in BUILT_IN.items() if name in option_fields(cls)]

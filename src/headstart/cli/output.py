@@ -27,19 +27,30 @@ def fmt_count(n: int) -> str:
     return str(n)
 
 
+# Per task: the main metric (shown on validation, and on test with its interval) and a second one, as
+# (key in metrics.json, its short name in a column heading).
+TASK_COLUMNS = {"single-label": (("accuracy", "acc"), ("macro_f1", "macro-F1")),
+                "multi-label": (("micro_f1", "micro-F1"), ("map", "mAP")),
+                "regression": (("r2", "R²"), ("mae", "MAE"))}
+
+
 def summary_table(rows: list[dict], title: str) -> Table:
-    """One row per fitted strategy: accuracy, macro-F1, trainable/total parameters, time, memory."""
+    """One row per fitted strategy: the task's main metric on validation and test (with its interval), a second
+    metric, trainable/total parameters, time, memory."""
     table = Table(title=title)
-    for col in ("strategy", "val acc", "test acc", "test macro-F1", "trainable / total", "time", "peak mem"):
+    task = (rows[0]["metrics"].get("task") if rows else None) or "single-label"
+    (main, main_name), (second, second_name) = TASK_COLUMNS[task]
+    for col in ("strategy", f"val {main_name}", f"test {main_name}", f"test {second_name}", "trainable / total",
+                "time", "peak mem"):
         table.add_column(col, justify="left" if col == "strategy" else "right")
     for r in rows:
         m = r["metrics"]
         test = m.get("test")
-        lo, hi = (test or m["val"])["accuracy_ci95"]
+        lo, hi = (test or m["val"])[f"{main}_ci95"]
         table.add_row(
-            r["strategy"], f"{m['val']['accuracy']:.3f}",
-            f"{test['accuracy']:.3f} [{lo:.2f}, {hi:.2f}]" if test else "-",
-            f"{test['macro_f1']:.3f}" if test else "-",
+            r["strategy"], f"{m['val'][main]:.3f}",
+            f"{test[main]:.3f} [{lo:.2f}, {hi:.2f}]" if test else "-",
+            f"{test[second]:.3f}" if test else "-",
             f"{fmt_count(m['trainable_params'])} / {fmt_count(m['total_params'])} ({m['trainable_share']:.1%})",
             f"{m['seconds']:.1f} s", f"{m['peak_rss_mb']:.0f} MB",
         )

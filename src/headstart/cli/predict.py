@@ -17,7 +17,7 @@ import typer
 from headstart.cli.output import print_json
 from headstart.data import Dataset, Skipped, load_items
 from headstart.data.sources import is_text_not_path
-from headstart.errors import DataError
+from headstart.errors import ConfigError, DataError
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -66,6 +66,8 @@ def predict_cli(
     for skipped in data.skipped:  # on stderr: stdout stays a clean table
         print(f"skipped {skipped.origin}: {skipped.reason}", file=sys.stderr)
     rows = predictor.predict(data, device=device, batch_size=batch_size) if len(data) else []
+    if top_k is not None and predictor.task.name == "regression":
+        raise ConfigError(f"--top-k ranks classes, and {run} is a regression model (one value per input); drop it.")
     if top_k is not None:
         rows = [keep_top(row, top_k) for row in rows]
     if skip_bad:
@@ -73,7 +75,8 @@ def predict_cli(
     if json_out:
         print_json(rows)
         return
-    write_csv(rows, predictor.classes, skip_bad, raw, top_k)
+    write_csv(rows, [] if predictor.task.name == "regression" else predictor.classes, skip_bad, raw, top_k,
+              ANSWER_COLUMNS[predictor.task.name])
 
 
 def concat(parts: list[Dataset]) -> Dataset:
@@ -126,15 +129,20 @@ def _line_number(row: dict) -> int:
     return int(row["input"].rsplit(" ", 1)[1])
 
 
-def write_csv(rows: list[dict], classes: list[str], skip_bad: bool, raw: bool, top_k: int | None = None) -> None:
-    """CSV on stdout: input, text (for texts), label, one probability per class, or with ``top_k`` the k most
-    probable classes as label_1, p_1, ... (+ skipped with skip_bad)."""
+ANSWER_COLUMNS = {"single-label": "label", "multi-label": "labels", "regression": "value"}  # the answer, by task
+
+
+def write_csv(rows: list[dict], classes: list[str], skip_bad: bool, raw: bool, top_k: int | None = None,
+              answer: str = "label") -> None:
+    """CSV on stdout: input, text (for texts), the answer (``label``; multi-label: ``labels`` above their
+    thresholds, joined by ``|``; regression: ``value``), one probability per class, or with ``top_k`` the k
+    most probable classes as label_1, p_1, ... (+ skipped with skip_bad)."""
     text = any("text" in r for r in rows)
     cell = (lambda v: v) if raw else neutralise
     k = min(top_k, len(classes)) if top_k else 0
     scores = [name for i in range(1, k + 1) for name in (f"label_{i}", f"p_{i}")] if k else [f"p_{c}" for c in classes]
     writer = csv.writer(sys.stdout)
-    writer.writerow(["input"] + (["text"] if text else []) + ["label"] + scores + (["skipped"] if skip_bad else []))
+    writer.writerow(["input"] + (["text"] if text else []) + [answer] + scores + (["skipped"] if skip_bad else []))
     for r in rows:
         shown = [cell(r.get("text", "")[:200])] if text else []
         if "top_k" in r:
@@ -143,7 +151,10 @@ def write_csv(rows: list[dict], classes: list[str], skip_bad: bool, raw: bool, t
             probs = [f"{r['probabilities'][c]:.6f}" for c in classes]
         else:
             probs = [""] * len(scores)
-        writer.writerow([cell(r["input"]), *shown, cell(r.get("label", "")), *probs]
+        value = r.get(answer, "")
+        value = f"{value:.6g}" if isinstance(value, float) else cell("|".join(value) if isinstance(value, list)
+                                                                      else value)
+        writer.writerow([cell(r["input"]), *shown, value, *probs]
                         + ([r.get("skipped", "")] if skip_bad else []))
 
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from headstart.data import Dataset
 from headstart.heads import EXACT_VALUES, MAX_ITER, ProbeFit, moments, one_thread, standardised
-from headstart.metrics import mean_average_precision, multilabel_metrics
+from headstart.metrics import f1, multilabel_metrics, multilabel_score
 from headstart.report.previews import GALLERY_SIZE, preview
 from headstart.tasks.base import check_select, linear_from
 
@@ -60,7 +60,7 @@ class MultiLabel:
                                                         torch.from_numpy(np.asarray(y, np.float64))))
         row = {"val_loss": loss}
         for metric in dict.fromkeys((self.main_metric, self.select_metric)):
-            row[f"val_{metric}"] = _score(metric, y, proba, np.full(proba.shape[1], 0.5))
+            row[f"val_{metric}"] = multilabel_score(metric, y, proba, np.full(proba.shape[1], 0.5))
         return row
 
     def probe(self, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
@@ -99,15 +99,14 @@ class MultiLabel:
         for i in range(len(self.classes)):
             if y[:, i].sum() < MIN_POSITIVES:
                 continue
-            f1 = [(_f1(y[:, i], proba[:, i] >= t), -abs(t - 0.5), t) for t in THRESHOLD_GRID]
-            chosen[i] = max(f1)[2]
+            chosen[i] = max((f1(y[:, i], proba[:, i] >= t), -abs(t - 0.5), t) for t in THRESHOLD_GRID)[2]
         half = np.full(len(self.classes), 0.5)
         self.thresholds = chosen
         return {"thresholds": {"by_label": {c: float(t) for c, t in zip(self.classes, chosen)}, "tuned_on": "val",
-                               "val_micro_f1_at_0.5": _score("micro_f1", val_y, proba, half),
-                               "val_micro_f1_tuned": _score("micro_f1", val_y, proba, chosen),
-                               "val_macro_f1_at_0.5": _score("macro_f1", val_y, proba, half),
-                               "val_macro_f1_tuned": _score("macro_f1", val_y, proba, chosen)}}
+                               "val_micro_f1_at_0.5": multilabel_score("micro_f1", val_y, proba, half),
+                               "val_micro_f1_tuned": multilabel_score("micro_f1", val_y, proba, chosen),
+                               "val_macro_f1_at_0.5": multilabel_score("macro_f1", val_y, proba, half),
+                               "val_macro_f1_tuned": multilabel_score("macro_f1", val_y, proba, chosen)}}
 
     def adjust(self, outputs: np.ndarray) -> np.ndarray:
         return outputs
@@ -168,22 +167,3 @@ def _solve_bce(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias: tor
 
 def _key(candidate: dict, metric: str) -> tuple:
     return (candidate[f"val_{metric}"], -candidate["val_loss"])
-
-
-def _f1(y: np.ndarray, pred: np.ndarray) -> float:
-    hits = float((y & pred).sum())
-    return 2 * hits / max(float(y.sum() + pred.sum()), 1.0)
-
-
-def _score(metric: str, y: np.ndarray, proba: np.ndarray, thresholds: np.ndarray) -> float:
-    """``metric`` (micro_f1, macro_f1, map, subset_accuracy) of ``proba >= thresholds`` against 0/1 ``y``."""
-    y = np.asarray(y) > 0.5
-    pred = proba >= thresholds
-    if metric == "map":
-        value = mean_average_precision(y, proba)
-        return 0.0 if np.isnan(value) else value
-    if metric == "subset_accuracy":
-        return float((y == pred).all(1).mean()) if len(y) else 0.0
-    if metric == "macro_f1":
-        return float(np.mean([_f1(y[:, i], pred[:, i]) for i in range(y.shape[1])]))
-    return _f1(y, pred)
