@@ -88,7 +88,7 @@ def parse_labels(choice: TaskChoice, labels: Sequence[Any], origins: Sequence[st
     for index, label in enumerate(labels):
         value, problem = _parse_one(choice, label)
         if problem:
-            bad.append((index, f"the label{where} {problem}", _fix(choice)))
+            bad.append((index, f"the label {problem}{where}", _fix(choice)))
         parsed.append(value)
     return parsed, bad
 
@@ -111,7 +111,7 @@ def _parse_one(choice: TaskChoice, label: Any) -> tuple[Any, str | None]:
 
 def _fix(choice: TaskChoice) -> str:
     if choice.task == "regression":
-        return "Write a number there, or drop the row (--skip-bad drops such rows)"
+        return "Write a number there (the task is regression: --task changes it)"
     return "Give one class name per item, or use --task multi-label for several"
 
 
