@@ -6,6 +6,7 @@
 
     clf = headstart.Classifier(model="minilm-l6", strategy="linear")   # a scikit-learn estimator
     sklearn.model_selection.cross_val_score(clf, texts, labels, cv=5)
+    reg = headstart.Regressor(model="minilm-l6")                        # numbers: predict in their units
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from headstart.config import FitConfig
     from headstart.data import load_data, load_items
     from headstart.errors import ConfigError, DataError, HeadstartError, ModelNotFoundError, RunError
-    from headstart.estimator import Classifier
+    from headstart.estimator import Classifier, Regressor
     from headstart.strategies import STRATEGIES, register_strategy
 
 __version__ = "0.1.0"
@@ -34,7 +35,7 @@ _HOMES = {
     "check_strategy": "headstart.check",
     "FitConfig": "headstart.config",
     "load_data": "headstart.data", "load_items": "headstart.data",
-    "Classifier": "headstart.estimator",
+    "Classifier": "headstart.estimator", "Regressor": "headstart.estimator",
     **dict.fromkeys(("ConfigError", "DataError", "HeadstartError", "ModelNotFoundError", "RunError"),
                     "headstart.errors"),
     "STRATEGIES": "headstart.strategies", "register_strategy": "headstart.strategies",
@@ -52,6 +53,7 @@ __all__ = [
     "HeadstartError",
     "ImageFamily",
     "ModelNotFoundError",
+    "Regressor",
     "RunError",
     "check_strategy",
     "evaluate",

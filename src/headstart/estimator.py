@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
@@ -99,13 +99,14 @@ class HeadstartEstimator(BaseEstimator):
         named = set(BaseEstimator.get_params(self, deep=False))
         return {k: v for k, v in self.get_params(deep=False).items() if k not in named}
 
-    def _fit_labels(self, X: Any, labels: list[str]) -> None:
-        """Fit headstart on ``X`` with string ``labels``; the fit is kept as ``result_``."""
+    def _fit_labels(self, X: Any, labels: list, task: str) -> None:
+        """Fit headstart's ``task`` on ``X`` with ``labels`` (class names or numbers); kept as ``result_``. The
+        estimator's kind decides the task: integer classes never become a regression."""
         items = self._items(X)
         if len(items) != len(labels):
             raise DataError(f"X has {len(items)} samples but y has {len(labels)}; give one target per sample.")
         self.result_ = fit((items, labels), self.model, self.strategy, out=self.out,
-                                     overwrite=self.overwrite, progress=self.progress, **self._options())
+                           overwrite=self.overwrite, progress=self.progress, **{**self._options(), "task": task})
 
     def _dataset(self, X: Any) -> Dataset:
         """X checked and loaded as the fitted model's inputs."""
@@ -192,7 +193,7 @@ class Classifier(ClassifierMixin, HeadstartEstimator):
         if None in names or len(set(names)) != len(names):
             raise DataError(f"The labels {list(classes)[:10]} include an empty label or labels that differ only in "
                             "surrounding spaces; give each class a distinct, non-empty label.")
-        self._fit_labels(X, [names[code] for code in codes])
+        self._fit_labels(X, [names[code] for code in codes], "single-label")
         self.classes_ = classes
         return self
 
@@ -260,3 +261,30 @@ def _unpack_run(files: dict[str, bytes]) -> FitResult:
                          data=record.get("data"))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+class Regressor(RegressorMixin, HeadstartEstimator):
+    """A scikit-learn regressor that adapts a pretrained backbone (``model``) with ``strategy`` to a numeric target.
+
+    ``predict`` returns values in ``y``'s own units; ``score`` is R² (scikit-learn's); ``transform`` the
+    backbone's embeddings; ``result_`` is the headstart FitResult (metrics, report, save).
+    """
+
+    def fit(self, X: Any, y: Any) -> "Regressor":
+        """Adapt the backbone to ``X`` (texts or images) with numeric targets ``y``; returns the estimator."""
+        if y is None:
+            raise DataError("Regressor requires y to be passed, but the target y is None; give one number per sample.")
+        try:
+            y = np.asarray(as_items(y) if is_hf_column(y) else y, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"y must hold numbers for a Regressor ({exc}); use headstart.Classifier for classes.") \
+                from None
+        if y.ndim != 1 or not np.isfinite(y).all():
+            raise DataError(f"y has shape {y.shape} or holds NaN/inf; give one finite number per sample.")
+        self._fit_labels(X, [float(v) for v in y], "regression")
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The predicted value of each sample, in ``y``'s units."""
+        data = self._dataset(X)
+        return self.result_.predictor.outputs(data, self._device())[:, 0]

@@ -170,3 +170,25 @@ def test_sklearn_checks(estimator, check):
 def test_honest_tags_say_texts_and_image_stacks():
     tags = headstart.Classifier().__sklearn_tags__()
     assert not tags.input_tags.two_d_array and tags.input_tags.string and tags.input_tags.three_d_array
+
+
+def test_regressor_predicts_in_the_targets_units_and_scores_r2(text_backbone):
+    from sklearn.base import clone
+    from sklearn.metrics import r2_score
+
+    texts = SPORTS + COOKING
+    y = np.array([100.0 + i if i < len(SPORTS) else 10.0 + i for i in range(len(texts))])
+    reg = headstart.Regressor(model=text_backbone, strategy="linear")
+    assert reg.fit(texts, y) is reg and reg.result_.metrics["task"] == "regression"
+    predicted = reg.predict(texts)
+    assert predicted.shape == (len(texts),)
+    assert abs(predicted.mean() - y.mean()) < y.std()  # in y's units, not standardised (y's mean is 70)
+    assert reg.score(texts, y) == pytest.approx(r2_score(y, predicted))
+    assert clone(reg).get_params()["strategy"] == "linear"
+
+
+def test_classifier_keeps_many_integer_classes_as_classes(text_backbone):
+    texts = SPORTS + COOKING
+    y = np.arange(len(texts)) % 25  # 25 distinct integers: auto would call them a regression target
+    clf = headstart.Classifier(model=text_backbone, strategy="linear", skip_bad=True).fit(texts, y)
+    assert clf.result_.metrics["task"] == "single-label"
