@@ -10,14 +10,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from headstart import distributed
 from headstart.auto import fit_auto
 from headstart.backbones import Backbone, available_models
 from headstart.data import Dataset, load_labelled
+from headstart.data.items import Gate
+from headstart.data.load import as_task
+from headstart.data.targets import TaskChoice
 from headstart.errors import DataError
-from headstart.metrics import classification_metrics
 from headstart.overlap import overlap_with_run
 from headstart.pipeline import FitResult, config_for, fit_data, resume_fit
 from headstart.runs import Predictor, check_out, load_predictor
@@ -84,18 +85,22 @@ def predict(run: str | Path, inputs: Any, device: str = "auto", **source_options
 
 
 def evaluate(run: str | Path, data: Any, device: str = "auto", **source_options: Any) -> dict:
-    """Accuracy, macro-F1, per-class scores and confusion matrix of a saved run on labelled ``data``."""
+    """The run's task metrics on labelled ``data`` (single-label: accuracy, macro-F1, per-class scores and
+    confusion matrix; multi-label: micro/macro-F1, mAP at the run's thresholds; regression: MAE, RMSE, R²...)."""
     predictor = load_run(run)
     ds = data if isinstance(data, Dataset) else load_labelled(data, **{"run_columns": predictor.columns,
                                                                          **source_options})
-    index = {c: i for i, c in enumerate(predictor.classes)}
-    unseen = sorted(set(ds.labels) - set(index))
-    if unseen:
-        raise DataError(f"{data}: labels {unseen} were not in the run's training classes {predictor.classes}. "
-                        "Remove those items or retrain with them.")
-    probs = predictor.probabilities(ds, device)
-    y = np.array([index[label] for label in ds.labels])
-    metrics = classification_metrics(y, probs.argmax(1), predictor.classes)
+    task = predictor.task
+    ds = as_task(ds, TaskChoice(task.name, "the run's", getattr(task, "sep", None)),
+                 Gate(bool(source_options.get("skip_bad"))))
+    if task.name != "regression":
+        seen = set(predictor.classes)
+        unseen = sorted({name for label in ds.labels for name in (label if isinstance(label, tuple) else (label,))}
+                        - seen)
+        if unseen:
+            raise DataError(f"{data}: labels {unseen} were not in the run's training classes {predictor.classes}. "
+                            "Remove those items or retrain with them.")
+    metrics = {"task": task.name, **task.metrics(predictor.outputs(ds, device), ds.labels)}
     if ds.skipped:
         metrics["skipped"] = [{"input": s.origin, "reason": s.reason} for s in ds.skipped]
     metrics.update(overlap_with_run(Path(run), ds))  # evaluation items the run was fitted or selected on

@@ -12,6 +12,10 @@ from rich.table import Table
 from headstart.cli.output import console, print_json
 
 
+HEADLINES = {"single-label": ("accuracy", "balanced_accuracy"), "multi-label": ("micro_f1", "macro_f1", "map"),
+             "regression": ("r2", "spearman", "mae", "rmse")}  # the scores shown with their intervals, by task
+
+
 def evaluate_cli(
     run: Path = typer.Argument(..., help="Run directory written by `headstart fit`."),
     data: str = typer.Argument(..., help="Labelled data: a class-folder tree or a table with a label column."),
@@ -22,7 +26,8 @@ def evaluate_cli(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
-    """Accuracy, macro-F1, per-class scores and the confusion matrix of RUN on DATA.
+    """The task's scores of RUN on DATA with 95% intervals: accuracy, macro-F1, per-class scores and the
+    confusion matrix; micro-F1, mAP and per-label scores (multi-label); R², Spearman, MAE, RMSE (regression).
 
     Example: headstart evaluate runs/pets data/pets-test
     """
@@ -37,15 +42,24 @@ def evaluate_cli(
         return
     for s in m.get("skipped", []):
         console.print(f"[yellow]skipped[/] {s['input']}: {s['reason']}", highlight=False)
-    lo, hi = m["accuracy_ci95"]
-    console.print(f"accuracy {m['accuracy']:.4f} (95% CI {lo:.3f}-{hi:.3f}, n={m['n']})   "
-                  f"macro-F1 {m['macro_f1']:.4f}", highlight=False)
-    per_class = Table(title="per class")
-    for col in ("class", "precision", "recall", "F1", "support"):
+    scores = [f"{name} {m[name]:.4f} (95% CI {m[f'{name}_ci95'][0]:.3f}-{m[f'{name}_ci95'][1]:.3f})"
+              for name in HEADLINES[m.get("task", "single-label")] if f"{name}_ci95" in m]
+    console.print("   ".join(scores) + f"   n={m['n']}", highlight=False)
+    if "per_class" not in m:  # regression
+        console.print(f"predicting the training mean instead: MAE {m['train_mean_baseline_mae']:.4f}, R² "
+                      f"{m['train_mean_baseline_r2']:.4f}", highlight=False)
+        return
+    per_class = Table(title="per class" if m.get("task") != "multi-label" else "per label")
+    extra = ("AP", "threshold") if m.get("task") == "multi-label" else ()
+    for col in ("class", "precision", "recall", "F1", *extra, "support"):
         per_class.add_column(col, justify="left" if col == "class" else "right")
     for c, s in m["per_class"].items():
-        per_class.add_row(c, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", str(s["support"]))
+        shown = [f"{s['average_precision']:.3f}", f"{s['threshold']:.2f}"] if extra else []
+        per_class.add_row(c, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", *shown,
+                          str(s["support"]))
     console.print(per_class)
+    if "confusion_matrix" not in m:
+        return
     classes = list(m["per_class"])
     confusion = Table(title="confusion matrix (rows: true, columns: predicted)")
     confusion.add_column("")

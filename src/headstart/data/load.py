@@ -80,7 +80,8 @@ def as_task(data: Dataset, choice: TaskChoice, gate: Gate, label_col: str | None
         gate.reject(data.origins[index], problem, fix)
     dropped = {index for index, _, _ in bad}
     kept = [i for i in range(len(data)) if i not in dropped]
-    return dataclasses.replace(data.subset(kept), labels=tuple(parsed[i] for i in kept))
+    skipped = data.skipped + tuple(gate.skipped[-len(bad):] if bad and gate.skip_bad else ())
+    return dataclasses.replace(data.subset(kept), labels=tuple(parsed[i] for i in kept), skipped=skipped)
 
 
 def _check_targets(train: Dataset, choice: TaskChoice, gate: Gate) -> None:

@@ -24,7 +24,8 @@ def make_task(splits: DataSplits, select_metric: str = "auto", target: str | Non
     if splits.task == "regression":
         return Regression.fitted_on(splits.train.labels, select_metric, target or "target")
     if splits.task == "multi-label":
-        return MultiLabel(list(splits.classes), select_metric)
+        return MultiLabel(list(splits.classes), select_metric,
+                          sep=(splits.split.get("task") or {}).get("label_sep") or "|")
     return SingleLabel(list(splits.classes), select_metric)
 
 

@@ -28,6 +28,7 @@ class MultiLabel:
     classes: list[str]
     select_metric: str = "auto"
     thresholds: np.ndarray | None = None  # per label, tuned on validation by ``finish`` (None: 0.5)
+    sep: str = "|"  # what separated a table cell's labels (evaluate reads new tables with it)
     name: str = field(default="multi-label", init=False)
 
     def __post_init__(self) -> None:
@@ -131,14 +132,15 @@ class MultiLabel:
                  "probabilities": {c: float(p) for c, p in zip(self.classes, row)}} for row in proba]
 
     def spec(self) -> dict:
-        return {"name": self.name, "thresholds": [float(t) for t in self.thresholds]}
+        return {"name": self.name, "thresholds": [float(t) for t in self.thresholds], "label_sep": self.sep}
 
     @classmethod
     def from_spec(cls, spec: dict) -> "MultiLabel":
         thresholds = spec["task"].get("thresholds")
         if not isinstance(thresholds, list) or len(thresholds) != len(spec["classes"]):
             raise ValueError("the task's thresholds must be a list with one number per label")
-        return cls(list(spec["classes"]), thresholds=np.asarray(thresholds, dtype=np.float64))
+        return cls(list(spec["classes"]), thresholds=np.asarray(thresholds, dtype=np.float64),
+                   sep=str(spec["task"].get("label_sep") or "|"))
 
 
 def sigmoid(outputs: np.ndarray) -> np.ndarray:
