@@ -55,9 +55,10 @@ def _lines(kind: str, strategy: str | None, model: str, modality: str, classes: 
     shown = ", ".join(classes[:SHOWN_CLASSES]) + (", …" if len(classes) > SHOWN_CLASSES else "")
     head = f"{kind}: {strategy + ' on ' if strategy else ''}{model}, {modality} classification, " \
            f"{len(classes)} classes ({shown})"
-    scores = [f"{label} accuracy {metrics[split]['accuracy']:.3f} (n={metrics[split].get('n', '?')})"
+    main = metrics.get("main_metric", "accuracy")
+    scores = [f"{label} {main} {metrics[split][main]:.3f} (n={metrics[split].get('n', '?')})"
               for split, label in (("val", "validation"), ("test", "test"))
-              if isinstance(metrics.get(split), dict) and isinstance(metrics[split].get("accuracy"), (int, float))]
+              if isinstance(metrics.get(split), dict) and isinstance(metrics[split].get(main), (int, float))]
     return "\n".join([head, *(["  " + " · ".join(scores)] if scores else []), f"  run: {where}"])
 
 

@@ -53,9 +53,11 @@ def say(message: str, enabled: bool = True) -> None:
 
 
 def epoch_line(row: dict, epochs: int) -> str:
-    """One epoch's scores: ``epoch 3/10  train loss 0.512  val loss 0.430  val acc 0.875  12.3 s``."""
+    """One epoch's scores: ``epoch 3/10  train loss 0.512  val loss 0.430  val acc 0.875  12.3 s`` (the other
+    tasks' main metric in place of accuracy: ``val micro-F1``, ``val R²``)."""
     parts = [f"epoch {row['epoch']}/{epochs}"]
-    for key, label in (("train_loss", "train loss"), ("val_loss", "val loss"), ("val_accuracy", "val acc")):
+    for key, label in (("train_loss", "train loss"), ("val_loss", "val loss"), ("val_accuracy", "val acc"),
+                       ("val_micro_f1", "val micro-F1"), ("val_r2", "val R²")):
         if row.get(key) is not None:
             parts.append(f"{label} {row[key]:.3f}")
     if row.get("seconds") is not None:

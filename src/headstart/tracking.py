@@ -21,7 +21,8 @@ from typing import Any, Iterator, Protocol, Sequence
 from headstart.errors import ConfigError
 
 TRACKERS = ("tensorboard", "mlflow")
-EPOCH_KEYS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "l2sp_penalty")
+EPOCH_KEYS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_micro_f1", "val_r2", "seconds",
+              "l2sp_penalty")
 
 
 class Tracker(Protocol):
@@ -82,10 +83,11 @@ def flat_config(config: dict[str, Any]) -> dict[str, str | int | float | bool]:
 
 
 def final_scalars(metrics: dict[str, Any]) -> dict[str, float]:
-    """The headline numbers of metrics.json: accuracy and macro-F1 per split, time, memory, parameters."""
+    """The headline numbers of metrics.json: each task's scores per split (accuracy and macro-F1; micro-F1 and
+    mAP; R², Spearman and MAE), time, memory, parameters."""
     out = {}
     for split in ("train", "val", "test"):
-        for key in ("accuracy", "macro_f1"):
+        for key in ("accuracy", "macro_f1", "micro_f1", "map", "r2", "spearman", "mae"):
             value = (metrics.get(split) or {}).get(key)
             if isinstance(value, (int, float)):
                 out[f"{split}_{key}"] = float(value)
