@@ -229,3 +229,14 @@ def test_regression_fit_reports_its_units_and_predicts_values(text_backbone, tmp
 def test_contrastive_refuses_a_multi_label_task(text_backbone):
     with pytest.raises(ConfigError, match="single-label data only"):
         headstart.fit((TEXTS, tags()), text_backbone, "contrastive", progress=False)
+
+
+def test_shots_count_multi_label_items_by_their_rarest_label_and_refuse_a_regression():
+    from headstart.data.shots import keep_shots
+
+    splits = load_data((TEXTS, tags()))
+    few = keep_shots(splits, 2, seed=0)
+    counts = {name: sum(name in names for names in few.train.labels) for name in splits.classes}
+    assert min(counts.values()) >= 2 and len(few.train) < len(splits.train)
+    with pytest.raises(ConfigError, match="a regression has no classes"):
+        keep_shots(load_data((TEXTS, values())), 2, seed=0)

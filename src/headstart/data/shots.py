@@ -9,16 +9,23 @@ import numpy as np
 
 from headstart.data.dataset import DataSplits
 from headstart.data.load import content_record
+from headstart.data.split import strata
+from headstart.errors import ConfigError
 
 
 def keep_shots(splits: DataSplits, shots: int, seed: int) -> DataSplits:
     """Keep ``shots`` training examples per class (seeded); validation and test stay whole.
 
     A class with fewer keeps all of its own; ``split["shots_short"]`` records such classes with their sizes
-    (``data.checks.cheap_checks`` turns that into a warning).
+    (``data.checks.cheap_checks`` turns that into a warning). Multi-label items count for their rarest label
+    (``data.split.strata``); a regression has no classes to count (ConfigError).
     """
-    idx = subsample_per_class(splits.train.labels, shots, seed)
-    names, sizes = np.unique(np.asarray(splits.train.labels, dtype=object), return_counts=True)
+    if splits.task == "regression":
+        raise ConfigError("--shots keeps that many training examples per class, and a regression has no classes; "
+                          "give a smaller training table instead.")
+    groups = strata(splits.task, splits.train.labels)  # multi-label: each item counts for its rarest label
+    idx = subsample_per_class(groups, shots, seed)
+    names, sizes = np.unique(np.asarray(groups, dtype=object), return_counts=True)
     short = {str(c): int(n) for c, n in zip(names, sizes) if n < shots}
     split = {**splits.split, "shots": shots, "train_origins": [splits.train.origins[i] for i in idx],
              **content_record(splits.train.subset(idx), splits.val),
