@@ -285,3 +285,29 @@ def test_data_errors_from_python_name_the_python_arguments(tmp_path):
         load_data(blank)
     with pytest.raises(ConfigError, match=r"val_fraction="):
         load_data(table, val_fraction=1.5)
+
+
+# ---- issue 11: data that is not one class per item ----------------------------------------------------------
+
+def test_python_lists_as_labels_are_label_sets_not_classes_named_like_lists():
+    texts = [f"item number {i} about {'cats' if i % 2 else 'dogs'}" for i in range(20)]
+    labels = [["a"], ["b", "c"], ["a", "c"], []] * 5
+    splits = load_data((texts, labels))
+    assert splits.task == "multi-label" and splits.classes == ["a", "b", "c"]
+    assert not any("[" in name for name in splits.classes)
+
+
+def test_a_numeric_size_column_is_a_regression_and_skip_bad_keeps_it_one(tmp_path):
+    """Sizes in m² (46 distinct values) once gave an 8,000-character error listing each as a class with one
+    example; --skip-bad then dropped most rows and trained a classifier on what was left."""
+    rows = [(f"a flat of {40 + 3 * i} square metres near the park, number {i}", 40 + 3 * i) for i in range(46)]
+    rows += [("a flat whose size nobody measured", "unknown")]
+    table = tmp_path / "flats.csv"
+    pd.DataFrame(rows, columns=["text", "size"]).to_csv(table, index=False)
+    with pytest.raises(DataError) as refused:
+        load_data(str(table), label_col="size")
+    assert "flats.csv line 48: the label 'unknown' is not a number" in str(refused.value)
+    assert len(str(refused.value)) < 400
+    splits = load_data(str(table), label_col="size", skip_bad=True)
+    assert splits.task == "regression" and len(splits.train) + len(splits.val) == 46
+    assert [s.origin for s in splits.skipped] == [f"{table} line 48"]
