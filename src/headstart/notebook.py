@@ -3,6 +3,8 @@
     FitResult: linear on minilm-l6, text classification, 4 classes (business, entertainment, sport, tech)
       validation accuracy 0.912 (n=80) · test accuracy 0.900 (n=100)
       run: runs/tickets
+
+A multi-label or regression run says so and shows its task's main metric (micro-F1, R²) instead of accuracy.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from headstart.report import summary_card
+from headstart.report import scores, summary_card
 
 
 SHOWN_CLASSES = 5
@@ -22,7 +24,8 @@ def fit_result_repr(result: Any) -> str:
     """A FitResult (pipeline.FitResult, which calls this) in three lines: what ran, how well, where it was saved."""
     modality = result.predictor.backbone.modality
     where = str(result.run_dir) if result.run_dir else "not saved (fit(..., out=RUN) or result.save(RUN))"
-    return _lines("FitResult", result.strategy, result.model, modality, result.classes, result.metrics, where)
+    return _lines("FitResult", result.strategy, result.model, modality, result.classes, result.metrics, where,
+                  result.metrics.get("task"))
 
 
 def predictor_repr(predictor: Any) -> str:
@@ -31,7 +34,7 @@ def predictor_repr(predictor: Any) -> str:
     strategy = record.get("config", {}).get("strategy")
     where = str(predictor.run_dir) if predictor.run_dir else "in memory"
     return _lines("Predictor", strategy, predictor.backbone.name, predictor.backbone.modality, predictor.classes,
-                  record.get("metrics", {}), where)
+                  record.get("metrics", {}), where, getattr(predictor.task, "name", None))
 
 
 def fit_result_html(result: Any) -> str:
@@ -51,15 +54,18 @@ def predictor_html(predictor: Any) -> str:
 
 
 def _lines(kind: str, strategy: str | None, model: str, modality: str, classes: list[str], metrics: dict,
-           where: str) -> str:
+           where: str, task: str | None = None) -> str:
+    task = task if task in scores.HEADLINE else scores.task(metrics)
+    main = scores.main_metric(metrics)
     shown = ", ".join(classes[:SHOWN_CLASSES]) + (", …" if len(classes) > SHOWN_CLASSES else "")
-    head = f"{kind}: {strategy + ' on ' if strategy else ''}{model}, {modality} classification, " \
-           f"{len(classes)} classes ({shown})"
-    main = metrics.get("main_metric", "accuracy")
-    scores = [f"{label} {main} {metrics[split][main]:.3f} (n={metrics[split].get('n', '?')})"
+    what = {"single-label": f"{modality} classification, {len(classes)} classes ({shown})",
+            "multi-label": f"{modality} multi-label classification, {len(classes)} labels ({shown})",
+            "regression": f"{modality} regression of {classes[0] if classes else 'a number'}"}[task]
+    head = f"{kind}: {strategy + ' on ' if strategy else ''}{model}, {what}"
+    scored = [f"{label} {scores.name(main)} {metrics[split][main]:.3f} (n={metrics[split].get('n', '?')})"
               for split, label in (("val", "validation"), ("test", "test"))
               if isinstance(metrics.get(split), dict) and isinstance(metrics[split].get(main), (int, float))]
-    return "\n".join([head, *(["  " + " · ".join(scores)] if scores else []), f"  run: {where}"])
+    return "\n".join([head, *(["  " + " · ".join(scored)] if scored else []), f"  run: {where}"])
 
 
 def _run_record(run_dir: Path | None) -> dict[str, Any]:

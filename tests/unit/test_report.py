@@ -353,3 +353,175 @@ def test_an_lp_ft_run_report_shows_its_probe_stage(tmp_path):
     run["metrics"]["strategy_info"] = {"probe": {"C": 0.1, "val_accuracy": 0.82}}
     text = Page(render_run_report(write_run_dir(tmp_path / "run", run)).read_text(encoding="utf-8")).all_text()
     assert "LP-FT first fitted a linear probe (C = 0.1, validation accuracy 82.0%)" in text
+
+
+# ---------------------------------------------------------------- multi-label and regression runs
+
+def topic_texts() -> list[str]:
+    """60 short texts: the 30 sports and cooking sentences, each also with a word added."""
+    from conftest import COOKING, SPORTS
+
+    return [*SPORTS, *COOKING, *(f"{t} today" for t in SPORTS), *(f"{t} today" for t in COOKING)]
+
+
+def section(html: str, anchor: str) -> str:
+    """The HTML from the element with ``id=anchor`` to the next ``<h3`` (or the end of its section)."""
+    start = html.index(f'id="{anchor}"')
+    ends = [i for i in (html.find("<h3", start), html.find("</section>", start)) if i > 0]
+    return html[start:min(ends)]
+
+
+@pytest.fixture(scope="module")
+def multi_label_run(tmp_path_factory, text_backbone) -> tuple[dict, str]:
+    """A linear multi-label fit of the tiny BERT with a test split: its metrics.json and report.html."""
+    texts = topic_texts()
+    labels = [["sports", "outdoor"] if i % 3 == 0 else ["sports"] if i % 30 < 15 else ["cooking", "sweet"]
+              if i % 4 == 0 else ["cooking"] for i in range(len(texts))]
+    for i in range(2, len(texts), 11):
+        labels[i] = []
+    out = tmp_path_factory.mktemp("multi") / "run"
+    headstart.fit((texts, labels), text_backbone, "linear", test_fraction=0.2, progress=False, out=out)
+    metrics = json.loads((out / "metrics.json").read_text())
+    return metrics, render_run_report(out).read_text(encoding="utf-8")
+
+
+def regression_values() -> list[float]:
+    """60 distinct numbers, sports sentences 4 higher than cooking ones."""
+    return [round(3.0 + 0.25 * i + (4.0 if (i % 30) < 15 else 0.0), 2) for i in range(60)]
+
+
+@pytest.fixture(scope="module")
+def regression_run(tmp_path_factory, text_backbone) -> tuple[dict, str, Path]:
+    """A linear regression fit of the tiny BERT (60 distinct values) with a test split."""
+    out = tmp_path_factory.mktemp("regression") / "run"
+    headstart.fit((topic_texts(), regression_values()), text_backbone, "linear", test_fraction=0.2, progress=False,
+                  out=out)
+    metrics = json.loads((out / "metrics.json").read_text())
+    return metrics, render_run_report(out).read_text(encoding="utf-8"), out
+
+
+def test_a_multi_label_report_shows_its_scores_labels_thresholds_and_worst_items(multi_label_run):
+    from headstart.report import scores
+
+    metrics, html = multi_label_run
+    page = Page(html)
+    assert metrics["task"] == "multi-label" and metrics.get("test")
+    assert {"summary", "scores", "per-label", "thresholds"} <= page.ids() and "misclassified" not in page.ids()
+    test = metrics["test"]
+    card = Page(html[html.index('<article class="card"'):html.index("</article>")]).all_text()
+    assert scores.value("micro_f1", test["micro_f1"]) in card and "test micro-F1 · 95% CI" in card
+    assert scores.interval("micro_f1", test["micro_f1_ci95"]) in card
+    assert "Macro-F1" in card and "mAP" in card and "Subset accuracy" in card
+    table = Page(section(html, "scores")).all_text()
+    for key in ("micro_f1", "macro_f1", "map", "subset_accuracy"):  # each headline score with its interval
+        assert scores.value(key, test[key]) in table and scores.interval(key, test[f"{key}_ci95"]) in table
+    labels = Page(section(html, "per-label"))
+    assert "F1 and average precision per label" in {img.get("alt") for img in labels.named("img")}
+    head = [t.strip() for t in labels.text if t.strip()]
+    for column in ("Label", "Recall (95% CI)", "Average precision", "Support", "Threshold"):
+        assert column in head
+    rows = [attrs for attrs in labels.named("tr")][1:]
+    assert len(rows) == len(test["per_class"]) == 4  # cooking, outdoor, sports, sweet
+    for name, per in test["per_class"].items():
+        assert name in head and f"{per['threshold']:.2f}" in head and _pct_text(per["average_precision"]) in head
+    tuned = metrics["thresholds"]
+    thresholds = Page(section(html, "thresholds")).all_text()
+    assert scores.value("micro_f1", tuned["val_micro_f1_at_0.5"]) in thresholds
+    assert scores.value("micro_f1", tuned["val_micro_f1_tuned"]) in thresholds
+    assert all(isinstance(m["true"], str) and "probability" not in m for m in metrics["misclassified"])
+    gallery = Page(section(html, "wrong-labels")).all_text()
+    assert "Items with the most wrong labels" in gallery
+    assert all(m["predicted"] in gallery for m in metrics["misclassified"])
+    assert html.count(f'<img src="{DATA_URI_PNG}') == 2  # the probe's curve over C and the per-label chart
+    shown = Page(html[:html.index('<section id="notes"')]).all_text()  # the notes quote fit's data checks as is
+    assert "accuracy" not in shown.lower().replace("subset accuracy", "")
+
+
+def _pct_text(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def test_a_regression_report_plots_predicted_against_true_beside_the_baseline(regression_run):
+    from headstart.report import scores
+
+    metrics, html, _ = regression_run
+    page = Page(html)
+    assert metrics["task"] == "regression"
+    test = metrics["test"]
+    for split in ("train", "val", "test"):  # every prediction kept: far below the 2,000 cap
+        kept = metrics[split]["predictions"]
+        assert len(kept["true"]) == len(kept["predicted"]) == metrics[split]["n"]
+    assert set(kept["true"]) <= set(regression_values()) and len(set(kept["true"])) == len(kept["true"])
+    assert {"summary", "predicted-vs-true", "largest-errors"} <= page.ids()
+    plot = Page(section(html, "predicted-vs-true"))
+    assert [img["alt"] for img in plot.named("img")] == ["predicted against true values"]
+    assert plot.named("img")[0]["src"].startswith(DATA_URI_PNG)
+    text = plot.all_text()
+    assert "Predicted vs true (test set)" in text and "Train-mean baseline" in text
+    for key in ("r2", "spearman", "mae", "rmse"):
+        assert scores.value(key, test[key]) in text and scores.interval(key, test[f"{key}_ci95"]) in text
+    assert scores.value("mae", test["train_mean_baseline_mae"]) in text
+    assert scores.value("r2", test["train_mean_baseline_r2"]) in text
+    card = Page(html[html.index('<article class="card"'):html.index("</article>")]).all_text()
+    assert scores.value("r2", test["r2"]) in card and "test R² · 95% CI" in card and "Train-mean baseline" in card
+    gallery = Page(section(html, "largest-errors")).all_text()
+    assert "Largest errors" in gallery
+    errors = [abs(m["error"]) for m in metrics["misclassified"]]
+    assert errors == sorted(errors, reverse=True) and f"{metrics['misclassified'][0]['error']:+.4g}" in gallery
+    assert html.count(f'<img src="{DATA_URI_PNG}') == 2  # the probe's curve over C and the scatter plot
+    assert "accuracy" not in Page(html[:html.index('<section id="notes"')]).all_text().lower()
+
+
+def test_regression_keeps_at_most_2000_evenly_spaced_predictions_per_split():
+    from headstart.tasks.regression import PLOTTED, kept_predictions
+
+    truth = np.arange(5000, dtype=np.float64)
+    kept = kept_predictions(truth, truth / 3)
+    assert len(kept["true"]) == len(kept["predicted"]) == PLOTTED == 2000
+    assert kept["true"][0] == 0 and kept["true"][-1] == 4999 and len(set(kept["true"])) == PLOTTED
+    assert kept["predicted"][-1] == 1666.0  # 4999 / 3 to 4 significant digits
+    assert len(json.dumps(kept)) < 40_000
+
+
+def test_fine_tuning_curves_and_notes_of_the_new_tasks_use_their_main_metric(regression_run):
+    """Fine-tuning rows of a regression run carry val_r2 and no train_accuracy: the curves plot R², the early-stop
+    note picks the best epoch by it, and a comparison of such runs ranks by R²."""
+    from headstart.report import run_notes
+
+    metrics, _, _ = regression_run
+    history = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 0.9 + (e - 2) ** 2 / 10, "val_r2": r2}
+               for e, r2 in ((1, -0.4), (2, 0.31), (3, 0.12))]
+    run = {"name": "reg-partial", "strategy": "partial", "metrics": metrics, "history": history,
+           "config": {"model": "tiny", "epochs": 6}}
+    html = render_report(ReportData(title="t", subtitle="s", runs=[run]))
+    curves = [img for img in Page(html).named("img") if img.get("alt") == "training curves"]
+    assert len(curves) == 1 and curves[0]["src"].startswith(DATA_URI_PNG)
+    notes = " ".join(run_notes(run))
+    assert "stopped early after epoch 3 of 6" in notes and "from epoch 2." in notes
+    assert "interval of the R² spans" in notes and "accuracy" not in notes.lower()
+
+    def row(name: str, r2: float) -> dict:
+        return {"strategy": name, "status": "done", "main_metric": "r2", "seconds": 3.0, "trainable_params": 10,
+                "val_r2": stat(r2, 0.1), "val_spearman": stat(r2 + 0.05), "test_r2": stat(r2 - 0.02),
+                "gap": {"mean": 0.15}}
+
+    curve = {"linear": [{"n": n, "r2": stat(0.2 + 0.001 * n, 0.1)} for n in (20, 40, 80)]}
+    comparison = {"rows": [row("linear", 0.42), row("partial", -0.3)], "learning_curve": curve}
+    html = render_report(ReportData(title="t", subtitle="s", runs=[], comparison=comparison))
+    text = Page(section(html, "comparison")).all_text()
+    assert "Val R²" in text and "Val Spearman ρ" in text and "Test R²" in text and "0.420" in text
+    assert "-0.300" in text and "+0.150" in text and "accuracy" not in text.lower()
+    assert len(Page(html).named("img")) == 2  # the R²/time overview and the learning curve
+
+
+def test_notebook_reprs_show_the_main_metric_of_the_new_tasks(multi_label_run, regression_run):
+    from headstart.notebook import _lines
+
+    metrics, _ = multi_label_run
+    text = _lines("FitResult", "linear", "tiny", "text", ["cooking", "outdoor", "sports", "sweet"], metrics, "r")
+    assert "text multi-label classification, 4 labels" in text
+    assert f"test micro-F1 {metrics['test']['micro_f1']:.3f}" in text and "accuracy" not in text
+    metrics, _, run_dir = regression_run
+    loaded = repr(headstart.load_run(run_dir))
+    assert "text regression of" in loaded and f"validation R² {metrics['val']['r2']:.3f}" in loaded
+    assert "accuracy" not in loaded

@@ -22,6 +22,11 @@ import numpy as np
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
+from headstart.report.scores import SHARES, finite
+from headstart.report.scores import name as metric_name
+from headstart.report.scores import title as metric_title
+from headstart.report.scores import value as metric_value
+
 # A muted palette; the usual strategies keep the same colour in every report.
 PALETTE = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
 KNOWN = {"linear": 0, "partial": 1, "lp-ft": 2, "full": 3, "lora": 4}
@@ -49,15 +54,6 @@ def strategy_colour(name: str, order: Sequence[str] = ()) -> str:
         return PALETTE[KNOWN[name]]
     position = list(order).index(name) if name in order else len(KNOWN)
     return PALETTE[(len(KNOWN) + position) % len(PALETTE)]
-
-
-def finite(value: object) -> float | None:
-    """``value`` as a float, or None when it is missing or not finite (JSON ``NaN`` marks a skipped result)."""
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _mean(stat: dict | None) -> float | None:
@@ -117,21 +113,43 @@ def _percent_axis(ax, values: Sequence[float], axis: str = "y") -> None:
     getattr(ax, f"{axis}axis").set_major_formatter(ticker.PercentFormatter(1.0, decimals=0))
 
 
+def _score_axis(ax, metric: str, values: Sequence[float], axis: str = "y") -> None:
+    """A percentage axis for a share (accuracy, F1, mAP); the data's own range for R², rho or an error, at least
+    0.1 wide (a nearly flat curve is not blown up to fill the panel)."""
+    if metric in SHARES:
+        _percent_axis(ax, values, axis)
+        return
+    low, high = ax.get_xlim() if axis == "x" else ax.get_ylim()
+    if high - low < 0.1:
+        middle = (low + high) / 2
+        ax.set_xlim(middle - 0.05, middle + 0.05) if axis == "x" else ax.set_ylim(middle - 0.05, middle + 0.05)
+
+
+def best_row(rows: list[dict], key: str) -> dict:
+    """The row with the highest ``key`` (missing counts as lowest), the lowest validation loss on ties."""
+    def rank(row: dict) -> tuple[float, float]:
+        score = finite(row.get(key))
+        return (-math.inf if score is None else score, -(row.get("val_loss") or 0.0))
+
+    return max(rows, key=rank)
+
+
 @_quiet
-def history_plot(history: list[dict]) -> str | None:
-    """Loss and accuracy per epoch (train vs validation), or validation accuracy vs C for a linear probe."""
+def history_plot(history: list[dict], metric: str = "accuracy") -> str | None:
+    """Loss and ``metric`` (the task's main metric) per epoch (train vs validation), or the validation metric
+    vs C for a linear probe."""
     epochs = [row for row in history if "epoch" in row]
     if epochs:
-        return _epoch_plot(epochs)
-    probe = [row for row in history if "C" in row and row.get("val_accuracy") is not None]
-    return _probe_plot(probe) if probe else None
+        return _epoch_plot(epochs, metric)
+    probe = [row for row in history if "C" in row and finite(row.get(f"val_{metric}")) is not None]
+    return _probe_plot(probe, metric) if probe else None
 
 
-def _epoch_plot(rows: list[dict]) -> str:
+def _epoch_plot(rows: list[dict], metric: str) -> str:
     x = [row["epoch"] for row in rows]
-    best = max(rows, key=lambda r: (r.get("val_accuracy") or 0.0, -(r.get("val_loss") or 0.0)))["epoch"]
-    fig, (loss_ax, acc_ax) = _figure(WIDE, 3.0, ncols=2)
-    for ax, key, label in ((loss_ax, "loss", "Loss"), (acc_ax, "accuracy", "Accuracy")):
+    best = best_row(rows, f"val_{metric}")["epoch"]
+    fig, (loss_ax, score_ax) = _figure(WIDE, 3.0, ncols=2)
+    for ax, key, label in ((loss_ax, "loss", "Loss"), (score_ax, metric, metric_title(metric))):
         for split, colour, style in (("train", TRAIN, "--"), ("val", VAL, "-")):
             y = [row.get(f"{split}_{key}") for row in rows]
             if any(v is not None for v in y):
@@ -142,32 +160,33 @@ def _epoch_plot(rows: list[dict]) -> str:
         ax.set_xlabel("epoch", fontsize=8, color=INK)
         ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
         _title(ax, label)
-    acc = [row.get(k) for row in rows for k in ("train_accuracy", "val_accuracy")]
-    _percent_axis(acc_ax, acc)
-    acc_ax.annotate(f"best epoch {best}", xy=(best, 1.0), xytext=(4, -2), textcoords="offset points",
-                    fontsize=7, color="#3B7A47", va="top")
+    _score_axis(score_ax, metric, [row.get(k) for row in rows for k in (f"train_{metric}", f"val_{metric}")])
+    score_ax.annotate(f"best epoch {best}", xy=(best, 1.0), xycoords=("data", "axes fraction"), xytext=(4, -2),
+                      textcoords="offset points", fontsize=7, color="#3B7A47", va="top")
     loss_ax.legend(fontsize=8, frameon=False)
     return to_data_uri(fig)
 
 
-def _probe_plot(rows: list[dict]) -> str:
+def _probe_plot(rows: list[dict], metric: str) -> str:
     rows = sorted(rows, key=lambda r: r["C"])
     cs = [r["C"] for r in rows]
-    best = max(rows, key=lambda r: (r["val_accuracy"], -(r.get("val_loss") or 0.0)))
-    fig, (loss_ax, acc_ax) = _figure(WIDE, 2.9, ncols=2)
-    for ax, key, label in ((loss_ax, "val_loss", "Validation loss"), (acc_ax, "val_accuracy", "Validation accuracy")):
-        y = [np.nan if r.get(key) is None else r[key] for r in rows]
+    key = f"val_{metric}"
+    best = best_row(rows, key)
+    fig, (loss_ax, score_ax) = _figure(WIDE, 2.9, ncols=2)
+    for ax, column, label in ((loss_ax, "val_loss", "Validation loss"),
+                              (score_ax, key, f"Validation {metric_name(metric)}")):
+        y = [np.nan if r.get(column) is None else r[column] for r in rows]
         ax.plot(cs, y, "-o", color=VAL, markersize=4, linewidth=1.8)
-        if best.get(key) is not None:
-            ax.plot([best["C"]], [best[key]], "o", markersize=11, markerfacecolor="none",
+        if best.get(column) is not None:
+            ax.plot([best["C"]], [best[column]], "o", markersize=11, markerfacecolor="none",
                     markeredgecolor="#55A868", markeredgewidth=2)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel("C (weaker regularisation to the right)", fontsize=8, color=INK)
         _title(ax, label)
-    _percent_axis(acc_ax, [r["val_accuracy"] for r in rows])
-    acc_ax.annotate(f"chosen C = {best['C']:g}", xy=(best["C"], best["val_accuracy"]), xytext=(0, -18),
-                    textcoords="offset points", ha="center", fontsize=7.5, color="#3B7A47")
+    _score_axis(score_ax, metric, [r[key] for r in rows])
+    score_ax.annotate(f"chosen C = {best['C']:g}", xy=(best["C"], best[key]), xytext=(0, -18),
+                      textcoords="offset points", ha="center", fontsize=7.5, color="#3B7A47")
     return to_data_uri(fig)
 
 
@@ -204,43 +223,48 @@ def confusion_plot(matrix: list[list[int]], classes: list[str]) -> str | None:
 
 
 @_quiet
-def comparison_plot(rows: list[dict]) -> str | None:
-    """Validation accuracy (mean with 95% CI) and time of each strategy that ran, side by side."""
-    done = [r for r in rows if r.get("status") != "skipped" and _mean(r.get("val_accuracy")) is not None]
+def comparison_plot(rows: list[dict], metric: str = "accuracy") -> str | None:
+    """The validation ``metric`` (the task's main one: mean with 95% CI) and time of each strategy that ran."""
+    key = f"val_{metric}"
+    done = [r for r in rows if r.get("status") != "skipped" and _mean(r.get(key)) is not None]
     if not done:
         return None
     names = [str(r["strategy"]) for r in done]
-    fig, (acc_ax, time_ax) = _figure(WIDE, 0.45 * len(done) + 1.3, ncols=2)
+    fig, (score_ax, time_ax) = _figure(WIDE, 0.45 * len(done) + 1.3, ncols=2)
     y = np.arange(len(done))[::-1]
     for yi, row, name in zip(y, done, names):
-        acc, colour = row["val_accuracy"], strategy_colour(name, names)
-        lo, hi = _interval(acc)
-        acc_ax.plot([lo, hi], [yi, yi], color=colour, linewidth=3, alpha=0.35, solid_capstyle="round")
-        acc_ax.plot([acc["mean"]], [yi], "o", color=colour, markersize=8)
-        acc_ax.annotate(f"{acc['mean']:.1%}", xy=(acc["mean"], yi), xytext=(0, 7), textcoords="offset points",
-                        ha="center", fontsize=7.5, color=INK)
+        stat, colour = row[key], strategy_colour(name, names)
+        lo, hi = _interval(stat)
+        score_ax.plot([lo, hi], [yi, yi], color=colour, linewidth=3, alpha=0.35, solid_capstyle="round")
+        score_ax.plot([stat["mean"]], [yi], "o", color=colour, markersize=8)
+        score_ax.annotate(metric_value(metric, stat["mean"]), xy=(stat["mean"], yi), xytext=(0, 7),
+                          textcoords="offset points", ha="center", fontsize=7.5, color=INK)
         seconds = row.get("seconds")
         if seconds is not None:
             time_ax.barh(yi, seconds, color=colour, height=0.55)
             time_ax.annotate(format_seconds(seconds), xy=(seconds, yi), xytext=(3, 0), textcoords="offset points",
                              va="center", fontsize=7.5, color=INK)
-    for ax in (acc_ax, time_ax):
+    for ax in (score_ax, time_ax):
         ax.set_yticks(y, [_plain(n) for n in names])
         ax.set_ylim(-0.7, len(done) - 0.3)
-    lows = [_interval(r["val_accuracy"])[0] for r in done]
-    _percent_axis(acc_ax, lows, axis="x")
+    _score_axis(score_ax, metric, [_interval(r[key])[0] for r in done], axis="x")
+    if metric not in SHARES:
+        score_ax.margins(x=0.15)
     time_ax.margins(x=0.25)
-    _title(acc_ax, "Validation accuracy (95% CI)")
+    _title(score_ax, f"Validation {metric_name(metric)} (95% CI)")
     _title(time_ax, "Time")
     time_ax.set_xlabel("seconds", fontsize=8, color=INK)
     return to_data_uri(fig)
 
 
 @_quiet
-def learning_curve_plot(curve: dict[str, list[dict]]) -> str | None:
-    """Accuracy against training-set size (log x), one line per strategy with its 95% CI band."""
-    curve = {name: [p for p in points if _mean(p.get("accuracy")) is not None and p.get("n")]
-             for name, points in (curve or {}).items()}
+def learning_curve_plot(curve: dict[str, list[dict]], metric: str = "accuracy") -> str | None:
+    """The validation ``metric`` against training-set size (log x), one line per strategy with its 95% CI band.
+    A point's score is under ``metric``, or under ``"accuracy"`` as comparisons wrote it before tasks."""
+    curve = {name: [dict(p, score=p.get(metric, p.get("accuracy"))) for p in points] for name, points
+             in (curve or {}).items()}
+    curve = {name: [p for p in points if _mean(p["score"]) is not None and p.get("n")]
+             for name, points in curve.items()}
     curve = {name: sorted(points, key=lambda p: p["n"]) for name, points in curve.items() if points}
     if not curve:
         return None
@@ -249,8 +273,8 @@ def learning_curve_plot(curve: dict[str, list[dict]]) -> str | None:
     for name, points in curve.items():
         colour = strategy_colour(name, names)
         n = [p["n"] for p in points]
-        mean = [p["accuracy"]["mean"] for p in points]
-        ci = [_interval(p["accuracy"]) for p in points]
+        mean = [p["score"]["mean"] for p in points]
+        ci = [_interval(p["score"]) for p in points]
         ax.fill_between(n, [c[0] for c in ci], [c[1] for c in ci], color=colour, alpha=0.15, linewidth=0)
         ax.plot(n, mean, "-o", color=colour, markersize=4, linewidth=2, label=_plain(name))
         everything += [c[0] for c in ci]
@@ -260,9 +284,9 @@ def learning_curve_plot(curve: dict[str, list[dict]]) -> str | None:
         ax.set_xticks(sorted(sizes), [str(s) for s in sorted(sizes)])
         ax.xaxis.set_minor_locator(ticker.NullLocator())
     ax.set_xlabel("training examples (log scale)", fontsize=8, color=INK)
-    _percent_axis(ax, everything)
+    _score_axis(ax, metric, everything)
     ax.legend(fontsize=8, frameon=False, loc="lower right")
-    _title(ax, "Accuracy by training-set size (mean, 95% CI band)")
+    _title(ax, f"{metric_title(metric)} by training-set size (mean, 95% CI band)")
     return to_data_uri(fig)
 
 
@@ -351,6 +375,58 @@ def slice_plot(rows: list[dict], overall: float | None = None) -> str | None:
     ax.set_ylim(-0.7, len(rows) - 0.3)
     _percent_axis(ax, [_interval({"mean": r["accuracy"], "ci95": r.get("ci95")})[0] for r in rows], axis="x")
     _title(ax, "Accuracy per slice (95% CI); dashed: all items")
+    return to_data_uri(fig)
+
+
+@_quiet
+def label_scores_plot(per_label: dict[str, dict], limit: int = 40) -> str | None:
+    """F1 and average precision of each label (multi-label), weakest F1 at the top; at most ``limit`` labels,
+    the weakest ones."""
+    ranked = sorted(per_label.items(), key=lambda item: (finite(item[1].get("f1")) or 0.0, item[0]))[:limit]
+    if not ranked:
+        return None
+    fig, (ax,) = _figure(WIDE * 0.75, 0.34 * len(ranked) + 1.2)
+    y = np.arange(len(ranked))[::-1]
+    for offset, key, colour, label in ((0.19, "f1", VAL, "F1 at the tuned threshold"),
+                                       (-0.19, "average_precision", PALETTE[2], "average precision")):
+        values = [finite(s.get(key)) or 0.0 for _, s in ranked]
+        ax.barh(y + offset, values, height=0.36, color=colour, label=label)
+    ax.set_yticks(y, [f"{_plain(name)} (n={s.get('support', '?')})" for name, s in ranked])
+    ax.set_ylim(-0.7, len(ranked) - 0.3)
+    ax.set_xlim(0, 1.0)
+    ax.xaxis.set_major_formatter(ticker.PercentFormatter(1.0, decimals=0))
+    ax.legend(fontsize=7.5, frameon=False, loc="lower right")
+    shown = f"the {len(ranked)} weakest of {len(per_label)} labels" if len(per_label) > len(ranked) else "each label"
+    _title(ax, f"F1 and average precision of {shown}")
+    return to_data_uri(fig)
+
+
+@_quiet
+def prediction_plot(true: Sequence[float], predicted: Sequence[float], title: str,
+                    baseline: float | None = None) -> str | None:
+    """Regression: each item's prediction against its true value, the diagonal where they would be equal and,
+    dotted, the training mean (the baseline that always predicts it)."""
+    pairs = np.array([(t, p) for t, p in zip(map(finite, true), map(finite, predicted))
+                      if t is not None and p is not None], dtype=float).reshape(-1, 2)
+    if len(pairs) == 0:
+        return None
+    fig, (ax,) = _figure(5.6, 4.8)
+    low, high = float(pairs.min()), float(pairs.max())
+    pad = 0.05 * (high - low) or 0.5
+    low, high = low - pad, high + pad
+    ax.plot([low, high], [low, high], "--", color="#8C8C8C", linewidth=1.2, label="predicted = true", zorder=1)
+    if finite(baseline) is not None:
+        ax.axhline(baseline, color=PALETTE[1], linewidth=1.2, linestyle=":", label="training mean", zorder=1)
+    few = len(pairs) <= 300
+    ax.scatter(pairs[:, 0], pairs[:, 1], s=24 if few else 8, color=VAL, alpha=0.75 if few else 0.4, linewidths=0,
+               zorder=2)
+    ax.set_xlim(low, high)
+    ax.set_ylim(low, high)
+    ax.set_aspect("equal")
+    ax.set_xlabel("true value", fontsize=8, color=INK)
+    ax.set_ylabel("predicted value", fontsize=8, color=INK)
+    ax.legend(fontsize=7.5, frameon=False, loc="upper left")
+    _title(ax, _plain(title, 70))
     return to_data_uri(fig)
 
 

@@ -16,7 +16,7 @@ from html import escape
 from pathlib import Path
 
 from headstart.fileio import write_text
-from headstart.report import plots, previews
+from headstart.report import plots, previews, scores
 
 CSS = """
 *{box-sizing:border-box} dl{margin:0} .scroll{overflow-x:auto} .muted{color:#6e7781}
@@ -158,46 +158,53 @@ def read_run(run_dir: Path) -> dict:
 
 def auto_decision(run: dict) -> dict | None:
     """For a ``--strategy auto`` run: the advice, every fit auto checked and the one it kept, as a recommendation."""
-    auto = ((run.get("metrics") or {}).get("strategy_info") or {}).get("auto")
+    metrics = run.get("metrics") or {}
+    auto = (metrics.get("strategy_info") or {}).get("auto")
     if not auto:
         return None
+    main = scores.main_metric(metrics)
     advice = (auto.get("advice") or {}).get("recommendation") or {}
-    checked = ", ".join(f"{name} {100 * acc:.1f}%" for name, acc in (auto.get("val_accuracy") or {}).items())
+    fitted = auto.get(f"val_{main}") or auto.get("val_accuracy") or {}
+    checked = ", ".join(f"{name} {scores.value(main, value)}" for name, value in fitted.items())
     kept = auto.get("kept", "?")
     reasons = [*advice.get("reasons", []),
-               f"auto fitted {checked} (validation accuracy) and kept {kept}"
-               + (", the cheapest of the best." if kept == "linear" and len(auto.get("val_accuracy") or {}) > 1 else ".")]
+               f"auto fitted {checked} (validation {scores.name(main)}) and kept {kept}"
+               + (", the cheapest of the best." if kept == "linear" and len(fitted) > 1 else ".")]
     return {"strategy": kept, "reasons": reasons, "numbers": advice.get("numbers") or {}}
 
 
 def run_notes(run: dict) -> list[str]:
     """Caveats a reader should know: the data checks' warnings, no test split, a small evaluation set, early
-    stopping, LP-FT's probe stage, the input size."""
+    stopping, LP-FT's probe stage, tuned thresholds or calibration, the input size."""
     metrics = run.get("metrics") or {}
+    main = scores.main_metric(metrics)
     notes = [*metrics.get("warnings", []), *metrics.get("data_warnings", [])]
-    split, scores = _headline(metrics)
+    split, headline = _headline(metrics)
     epochs = [row for row in run.get("history") or [] if "train_loss" in row]  # epoch 0 (before training) aside
     if split == "val":
         chose = "epoch" if epochs else "regularisation strength C"
-        notes.append(f"There is no test split: the accuracy is measured on the validation set, which also chose "
-                     f"the {chose}, so it is a little optimistic. Hold out a test set (e.g. --test-fraction 0.2) "
-                     "for an unbiased figure.")
-    if scores and scores.get("n", 0) < 100:
-        lo, hi = scores.get("accuracy_ci95", [0, 0])
-        notes.append(f"Only {scores['n']} {_SPLITS[split]} examples: the 95% interval spans {100 * (hi - lo):.0f} "
-                     "percentage points, so small differences between runs are noise.")
+        tuned = " and tuned the decision thresholds" if metrics.get("thresholds") else ""
+        notes.append(f"There is no test split: the {scores.name(main)} is measured on the validation set, which "
+                     f"also chose the {chose}{tuned}, so it is a little optimistic. Hold out a test set (e.g. "
+                     "--test-fraction 0.2) for an unbiased figure.")
+    if headline and headline.get("n", 0) < 100:
+        notes.append(f"Only {headline['n']} {_SPLITS[split]} examples: the 95% interval of the {scores.name(main)} "
+                     f"spans {scores.spread(main, headline.get(f'{main}_ci95')) or '?'}, so small differences "
+                     "between runs are noise.")
     planned = (run.get("config") or {}).get("epochs")
     if epochs and planned and len(epochs) < planned:
         best = (metrics.get("strategy_info") or {}).get("best_epoch")
         if best is None:
-            best = max(epochs, key=lambda r: (r.get("val_accuracy") or 0, -(r.get("val_loss") or 0)))["epoch"]
+            best = plots.best_row(epochs, f"val_{main}")["epoch"]
         notes.append(f"Training stopped early after epoch {epochs[-1]['epoch']} of {planned}: validation did not "
                      f"improve. " + (f"The saved weights are from epoch {best}." if best else "No epoch beat the starting "
                      "model (the linear probe's head), which is the one saved."))
     probe = (metrics.get("strategy_info") or {}).get("probe")
-    if probe and probe.get("val_accuracy") is not None:
-        notes.append(f"LP-FT first fitted a linear probe (C = {_value(probe.get('C'))}, validation accuracy "
-                     f"{_pct(probe['val_accuracy'])}); fine-tuning started from its head (epoch 0 in the curves).")
+    probe_score = (probe or {}).get(f"val_{main}", (probe or {}).get("val_accuracy"))
+    if probe_score is not None:
+        notes.append(f"LP-FT first fitted a linear probe (C = {_value(probe.get('C'))}, validation "
+                     f"{scores.name(main)} {scores.value(main, probe_score)}); fine-tuning started from its head "
+                     "(epoch 0 in the curves).")
     calibration = metrics.get("calibration")
     if calibration:
         chose = "the epoch kept" if epochs else "the regularisation strength C"
@@ -205,10 +212,22 @@ def run_notes(run: dict) -> list[str]:
                      f"{calibration.get('temperature', 1.0):.3g}), fitted on the same validation set that chose "
                      f"{chose}: the validation ECE after scaling is a "
                      "little optimistic" + ("; the test ECE is not." if calibration.get("test") else "."))
+    notes += _threshold_note(metrics)
     size = (run.get("config") or {}).get("image_size")
     if size:
         notes.append(f"Images were fed at {size} px (chosen from their native size unless --image-size was given).")
     return notes
+
+
+def _threshold_note(metrics: dict) -> list[str]:
+    """Multi-label: the decision thresholds were tuned on validation, so its scores are a little optimistic."""
+    thresholds = metrics.get("thresholds")
+    if not thresholds:
+        return []
+    return [f"Each label's decision threshold was tuned on the validation set (validation micro-F1 "
+            f"{scores.value('micro_f1', thresholds.get('val_micro_f1_at_0.5'))} at 0.5, "
+            f"{scores.value('micro_f1', thresholds.get('val_micro_f1_tuned'))} tuned): the validation scores are a "
+            "little optimistic" + ("; the test scores are not." if metrics.get("test") else ".")]
 
 
 # ---------------------------------------------------------------- formatting
@@ -326,20 +345,33 @@ def _comparison(comp: dict | None, recommended: str | None) -> str:
     if not comp:
         return ""
     rows = comp.get("rows") or []
-    head = ("<tr><th>Strategy</th><th>Status</th><th>Val accuracy</th><th>Val macro-F1</th><th>Test accuracy</th>"
-            "<th>Train−val gap</th><th>Trainable params</th><th>Time</th><th>Memory</th></tr>")
-    body = "".join(_comparison_row(row, recommended) for row in rows)
+    main = _comparison_metric(comp)
+    second = scores.SECOND.get(main, "macro_f1")
+    head = (f"<tr><th>Strategy</th><th>Status</th><th>Val {scores.name(main)}</th><th>Val {scores.name(second)}</th>"
+            f"<th>Test {scores.name(main)}</th><th>Train−val gap</th><th>Trainable params</th><th>Time</th>"
+            "<th>Memory</th></tr>")
+    body = "".join(_comparison_row(row, recommended, main, second) for row in rows)
     lede = " · ".join(escape(s) for s in _comparison_setup(comp) if s)
     warnings = "".join(f"<li>{escape(str(w))}</li>" for w in comp.get("warnings") or [])
     warnings = f'<ul class="warnings">{warnings}</ul>' if warnings else ""
-    overview = _figure(plots.comparison_plot(rows), "accuracy and time per strategy")
-    curve = _figure(plots.learning_curve_plot(comp.get("learning_curve") or {}), "learning curve",
-                    "Accuracy as the training set grows, per strategy; where the lines part is where the extra "
-                    "trainable parameters start to pay.")
+    overview = _figure(plots.comparison_plot(rows, main), f"{scores.name(main)} and time per strategy")
+    curve = _figure(plots.learning_curve_plot(comp.get("learning_curve") or {}, main), "learning curve",
+                    f"Validation {scores.name(main)} as the training set grows, per strategy; where the lines part "
+                    "is where the extra trainable parameters start to pay.")
     curve = f'<h3 id="learning-curve">Learning curve</h3>{curve}' if curve else ""
     return (f'<section id="comparison"><h2>Transfer learning vs fine-tuning</h2><p class="lede">{lede}</p>'
             f'{warnings}{overview}<div class="scroll"><table class="compare"><thead>{head}</thead><tbody>{body}</tbody>'
             f"</table></div>{curve}</section>")
+
+
+def _comparison_metric(comp: dict) -> str:
+    """The metric a comparison ranks by: its task's main metric, as a row (or its ``metrics``) or the comparison
+    names it; accuracy when none does (a comparison written before tasks)."""
+    for row in comp.get("rows") or []:
+        named = row.get("main_metric") or (row.get("metrics") or {}).get("main_metric")
+        if named:
+            return str(named)
+    return str(comp.get("main_metric") or "accuracy")
 
 
 def _comparison_setup(comp: dict) -> list[str]:
@@ -353,15 +385,17 @@ def _comparison_setup(comp: dict) -> list[str]:
             if budget is not None and comp.get("seconds") is not None else ""]
 
 
-def _stat(stat: dict | None, as_points: bool = False) -> str:
+def _stat(stat: dict | None, key: str = "accuracy", as_difference: bool = False) -> str:
+    """A ``{"mean", "ci95"}`` score as the comparison table writes it: the mean, its interval in small type."""
     if plots.finite((stat or {}).get("mean")) is None:
         return "—"
-    mean = f"{100 * stat['mean']:+.1f} pts" if as_points else _pct(stat["mean"])
-    ci = stat.get("ci95")
-    return f'{mean}<small>{_ci(ci)}</small>' if ci and not as_points else mean
+    if as_difference:
+        return scores.difference(key, stat["mean"])
+    ci = scores.interval(key, stat.get("ci95"))
+    return f"{scores.value(key, stat['mean'])}<small>{ci}</small>" if ci else scores.value(key, stat["mean"])
 
 
-def _comparison_row(row: dict, recommended: str | None) -> str:
+def _comparison_row(row: dict, recommended: str | None, main: str = "accuracy", second: str = "macro_f1") -> str:
     status = str(row.get("status") or "ok")
     label = status if status == "skipped" else str(row.get("status_text") or status)  # skipped: reason beside it
     name = escape(str(row.get("strategy", "?")))
@@ -374,8 +408,8 @@ def _comparison_row(row: dict, recommended: str | None) -> str:
     share = row.get("trainable_share")
     params = _count(row.get("trainable_params")) + (f"<small>{_pct(share, 1)}</small>" if share is not None else "")
     seconds = row.get("seconds")
-    cells = [_stat(row.get("val_accuracy")), _stat(row.get("val_macro_f1")), _stat(row.get("test_accuracy")),
-             _stat(row.get("gap"), as_points=True), params,
+    cells = [_stat(row.get(f"val_{main}"), main), _stat(row.get(f"val_{second}"), second),
+             _stat(row.get(f"test_{main}"), main), _stat(row.get("gap"), main, as_difference=True), params,
              "—" if seconds is None else plots.format_seconds(seconds), _mb(row.get("peak_rss_mb"))]
     return f'<tr class="{cls}">{first}{"".join(f"<td>{c}</td>" for c in cells)}</tr>'
 
@@ -387,16 +421,26 @@ def _summary(runs: list[dict], recommended: str | None) -> str:
     return f'<section id="summary"><h2>Results</h2><div class="cards">{cards}</div></section>'
 
 
+def _bar_place(score: float | None) -> float:
+    """Where a score sits on the card's 0-1 bar, in percent; an R² or rho below 0 at the left end."""
+    return 100 * min(1.0, max(0.0, score or 0.0))
+
+
 def _card(run: dict, recommended: str | None) -> str:
     m = run.get("metrics") or {}
-    split, scores = _headline(m)
-    lo, hi = (scores.get("accuracy_ci95") or [0.0, 0.0])[:2]
-    acc = scores.get("accuracy")
-    bar = (f'<div class="cibar" title="95% CI"><span class="range" style="left:{100 * lo:.1f}%;'
-           f'width:{100 * (hi - lo):.1f}%"></span><span class="dot" style="left:{100 * (acc or 0):.1f}%"></span></div>')
-    rows = [("Macro-F1", _pct(scores.get("macro_f1")))]
+    main, kind = scores.main_metric(m), scores.task(m)
+    split, headline = _headline(m)
+    value, ci = headline.get(main), headline.get(f"{main}_ci95")
+    lo, hi = ([plots.finite(b) for b in (ci or [])[:2]] + [None, None])[:2]
+    left, right = _bar_place(lo), _bar_place(hi)
+    bar = (f'<div class="cibar" title="95% CI"><span class="range" style="left:{left:.1f}%;width:{right - left:.1f}%">'
+           f'</span><span class="dot" style="left:{_bar_place(value):.1f}%"></span></div>')
+    rows = [(scores.title(key), scores.value(key, headline.get(key))) for key in scores.HEADLINE[kind][1:]]
+    if kind == "regression":
+        rows.append(("Train-mean baseline", f"MAE {scores.value('mae', headline.get('train_mean_baseline_mae'))}"
+                                            f" · R² {scores.value('r2', headline.get('train_mean_baseline_r2'))}"))
     if split == "test" and m.get("val"):
-        rows.append(("Validation accuracy", _pct(m["val"].get("accuracy"))))
+        rows.append((f"Validation {scores.name(main)}", scores.value(main, m["val"].get(main))))
     share = m.get("trainable_share")
     rows += [("Trainable params", f"{_count(m.get('trainable_params'))} of {_count(m.get('total_params'))}"
               + (f" ({_pct(share)})" if share is not None else "")),
@@ -406,29 +450,40 @@ def _card(run: dict, recommended: str | None) -> str:
              ("Device", escape(" · ".join(str(m[k]) for k in ("device", "train_precision") if m.get(k))) or "—")]
     facts = "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in rows)
     star = ' <span class="badge ok">recommended</span>' if run.get("strategy") == recommended else ""
+    interval = scores.interval(main, ci)
     return (f'<article class="card"><div class="hero"><div class="card-head"><b>{escape(str(run.get("name", "")))}</b>'
             f'<span class="tag">{escape(str(run.get("strategy", "")))}</span>{star}</div>'
-            f'<div class="big">{_pct(acc)}</div><div class="sub">{_SPLITS[split]} accuracy · 95% CI {_ci([lo, hi])}'
-            f' · n&nbsp;=&nbsp;{scores.get("n", 0):,}</div>{bar}</div><dl class="kv">{facts}</dl></article>')
+            f'<div class="big">{scores.value(main, value)}</div><div class="sub">{_SPLITS[split]} {scores.name(main)}'
+            f'{" · 95% CI " + interval if interval else ""} · n&nbsp;=&nbsp;{headline.get("n", 0):,}</div>{bar}</div>'
+            f'<dl class="kv">{facts}</dl></article>')
 
 
 def _run_details(index: int, run: dict) -> str:
-    split, scores = _headline(run.get("metrics") or {})
+    metrics = run.get("metrics") or {}
+    main = scores.main_metric(metrics)
     history = run.get("history") or []
     probe = history and not any("epoch" in row for row in history)
-    curves = _figure(plots.history_plot(history), "training curves",
-                     "Chosen by validation accuracy; the highlighted C is the one kept." if probe else
-                     "Dashed: training set; solid: validation set. The dotted line marks the epoch kept.")
-    classes = list((scores.get("per_class") or {}).keys())
-    matrix = _figure(plots.confusion_plot(scores.get("confusion_matrix") or [], classes), "confusion matrix",
-                     f"Confusion matrix on the {_SPLITS[split]} set: rows are true classes, columns predictions; "
-                     "colour is the share of the true class.")
-    layout = " stack" if len(classes) > 12 else ""  # a big matrix gets the full width
+    at_half = " (each label at a 0.5 threshold: they are tuned after training)" if metrics.get("thresholds") else ""
+    caption = (f"Chosen by validation {scores.name(main)}{at_half}; the highlighted C is the one kept." if probe else
+               f"Dashed: training set; solid: validation set{at_half}. The dotted line marks the epoch kept.")
+    curves = _figure(plots.history_plot(history, main), "training curves", caption)
+    body = {"multi-label": _multi_label, "regression": _regression}.get(scores.task(metrics), _single_label)
     return (f'<section id="run-{index}" class="run"><h2>{escape(str(run.get("name", "")))} '
             f'<span class="tag">{escape(str(run.get("strategy", "")))}</span></h2>'
             f'<h3>Training curves</h3>{curves or "<p class=muted>No training history was recorded.</p>"}'
-            f'<h3>Per class ({_SPLITS[split]} set)</h3><div class="pair{layout}">{matrix}{_per_class(scores)}</div>'
-            f'{_calibration(run.get("metrics") or {})}{_gallery(run.get("metrics") or {})}</section>')
+            f'{body(metrics)}{_gallery(metrics)}</section>')
+
+
+def _single_label(metrics: dict) -> str:
+    """The confusion matrix beside the per-class table, then the calibration."""
+    split, headline = _headline(metrics)
+    classes = list((headline.get("per_class") or {}).keys())
+    matrix = _figure(plots.confusion_plot(headline.get("confusion_matrix") or [], classes), "confusion matrix",
+                     f"Confusion matrix on the {_SPLITS[split]} set: rows are true classes, columns predictions; "
+                     "colour is the share of the true class.")
+    layout = " stack" if len(classes) > 12 else ""  # a big matrix gets the full width
+    return (f'<h3>Per class ({_SPLITS[split]} set)</h3><div class="pair{layout}">{matrix}{_per_class(headline)}</div>'
+            f'{_calibration(metrics)}')
 
 
 def _calibration(metrics: dict) -> str:
@@ -444,24 +499,37 @@ def _calibration(metrics: dict) -> str:
     return f"<h3>Calibration</h3>{figure or f'<p class=muted>{caption}</p>'}"
 
 
-def _per_class(scores: dict) -> str:
-    per_class = scores.get("per_class") or {}
+def _per_class(headline: dict, multi_label: bool = False) -> str:
+    """Precision, recall, F1 and support of each class, weakest F1 first; a multi-label table adds the recall's
+    interval, average precision and the tuned threshold of each label."""
+    per_class = headline.get("per_class") or {}
     if not per_class:
         return ""
     ranked = sorted(per_class.items(), key=lambda item: (item[1].get("f1", 0), item[0]))
     f1s = [s.get("f1", 0) for _, s in ranked]
     cut = f1s[min(5, -(-len(f1s) // 4)) - 1]  # the weakest quarter (at most 5), ties included
     weak = sum(1 for f in f1s if f <= cut < max(f1s))
-    rows = "".join(
-        f'<tr class="{"weak" if i < weak else ""}"><td class="name">{escape(str(name))}</td>'
-        f'<td>{_pct(s.get("precision"))}</td><td>{_pct(s.get("recall"))}</td>'
-        f'<td class="f1"><span class="meter"><span style="width:{100 * s.get("f1", 0):.0f}%"></span></span>'
-        f'{_pct(s.get("f1"))}</td><td>{s.get("support", 0):,}</td></tr>'
-        for i, (name, s) in enumerate(ranked))
+    rows = "".join(_class_row(name, s, i < weak, multi_label) for i, (name, s) in enumerate(ranked))
     caption = f"Weakest first; the {weak} weakest highlighted." if weak else "All classes score the same."
-    return (f'<div class="scroll"><table class="classes"><caption>{caption}</caption><thead><tr><th>Class</th>'
-            f"<th>Precision</th><th>Recall</th><th>F1</th><th>Support</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table></div>")
+    head = (["Label", "Precision", "Recall (95% CI)", "F1", "Average precision", "Support", "Threshold"]
+            if multi_label else ["Class", "Precision", "Recall", "F1", "Support"])
+    return (f'<div class="scroll"><table class="classes"><caption>{caption}</caption><thead><tr>'
+            f'{"".join(f"<th>{h}</th>" for h in head)}</tr></thead><tbody>{rows}</tbody></table></div>')
+
+
+def _class_row(name: str, s: dict, weak: bool, multi_label: bool) -> str:
+    recall_ci = _ci(s.get("recall_ci95")) if multi_label else ""
+    cells = [f'<td class="name">{escape(str(name))}</td>', f"<td>{_pct(s.get('precision'))}</td>",
+             f"<td>{_pct(s.get('recall'))}{f'<small>{recall_ci}</small>' if recall_ci else ''}</td>",
+             f'<td class="f1"><span class="meter"><span style="width:{100 * s.get("f1", 0):.0f}%"></span></span>'
+             f'{_pct(s.get("f1"))}</td>']
+    if multi_label:
+        cells.append(f"<td>{_pct(s.get('average_precision'))}</td>")
+    cells.append(f"<td>{s.get('support', 0):,}</td>")
+    if multi_label:
+        threshold = plots.finite(s.get("threshold"))
+        cells.append(f"<td>{'—' if threshold is None else f'{threshold:.2f}'}</td>")
+    return f'<tr class="{"weak" if weak else ""}">{"".join(cells)}</tr>'
 
 
 def _notes(notes: Sequence[str]) -> str:
@@ -513,23 +581,120 @@ def _item(item: dict) -> str:
             f'{f"<small>{where}</small>" if where else ""}{text}</div></div>')
 
 
+_GALLERIES = {  # per task: anchor, heading, what the items are
+    "single-label": ("misclassified", "Misclassified validation items", "The most confident mistakes first"),
+    "multi-label": ("wrong-labels", "Items with the most wrong labels",
+                    "Validation items with the most missed or extra labels first, the most confident among equals"),
+    "regression": ("largest-errors", "Largest errors", "Validation items predicted furthest from their true value"),
+}
+
+
 def _gallery(metrics: dict) -> str:
-    """The most confident misclassified validation items, as fit kept them in metrics.json (none: no gallery)."""
+    """The worst validation items as fit kept them in metrics.json (none: no gallery): the most confident
+    mistakes, the items with the most wrong labels, or the largest errors."""
     mistakes = [m for m in metrics.get("misclassified") or [] if isinstance(m, dict)]
     if not mistakes:
         return ""
+    kind = scores.task(metrics)
+    anchor, heading, which = _GALLERIES[kind]
     val = metrics.get("val") or {}
-    accuracy, n = plots.finite(val.get("accuracy")), plots.finite(val.get("n")) or 0
-    wrong = max(len(mistakes), round(n * (1 - accuracy)) if accuracy is not None else 0)
-    cards = []
-    for m in mistakes:
-        uri = previews.safe_thumbnail(m.get("thumbnail"))
-        shown = (f'<img class="thumb" src="{uri}" alt="">' if uri else
-                 f'<q class="preview">{escape(str(m["text"]))}</q>' if m.get("text") else "")
-        cards.append(f'<figure class="mistake">{shown}<figcaption><span class="origin">'
-                     f'{escape(str(m.get("origin", "")))}</span><span>true <b>{escape(str(m.get("true", "?")))}</b>'
-                     f'</span><span class="wrong">predicted <b>{escape(str(m.get("predicted", "?")))}</b> '
-                     f'{_pct(m.get("probability"))}</span></figcaption></figure>')
-    return ('<h3 id="misclassified">Misclassified validation items</h3><p class="muted">The most confident mistakes '
-            f'first ({len(mistakes)} of {wrong:,}): often a wrong label, sometimes an ambiguous item.</p>'
-            f'<div class="gallery">{"".join(cards)}</div>')
+    if kind == "single-label":
+        accuracy, n = plots.finite(val.get("accuracy")), plots.finite(val.get("n")) or 0
+        wrong = max(len(mistakes), round(n * (1 - accuracy)) if accuracy is not None else 0)
+        count = f"{len(mistakes)} of {wrong:,}"
+    else:
+        count = f"{len(mistakes)} shown"
+    why = "a wrong value, sometimes an unusual item" if kind == "regression" else \
+        "a wrong or missing label, sometimes an ambiguous item"
+    cards = "".join(_mistake(m, kind) for m in mistakes)
+    return (f'<h3 id="{anchor}">{heading}</h3><p class="muted">{which} ({count}): often {why}.</p>'
+            f'<div class="gallery">{cards}</div>')
+
+
+def _mistake(m: dict, kind: str) -> str:
+    """One gallery card: the item's preview, origin, true and predicted labels or values (and the error)."""
+    uri = previews.safe_thumbnail(m.get("thumbnail"))
+    shown = (f'<img class="thumb" src="{uri}" alt="">' if uri else
+             f'<q class="preview">{escape(str(m["text"]))}</q>' if m.get("text") else "")
+    probability = f" {_pct(m['probability'])}" if plots.finite(m.get("probability")) is not None else ""
+    error = plots.finite(m.get("error"))
+    extra = f'<span class="wrong">error <b>{error:+.4g}</b></span>' if kind == "regression" and error is not None \
+        else ""
+    return (f'<figure class="mistake">{shown}<figcaption><span class="origin">{escape(str(m.get("origin", "")))}'
+            f'</span><span>true <b>{escape(str(m.get("true", "?")))}</b></span><span class="wrong">predicted '
+            f'<b>{escape(str(m.get("predicted", "?")))}</b>{probability}</span>{extra}</figcaption></figure>')
+
+
+def _multi_label(metrics: dict) -> str:
+    """The headline scores, each label's F1 and average precision (a chart and a table), the thresholds."""
+    split, headline = _headline(metrics)
+    chart = _figure(plots.label_scores_plot(headline.get("per_class") or {}), "F1 and average precision per label",
+                    f"On the {_SPLITS[split]} set. F1 counts the decisions at each label's tuned threshold; average "
+                    "precision ranks the items by the label's probability, whatever the threshold.")
+    labels = headline.get("labels_per_item") or {}
+    per_item = (f" Items carry {labels['true']:.2f} labels on average; the model predicts {labels['predicted']:.2f}."
+                if plots.finite(labels.get("true")) is not None and plots.finite(labels.get("predicted")) is not None
+                else "")
+    return (f'<h3 id="scores">Scores ({_SPLITS[split]} set)</h3>{_scores_table(headline, "multi-label", per_item)}'
+            f'<h3 id="per-label">Per label ({_SPLITS[split]} set)</h3>{chart}'
+            f'{_per_class(headline, multi_label=True)}{_thresholds(metrics)}')
+
+
+def _regression(metrics: dict) -> str:
+    """Predicted against true values (a scatter plot with the diagonal) beside the scores and the baseline."""
+    split, headline = _headline(metrics)
+    target = metrics.get("target") or {}
+    kept = headline.get("predictions") or {}
+    true, predicted = kept.get("true") or [], kept.get("predicted") or []
+    n = headline.get("n") or len(true)
+    plot = plots.prediction_plot(true, predicted, f"Predicted vs true {target.get('name') or 'value'} "
+                                 f"({_SPLITS[split]} set)", target.get("train_mean"))
+    sample = f" ({len(true):,} of {n:,}, evenly spaced)" if len(true) < n else ""
+    figure = _figure(plot, "predicted against true values",
+                     f"Each dot is one {_SPLITS[split]} item{sample}; on the dashed diagonal the prediction equals "
+                     "the true value. The dotted line is the training mean, what a model that learned nothing "
+                     "would predict.") or '<p class="muted">This run kept no predictions to plot.</p>'
+    mean = plots.finite(target.get("train_mean"))
+    baseline = (f" The baseline predicts the training mean ({mean:.4g}) for every item: a useful model has a "
+                "lower MAE and a higher R²." if mean is not None else "")
+    return (f'<h3 id="predicted-vs-true">Predicted vs true ({_SPLITS[split]} set)</h3>'
+            f'<div class="pair">{figure}{_scores_table(headline, "regression", baseline)}</div>')
+
+
+def _scores_table(headline: dict, kind: str, note: str = "") -> str:
+    """The task's headline scores with their 95% intervals (and, for regression, the train-mean baseline's)."""
+    baseline = {"mae": headline.get("train_mean_baseline_mae"), "r2": headline.get("train_mean_baseline_r2")} \
+        if kind == "regression" else {}
+    head = ["Score", "Value", "95% interval", *(["Train-mean baseline"] if baseline else [])]
+    rows = "".join(
+        f'<tr><td class="name">{scores.title(key)}<div class="reason">{scores.MEANINGS.get(key, "")}</div></td>'
+        f'<td><b>{scores.value(key, headline.get(key))}</b></td>'
+        f'<td>{scores.interval(key, headline.get(f"{key}_ci95")) or "—"}</td>'
+        + (f"<td>{scores.value(key, baseline.get(key))}</td>" if baseline else "") + "</tr>"
+        for key in scores.HEADLINE[kind])
+    caption = f"Bootstrap 95% intervals over the {headline.get('n', 0):,} items.{note}"
+    return (f'<div class="scroll"><table class="scores"><caption>{escape(caption)}</caption><thead><tr>'
+            f'{"".join(f"<th>{h}</th>" for h in head)}</tr></thead><tbody>{rows}</tbody></table></div>')
+
+
+def _thresholds(metrics: dict) -> str:
+    """Multi-label: the validation scores at one 0.5 threshold against each label's tuned one."""
+    record = metrics.get("thresholds") or {}
+    if not record:
+        return ""
+    rows = "".join(
+        f'<tr><td class="name">Validation {scores.name(key)}</td>'
+        f'<td>{scores.value(key, record.get(f"val_{key}_at_0.5"))}</td>'
+        f'<td><b>{scores.value(key, record.get(f"val_{key}_tuned"))}</b></td>'
+        f'<td>{_change(key, record.get(f"val_{key}_at_0.5"), record.get(f"val_{key}_tuned"))}</td></tr>'
+        for key in ("micro_f1", "macro_f1"))
+    return ('<h3 id="thresholds">Decision thresholds</h3><div class="scroll"><table class="thresholds"><caption>'
+            "Each label's threshold (the table above) is the one of 0.05, 0.10, … 0.95 with the best F1 on the "
+            "validation set; a label with too few validation positives keeps 0.5.</caption><thead><tr><th>Score</th>"
+            "<th>Every label at 0.5</th><th>Tuned per label</th><th>Change</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table></div>")
+
+
+def _change(key: str, before: object, after: object) -> str:
+    before, after = plots.finite(before), plots.finite(after)
+    return "—" if before is None or after is None else scores.difference(key, after - before)

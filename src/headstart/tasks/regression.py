@@ -17,6 +17,8 @@ from headstart.metrics import r2, regression_metrics, spearman
 from headstart.report.previews import GALLERY_SIZE, preview
 from headstart.tasks.base import check_select, linear_from
 
+PLOTTED = 2_000  # (true, predicted) pairs per split kept in metrics.json for the report's scatter plot
+
 
 @dataclass
 class Regression:
@@ -110,6 +112,7 @@ class Regression:
         out = regression_metrics(truth, np.asarray(outputs, np.float64)[:, 0])
         out["train_mean_baseline_mae"] = float(np.abs(truth - self.mean).mean())  # predict the training mean
         out["train_mean_baseline_r2"] = r2(truth, np.full_like(truth, self.mean))
+        out["predictions"] = kept_predictions(truth, np.asarray(outputs, np.float64)[:, 0])
         return out
 
     def mistakes(self, data: Dataset, outputs: np.ndarray) -> list[dict]:
@@ -131,3 +134,10 @@ class Regression:
         record = spec["task"]
         return cls(float(record["train_mean"]), float(record["train_std"]), target=str(record.get("target", "target")),
                    scale_folded=bool(record.get("scale_folded", True)))
+
+
+def kept_predictions(truth: np.ndarray, pred: np.ndarray, limit: int = PLOTTED) -> dict:
+    """At most ``limit`` items' true and predicted values, evenly spaced over the split, to 4 significant digits:
+    what the report's predicted-vs-true plot draws."""
+    rows = np.linspace(0, len(truth) - 1, limit).round().astype(int) if len(truth) > limit else np.arange(len(truth))
+    return {"true": [float(f"{v:.4g}") for v in truth[rows]], "predicted": [float(f"{v:.4g}") for v in pred[rows]]}
