@@ -323,6 +323,8 @@ def _metrics(result: StrategyResult, backbone: Backbone, splits: DataSplits, ctx
     for name, split_outputs in outputs.items():
         finished = task.adjust(split_outputs)
         out[name] = task.metrics(finished, datasets[name].labels)
+        if name == "train":  # the report plots validation and test predictions (regression), not training ones
+            out[name].pop("predictions", None)
         if name == "val":  # the report's gallery: the worst mistakes, with previews
             out["misclassified"] = task.mistakes(splits.val, finished)
     out["overfit_gap"] = out["train"][task.main_metric] - out["val"][task.main_metric]

@@ -78,8 +78,14 @@ def cheap_checks(splits: DataSplits) -> list[str]:
     if balance["imbalanced"]:
         c = balance["counts"]
         big, small = max(c, key=c.get), min(c, key=c.get)
-        out.append(f"The classes are imbalanced: '{big}' has {c[big]} training examples and '{small}' {c[small]} "
-                   f"(ratio {balance['ratio']:.1f} > {IMBALANCE_RATIO:g}); watch macro-F1, not only accuracy.")
+        if splits.task == "multi-label":
+            out.append(f"The labels are imbalanced: '{big}' is on {c[big]} training items and '{small}' on "
+                       f"{c[small]} (ratio {balance['ratio']:.1f} > {IMBALANCE_RATIO:g}); watch macro-F1 and the "
+                       "per-label scores, not only micro-F1.")
+        else:
+            out.append(f"The classes are imbalanced: '{big}' has {c[big]} training examples and '{small}' "
+                       f"{c[small]} (ratio {balance['ratio']:.1f} > {IMBALANCE_RATIO:g}); watch macro-F1, not only "
+                       "accuracy.")
     if balance["few"]:
         listing = ", ".join(f"'{k}' ({balance['counts'][k]})" for k in balance["few"])
         out.append(f"Class(es) {listing} have fewer than {FEW_EXAMPLES} training examples: too few to fine-tune "
