@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import headstart
 from conftest import COOKING, SPORTS
 from headstart import export as export_module
 from headstart.data import load_items
+from headstart.errors import RunError
 from headstart.export import export
 
 ort = pytest.importorskip("onnxruntime")
@@ -31,11 +33,12 @@ TEXTS = [
 ]
 NEITHER = ["The meeting moved to Tuesday", "Please reply by email", "The train was late again",
            "My phone battery died", "The library opens at nine", "We painted the fence blue"]
-RUNS = [(task, strategy) for task in ("single-label", "multi-label", "regression") for strategy in ("linear", "partial")]
+TASKS = ("single-label", "multi-label", "regression")
+RUNS = [(task, strategy) for task in TASKS for strategy in ("linear", "partial")]
 
 
 def _texts() -> list[str]:
-    """42 texts: sports, cooking, both in one sentence, and neither."""
+    """42 texts: sports, cooking, both in one sentence, and neither of them."""
     both = [f"{s}, then {c[0].lower()}{c[1:]}" for s, c in zip(SPORTS[:6], COOKING[:6])]
     return SPORTS + COOKING + both + NEITHER
 
@@ -225,8 +228,6 @@ def test_task_json_carries_each_tasks_own_record(runs, tmp_path):
 def test_multi_label_thresholds_decide_the_labels_in_predict_and_in_the_export(runs, tmp_path):
     """Thresholds away from 0.5 (here: each label's median probability on TEXTS) change the labels; the loaded run
     and the ONNX export's task.json both apply them."""
-    import shutil
-
     run = tmp_path / "run"
     shutil.copytree(runs["multi-label", "linear"][1], run)
     proba = _sigmoid(_fp32(run).outputs(load_items(TEXTS, modality="text"), device="cpu"))
@@ -346,3 +347,16 @@ def test_timm_export_reproduces_outputs_and_carries_the_task(image_task_runs, im
     reference = predictor.outputs(load_items(images), device="cpu")
     assert np.abs(got - reference).max() <= export_module.TORCH_TOLERANCE * max(1.0, np.abs(reference).max())
     _assert_answers_match(_answers(record, got), predictor.predict(images, device="cpu"))
+
+
+def test_a_regression_run_edited_to_unscaled_outputs_is_not_exported(runs, tmp_path):
+    """task.json promises values in the target's units; a head recorded as standardised cannot keep that promise."""
+    run = tmp_path / "run"
+    shutil.copytree(runs["regression", "linear"][1], run)
+    spec_file = run / "model" / "headstart.json"
+    spec = json.loads(spec_file.read_text())
+    spec["task"]["scale_folded"] = False
+    spec_file.write_text(json.dumps(spec))
+    with pytest.raises(RunError, match=r"headstart\.json says the regression head gives standardised values"):
+        export(run, "onnx", tmp_path / "onnx")
+    assert not (tmp_path / "onnx").exists()
