@@ -1,19 +1,33 @@
-"""Export a run's classifier to formats other tools load: ONNX, a Hugging Face directory, timm/torchvision weights.
+"""Export a run's model to formats other tools load: ONNX, a Hugging Face directory, timm/torchvision weights.
 
-    onnx   model.onnx (preprocessed input -> logits, dynamic batch; text: dynamic batch and sequence),
-           preprocessing.json, classes.json (+ tokenizer files for text)
+    onnx   model.onnx (preprocessed input -> outputs named ``logits``, dynamic batch; text: dynamic batch and
+           sequence), preprocessing.json, classes.json (+ tokenizer files for text)
     hf     (text runs) a directory AutoModelForSequenceClassification.from_pretrained loads once
-           ``headstart.hf_model`` is imported: see that module for why a headstart class is needed
+           ``headstart.hf_model`` is imported: see that module for why a headstart class is needed; its
+           ``problem_type`` tells transformers' pipelines the task (softmax, sigmoid, or the value itself)
     timm   (image runs) timm runs: model.safetensors + config.json in timm's hub format, loadable with
            ``timm.create_model("local-dir:DIR", pretrained=True)``; the torchvision MobileNetV2 run:
            model.safetensors that loads strictly into ``torchvision.models.mobilenet_v2(num_classes=K)``
 
+Every format is the run's model as headstart predicts with it: a linear head on pooled features, so each
+task fits each format. Every export also holds task.json, what the outputs mean and how to turn them into
+headstart's answers (``task_record``): the task's own record from the run (as in model/headstart.json),
+the outputs by name, in order, and how to read them:
+
+    single-label  logits, one per class, the calibration temperature already folded in: softmax, argmax
+    multi-label   logits, one per label: sigmoid each; an item has every label whose probability is at least
+                  that label's threshold (``thresholds``, in output order, tuned on validation)
+    regression    one value, already in the target's own units (``target``; the training mean and deviation
+                  are folded into the head): nothing to apply
+
 Every export is checked before it is moved into place: the exported model is loaded back (ONNX: with
-onnxruntime, when installed) and its logits compared with headstart's own on real inputs passed through
-the run's preprocessing (images from the run's split, or ``samples``; a few sentences for text runs).
-A folder is written as a hidden temporary sibling and renamed, so a failed export leaves nothing behind.
-What is model-specific (ONNX inputs and dynamic axes, the hf and timm formats) is the backbone family's:
-``backbone.family.onnx_graph`` and ``write_native`` (see headstart.backbones.families).
+onnxruntime, when installed) and its outputs compared with headstart's own on real inputs passed through
+the run's preprocessing (images from the run's split, or ``samples``; a few sentences for text runs), to
+within a tolerance relative to the outputs' size (float32 carries ~7 significant digits; a regression
+target in large units has large outputs). A folder is written as a hidden temporary sibling and renamed,
+so a failed export leaves nothing behind. What is model-specific (ONNX inputs and dynamic axes, the hf and
+timm formats) is the backbone family's: ``backbone.family.onnx_graph`` and ``write_native`` (see
+headstart.backbones.families).
 """
 
 from __future__ import annotations
@@ -37,8 +51,19 @@ FORMATS = ("onnx", "hf", "timm")
 # What each family-specific format is for, when a run's family does not write it.
 FORMAT_IS_FOR = {"hf": "--format hf is for text runs (Hugging Face encoders)",
                  "timm": "--format timm is for image runs (timm or torchvision backbones)"}
-ONNX_TOLERANCE = 1e-4  # max |logit difference| between onnxruntime and PyTorch
+ONNX_TOLERANCE = 1e-4  # max |output difference| between onnxruntime and PyTorch, per unit of the largest |output|
 TORCH_TOLERANCE = 1e-5  # the same, for exports reloaded into PyTorch (same kernels: differences are ~0)
+TASK_FORMAT = 1  # task.json's layout
+# How to read each task's outputs (task.json's "outputs_are" and "apply"); see the module docstring.
+READING = {
+    "single-label": ("logits, one per class (the calibration temperature is already folded in)",
+                     "softmax over the outputs; the label is the class with the highest probability"),
+    "multi-label": ("logits, one per label",
+                    "sigmoid to each output; an item has every label whose probability is >= that label's entry "
+                    "in thresholds (same order as outputs); no label at all is a valid answer"),
+    "regression": ("the predicted value of the target, already in the target's own units (the training mean "
+                   "and deviation are folded into the head)", "nothing: use the output as it is"),
+}
 ONNX_OPSET = 17
 MAX_SAMPLES = 6
 
@@ -55,7 +80,7 @@ CHECK_TEXTS = (
 
 @dataclass
 class Exported:
-    """What an export wrote and how closely it reproduces the run: ``max_abs_diff`` of logits on ``samples``."""
+    """What an export wrote and how closely it reproduces the run: ``max_abs_diff`` of outputs on ``samples``."""
 
     path: Path
     format: str
@@ -72,7 +97,8 @@ class Exported:
 
 
 def export(run: str | Path, format: str, out: str | Path | None = None, samples: Any = None) -> Exported:
-    """Export the classifier in ``run`` as ``format`` (onnx, hf, timm) into ``out`` (default: ``RUN-FORMAT``).
+    """Export the model in ``run`` as ``format`` (onnx, hf, timm) into ``out`` (default: ``RUN-FORMAT``), with
+    task.json (``task_record``) beside it.
 
     ``samples``: inputs to check the export on (anything ``load_items`` reads); by default a few of the
     run's own images (from split.json) or built-in sentences. Never overwrites a non-empty folder.
@@ -85,6 +111,7 @@ def export(run: str | Path, format: str, out: str | Path | None = None, samples:
     predictor = load_predictor(run)
     predictor.model.float().eval().cpu()
     _check_format(predictor, format)
+    record = task_record(predictor)
     batch = _sample_batch(run, predictor, samples)
     with torch.no_grad():
         reference = predictor.model(batch).float().numpy()
@@ -92,6 +119,8 @@ def export(run: str | Path, format: str, out: str | Path | None = None, samples:
         with staged_dir(out) as tmp:  # an empty folder the user made for us is replaced
             result = _write_onnx(predictor, tmp, batch, reference) if format == "onnx" else \
                 _write_native(predictor, tmp, batch, reference, format)
+            write_json(tmp / "task.json", record)
+            result.files = _files(tmp)
             _check_free(out)
     except RunError:
         raise
@@ -104,6 +133,21 @@ def export(run: str | Path, format: str, out: str | Path | None = None, samples:
                             f"{predictor.precision} where the hardware supports it (probabilities then differ "
                             "slightly)")
     return result
+
+
+def task_record(predictor: Predictor) -> dict[str, Any]:
+    """task.json: the task, its outputs by name in order, how to read them, and the task's own record (as the
+    run's model/headstart.json holds it: multi-label ``thresholds``; regression ``target``, ``train_mean``,
+    ``train_std``; single-label ``temperature``, already folded)."""
+    task = predictor.task
+    spec = task.spec()
+    if spec.get("scale_folded") is False:  # a saved run's regression head always outputs the target's units
+        raise RunError(f"{predictor.run_dir}/model/headstart.json says the regression head gives standardised "
+                       "values, not the target's units: the file was edited. Restore it from a copy of the "
+                       "run, or fit again.")
+    outputs_are, apply = READING[task.name]
+    return {"format": TASK_FORMAT, "task": task.name, "outputs": list(task.classes), "outputs_are": outputs_are,
+            "apply": apply, **{k: v for k, v in spec.items() if k != "name"}}
 
 
 def _check_free(out: Path) -> None:
@@ -190,13 +234,16 @@ def _synthetic_images(size: int) -> list:
 
 
 def _compare(reference: np.ndarray, got: np.ndarray, tolerance: float, what: str) -> float:
+    """Max |difference| of the export's outputs from headstart's; ExportError above ``tolerance`` per unit of
+    the largest |output| (at least 1): float32 differences grow with the outputs' size."""
     got = np.asarray(got, dtype=np.float32)
     if got.shape != reference.shape:
-        raise ExportError(f"The {what} export gives logits of shape {got.shape}, headstart {reference.shape}.")
+        raise ExportError(f"The {what} export gives outputs of shape {got.shape}, headstart {reference.shape}.")
     diff = float(np.abs(got - reference).max())
-    if not diff <= tolerance:
-        raise ExportError(f"The {what} export does not reproduce headstart's predictions: max |logit difference| "
-                          f"{diff:.3g} > {tolerance:g} on {len(reference)} inputs. Nothing was written; please "
+    allowed = tolerance * max(1.0, float(np.abs(reference).max()))
+    if not diff <= allowed:
+        raise ExportError(f"The {what} export does not reproduce headstart's predictions: max |output difference| "
+                          f"{diff:.3g} > {allowed:.3g} on {len(reference)} inputs. Nothing was written; please "
                           "report this with the run's model/headstart.json.")
     return diff
 

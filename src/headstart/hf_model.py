@@ -1,4 +1,4 @@
-"""A transformers model class for exported headstart text classifiers: mean-pooled encoder + linear head.
+"""A transformers model class for exported headstart text models: mean-pooled encoder + linear head.
 
 headstart averages an encoder's token states over the attention mask and applies its own linear head.
 No transformers ``*ForSequenceClassification`` for BERT-family encoders computes that: BERT's uses the
@@ -13,7 +13,9 @@ package (never as remote code: no ``trust_remote_code``). Importing this module 
     model = AutoModelForSequenceClassification.from_pretrained("exported/")
 
 Without headstart installed, transformers refuses the directory (unknown model type) instead of
-silently building a [CLS]-pooled model that would predict something else.
+silently building a [CLS]-pooled model that would predict something else. ``config.problem_type`` names the
+task (single_label_classification, multi_label_classification, regression): transformers' text-classification
+pipeline applies softmax, sigmoid or nothing by it, and the loss follows it.
 """
 
 from __future__ import annotations
@@ -81,10 +83,17 @@ class HeadstartTextClassifier(PreTrainedModel):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         logits = self.classifier(pooled)
-        loss = None
-        if labels is not None:
-            loss = nn.functional.cross_entropy(logits.float(), labels.view(-1))
+        loss = None if labels is None else self._loss(logits.float(), labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The loss headstart trained with, by ``config.problem_type``: BCE on 0/1 rows (multi-label), squared
+        error on values in the target's units (regression), else cross-entropy on class indices."""
+        if self.config.problem_type == "multi_label_classification":
+            return nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
+        if self.config.problem_type == "regression":
+            return nn.functional.mse_loss(logits.view(-1), labels.float().view(-1))
+        return nn.functional.cross_entropy(logits, labels.view(-1))
 
 
 AutoConfig.register(MODEL_TYPE, HeadstartTextConfig, exist_ok=True)

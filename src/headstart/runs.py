@@ -262,8 +262,9 @@ def _load_weights(model: Classifier, path: Path, spec_file: Path) -> None:
                        "Restore the run's model folder from a copy, or fit again.") from None
     classes = model.head.out_features
     if head is not None and head[0] != classes:
-        raise RunError(f"{spec_file} lists {classes} classes but the head in {path} has {head[0]} outputs: the "
-                       "class list was edited. Restore headstart.json from a copy of the run, or fit again.")
+        raise RunError(f"{spec_file} asks for a head of {classes} outputs (its 'classes' and 'task') but the head in "
+                       f"{path} has {head[0]}: the file was edited. Restore headstart.json from a copy of the run, "
+                       "or fit again.")
     try:
         load_model(model, str(path))
     except (OSError, SafetensorError) as exc:

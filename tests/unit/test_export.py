@@ -76,7 +76,7 @@ def test_onnx_image_export_matches_onnxruntime_on_real_images(which, request, im
     run = run[1] if isinstance(run, tuple) else run
     result = export(run, "onnx", tmp_path / "onnx")
     out = result.path
-    assert sorted(result.files) == ["classes.json", "model.onnx", "preprocessing.json"]
+    assert sorted(result.files) == ["classes.json", "model.onnx", "preprocessing.json", "task.json"]
     assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-4
 
     predictor = _fp32(run)

@@ -162,3 +162,55 @@ def test_out_naming_an_existing_file_is_a_run_error_and_keeps_the_file(tmp_path,
     with pytest.raises(RunError, match="is a file"):
         headstart.fit(text_pairs, text_backbone, "linear", out=str(target), progress=False, overwrite=True)
     assert target.read_text() == "precious"
+
+
+def _copy_with_task(run: Path, dest: Path, task) -> Path:
+    """A copy of ``run`` whose model/headstart.json holds ``task`` under "task" (``...``: no "task" at all)."""
+    import shutil
+
+    shutil.copytree(run, dest)
+    spec_file = dest / "model" / "headstart.json"
+    spec = json.loads(spec_file.read_text())
+    if task is ...:
+        del spec["task"]
+    else:
+        spec["task"] = task
+    spec_file.write_text(json.dumps(spec))
+    return dest
+
+
+def test_a_run_saved_before_tasks_existed_is_single_label(text_run, tmp_path):
+    result, run = text_run
+    old = headstart.load_run(_copy_with_task(run, tmp_path / "old", ...))
+    assert old.task.name == "single-label" and old.task.classes == result.classes
+    assert old.temperature == headstart.load_run(run).temperature
+    labels, probs = as_arrays(old.predict(NEW_TEXTS, device="cpu"), result.classes)
+    ref_labels, ref_probs = as_arrays(result.predict(NEW_TEXTS, device="cpu"), result.classes)
+    assert labels == ref_labels
+    np.testing.assert_allclose(probs, ref_probs, atol=1e-6)
+
+
+@pytest.mark.parametrize("task", [
+    "multi-label",  # a bare name, not a record
+    ["regression"],
+    {"name": "ranking"},
+    {"name": "multi-label", "thresholds": [0.5]},  # the run has two labels
+    {"name": "multi-label", "thresholds": [0.5, None]},
+    {"name": "multi-label", "thresholds": [0.5, 1.5]},
+    {"name": "multi-label", "thresholds": [0.5, "0.4"]},
+    {"name": "regression", "target": "y", "train_std": 1.0},
+    {"name": "regression", "target": "y", "train_mean": "high", "train_std": 1.0},
+    {"name": "regression", "target": "y", "train_mean": 3.0, "train_std": 0.0},
+])
+def test_a_damaged_task_record_is_a_run_error_naming_the_file(text_run, tmp_path, task):
+    run = _copy_with_task(text_run[1], tmp_path / "damaged", task)
+    with pytest.raises(RunError, match=r"model/headstart\.json: its 'task' record is damaged") as caught:
+        headstart.load_run(run)
+    assert str(run) in str(caught.value)
+
+
+def test_a_task_that_does_not_fit_the_saved_head_is_a_run_error(text_run, tmp_path):
+    task = {"name": "regression", "target": "y", "train_mean": 3.0, "train_std": 1.0, "scale_folded": True}
+    run = _copy_with_task(text_run[1], tmp_path / "edited", task)
+    with pytest.raises(RunError, match=r"headstart\.json asks for a head of 1 outputs .* has 2"):
+        headstart.load_run(run)

@@ -32,7 +32,9 @@ def make_task(splits: DataSplits, select_metric: str = "auto", target: str | Non
 def task_from_spec(spec: dict) -> Task:
     """A saved model's task, from its ``headstart.json`` (a model saved before tasks existed is single-label)."""
     record = spec.get("task") or {"name": "single-label"}
-    name = record.get("name") if isinstance(record, dict) else record
+    if not isinstance(record, dict):
+        raise ValueError("the task must be a record with a 'name'")
+    name = record.get("name")
     kinds = {"single-label": SingleLabel, "multi-label": MultiLabel, "regression": Regression}
     if name not in kinds:
         raise ValueError(f"unknown task {name!r}")

@@ -137,8 +137,9 @@ class MultiLabel:
     @classmethod
     def from_spec(cls, spec: dict) -> "MultiLabel":
         thresholds = spec["task"].get("thresholds")
-        if not isinstance(thresholds, list) or len(thresholds) != len(spec["classes"]):
-            raise ValueError("the task's thresholds must be a list with one number per label")
+        if not isinstance(thresholds, list) or len(thresholds) != len(spec["classes"]) or not all(
+                isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1 for t in thresholds):
+            raise ValueError("the task's thresholds must be a list with one number from 0 to 1 per label")
         return cls(list(spec["classes"]), thresholds=np.asarray(thresholds, dtype=np.float64),
                    sep=str(spec["task"].get("label_sep") or "|"))
 

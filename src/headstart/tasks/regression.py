@@ -132,7 +132,10 @@ class Regression:
     @classmethod
     def from_spec(cls, spec: dict) -> "Regression":
         record = spec["task"]
-        return cls(float(record["train_mean"]), float(record["train_std"]), target=str(record.get("target", "target")),
+        mean, std = float(record["train_mean"]), float(record["train_std"])
+        if not (np.isfinite(mean) and np.isfinite(std) and std > 0):
+            raise ValueError("the task's train_mean must be a finite number and train_std a positive one")
+        return cls(mean, std, target=str(record.get("target", "target")),
                    scale_folded=bool(record.get("scale_folded", True)))
 
 

@@ -172,7 +172,8 @@ class HFEncoder(Family):
         try:
             model.save_pretrained(str(folder))
             predictor.backbone.preprocessing.save(folder, for_export=True)
-            (folder / "README.md").write_text(_HF_README.format(classes=", ".join(predictor.classes)))
+            (folder / "README.md").write_text(_HF_README.format(task=predictor.task.name,
+                                                                classes=", ".join(predictor.classes)))
             loaded = AutoModelForSequenceClassification.from_pretrained(str(folder), trust_remote_code=False).eval()
         finally:
             if bars:
@@ -232,6 +233,11 @@ def _has_mask_helper() -> bool:
     return True
 
 
+# transformers' name for each task: its pipelines apply softmax, sigmoid or nothing to the outputs by it.
+HF_PROBLEM_TYPES = {"single-label": "single_label_classification", "multi-label": "multi_label_classification",
+                    "regression": "regression"}
+
+
 def _hf_config(predictor: "Predictor"):
     from headstart.hf_model import HeadstartTextClassifier, HeadstartTextConfig
 
@@ -239,6 +245,7 @@ def _hf_config(predictor: "Predictor"):
     config = HeadstartTextConfig(
         encoder=dict(predictor.backbone.arch["config"]), max_length=predictor.backbone.preprocessing.max_length,
         id2label=dict(enumerate(classes)), label2id={c: i for i, c in enumerate(classes)},
+        problem_type=HF_PROBLEM_TYPES[predictor.task.name],
     )
     config.architectures = [HeadstartTextClassifier.__name__]
     return config
@@ -276,9 +283,9 @@ def load_minilm(pretrained: bool) -> tuple[nn.Module, dict, str]:
 
 
 _HF_README = """\
-# headstart text classifier (Hugging Face format)
+# headstart text model (Hugging Face format)
 
-Classes: {classes}
+Task: {task} (config.json's problem_type; task.json says how to read the outputs). Outputs: {classes}
 
 The model averages the encoder's last hidden states over the attention mask and applies a linear
 classifier: the exact computation headstart trained. transformers has no built-in BERT-family
@@ -292,8 +299,11 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipe
 
 model = AutoModelForSequenceClassification.from_pretrained("THIS_FOLDER")
 tokenizer = AutoTokenizer.from_pretrained("THIS_FOLDER")  # truncates at the run's max_length
-classify = pipeline("text-classification", model=model, tokenizer=tokenizer, truncation=True)
+classify = pipeline("text-classification", model=model, tokenizer=tokenizer, truncation=True, top_k=None)
 ```
+
+The pipeline applies softmax (single-label), sigmoid (multi-label: then keep each label whose score is at
+least its threshold in task.json) or nothing (regression: the score is the value in the target's units).
 
 Without headstart: the encoder is ``AutoModel.from_config(AutoConfig.for_model(**config["encoder"]))``
 with the ``encoder.*`` weights of model.safetensors (prefix removed); the head is ``classifier.weight``
