@@ -4,6 +4,19 @@ One scalar ``T`` divides every logit; it is chosen on validation logits by minim
 log-likelihood, so the predicted class never changes, only how confident the probabilities are. A fit
 folds ``T`` into the classifier's head (weights and bias divided by it), so the saved model, predict,
 evaluate and every export give the calibrated probabilities with nothing else to apply.
+
+The fitted ``T`` is kept only if it lowers the validation NLL and does not raise the validation ECE;
+otherwise ``T = 1`` (the model is left as trained). The NLL is a proper score but unbounded: one item
+predicted wrongly with a huge margin can dominate it, and the ``T`` that softens that item makes every
+other prediction underconfident. Measured on MNIST (MobileNetV2 probe, 30 shots per class, 1,500
+validation and 1,500 test digits, seeds 2 and 3, worst wrong margins 169 and 383 logits), the NLL's ``T``
+(1.99, 1.56) raised the validation ECE from 4.1% to 12.4% and from 3.1% to 12.8%, and the test ECE from
+4.9% to 10.8% and from 1.6% to 11.2%: a real loss, not noise (on imbalanced BBC News, as in
+tests/integration/test_balance_real.py, its T of 0.92 and 0.72 raised the test ECE too: 8.0% to 8.5%,
+6.0% to 7.9%; both are kept at 1 now). Choosing between the two candidates (``T``
+or 1) by validation ECE is a one-bit selection, not a fit of the ECE itself (which is noisy and not
+smooth); its price is that the validation ECE after can no longer exceed the one before, so the
+held-out test split's figures are the unbiased measure of what calibration gained.
 """
 
 from __future__ import annotations
@@ -31,13 +44,16 @@ def nll(logits: np.ndarray, y: np.ndarray, temperature: float = 1.0) -> float:
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     """The temperature in [T_MIN, T_MAX] minimising the validation NLL (a bounded search on log T);
-    1.0 when the logits are empty or no temperature beats it."""
+    1.0 when the logits are empty, or when that temperature does not lower the NLL or raises the ECE."""
     if len(y) == 0:
         return 1.0
     found = minimize_scalar(lambda log_t: nll(logits, y, math.exp(log_t)),
                             bounds=(math.log(T_MIN), math.log(T_MAX)), method="bounded", options={"xatol": 1e-4})
     t = float(math.exp(found.x))
-    return t if nll(logits, y, t) < nll(logits, y) else 1.0
+    if nll(logits, y, t) >= nll(logits, y):
+        return 1.0
+    scaled, plain = softmax(logits.astype(np.float64) / t), softmax(logits.astype(np.float64))
+    return t if expected_calibration_error(scaled, y) <= expected_calibration_error(plain, y) else 1.0
 
 
 def reliability(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> list[dict]:

@@ -9,12 +9,19 @@ Thresholds were measured on these exact pages (1200x2000 viewport, Debian chromi
   3,000 (under one cell's area) proves the heatmap was painted.
 - the comparison report's ``partial`` orange (#DD8452) appears only in plots (time bar and learning
   curve): about 12,000 pixels; 2,000 is a floor a missing plot cannot reach.
+- the reliability diagram shares its colours with other plots and the CSS (``VAL`` blue #4C72B0 is also the
+  probe's C curve, the F1 meters and the brand line), so the check is a difference: the same BBC probe run's
+  report with and without its ``calibration`` metrics. Pixels near that blue: 3,686 with, 2,547 without
+  (the 1,139 between are all in the diagram's rows, 1,400-1,850 px); 500 is a floor a missing diagram
+  cannot reach.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -33,6 +40,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 WIDTH, HEIGHT = 1200, 2000
 PAGE_BACKGROUND = (244, 245, 247)  # body background in render.CSS
 ORANGE = (221, 132, 82)  # plots.PALETTE[1], the "partial" strategy
+BLUE = (76, 114, 176)  # plots.VAL, the reliability diagram's "after" line
 
 
 def in_ci() -> bool:
@@ -106,6 +114,39 @@ def test_run_report_paints_in_chromium(chromium, real_run, tmp_path):
     assert_painted(pixels, min_ink=0.06)
     blues = matplotlib.colormaps["Blues"](np.linspace(0.5, 1.0, 26))[:, :3] * 255
     assert near(pixels, blues.round()) >= 3000, "the confusion-matrix heatmap did not paint"
+
+
+@pytest.fixture(scope="module")
+def calibrated_run(tmp_path_factory) -> Path:
+    """A MiniLM-L6 probe on 100 BBC News articles, validated on 100 more, saved: real reliability bins."""
+    from headstart.data import bbc_news_folder, load_labelled
+
+    root = tmp_path_factory.mktemp("calibrated-run")
+    data = load_labelled(bbc_news_folder())
+    rng = np.random.default_rng(0)
+    train, val = [], []
+    for c in data.classes:
+        idx = rng.permutation([i for i, y in enumerate(data.labels) if y == c])
+        train += list(idx[:20])
+        val += list(idx[20:40])
+    train_pair, val_pair = (([data.items[i] for i in rows], [data.labels[i] for i in rows]) for rows in (train, val))
+    headstart.fit(train_pair, "minilm-l6", "linear", val=val_pair, max_length=64, progress=False,
+                  cache_dir=str(root / "cache"), out=root / "run")
+    return root / "run"
+
+
+def test_run_report_paints_the_reliability_diagram_in_chromium(chromium, calibrated_run, tmp_path):
+    cal = json.loads((calibrated_run / "metrics.json").read_text())["calibration"]
+    assert len(cal["val"]["reliability_after"]) >= 5  # a line to draw, not a point
+    bare = shutil.copytree(calibrated_run, tmp_path / "bare")
+    metrics = json.loads((bare / "metrics.json").read_text())
+    del metrics["calibration"]
+    (bare / "metrics.json").write_text(json.dumps(metrics))
+    with_diagram = screenshot(chromium, render_run_report(calibrated_run), tmp_path)
+    assert_painted(with_diagram, min_ink=0.06)
+    without = screenshot(chromium, render_run_report(bare), tmp_path / "bare")
+    blue = near(with_diagram, np.array([BLUE])) - near(without, np.array([BLUE]))
+    assert blue >= 500, f"the reliability diagram did not paint ({blue} more blue pixels than without it)"
 
 
 def test_comparison_report_paints_in_chromium(chromium, tmp_path):

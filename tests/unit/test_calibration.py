@@ -46,6 +46,24 @@ def test_temperature_stays_in_bounds_and_is_one_when_nothing_beats_it():
     assert nll(np.zeros((4, 2)), y) == pytest.approx(np.log(2))
 
 
+def test_temperature_that_lowers_nll_but_raises_ece_is_not_kept():
+    """Calibrated logits plus two items wrong by a 300-logit margin: those two dominate the NLL, whose
+    optimum (the flattest T allowed) would make the 998 others underconfident; T stays 1."""
+    rng = np.random.default_rng(0)
+    n = 1000
+    confidence = rng.uniform(0.6, 0.99, n)
+    y = rng.integers(0, 2, n)
+    top = np.where(rng.random(n) < confidence, y, 1 - y)  # right as often as it is confident
+    logits = np.zeros((n, 2))
+    logits[np.arange(n), top] = np.log(confidence / (1 - confidence))
+    logits[:2] = 0.0
+    logits[[0, 1], 1 - y[:2]] = 300.0
+    flattest = calibration_scores(logits, y, T_MAX)
+    assert flattest["nll_after"] < 0.7 * flattest["nll_before"]  # the NLL alone would flatten everything...
+    assert flattest["ece_after"] > 0.25 > 0.02 > flattest["ece_before"]  # ...and ruin the calibration
+    assert fit_temperature(logits, y) == 1.0
+
+
 def test_ece_and_reliability_bins_by_hand():
     probs = np.array([[0.95, 0.05], [0.95, 0.05], [0.6, 0.4], [0.4, 0.6]])
     y = np.array([0, 1, 0, 0])
