@@ -304,8 +304,8 @@ def audit(data: Any, model: Any = "minilm-l6", *, val: Any = None, test: Any = N
     """Audit labelled ``data`` on ``model``'s cached frozen features; ``options`` are FitConfig fields.
 
     The splits are exactly those ``fit`` would make with the same options (``task`` and ``label_sep`` say what
-    the labels are, as for ``fit``: label sets are checked per label, numbers for large residuals). ``group_col`` names a table
-    column whose values become slices; for an ``(items, labels)`` pair pass ``groups`` (one per item).
+    the labels are, as for ``fit``: label sets are checked per label, numbers for large residuals).
+    ``group_col`` names a table column whose values become slices; for an ``(items, labels)`` pair pass ``groups`` (one per item).
     With ``out`` the folder gets audit.json and report.html.
     """
     cfg = config_for(model, "linear", options)
@@ -379,7 +379,8 @@ def audit_features(feats: np.ndarray, pool: Pool, splits: DataSplits, *, data: s
     return AuditReport(data, model, modality, list(pool.classes),
                        {name: int((pool.split == name).sum()) for name in SPLIT_NAMES},
                        exact, near[:MAX_LISTED], len(near), checked.issues[:MAX_LISTED], outliers[:MAX_LISTED],
-                       balance, probe, slices, settings, warnings, task=task.name, outlier_scores=scores.tolist(), pool=pool)
+                       balance, probe, slices, settings, warnings, task=task.name, outlier_scores=scores.tolist(),
+                       pool=pool)
 
 
 @dataclass

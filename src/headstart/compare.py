@@ -29,8 +29,7 @@ from headstart.backbones import Backbone
 from headstart.budget import FORWARD_PER_STEP, Budget, CostModel
 from headstart.config import FitConfig, split_options
 from headstart.data import DataSplits, Dataset
-from headstart.data.split import carve
-from headstart.data.split import strata
+from headstart.data.split import carve, strata
 from headstart.errors import ConfigError
 from headstart.fileio import write_json, write_text
 from headstart.metrics import METRIC_NAMES, metric_range
@@ -172,7 +171,8 @@ class Comparison:
         """JSON-serialisable record (what comparison.json and the report hold)."""
         return {"model": self.model, "data": self.data, "recommendation": self.recommendation(),
                 "task": self.task, "main_metric": self.main_metric, "select_metric": self.select_metric,
-                "metrics": self.metrics, "classes": self.classes, "rows": self.rows, "learning_curve": self.learning_curve,
+                "metrics": self.metrics, "classes": self.classes, "rows": self.rows,
+                "learning_curve": self.learning_curve,
                 "repeats_planned": self.repeats, "repeat_kind": self.repeat_kind, "ran": self.ran(),
                 "warnings": self.warnings(), "shots": self.shots, "budget_s": self.budget_s,
                 "seconds": self.seconds, "plan": self.plan}

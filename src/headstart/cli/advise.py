@@ -39,7 +39,8 @@ def advise_cli(
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     advice = advise(data, names, budget=budget, progress=not quiet, text_col=text_col, label_col=label_col,
-                    image_col=image_col, task=task, label_sep=label_sep, shots=shots, epochs=epochs, image_size=image_size, max_length=max_length,
+                    image_col=image_col, task=task, label_sep=label_sep, shots=shots, epochs=epochs,
+                    image_size=image_size, max_length=max_length,
                     clip_seconds=clip_seconds,
                     device=device)
     if json_out:

@@ -60,7 +60,8 @@ def audit_cli(
     out = out or Path("runs") / f"audit-{Path(data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     report = audit(data, model, val=val, test=test, group_col=group_col, folds=folds, near_threshold=near_threshold,
                    out=out, overwrite=overwrite, progress=not quiet, text_col=text_col, label_col=label_col,
-                   image_col=image_col, task=task, label_sep=label_sep, val_fraction=val_fraction, test_fraction=test_fraction, skip_bad=skip_bad,
+                   image_col=image_col, task=task, label_sep=label_sep, val_fraction=val_fraction,
+                   test_fraction=test_fraction, skip_bad=skip_bad,
                    seed=seed, image_size=image_size, max_length=max_length, weights=weights, device=device,
                    clip_seconds=clip_seconds,
                    cache_dir=cache_dir)
