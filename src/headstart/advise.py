@@ -1,9 +1,11 @@
 """advise: rank candidate backbones on cached features, then recommend a strategy with its reasons in numbers.
 
-Ranking combines LogME (You et al., ICML 2021), the H-score (Bao et al. 2019) and a cross-validated
-linear probe by mean rank, all on frozen features that the cache keeps for later fits. The recommendation weighs examples per
-class, the probe's accuracy and how much its learning curve still rises, a fine-tuning time estimated
-from a measured training step, and the budget.
+Ranking combines LogME (You et al., ICML 2021), the H-score (Bao et al. 2019; single-label only) and a
+cross-validated linear probe by mean rank, all on frozen features that the cache keeps for later fits. Each
+task scores in its own terms: LogME of classes, of each label (mean) or of the numeric target; the probe's
+accuracy, micro-F1 or R² (the task's main metric). The recommendation weighs examples per class (per label;
+training items for regression), the probe's score and how much its learning curve still rises, a
+fine-tuning time estimated from a measured training step, and the budget.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -26,14 +29,16 @@ from headstart.data import DataSplits
 from headstart.devices import autocast, resolve_precision
 from headstart.features import Extraction, FeatureCache
 from headstart.heads import Classifier
+from headstart.metrics import METRIC_NAMES
 from headstart.pipeline import config_for, prepare
 from headstart.runtime import Runtime
 from headstart.strategies import STRATEGIES
-from headstart.transferability import h_score, learning_curve_slope, logme, probe_cv_accuracy
+from headstart.tasks import Task, make_task
+from headstart.transferability import h_score, logme, probe_curve_slope, probe_cv_score
 
-CEILING = 0.97  # probe accuracy above which fine-tuning has little left to add
-FEW_SHOT = 10  # examples per class below which fine-tuning overfits more than it adapts
-STEEP = 0.02  # accuracy gained per doubling of data above which frozen features are still short
+CEILING = 0.97  # probe score (the task's main metric) above which fine-tuning has little left to add
+FEW_SHOT = 10  # examples per class (per label; items for regression) below which fine-tuning overfits
+STEEP = 0.02  # score gained per doubling of data above which frozen features are still short
 
 
 @dataclass
@@ -50,7 +55,9 @@ class Advice:
 
 def advise(data: Any, models: Sequence[str | Backbone] = ("minilm-l6",), *, budget: str | float | None = None,
            val: Any = None, test: Any = None, progress: bool = True, **options: Any) -> Advice:
-    """Rank ``models`` on ``data`` by LogME, H-score and a CV probe (mean rank); recommend a model and strategy."""
+    """Rank ``models`` on ``data`` by LogME, H-score and a CV probe (mean rank); recommend a model and strategy.
+
+    ``options`` are FitConfig fields: ``task`` and ``label_sep`` say what the labels are, as for ``fit``."""
     cfg = config_for(models[0], "linear", options)
     splits, first = prepare(data, models[0], cfg, val, test)
     runtime = Runtime.from_config(cfg, progress)
@@ -61,11 +68,12 @@ def advise_prepared(splits: DataSplits, models: Sequence[str | Backbone], cfg: F
                     budget: str | float | None = None) -> Advice:
     """``advise`` on loaded data; ``models[0]`` is a loaded Backbone, the others are loaded as needed."""
     first = models[0]
+    task = make_task(splits, cfg.select_metric, cfg.label_col)
     ranking = []
     for i, model in enumerate(models):
         backbone = first if i == 0 else (model if isinstance(model, Backbone) else load_backbone(
             model, image_size=cfg.image_size, max_length=cfg.max_length))
-        ranking.append(score_backbone(backbone, splits, runtime.cache, runtime.extraction(backbone.modality)))
+        ranking.append(score_backbone(backbone, splits, runtime.cache, runtime.extraction(backbone.modality), task))
     rank_by_evidence(ranking)
     best = first if ranking[0]["model"] == first.name else load_backbone(
         ranking[0]["model"], image_size=cfg.image_size, max_length=cfg.max_length)
@@ -76,11 +84,13 @@ def advise_prepared(splits: DataSplits, models: Sequence[str | Backbone], cfg: F
 
 
 def rank_by_evidence(ranking: list[dict]) -> None:
-    """Sort in place by the mean rank under LogME, H-score and probe accuracy (probe breaks ties).
+    """Sort in place by the mean rank under LogME, H-score and the probe's score (probe breaks ties); a score
+    that is None (the H-score of label sets and numbers) takes no part.
 
     The three can disagree; the mean rank follows the majority, and each score stays in the table.
     """
     keys = {"logme": lambda r: r["logme"], "h_score": lambda r: r["h_score"], "probe": lambda r: r["probe"]["mean"]}
+    keys = {name: key for name, key in keys.items() if all(key(row) is not None for row in ranking)}
     for name, key in keys.items():
         for position, row in enumerate(sorted(ranking, key=key, reverse=True), 1):
             row.setdefault("ranks", {})[name] = position
@@ -89,17 +99,21 @@ def rank_by_evidence(ranking: list[dict]) -> None:
     ranking.sort(key=lambda r: (r["mean_rank"], -r["probe"]["mean"]))
 
 
-def score_backbone(backbone: Backbone, splits: DataSplits, cache: FeatureCache, extraction: Extraction) -> dict:
-    """LogME, H-score, CV probe accuracy and learning-curve slope on train+val features."""
+def score_backbone(backbone: Backbone, splits: DataSplits, cache: FeatureCache, extraction: Extraction,
+                   task: Task) -> dict:
+    """LogME, H-score (single-label; else None), the CV probe's score and learning-curve slope in ``task``'s
+    main metric, on train+val features."""
     start = time.perf_counter()
     feats = np.concatenate([cache.features(backbone, splits.train, extraction),
                             cache.features(backbone, splits.val, extraction)])
-    labels = np.array(list(splits.train.labels) + list(splits.val.labels))
+    labels = list(splits.train.labels) + list(splits.val.labels)
+    single = task.name == "single-label"
+    targets = np.array(labels) if single else task.targets(labels) if task.name == "multi-label" else labels
     return {
         "model": backbone.name, "source": backbone.source, "feature_dim": backbone.feature_dim,
         "parameters": sum(p.numel() for p in backbone.module.parameters()),
-        "logme": logme(feats, labels), "h_score": h_score(feats, labels),
-        "probe": probe_cv_accuracy(feats, labels), "curve": learning_curve_slope(feats, labels),
+        "logme": logme(feats, targets, task.name), "h_score": h_score(feats, targets) if single else None,
+        "probe": probe_cv_score(feats, labels, task), "curve": probe_curve_slope(feats, labels, task),
         "seconds": time.perf_counter() - start,
     }
 
@@ -116,7 +130,8 @@ def measure_step_seconds(backbone: Backbone, splits: DataSplits, batch_size: int
     out = {}
     for name, depth in (depths or {"partial": 2, "full": None}).items():
         n = len(groups) if depth is None else min(depth, len(groups))
-        model = Classifier(copy.deepcopy(backbone.module), nn.Linear(backbone.feature_dim, len(splits.classes)))
+        width = max(2, len(splits.classes))  # a step costs the same whatever the head learns (none: regression)
+        model = Classifier(copy.deepcopy(backbone.module), nn.Linear(backbone.feature_dim, width))
         trainable = {f"backbone.{p}" for g in groups[-n:] for p in g} | {"head.weight", "head.bias"}
         for pname, param in model.named_parameters():
             param.requires_grad_(pname in trainable)
@@ -143,31 +158,36 @@ def recommend(top: dict, splits: DataSplits, step: dict, batch_size: int, epochs
 
     ``candidates`` lists what ``auto`` fits beside the probe, best guess first; it keeps the one that
     validates best, so a second candidate guards against a wrong first guess when the budget allows it.
+    The probe's score is the task's main metric (``top["probe"]["metric"]``), named so in the reasons;
+    contrastive pairs are advised for single-label text only.
     """
-    counts = [splits.train.labels.count(c) for c in splits.classes]
-    per_class, probe, slope = min(counts), top["probe"]["mean"], top["curve"]["slope"]
+    metric = top["probe"].get("metric", "accuracy")
+    said = METRIC_NAMES.get(metric, metric)
+    count_key, unit, short, per_class = smallest_group(splits)
+    probe, slope = top["probe"]["mean"], top["curve"]["slope"]
     steps = math.ceil(len(splits.train) / batch_size) * epochs
     est = {name: seconds * steps * 1.3 for name, seconds in step.items()}  # + validation passes
     pairs = STRATEGIES["contrastive"]()
     est["contrastive"] = step["full"] * pairs.steps * pairs.batch_size / batch_size  # one pass per text and step
     fits = {name: budget_s is None or t <= budget_s for name, t in est.items()}
-    numbers = {"examples_per_class_min": per_class, "probe_accuracy": probe, "probe_ci95": top["probe"]["ci95"],
+    numbers = {count_key: per_class, f"probe_{metric}": probe, "probe_ci95": top["probe"]["ci95"],
                "slope_per_doubling": slope, "estimated_partial_s": est["partial"], "estimated_full_s": est["full"],
                "estimated_contrastive_s": est["contrastive"], "budget_s": budget_s, "logme": top["logme"]}
+    h = f"H-score {top['h_score']:.2f} and " if top.get("h_score") is not None else ""
     reasons = [f"{top['model']} ranks first (mean rank {top['mean_rank']:.1f} over LogME {top['logme']:.3f}, "
-               f"H-score {top['h_score']:.2f} and the probe); its cross-validated linear probe reaches "
-               f"{probe:.3f} (95% CI {top['probe']['ci95'][0]:.3f}-{top['probe']['ci95'][1]:.3f})."]
+               f"{h}the probe); its cross-validated linear probe reaches {said} {probe:.3f} "
+               f"(95% CI {top['probe']['ci95'][0]:.3f}-{top['probe']['ci95'][1]:.3f})."]
     candidates: list[str] = []
     if probe >= CEILING:
         reasons.append(f"The probe is at the ceiling (>= {CEILING}): fine-tuning could add at most "
-                       f"{1 - probe:.3f} accuracy for {est['full']:.0f} s of training.")
-    elif per_class < FEW_SHOT and modality == "text" and fits["contrastive"]:
+                       f"{1 - probe:.3f} {said} for {est['full']:.0f} s of training.")
+    elif per_class < FEW_SHOT and modality == "text" and splits.task == "single-label" and fits["contrastive"]:
         candidates = ["contrastive"]
-        reasons.append(f"Only {per_class} examples in the smallest class (< {FEW_SHOT}): too few to fine-tune "
+        reasons.append(f"Only {per_class} {unit} (< {FEW_SHOT}): too few to fine-tune "
                        "on labels, enough for contrastive pairs (SetFit), estimated at "
                        f"{est['contrastive']:.0f} s.")
     elif per_class < FEW_SHOT:
-        reasons.append(f"Only {per_class} examples in the smallest class (< {FEW_SHOT}): fine-tuning would "
+        reasons.append(f"Only {per_class} {unit} (< {FEW_SHOT}): fine-tuning would "
                        "overfit; a regularised head on frozen features is the safer choice.")
     elif not fits["partial"]:
         reasons.append(f"Fine-tuning is estimated at {est['partial']:.0f} s (partial) over the "
@@ -176,13 +196,28 @@ def recommend(top: dict, splits: DataSplits, step: dict, batch_size: int, epochs
         first = "lp-ft" if fits["full"] and per_class >= 50 else "partial"
         second = "partial" if first == "lp-ft" else "full"
         candidates = [first] + ([second] if budget_s is None or est[first] + est["full"] <= budget_s else [])
-        reasons.append(f"The probe's learning curve still rises {slope:+.3f} per doubling of data and it stops "
-                       f"at {probe:.3f}: the frozen features fall short, so adapting the backbone should pay.")
+        why = (f"The probe's learning curve still rises {slope:+.3f} {said} per doubling of data and it stops at "
+               f"{probe:.3f}" if slope >= STEEP else f"The probe stops at {said} {probe:.3f} (below 0.9)")
+        reasons.append(f"{why}: the frozen features fall short, so adapting the backbone should pay.")
         reasons.append(f"{first} is estimated at {est['full' if first == 'lp-ft' else 'partial']:.0f} s "
-                       f"({per_class}+ examples per class, budget {'none' if budget_s is None else f'{budget_s:.0f} s'})"
+                       f"({per_class}+ {short}, budget {'none' if budget_s is None else f'{budget_s:.0f} s'})"
                        + (f"; {second} is checked against it on validation." if len(candidates) > 1 else "."))
     else:
-        reasons.append(f"The probe is strong ({probe:.3f}) and its learning curve is flat ({slope:+.3f} per "
+        reasons.append(f"The probe is strong ({said} {probe:.3f}) and its learning curve is flat ({slope:+.3f} per "
                        "doubling): more adaptation is unlikely to repay its cost.")
     return {"model": top["model"], "strategy": candidates[0] if candidates else "linear", "candidates": candidates,
-            "reasons": reasons, "numbers": numbers}
+            "metric": metric, "reasons": reasons, "numbers": numbers}
+
+
+def smallest_group(splits: DataSplits) -> tuple[str, str, str, int]:
+    """``(numbers key, words, short words, count)``: the training examples of the smallest class, the positives
+    of the rarest label (of those present), or the training items of a regression."""
+    if splits.task == "regression":
+        return "training_items", "training items", "training items", len(splits.train)
+    if splits.task == "multi-label":
+        counts = Counter(name for names in splits.train.labels for name in names)
+        return ("examples_per_label_min", "positive examples of the rarest label", "positives per label",
+                min((counts[c] for c in splits.classes if counts[c]), default=0))
+    counts = Counter(splits.train.labels)
+    return ("examples_per_class_min", "examples in the smallest class", "examples per class",
+            min(counts[c] for c in splits.classes))

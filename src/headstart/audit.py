@@ -9,10 +9,16 @@ Checks, each finding named by its item's origin (file, "file.csv line N", "list 
   Uncertainty in Dataset Labels", JAIR 2021): out-of-sample probabilities from a K-fold cross-validated
   logistic probe, per-class thresholds (mean self-confidence), the calibrated confident joint, pruning by
   noise rate, ranked by normalised margin. A numpy implementation of cleanlab's
-  ``find_label_issues(filter_by="prune_by_noise_rate")``: ~60 lines, no extra dependency;
+  ``find_label_issues(filter_by="prune_by_noise_rate")``: ~60 lines, no extra dependency. Multi-label: the same
+  per label, on the one-vs-rest probe's out-of-sample probability of the label against its absence (as
+  cleanlab's ``multilabel_classification.find_label_issues`` does), each finding an (item, label) pair;
+- regression: the items the cross-validated ridge probe misses by most, flagged by a robust z-score of the
+  out-of-sample residuals (a typo in a number, a wrong unit, an item that does not belong);
 - outliers: mean cosine distance to the k nearest neighbours, flagged by a robust (median/MAD) z-score;
-- class imbalance and classes with too few examples to fine-tune;
-- per-slice probe accuracy and macro-F1 for the values of a table column (``group_col``).
+- class imbalance and classes with too few examples to fine-tune (per label for multi-label; a summary and
+  histogram of the target for regression);
+- per-slice probe scores for the values of a table column (``group_col``): accuracy and macro-F1, or the
+  task's main metric.
 
 The checks that need no model (duplicates, leakage, imbalance, tiny classes) live in headstart.data.checks.
 """
@@ -25,27 +31,31 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
 from headstart.data import DataSplits
 from headstart.data.items import Gate
+from headstart.data.split import strata
 from headstart.data.tables import TABLE_EXTENSIONS, frame_table, read_table
 from headstart.data.checks import (FEW_EXAMPLES, IMBALANCE_RATIO, SPLIT_NAMES, Pool, cheap_checks, class_balance,
                                    examples)
 from headstart.errors import DataError
 from headstart.fileio import write_text
 from headstart.heads import fit_predict_proba
-from headstart.metrics import wilson_interval
+from headstart.metrics import METRIC_NAMES, mean_average_precision, multilabel_score, r2, spearman, wilson_interval
 from headstart.outdir import check_writable, write_marker
 from headstart.pipeline import config_for, prepare
 from headstart.report import plots, render_report
 from headstart.report.render import ReportData
 from headstart.runtime import Runtime
+from headstart.tasks import Task, make_task
+from headstart.tasks.multilabel import sigmoid
 
 # Near-duplicate thresholds on cosine similarity, measured on the bundled sets. BBC News under minilm-l6:
 # pairs from 0.93 to 0.97 are distinct articles about the same event (new headline, rewritten body); above
@@ -60,6 +70,10 @@ OUTLIER_K = 10
 FOLDS = 5
 PROBE_CS = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)  # inverse strengths tried
 MAX_LISTED = 2000  # findings of one kind kept in audit.json (the count is always exact)
+ISSUE_CHECKS = {"single-label": "likely label errors", "multi-label": "likely label errors (item, label pairs)",
+                "regression": "large residuals (likely wrong targets)"}  # the summary's row of label_issues
+PROBE_SCORES = {"single-label": ("accuracy", "macro_f1"), "multi-label": ("micro_f1", "map"),
+                "regression": ("r2", "mae")}  # what the audit says of its probe
 PREVIEWS = 48  # items per report table shown with a thumbnail or text preview (keeps report.html small)
 
 
@@ -85,6 +99,7 @@ class AuditReport:
     slices: dict | None
     settings: dict
     warnings: list[str] = field(default_factory=list)
+    task: str = "single-label"  # how label_issues were found: per class, per label, or large residuals
     out_dir: Path | None = None
     outlier_scores: list[float] = field(default_factory=list, repr=False)  # every item's; the report plots them
     pool: Pool | None = field(default=None, repr=False, compare=False)  # the items, for the report's previews
@@ -97,7 +112,8 @@ class AuditReport:
     def to_dict(self) -> dict:
         """JSON-serialisable record (audit.json)."""
         return {
-            "data": self.data, "model": self.model, "modality": self.modality, "classes": self.classes,
+            "data": self.data, "model": self.model, "modality": self.modality, "task": self.task,
+            "classes": self.classes,
             "sizes": self.sizes, "warnings": self.warnings, "summary": self.summary(),
             "exact_duplicates": self.exact_duplicates,
             "near_duplicates": {"count": self.near_duplicate_count, "pairs": self.near_duplicates},
@@ -109,22 +125,31 @@ class AuditReport:
         """One row per check: ``check``, ``count`` and ``status`` (ok / warn)."""
         within = sum(1 for g in self.exact_duplicates if g["kind"] != "cross-split")
         near_x = sum(1 for p in self.near_duplicates if p["kind"] == "cross-split")
+        kind, kinds = {"single-label": ("class", "classes"), "multi-label": ("label", "labels")}.get(self.task,
+                                                                                                 (None, None))
         rows = [
             ("exact duplicates (within a split)", within, within > 0),
             ("exact duplicates across splits (leakage)", len(self.leakage), bool(self.leakage)),
             ("near duplicates", self.near_duplicate_count, self.near_duplicate_count > 0),
             ("near duplicates across splits", near_x, near_x > 0),
-            ("likely label errors", len(self.label_issues), bool(self.label_issues)),
+            (ISSUE_CHECKS[self.task], len(self.label_issues), bool(self.label_issues)),
             ("outliers", len(self.outliers), bool(self.outliers)),
-            ("imbalance (max/min class count)", round(self.balance["ratio"], 2), self.balance["imbalanced"]),
-            (f"classes with < {self.balance['few_threshold']} training examples", len(self.balance["few"]),
-             bool(self.balance["few"])),
         ]
+        if kind:  # a regression has no classes to balance
+            rows += [(f"imbalance (max/min {kind} count)", round(self.balance["ratio"], 2), self.balance["imbalanced"]),
+                     (f"{kinds} with < {self.balance['few_threshold']} training examples", len(self.balance["few"]),
+                      bool(self.balance["few"]))]
         if self.slices:
-            worst = self.slices["worst"]
+            worst, metric = self.slices["worst"], self.probe.get("main_metric", "accuracy")
             rows.append((f"worst slice of '{self.slices['column']}'", f"{worst['group']} "
-                         f"({100 * worst['accuracy']:.1f}%)", worst["accuracy"] < self.probe["accuracy"] - 0.05))
+                         f"({_score_text(metric, worst.get(metric))})", _weak(worst, metric, self.probe[metric])))
         return [{"check": c, "count": n, "status": "warn" if bad else "ok"} for c, n, bad in rows]
+
+    def probe_summary(self) -> str:
+        """The cross-validated probe's scores in words: "5-fold probe accuracy 0.900, macro-F1 0.880"."""
+        main, second = PROBE_SCORES[self.task]
+        return (f"{self.probe['folds']}-fold probe {METRIC_NAMES[main]} {_score(self.probe.get(main))}, "
+                f"{METRIC_NAMES[second]} {_score(self.probe.get(second))}")
 
     def save(self, out: str | Path, overwrite: bool = False) -> Path:
         """Write ``out/audit.json`` and ``out/report.html``; return ``out``."""
@@ -159,13 +184,8 @@ def report_data(report: AuditReport):
                             [[f"{p['similarity']:.4f}", p["kind"], {"items": [p["a"]]}, {"items": [p["b"]]}]
                              for p in report.near_duplicates[:200]], report.near_duplicate_count))
     if report.label_issues:
-        tables.append(table("Likely label errors (most likely first)",
-                            ["rank", "item", "given", "suggested", "self-confidence"],
-                            [[i["rank"], {"items": [{k: i[k] for k in ("origin", "split")}]}, i["label"],
-                              i["suggested"], f"{i['self_confidence']:.3f}"] for i in report.label_issues[:200]],
-                            len(report.label_issues), figure=plots.label_issue_plot(report.label_issues[:200]),
-                            caption="The probe's out-of-sample probability of each flagged item's given label: "
-                                    "the lower, the likelier the label is wrong."))
+        tables.append(table(*_issue_table(report.task, report.label_issues[:200]), len(report.label_issues),
+                            **_issue_figure(report.task, report.label_issues[:200])))
     distribution = plots.outlier_plot(report.outlier_scores, _outlier_cut(report))
     if report.outliers or distribution:
         tables.append(table("Outliers", ["item", "kNN distance", "robust z"],
@@ -173,26 +193,74 @@ def report_data(report: AuditReport):
                             len(report.outliers), figure=distribution,
                             caption=f"Flagged: a robust z-score above {report.settings.get('outlier_z', OUTLIER_Z)} "
                                     "(red ticks beyond the dashed line)."))
-    counts = report.balance["counts"]
-    tables.append({"title": "Class counts (train)", "columns": ["class", "train", "all splits"],
-                   "rows": [[c, counts[c], report.balance["counts_all"][c]] for c in report.classes]})
+    tables.append(_balance_table(report))
     if report.slices:
-        worst = report.slices["worst"]["group"]
-        tables.append({"title": f"Slices of '{report.slices['column']}' (cross-validated probe)",
-                       "columns": ["group", "n", "accuracy", "95% CI", "macro-F1"],
-                       "figure": plots.slice_plot(report.slices["rows"], report.probe["accuracy"]),
-                       "rows": [[("▼ " if s["group"] == worst else "") + str(s["group"]), s["n"],
-                                 f"{100 * s['accuracy']:.1f}%",
-                                 f"{100 * s['ci95'][0]:.1f}–{100 * s['ci95'][1]:.1f}%", f"{s['macro_f1']:.3f}"]
-                                for s in report.slices["rows"]]})
-    probe = report.probe
-    audit = {"lede": f"{sum(report.sizes.values()):,} items, {len(report.classes)} classes; a {probe['folds']}-fold "
-                     f"cross-validated probe on {report.model} features reaches {100 * probe['accuracy']:.1f}% "
-                     f"accuracy (macro-F1 {probe['macro_f1']:.3f}).", "tables": tables}
+        tables.append(_slice_table(report))
+    what = {"single-label": f"{len(report.classes)} classes", "multi-label": f"{len(report.classes)} labels",
+            "regression": "a numeric target"}[report.task]
+    audit = {"lede": f"{sum(report.sizes.values()):,} items, {what}; a cross-validated probe on {report.model} "
+                     f"features: {report.probe_summary()}.", "tables": tables}
     meta = {"Data": report.data, "Model": report.model, "Date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}
     return ReportData(title=f"Data audit · {report.data}", subtitle="Duplicates, leakage, likely label errors, "
                       "outliers, imbalance and weak slices, found on frozen features.", runs=[],
                       notes=list(report.warnings), meta=meta, audit=audit)
+
+
+def _issue_table(task: str, issues: list[dict]) -> tuple[str, list[str], list[list]]:
+    """The title, columns and rows of the report's table of label findings."""
+    def who(i: dict) -> dict:
+        return {"items": [{k: i[k] for k in ("origin", "split")}]}
+
+    if task == "regression":
+        return ("Large residuals (largest first)", ["rank", "item", "given", "predicted (CV probe)", "robust z"],
+                [[i["rank"], who(i), f"{i['label']:.4g}", f"{i['predicted']:.4g}", f"{i['z']:+.1f}"] for i in issues])
+    if task == "multi-label":
+        return ("Likely label errors, per label (most likely first)",
+                ["rank", "item", "labels given", "label", "given", "suggested", "self-confidence"],
+                [[i["rank"], who(i), label_text(i["label"]), i["label_name"], i["given"], i["suggested"],
+                  f"{i['self_confidence']:.3f}"] for i in issues])
+    return ("Likely label errors (most likely first)", ["rank", "item", "given", "suggested", "self-confidence"],
+            [[i["rank"], who(i), i["label"], i["suggested"], f"{i['self_confidence']:.3f}"] for i in issues])
+
+
+def _issue_figure(task: str, issues: list[dict]) -> dict:
+    if task == "regression":
+        return {"caption": f"Each flagged item's target and the probe's out-of-sample prediction; robust z of the "
+                           f"residual beyond ±{OUTLIER_Z}."}
+    given = "given label" if task == "single-label" else "given presence or absence of the label"
+    return {"figure": plots.label_issue_plot(issues),
+            "caption": f"The probe's out-of-sample probability of each flagged item's {given}: the lower, the "
+                       "likelier it is wrong."}
+
+
+def _balance_table(report: AuditReport) -> dict:
+    """Training counts per class or label, or the numeric target's summary and histogram."""
+    target = report.balance.get("target")
+    if report.task == "regression" and target:
+        stats = [[name, f"{target[name]:.4g}"] for name in ("mean", "std", "min", "q25", "median", "q75", "max")]
+        edges, counts = target["histogram"]["edges"], target["histogram"]["counts"]
+        bins = [[f"{lo:.4g} – {hi:.4g}", n] for lo, hi, n in zip(edges, edges[1:], counts)]
+        return {"title": f"Target (train, {target['n']:,} items)", "columns": ["statistic / range", "value / items"],
+                "rows": stats + bins}
+    counts = report.balance["counts"]
+    kind = "label" if report.task == "multi-label" else "class"
+    return {"title": f"{kind.capitalize()} counts (train)", "columns": [kind, "train", "all splits"],
+            "rows": [[c, counts[c], report.balance["counts_all"][c]] for c in report.classes]}
+
+
+def _slice_table(report: AuditReport) -> dict:
+    """Per slice, the probe's accuracy (interval, macro-F1) or the task's main metric; the worst marked."""
+    worst, title = report.slices["worst"]["group"], f"Slices of '{report.slices['column']}' (cross-validated probe)"
+    mark = {s["group"]: ("▼ " if s["group"] == worst else "") + str(s["group"]) for s in report.slices["rows"]}
+    if report.task != "single-label":
+        metric = report.slices["metric"]
+        return {"title": title, "columns": ["group", "n", METRIC_NAMES[metric]],
+                "rows": [[mark[s["group"]], s["n"], _score(s[metric])] for s in report.slices["rows"]]}
+    return {"title": title, "columns": ["group", "n", "accuracy", "95% CI", "macro-F1"],
+            "figure": plots.slice_plot(report.slices["rows"], report.probe["accuracy"]),
+            "rows": [[mark[s["group"]], s["n"], f"{100 * s['accuracy']:.1f}%",
+                      f"{100 * s['ci95'][0]:.1f}–{100 * s['ci95'][1]:.1f}%", f"{s['macro_f1']:.3f}"]
+                     for s in report.slices["rows"]]}
 
 
 class _Previews:
@@ -235,8 +303,9 @@ def audit(data: Any, model: Any = "minilm-l6", *, val: Any = None, test: Any = N
           progress: bool = True, **options: Any) -> AuditReport:
     """Audit labelled ``data`` on ``model``'s cached frozen features; ``options`` are FitConfig fields.
 
-    The splits are exactly those ``fit`` would make with the same options. ``group_col`` names a table
-    column whose values become slices; for an ``(items, labels)`` pair pass ``groups`` (one per item).
+    The splits are exactly those ``fit`` would make with the same options (``task`` and ``label_sep`` say what
+    the labels are, as for ``fit``: label sets are checked per label, numbers for large residuals).
+    ``group_col`` names a table column whose values become slices; for an ``(items, labels)`` pair pass ``groups`` (one per item).
     With ``out`` the folder gets audit.json and report.html.
     """
     cfg = config_for(model, "linear", options)
@@ -252,7 +321,8 @@ def audit(data: Any, model: Any = "minilm-l6", *, val: Any = None, test: Any = N
     feats = np.concatenate([runtime.cache.features(backbone, ds, extraction) for ds in pool.datasets])
     report = audit_features(feats, pool, splits, data=_describe(data), model=backbone.name,
                             group_values=group_values, group_col=group_col or "group", folds=folds,
-                            near_threshold=near_threshold, outlier_k=outlier_k, seed=cfg.seed)
+                            near_threshold=near_threshold, outlier_k=outlier_k, seed=cfg.seed,
+                            task=make_task(splits, target=cfg.label_col))
     if out is not None:
         report.save(out, overwrite=True)
     return report
@@ -260,11 +330,13 @@ def audit(data: Any, model: Any = "minilm-l6", *, val: Any = None, test: Any = N
 
 def audit_features(feats: np.ndarray, pool: Pool, splits: DataSplits, *, data: str = "data", model: str = "features",
                    group_values: Sequence | None = None, group_col: str = "group", folds: int = FOLDS,
-                   near_threshold: float | None = None, outlier_k: int = OUTLIER_K, seed: int = 0) -> AuditReport:
-    """The audit on already computed features (rows in ``pool`` order)."""
+                   near_threshold: float | None = None, outlier_k: int = OUTLIER_K, seed: int = 0,
+                   task: Task | None = None) -> AuditReport:
+    """The audit on already computed features (rows in ``pool`` order); ``task`` (default: ``splits``') says
+    how labels are checked: confident learning per class or per label, or large residuals of a regression."""
+    task = task or make_task(splits)
     modality = splits.train.modality
     threshold = NEAR_THRESHOLD[modality] if near_threshold is None else float(near_threshold)
-    codes = pool.codes
     exact = pool.duplicates()
     unit = l2_normalise(feats)
     pairs, knn = similarity_scan(unit, threshold, min(outlier_k, len(unit) - 1))
@@ -273,45 +345,133 @@ def audit_features(feats: np.ndarray, pool: Pool, splits: DataSplits, *, data: s
     near = [{"similarity": round(float(s), 6), "kind": _pair_kind(pool.split[i], pool.split[j]), "a": pool.item(i),
              "b": pool.item(j), "same_label": pool.labels[i] == pool.labels[j]}
             for i, j, s in sorted(pairs, key=lambda p: -p[2])]
-    proba, used_folds, strength = out_of_sample_proba(feats, codes, len(pool.classes), folds, seed)
-    issues = find_label_issues(codes, proba)
-    margin = normalized_margin(codes, proba)
-    order = np.argsort(margin[issues], kind="stable")
-    ranked = np.flatnonzero(issues)[order]
-    label_issues = [{**pool.item(int(i)), "rank": r, "suggested": pool.classes[int(proba[i].argmax())],
-                     "self_confidence": round(float(proba[i, codes[i]]), 6),
-                     "normalized_margin": round(float(margin[i]), 6)} for r, i in enumerate(ranked, 1)]
+    checked = {"single-label": _single_label_check, "multi-label": _multilabel_check,
+               "regression": _regression_check}[task.name](feats, pool, task, folds, seed)
     scores = knn.mean(1)
     z = robust_z(scores)
     flagged = np.flatnonzero(z > OUTLIER_Z)
     outliers = [{**pool.item(int(i)), "score": round(float(scores[i]), 6), "z": round(float(z[i]), 2)}
                 for i in flagged[np.argsort(-z[flagged], kind="stable")]]
-    predicted = proba.argmax(1)
-    probe = {"accuracy": float((predicted == codes).mean()), "macro_f1": _macro_f1(codes, predicted),
-             "folds": used_folds, "C": strength}
+    probe = checked.probe
     slices = None
     if group_values is not None:
-        slices = slice_metrics(codes, predicted, group_values, group_col)
+        slices = (slice_metrics(pool.codes, checked.predicted, group_values, group_col) if task.name == "single-label"
+                  else slice_scores(group_values, checked.score, task.main_metric, group_col))
     warnings = cheap_checks(splits)
-    if label_issues:
-        warnings.append(f"{len(label_issues)} item(s) look mislabelled (confident learning), e.g. "
-                        + examples([f"{i['origin']} ({i['label']} -> {i['suggested']})" for i in label_issues]))
+    if checked.issues:
+        warnings.append(checked.warning)
     near_x = [p for p in near if p["kind"] == "cross-split"]
     if near_x:
         warnings.append(f"{len(near_x)} near-duplicate pair(s) span splits (similarity >= {threshold}), e.g. "
                         + examples([f"{p['a']['origin']} ~ {p['b']['origin']}" for p in near_x]))
-    if slices and slices["worst"]["accuracy"] < probe["accuracy"] - 0.05:
-        w = slices["worst"]
-        warnings.append(f"Slice {group_col}={w['group']} is the weakest: {100 * w['accuracy']:.1f}% probe accuracy "
-                        f"(n={w['n']}) against {100 * probe['accuracy']:.1f}% overall.")
-    settings = {"near_threshold": threshold, "outlier_k": int(knn.shape[1]), "outlier_z": OUTLIER_Z,
-                "folds": used_folds, "imbalance_ratio": IMBALANCE_RATIO, "few_examples": FEW_EXAMPLES,
-                "seed": seed, "split": {k: v for k, v in splits.split.items() if not k.endswith("_origins")}}
+    metric = probe["main_metric"]
+    if slices and _weak(slices["worst"], metric, probe[metric]):
+        w, said = slices["worst"], METRIC_NAMES[metric]
+        warnings.append(f"Slice {group_col}={w['group']} is the weakest: {_score_text(metric, w[metric])} probe "
+                        f"{said} (n={w['n']}) against {_score_text(metric, probe[metric])} overall.")
+    balance = class_balance(splits)
+    if task.name == "regression":
+        balance["target"] = target_summary(splits.train.labels)
+    settings = {"task": task.name, "near_threshold": threshold, "outlier_k": int(knn.shape[1]),
+                "outlier_z": OUTLIER_Z, "folds": probe["folds"], "imbalance_ratio": IMBALANCE_RATIO,
+                "few_examples": FEW_EXAMPLES, "seed": seed,
+                "split": {k: v for k, v in splits.split.items() if not k.endswith("_origins")}}
     return AuditReport(data, model, modality, list(pool.classes),
                        {name: int((pool.split == name).sum()) for name in SPLIT_NAMES},
-                       exact, near[:MAX_LISTED], len(near), label_issues[:MAX_LISTED], outliers[:MAX_LISTED],
-                       class_balance(splits), probe, slices, settings, warnings, outlier_scores=scores.tolist(),
+                       exact, near[:MAX_LISTED], len(near), checked.issues[:MAX_LISTED], outliers[:MAX_LISTED],
+                       balance, probe, slices, settings, warnings, task=task.name, outlier_scores=scores.tolist(),
                        pool=pool)
+
+
+@dataclass
+class _Checked:
+    """What the cross-validated probe found: the label findings (ranked), the warning they make, the probe's
+    scores, and for slices the single-label predictions or a scorer of any rows."""
+
+    issues: list[dict]
+    warning: str
+    probe: dict
+    predicted: np.ndarray | None = None
+    score: Any = None  # rows (int array) -> the main metric of the out-of-sample predictions on them
+
+
+def _single_label_check(feats: np.ndarray, pool: Pool, task: Task, folds: int, seed: int) -> _Checked:
+    """Confident learning on the out-of-sample probabilities of a logistic probe."""
+    codes = pool.codes
+    proba, used_folds, strength = out_of_sample_proba(feats, codes, len(pool.classes), folds, seed)
+    issues = find_label_issues(codes, proba)
+    margin = normalized_margin(codes, proba)
+    ranked = np.flatnonzero(issues)[np.argsort(margin[issues], kind="stable")]
+    found = [{**pool.item(int(i)), "rank": r, "suggested": pool.classes[int(proba[i].argmax())],
+              "self_confidence": round(float(proba[i, codes[i]]), 6),
+              "normalized_margin": round(float(margin[i]), 6)} for r, i in enumerate(ranked, 1)]
+    warning = (f"{len(found)} item(s) look mislabelled (confident learning), e.g. "
+               + examples([f"{i['origin']} ({i['label']} -> {i['suggested']})" for i in found]))
+    predicted = proba.argmax(1)
+    probe = {"main_metric": "accuracy", "accuracy": float((predicted == codes).mean()),
+             "macro_f1": _macro_f1(codes, predicted), "folds": used_folds, "C": strength}
+    return _Checked(found, warning, probe, predicted=predicted)
+
+
+def _multilabel_check(feats: np.ndarray, pool: Pool, task: Task, folds: int, seed: int) -> _Checked:
+    """Confident learning per label: each label's out-of-sample probability against its absence; a finding
+    is an (item, label) pair whose given presence or absence the probe confidently contradicts."""
+    y = task.targets(pool.labels) > 0.5
+    logits, used_folds, strength = out_of_sample_outputs(feats, pool, task, folds, seed)
+    proba = sigmoid(logits)
+    found = []
+    for k, name in enumerate(task.classes):
+        given = y[:, k].astype(np.int64)
+        if given.min() == given.max():
+            continue  # a label on every item or on none: nothing to learn it from
+        binary = np.stack([1.0 - proba[:, k], proba[:, k]], axis=1)
+        margin = normalized_margin(given, binary)
+        for i in np.flatnonzero(find_label_issues(given, binary)):
+            found.append({**pool.item(int(i)), "label_name": name, "given": "present" if given[i] else "absent",
+                          "suggested": "absent" if given[i] else "present",
+                          "self_confidence": round(float(binary[i, given[i]]), 6),
+                          "normalized_margin": round(float(margin[i]), 6)})
+    found.sort(key=lambda f: f["normalized_margin"])
+    for r, finding in enumerate(found, 1):
+        finding["rank"] = r
+    items = len({f["origin"] for f in found})
+    warning = (f"{len(found)} label(s) on {items} item(s) look wrong (confident learning per label), e.g. "
+               + examples([f"{f['origin']} ({f['label_name']} {f['given']}, likely {f['suggested']})"
+                           for f in found]))
+    half = np.full(y.shape[1], 0.5)
+    probe = {"main_metric": "micro_f1", **{m: multilabel_score(m, y, proba, half) for m in ("micro_f1", "macro_f1")},
+             "map": _finite(mean_average_precision(y, proba)), "folds": used_folds, "C": strength}
+    return _Checked(found, warning, probe,
+                    score=lambda rows: multilabel_score("micro_f1", y[rows], proba[rows], half))
+
+
+def _regression_check(feats: np.ndarray, pool: Pool, task: Task, folds: int, seed: int) -> _Checked:
+    """The items whose out-of-sample residual (ridge probe) has a robust z-score beyond ``OUTLIER_Z``."""
+    outputs, used_folds, strength = out_of_sample_outputs(feats, pool, task, folds, seed)
+    truth = np.asarray(pool.labels, dtype=np.float64)
+    predicted = task.adjust(outputs)[:, 0]  # the target's own units
+    residual = truth - predicted
+    z = robust_z(residual)
+    flagged = np.flatnonzero(np.abs(z) > OUTLIER_Z)
+    ranked = flagged[np.argsort(-np.abs(z[flagged]), kind="stable")]
+    found = [{**pool.item(int(i)), "rank": r, "predicted": round(float(predicted[i]), 6),
+              "residual": round(float(residual[i]), 6), "z": round(float(z[i]), 2)} for r, i in enumerate(ranked, 1)]
+    warning = (f"{len(found)} item(s) have targets far from what the cross-validated probe predicts (robust z of "
+               f"the residual beyond {OUTLIER_Z}): check them for typos, units or items that do not belong, e.g. "
+               + examples([f"{f['origin']} ({f['label']:.4g}, predicted {f['predicted']:.4g})" for f in found]))
+    probe = {"main_metric": "r2", "r2": _finite(r2(truth, predicted)), "mae": float(np.abs(residual).mean()),
+             "spearman": _finite(spearman(truth, predicted)), "folds": used_folds, "C": strength}
+    return _Checked(found, warning, probe, score=lambda rows: _finite(r2(truth[rows], predicted[rows])))
+
+
+def target_summary(values: Sequence[float], bins: int = 10) -> dict:
+    """A numeric target in numbers: count, mean, standard deviation, quantiles and a histogram."""
+    v = np.asarray(values, dtype=np.float64)
+    counts, edges = np.histogram(v, bins=bins)
+    q = np.quantile(v, [0.0, 0.25, 0.5, 0.75, 1.0])
+    return {"n": int(v.size), "mean": float(v.mean()), "std": float(v.std()),
+            **{name: float(x) for name, x in zip(("min", "q25", "median", "q75", "max"), q)},
+            "histogram": {"edges": edges.tolist(), "counts": counts.tolist()}}
 
 
 # ---------------------------------------------------------------- embeddings: near duplicates and outliers
@@ -385,12 +545,20 @@ def out_of_sample_proba(feats: np.ndarray, codes: np.ndarray, n_classes: int, fo
         loss = float(-np.log(np.clip(proba[np.arange(len(codes)), codes], 1e-12, None)).mean())
         return loss, proba
 
+    proba, strength = _strength(run, c)
+    return proba, k, strength
+
+
+def _strength(run: Callable[[float], tuple[float, np.ndarray]], c: float | None) -> tuple[np.ndarray, float]:
+    """``(outputs, C)``: ``run(c)``'s when ``c`` is given, else those of the ``C`` of :data:`PROBE_CS` with the
+    lowest out-of-sample loss, walking downhill from 0.01 in either direction (the loss is unimodal in log C
+    in practice)."""
     if c is not None:
-        return run(c)[1], k, float(c)
+        return run(c)[1], float(c)
     tried = {}
     at = PROBE_CS.index(0.01)
     tried[at] = run(PROBE_CS[at])
-    for step in (-1, 1):  # walk downhill in either direction; the log-loss is unimodal in log C in practice
+    for step in (-1, 1):
         i = at
         while 0 <= i + step < len(PROBE_CS):
             if i + step not in tried:
@@ -399,7 +567,48 @@ def out_of_sample_proba(feats: np.ndarray, codes: np.ndarray, n_classes: int, fo
                 break
             i += step
     best = min(tried, key=lambda i: tried[i][0])
-    return tried[best][1], k, PROBE_CS[best]
+    return tried[best][1], PROBE_CS[best]
+
+
+def out_of_sample_outputs(feats: np.ndarray, pool: Pool, task: Task, folds: int = FOLDS, seed: int = 0,
+                          c: float | None = None) -> tuple[np.ndarray, int, float]:
+    """``([n, outputs] probe outputs, folds used, C)`` of a multi-label or regression ``task``: each row's from
+    ``task``'s own probe (one-vs-rest logistic: logits; ridge: the standardised target) fitted on the folds
+    that do not hold it. Folds are stratified as the data's split is (rarest label, or target quantile bin;
+    a stratum smaller than the folds joins the rest); ``C`` as :func:`out_of_sample_proba` chooses it, by the
+    out-of-sample loss (binary cross-entropy; for a regression the absolute error, which the very typos the
+    audit looks for do not dominate)."""
+    y = task.targets(pool.labels)
+    k = min(folds, len(y) // 2)
+    if k < 2:
+        raise DataError(f"The audit's cross-validation needs at least 4 items; there are {len(y)}.")
+    groups = fold_groups(strata(task.name, tuple(pool.labels)), k)
+    f = np.asarray(feats, dtype=np.float64)
+    splits = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(f, groups))
+
+    def run(strength: float) -> tuple[float, np.ndarray]:
+        outputs = np.zeros((len(y), task.outputs))
+        for train, test in splits:
+            head = task.probe(f[train], y[train], f[test], y[test], (strength,), seed, None).head
+            weight, bias = (t.detach().double().numpy() for t in (head.weight, head.bias))
+            outputs[test] = f[test] @ weight.T + bias
+        if task.name == "regression":  # absolute error: a mistyped target would dominate the squared one
+            return float(np.abs(outputs[:, 0] - y).mean()), outputs
+        return float(task.loss(torch.from_numpy(outputs), torch.from_numpy(np.asarray(y, np.float64))).mean()), outputs
+
+    outputs, strength = _strength(run, c)
+    return outputs, k, strength
+
+
+def fold_groups(groups: list[str], k: int) -> list[str]:
+    """``groups`` for ``k`` stratified folds: the strata with fewer than ``k`` items pooled, and that pool joined
+    to the largest stratum when it is still too small."""
+    counts = {g: groups.count(g) for g in set(groups)}
+    rare = [g for g in groups if counts[g] < k]
+    if not rare:
+        return groups
+    merged = "(rare)" if len(rare) >= k else max(counts, key=lambda g: (counts[g], g))
+    return [merged if counts[g] < k else g for g in groups]
 
 
 def confident_joint(labels: np.ndarray, proba: np.ndarray, calibrate: bool = True) -> np.ndarray:
@@ -481,6 +690,19 @@ def slice_metrics(codes: np.ndarray, predicted: np.ndarray, groups: Sequence, co
     return {"column": column, "rows": rows, "worst": rows[0]}
 
 
+def slice_scores(groups: Sequence, score: Callable[[np.ndarray], float | None], metric: str,
+                 column: str = "group") -> dict:
+    """``metric`` of the out-of-sample predictions per group value (``score`` of its rows; None where it is not
+    defined, e.g. R² of one item); worst first, the undefined last."""
+    groups = np.array(["(missing)" if _missing(g) else str(g) for g in groups], dtype=object)
+    rows = []
+    for value in sorted(set(groups)):
+        members = np.flatnonzero(groups == value)
+        rows.append({"group": value, "n": int(len(members)), metric: score(members)})
+    rows.sort(key=lambda r: (r[metric] is None, r[metric] if r[metric] is not None else 0.0, -r["n"], r["group"]))
+    return {"column": column, "metric": metric, "rows": rows, "worst": rows[0]}
+
+
 def read_groups(pool: Pool, sources: dict[str, Any], column: str | None, groups: Sequence | None) -> list:
     """One group value per pool row.
 
@@ -525,6 +747,33 @@ def _pair_kind(a: str, b: str) -> str:
 def _macro_f1(y: np.ndarray, p: np.ndarray) -> float:
     labels = sorted(set(y.tolist()) | set(p.tolist()))
     return float(f1_score(y, p, labels=labels, average="macro", zero_division=0))
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _score_text(metric: str, value: float | None) -> str:
+    """A score as the report says it: accuracy as a percentage, other metrics to 3 decimals."""
+    if value is None:
+        return "-"
+    return f"{100 * value:.1f}%" if metric == "accuracy" else f"{value:.3f}"
+
+
+def _weak(worst: dict, metric: str, overall: float | None) -> bool:
+    """Whether the worst slice is 0.05 (5 points) or more below the probe's overall ``metric``."""
+    return worst.get(metric) is not None and overall is not None and worst[metric] < overall - 0.05
+
+
+def label_text(label: Any) -> str:
+    """A label as a person reads it: a class, the labels of a set joined (or "(none)"), or a number."""
+    if isinstance(label, (tuple, list)):
+        return ", ".join(map(str, label)) or "(none)"
+    return f"{label:.4g}" if isinstance(label, float) else str(label)
 
 
 def _missing(value: Any) -> bool:

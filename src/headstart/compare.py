@@ -2,9 +2,13 @@
 
 Transfer learning and fine-tuning differ in training scope, data requirements, computational cost,
 adaptability and risk of overfitting. ``compare`` turns each into a number on the user's data:
-trainable parameters, a learning curve, wall time and peak memory, validation/test accuracy with
+trainable parameters, a learning curve, wall time and peak memory, validation/test scores with
 intervals, and the train-minus-validation gap. Small data sets are repeated over seeds or folds.
 A time budget is respected: a fit that would not finish in it is skipped or stopped, and says so.
+
+Scores are the task's (``headstart.tasks``): each row holds ``val_<metric>`` and ``test_<metric>`` for the
+task's main metric (accuracy, micro-F1, R²), a second one (macro-F1, mAP, MAE) and the select metric; the
+learning curves and the gap use the main metric, the recommendation the select metric (``--select-metric``).
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ from headstart.backbones import Backbone
 from headstart.budget import FORWARD_PER_STEP, Budget, CostModel
 from headstart.config import FitConfig, split_options
 from headstart.data import DataSplits, Dataset
-from headstart.data.split import carve
+from headstart.data.split import carve, strata
 from headstart.errors import ConfigError
 from headstart.fileio import write_json, write_text
+from headstart.metrics import METRIC_NAMES, metric_range
 from headstart.report import ReportData, read_run, render_report
 from headstart.outdir import check_writable, write_marker
 from headstart.pipeline import FitResult, config_for, fit_prepared, for_strategy, prepare
@@ -35,6 +40,7 @@ from headstart.runtime import Runtime
 from headstart.strategies import STRATEGIES, make_strategy
 from headstart.strategies.declared import COMPARED
 from headstart.strategies.options import check_option_names, option_values
+from headstart.tasks.base import check_select
 
 DEFAULT_STRATEGIES = COMPARED
 CURVE_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
@@ -44,6 +50,7 @@ DEFAULT_REPEATS = 3
 SAVE_SECONDS = 1.0  # kept back from a budget per strategy: saving its run and plotting it in the report
 OVERFIT_GAP = 0.1  # a fine-tune that lost with this train-minus-validation gap, having fit its training data
 # at least as well as the probe scores on validation, is called overfitting
+SECOND_METRIC = {"single-label": "macro_f1", "multi-label": "map", "regression": "mae"}  # shown beside the main
 
 
 @dataclass
@@ -89,13 +96,22 @@ class Comparison:
     seconds: float
     plan: list[dict] = field(default_factory=list)  # every fit considered, in the order it was considered
     fits: dict[str, FitResult] = field(default_factory=dict, repr=False)  # first repeat of each strategy
+    task: str = "single-label"
+    main_metric: str = "accuracy"  # the learning curves, the gap and the rows' first columns
+    select_metric: str = "accuracy"  # what the recommendation optimises (``--select-metric``)
+
+    @property
+    def metrics(self) -> list[str]:
+        """The metrics each row holds (``val_<name>``, ``test_<name>``): main, second, select."""
+        return row_metrics(self.task, self.main_metric, self.select_metric)
 
     def best(self) -> str | None:
-        """The strategy with the highest mean validation accuracy (fewer trainable parameters on ties)."""
+        """The strategy with the highest mean validation select metric (fewer trainable parameters on ties)."""
         done = [r for r in self.rows if r["status"] != "skipped"]
         if not done:
             return None
-        return max(done, key=lambda r: (r["val_accuracy"]["mean"], -r["trainable_params"]))["strategy"]
+        key = f"val_{self.select_metric}"
+        return max(done, key=lambda r: (r[key]["mean"], -r["trainable_params"]))["strategy"]
 
     def ran(self) -> str:
         """What ran, per strategy: "linear: 3 seeds, full: 1 of 3 seeds, lora: skipped"."""
@@ -130,14 +146,14 @@ class Comparison:
         best = self.best()
         if best is None:
             return None
-        b = done[best]
-        reasons = [f"{best} has the best validation accuracy: {b['val_accuracy']['mean']:.3f} "
-                   f"(95% CI {b['val_accuracy']['ci95'][0]:.3f}-{b['val_accuracy']['ci95'][1]:.3f})."]
+        b, key, said = done[best], f"val_{self.select_metric}", METRIC_NAMES[self.select_metric]
+        reasons = [f"{best} has the best validation {said}: {b[key]['mean']:.3f} "
+                   f"(95% CI {b[key]['ci95'][0]:.3f}-{b[key]['ci95'][1]:.3f})."]
         lin = done.get("linear")
         if lin and best != "linear":
-            gain = b["val_accuracy"]["mean"] - lin["val_accuracy"]["mean"]
+            gain = b[key]["mean"] - lin[key]["mean"]
             cost = b["seconds"] / max(lin["seconds"], 1e-9)
-            if b["val_accuracy"]["ci95"][0] <= lin["val_accuracy"]["mean"]:
+            if b[key]["ci95"][0] <= lin[key]["mean"]:
                 reasons.append(f"Its gain over linear ({gain:+.3f}) is within the interval, and linear is "
                                f"{cost:.1f}x cheaper to train with {lin['trainable_share']:.2%} of the parameters "
                                "trainable: prefer linear.")
@@ -145,15 +161,18 @@ class Comparison:
             else:
                 reasons.append(f"It beats linear by {gain:+.3f} beyond the interval, for {cost:.1f}x the training "
                                f"time and {b['trainable_share']:.1%} of the parameters trainable.")
-        reasons.append(f"Train-minus-validation gap: {b['gap']['mean']:+.3f}.")
-        return {"strategy": best, "reasons": reasons,
-                "numbers": {"val_accuracy": b["val_accuracy"]["mean"], "seconds": b["seconds"],
+        gap = "" if self.main_metric == "accuracy" else f" ({METRIC_NAMES[self.main_metric]})"
+        reasons.append(f"Train-minus-validation gap{gap}: {b['gap']['mean']:+.3f}.")
+        return {"strategy": best, "metric": self.select_metric, "reasons": reasons,
+                "numbers": {key: b[key]["mean"], "seconds": b["seconds"],
                             "trainable_params": b["trainable_params"], "gap": b["gap"]["mean"]}}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable record (what comparison.json and the report hold)."""
         return {"model": self.model, "data": self.data, "recommendation": self.recommendation(),
-                "classes": self.classes, "rows": self.rows, "learning_curve": self.learning_curve,
+                "task": self.task, "main_metric": self.main_metric, "select_metric": self.select_metric,
+                "metrics": self.metrics, "classes": self.classes, "rows": self.rows,
+                "learning_curve": self.learning_curve,
                 "repeats_planned": self.repeats, "repeat_kind": self.repeat_kind, "ran": self.ran(),
                 "warnings": self.warnings(), "shots": self.shots, "budget_s": self.budget_s,
                 "seconds": self.seconds, "plan": self.plan}
@@ -169,7 +188,8 @@ def compare(data: Any, model: str | Backbone = "minilm-l6", strategies: Sequence
     fits come first: linear, its repeats and its learning-curve points (cached features). Then one
     training step is measured, and the fine-tuning strategies are planned by estimated cost: each once,
     then their repeats, then their curve points. A fit runs only when its estimate fits in the time
-    left, and a running fine-tune stops training at a deadline that leaves time to score it.
+    left, and a running fine-tune stops training at a deadline that leaves time to score it. ``task``,
+    ``label_sep`` and ``select_metric`` (in ``options``) say what the labels are and what to recommend on.
 
     The budget counts from this call (the CLI's interpreter start and imports come before it). It can be
     overrun by the batch under way at a deadline and by misestimating the scoring after it (a few seconds;
@@ -188,6 +208,8 @@ def compare(data: Any, model: str | Backbone = "minilm-l6", strategies: Sequence
                        STRATEGIES)
     cfg = config_for(model, "linear", shared)
     splits, backbone = prepare(data, model, cfg, val, test)
+    task = splits.task
+    main, select = check_select(task, "auto"), check_select(task, cfg.select_metric)
     runtime = Runtime.from_config(cfg, progress)
     repeats, kind = _repeats(len(splits.train), len(splits.val), seeds, folds)
     if kind == "folds" and "val" not in splits.split.get("carved", []):
@@ -201,15 +223,21 @@ def compare(data: Any, model: str | Backbone = "minilm-l6", strategies: Sequence
     jobs = _run_plan(strategies, repeats, curve, clock, run,
                      partial(_measure_costs, backbone, splits, cfg, strats, runtime.device))
     by_key = {job.key: job for job in jobs}
-    rows = _rows(strategies, by_key, repeats, kind, curve, cfg.epochs)
-    curves = {s: _curve_points(s, by_key, repeats, curve) for s in strategies}
+    metrics = row_metrics(task, main, select)
+    rows = _rows(strategies, by_key, repeats, kind, curve, cfg.epochs, metrics)
+    curves = {s: _curve_points(s, by_key, repeats, curve, main) for s in strategies}
     fits = {}  # the first repeat of each strategy that ran
     for s in strategies:
         ran = [by_key[(s, r, 1.0)].result for r in range(repeats) if by_key[(s, r, 1.0)].result is not None]
         if ran:
             fits[s] = ran[0]
     return Comparison(backbone.name, _describe(data), splits.classes, rows, curves, repeats, kind, cfg.shots,
-                      clock.total, time.perf_counter() - start, [j.to_dict() for j in jobs], fits)
+                      clock.total, time.perf_counter() - start, [j.to_dict() for j in jobs], fits, task, main, select)
+
+
+def row_metrics(task: str, main: str, select: str) -> list[str]:
+    """The metrics a comparison row holds, in order: the task's main one, a second one, the select one."""
+    return list(dict.fromkeys((main, SECOND_METRIC[task], select)))
 
 
 def _run_plan(strategies: Sequence[str], repeats: int, curve: Sequence[float], clock: Budget, run: Callable,
@@ -227,9 +255,10 @@ def _run_plan(strategies: Sequence[str], repeats: int, curve: Sequence[float], c
 
 
 def _rows(strategies: Sequence[str], jobs: dict[tuple, Job], repeats: int, kind: str, curve: Sequence[float],
-          epochs: int) -> list[dict]:
-    """One row per strategy, naming the learning-curve points the budget left out and any loss to the probe."""
-    rows = [_row(s, [jobs[(s, r, 1.0)] for r in range(repeats)], kind, epochs) for s in strategies]
+          epochs: int, metrics: Sequence[str] = ("accuracy", "macro_f1")) -> list[dict]:
+    """One row per strategy, naming the learning-curve points the budget left out and any loss to the probe;
+    ``metrics`` are those the rows hold (the first is the task's main one)."""
+    rows = [_row(s, [jobs[(s, r, 1.0)] for r in range(repeats)], kind, epochs, metrics) for s in strategies]
     for row in rows:
         missed = [jobs[(row["strategy"], 0, f)] for f in sorted(curve) if f < 1.0]
         missed = [j for j in missed if j.status == "skipped"]
@@ -237,7 +266,7 @@ def _rows(strategies: Sequence[str], jobs: dict[tuple, Job], repeats: int, kind:
             note = (f"learning-curve points skipped: {', '.join(f'{j.fraction:.0%}' for j in missed)} "
                     f"({missed[0].reason})")
             row["reason"] = "; ".join(filter(None, [row["reason"], note]))
-    _lost_to_probe(rows)
+    _lost_to_probe(rows, metrics[0])
     return rows
 
 
@@ -333,16 +362,20 @@ def _run(job: Job, *, splits: DataSplits, backbone: Backbone, cfg: FitConfig, st
 
 
 def _resplit(splits: DataSplits, repeat: int, kind: str, repeats: int, cfg: FitConfig) -> DataSplits:
-    """Repeat 0 is the saved split; later repeats re-carve validation (new seed, or the next fold)."""
+    """Repeat 0 is the saved split; later repeats re-carve validation (new seed, or the next fold), stratified
+    as the split was (``data.split.strata``: class, rarest label, or target quantile bin)."""
     if repeat == 0 or "val" not in splits.split.get("carved", []):
         return splits
     pool = _concat(splits.train, splits.val)
+    groups = strata(splits.task, pool.labels)
     if kind == "folds":
+        counts = {g: groups.count(g) for g in set(groups)}  # a stratum smaller than the folds joins the rest
+        groups = [g if counts[g] >= repeats else "(rare)" for g in groups]
         folder = StratifiedKFold(n_splits=repeats, shuffle=True, random_state=cfg.seed)
-        train_idx, val_idx = list(folder.split(np.zeros(len(pool)), pool.labels))[repeat]
+        train_idx, val_idx = list(folder.split(np.zeros(len(pool)), groups))[repeat]
     else:
         fraction = len(splits.val) / len(pool)
-        train_idx, val_idx, _ = carve(pool.labels, fraction, None, cfg.seed + repeat)
+        train_idx, val_idx, _ = carve(tuple(groups), fraction, None, cfg.seed + repeat)
     return replace(splits, train=pool.subset(train_idx), val=pool.subset(val_idx))
 
 
@@ -351,10 +384,10 @@ def _concat(a: Dataset, b: Dataset) -> Dataset:
 
 
 def _subsample(splits: DataSplits, fraction: float, seed: int) -> DataSplits:
-    """``fraction`` of the training data, stratified, at least one example per class."""
+    """``fraction`` of the training data, stratified (``data.split.strata``), at least one example per stratum."""
     if fraction >= 1.0:
         return splits
-    labels = splits.train.labels
+    labels = strata(splits.task, splits.train.labels)
     counts = {c: labels.count(c) for c in set(labels)}
     keep: list[int] = []
     for c, n in sorted(counts.items()):
@@ -364,14 +397,21 @@ def _subsample(splits: DataSplits, fraction: float, seed: int) -> DataSplits:
     return replace(splits, train=splits.train.subset(sorted(keep)))
 
 
-def mean_ci(values: Sequence[float], single_ci: Sequence[float] | None = None) -> dict:
-    """Mean and 95% t-interval over repeats; one value falls back to its own (Wilson) interval."""
+def mean_ci(values: Sequence[float], single_ci: Sequence[float] | None = None,
+            bounds: tuple[float, float] = (0.0, 1.0)) -> dict:
+    """Mean and 95% t-interval over repeats, clipped to the metric's ``bounds``; one value falls back to its
+    own interval (Wilson, bootstrap) when it has one."""
     values = [float(v) for v in values]
     mean = float(np.mean(values))
     if len(values) < 2:
         return {"mean": mean, "ci95": list(single_ci) if single_ci else [mean, mean], "n": len(values)}
     half = float(stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(len(values)))
-    return {"mean": mean, "ci95": [max(0.0, mean - half), min(1.0, mean + half)], "n": len(values)}
+    return {"mean": mean, "ci95": [max(bounds[0], mean - half), min(bounds[1], mean + half)], "n": len(values)}
+
+
+def _stat(metric: str, scores: list[dict]) -> dict:
+    """``metric``'s mean and interval over the repeats' scores of one split (``metrics.json``'s ``val``...)."""
+    return mean_ci([m[metric] for m in scores], scores[0].get(f"{metric}_ci95"), metric_range(metric))
 
 
 def repeat_count(done: int, planned: int, kind: str) -> str:
@@ -380,14 +420,16 @@ def repeat_count(done: int, planned: int, kind: str) -> str:
     return f"{done} {unit}" if done == planned else f"{done} of {planned} {unit}"
 
 
-def _row(strategy: str, jobs: list[Job], kind: str, epochs: int) -> dict:
-    """One strategy's row from its full-data fits (one per repeat), with a status that says what happened."""
+def _row(strategy: str, jobs: list[Job], kind: str, epochs: int,
+         metrics: Sequence[str] = ("accuracy", "macro_f1")) -> dict:
+    """One strategy's row from its full-data fits (one per repeat), with a status that says what happened:
+    ``val_<metric>`` and ``test_<metric>`` of each of ``metrics`` (the first is the task's main one, of the gap)."""
     ran = [j for j in jobs if j.result is not None]
     if not ran:
         reason = next((j.reason for j in jobs if j.reason), "not run")
         return {"strategy": strategy, "status": "skipped", "status_text": f"skipped ({reason})", "reason": reason,
                 "repeats_done": 0, "repeats_planned": len(jobs), "trainable_params": 0,
-                "val_accuracy": {"mean": float("nan"), "ci95": [float("nan")] * 2, "n": 0}}
+                **{f"val_{m}": {"mean": float("nan"), "ci95": [float("nan")] * 2, "n": 0} for m in metrics}}
     done = [j.result for j in ran]
     m0 = done[0].metrics
     stopped = [j for j in ran if j.status == "stopped"]
@@ -399,6 +441,7 @@ def _row(strategy: str, jobs: list[Job], kind: str, epochs: int) -> dict:
             status_text = f"{repeat_count(len(stopped), len(ran), kind)} {status_text}"
     reasons = [f"{repeat_count(len(skipped), len(jobs), kind)} skipped: {skipped[0].reason}"] if skipped else []
     test = [r.metrics["test"] for r in done if "test" in r.metrics]
+    main = metrics[0]
     return {
         "strategy": strategy,
         "status": "stopped" if stopped else "done",
@@ -409,25 +452,26 @@ def _row(strategy: str, jobs: list[Job], kind: str, epochs: int) -> dict:
         "trainable_share": m0["trainable_share"],
         "seconds": float(np.mean([r.metrics["seconds"] for r in done])),
         "peak_rss_mb": max(r.metrics["peak_rss_mb"] for r in done),
-        "val_accuracy": mean_ci([r.metrics["val"]["accuracy"] for r in done], m0["val"]["accuracy_ci95"]),
-        "val_macro_f1": mean_ci([r.metrics["val"]["macro_f1"] for r in done]),
-        "test_accuracy": mean_ci([t["accuracy"] for t in test], test[0]["accuracy_ci95"]) if test else None,
-        "test_macro_f1": mean_ci([t["macro_f1"] for t in test]) if test else None,
-        "gap": mean_ci([r.metrics["overfit_gap"] for r in done]),
-        "gap_by_epoch": [{"epoch": h["epoch"], "gap": h["train_accuracy"] - h["val_accuracy"]}
-                         for h in done[0].history if "train_accuracy" in h],
+        **{f"val_{m}": _stat(m, [r.metrics["val"] for r in done]) for m in metrics},
+        **{f"test_{m}": _stat(m, test) if test else None for m in metrics},
+        "gap": mean_ci([r.metrics["overfit_gap"] for r in done], bounds=(-np.inf, np.inf)),
+        "gap_by_epoch": [{"epoch": h["epoch"], "gap": h[f"train_{main}"] - h[f"val_{main}"]}
+                         for h in done[0].history if f"train_{main}" in h and f"val_{main}" in h],
     }
 
 
-def _lost_to_probe(rows: list[dict]) -> None:
-    """Add a ``warning`` to each fine-tuned row whose validation accuracy ends below the linear probe's by
-    more than its 95% interval (its upper bound is below the probe's mean), saying by how much and why."""
+def _lost_to_probe(rows: list[dict], metric: str = "accuracy") -> None:
+    """Add a ``warning`` to each fine-tuned row whose validation ``metric`` (the task's main one, as the gap)
+    ends below the linear probe's by more than its 95% interval (its upper bound is below the probe's mean),
+    saying by how much and why."""
     probe = next((r for r in rows if r["strategy"] == "linear" and r["status"] != "skipped"), None)
     if probe is None:
         return
-    base = probe["val_accuracy"]["mean"]
+    key = f"val_{metric}"
+    said = "" if metric == "accuracy" else f" {METRIC_NAMES[metric]}"
+    base = probe[key]["mean"]
     for row in rows:
-        acc = row["val_accuracy"]
+        acc = row[key]
         if row["strategy"] == "linear" or row["status"] == "skipped" or not acc["ci95"][1] < base:
             continue
         gap = row["gap"]["mean"]
@@ -438,11 +482,13 @@ def _lost_to_probe(rows: list[dict]) -> None:
         if row["status"] == "stopped":
             why += f"; it was {row['status_text']}"
         row["warning"] = (f"fine-tuning lost to the frozen probe: {row['strategy']} ends "
-                          f"{100 * (base - acc['mean']):.1f} points below linear on validation ({acc['mean']:.3f} vs "
-                          f"{base:.3f}, beyond its 95% interval); {why}.")
+                          f"{100 * (base - acc['mean']):.1f} points below linear on validation{said} "
+                          f"({acc['mean']:.3f} vs {base:.3f}, beyond its 95% interval); {why}.")
 
 
-def _curve_points(strategy: str, jobs: dict[tuple, Job], repeats: int, curve: Sequence[float]) -> list[dict]:
+def _curve_points(strategy: str, jobs: dict[tuple, Job], repeats: int, curve: Sequence[float],
+                  metric: str = "accuracy") -> list[dict]:
+    """The learning curve: per fraction of the training data, the validation ``metric`` (the task's main one)."""
     points = []
     for fraction in sorted(curve):
         reps = range(repeats) if fraction >= 1.0 else range(1)
@@ -450,5 +496,5 @@ def _curve_points(strategy: str, jobs: dict[tuple, Job], repeats: int, curve: Se
         done = [d for d in done if d is not None]
         if done:
             points.append({"fraction": fraction, "n": done[0].metrics["train"]["n"],
-                           "accuracy": mean_ci([d.metrics["val"]["accuracy"] for d in done])})
+                           metric: mean_ci([d.metrics["val"][metric] for d in done], bounds=metric_range(metric))})
     return points

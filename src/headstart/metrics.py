@@ -17,6 +17,16 @@ SELECT_METRICS = ("accuracy", "macro_f1", "balanced_accuracy")
 TASK_METRICS = {"single-label": SELECT_METRICS, "multi-label": ("micro_f1", "macro_f1", "map", "subset_accuracy"),
                 "regression": ("r2", "spearman")}
 SELECT_CHOICES = ("auto", *sorted({m for names in TASK_METRICS.values() for m in names}))
+# How a metric is named in sentences and headings, and the range its values (and intervals) can take.
+METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "balanced_accuracy": "balanced accuracy",
+                "micro_f1": "micro-F1", "map": "mAP", "subset_accuracy": "subset accuracy", "r2": "R²",
+                "spearman": "Spearman's rho", "mae": "MAE", "rmse": "RMSE"}
+METRIC_RANGES = {"r2": (-math.inf, 1.0), "spearman": (-1.0, 1.0), "mae": (0.0, math.inf), "rmse": (0.0, math.inf)}
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    """The values ``metric`` can take: [0, 1] for the scores of classification, wider for regression's."""
+    return METRIC_RANGES.get(metric, (0.0, 1.0))
 
 
 def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:

@@ -1,13 +1,15 @@
 """Transferability estimates: rank candidate backbones on their cached frozen features, before any fitting.
 
 - :func:`logme`: LogME, the maximised log evidence of Bayesian linear regression on the features
-  (You et al., "LogME: Practical Assessment of Pre-trained Models for Transfer Learning", ICML 2021).
+  (You et al., "LogME: Practical Assessment of Pre-trained Models for Transfer Learning", ICML 2021), for
+  classes, label sets (mean over labels) and numeric targets (natively: one regression).
 - :func:`h_score`: H-score (Bao et al., "An Information-theoretic Approach to Transferability in Task
   Transfer Learning", ICIP 2019), by default regularised with Ledoit-Wolf shrinkage (Ibrahim et al.,
   "Newer is not always better: Rethinking transferability metrics, their peculiarities, stability and
   performance", ECML PKDD 2022).
 - :func:`probe_cv_accuracy` and :func:`learning_curve_slope`: the accuracy a cross-validated logistic
-  probe reaches, and how much doubling the data would still add.
+  probe reaches, and how much doubling the data would still add; :func:`probe_cv_score` and
+  :func:`probe_curve_slope` the same for any task, on its main metric with its own probe.
 
 Scores are comparable between backbones on the same samples and labels, not across data sets.
 """
@@ -15,13 +17,19 @@ Scores are comparable between backbones on the same samples and labels, not acro
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import stats
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedKFold
 
 from headstart.errors import DataError
 from headstart.heads import fit_predict_logistic
+from headstart.metrics import metric_range
+from headstart.strategies.declared import DEFAULT_CS
+
+if TYPE_CHECKING:
+    from headstart.tasks import Task
 
 _LOGME_MAX_ITER = 1000
 _LOGME_TOL = 1e-12  # change of the per-sample log evidence between fixed-point steps
@@ -29,18 +37,26 @@ _LOGME_TOL = 1e-12  # change of the per-sample log evidence between fixed-point 
 
 def _prepare(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(float64 [N, D] features, int [N] class codes)``, or a :class:`DataError` saying what is wrong."""
-    f = np.asarray(features, dtype=np.float64)
     y = np.asarray(labels)
-    if f.ndim != 2 or f.shape[0] == 0 or f.shape[1] == 0:
-        raise DataError(f"features must be a non-empty [samples, dims] array; got shape {f.shape}.")
-    if y.ndim != 1 or len(y) != len(f):
+    f = _features(features, len(y))
+    if y.ndim != 1:
         raise DataError(f"labels must be one label per feature row: {len(f)} rows, labels of shape {y.shape}.")
-    if not np.isfinite(f).all():
-        raise DataError("features contain NaN or infinite values; check the backbone's output precision.")
     classes, codes = np.unique(y, return_inverse=True)
     if len(classes) < 2:
         raise DataError(f"transferability needs at least 2 classes; the labels hold {len(classes)}.")
     return f, codes.reshape(-1)
+
+
+def _features(features: np.ndarray, rows: int) -> np.ndarray:
+    """Float64 ``[N, D]`` features with ``rows`` rows, or a :class:`DataError` saying what is wrong."""
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 2 or f.shape[0] == 0 or f.shape[1] == 0:
+        raise DataError(f"features must be a non-empty [samples, dims] array; got shape {f.shape}.")
+    if rows != len(f):
+        raise DataError(f"labels must be one per feature row: {len(f)} rows, {rows} labels.")
+    if not np.isfinite(f).all():
+        raise DataError("features contain NaN or infinite values; check the backbone's output precision.")
+    return f
 
 
 def _logme_terms(sigma: np.ndarray, proj: np.ndarray, y2: np.ndarray, t: np.ndarray, tall: bool):
@@ -65,24 +81,63 @@ def _logme_evidence(sigma: np.ndarray, d: int, n: int, alpha: np.ndarray, beta: 
             - n * np.log(2 * np.pi)) / (2 * n)
 
 
-def logme(features: np.ndarray, labels: np.ndarray) -> float:
-    """LogME (You et al., ICML 2021; thuml/LogME): mean over classes of the per-sample log evidence,
-    maximised over (alpha, beta), of Bayesian linear regression ``y_c ~ N(f w, 1/beta)``,
-    ``w ~ N(0, 1/alpha)`` on one-hot targets. One eigendecomposition of the smaller Gram matrix, then
-    MacKay's fixed-point updates for all classes at once, until the evidence stops changing (it also
-    converges when the optimum lies at alpha or beta -> infinity). Higher is better."""
-    f, codes = _prepare(features, labels)
+def logme(features: np.ndarray, labels: np.ndarray, task: str = "single-label") -> float:
+    """LogME (You et al., ICML 2021; thuml/LogME): the per-sample log evidence, maximised over (alpha, beta), of
+    Bayesian linear regression ``y ~ N(f w, 1/beta)``, ``w ~ N(0, 1/alpha)``, averaged over targets. Higher is
+    better. The targets by ``task``:
+
+    - ``single-label``: ``labels`` are classes; one one-hot target per class (the paper's classification form);
+    - ``multi-label``: ``labels`` is the ``[N, labels]`` 0/1 matrix; each label is a binary classification
+      (its two one-hot targets) and the score is the mean over labels (a label that is always or never
+      present carries no evidence and is left out);
+    - ``regression``: ``labels`` are numbers; the evidence of one regression on the standardised target
+      (LogME's native form for a real-valued target).
+
+    One eigendecomposition of the smaller Gram matrix, then MacKay's fixed-point updates for all targets at
+    once, until the evidence stops changing (it also converges when the optimum lies at alpha or beta ->
+    infinity)."""
+    if task == "single-label":
+        f, codes = _prepare(features, labels)
+        targets = np.eye(codes.max() + 1)[codes]
+    else:
+        f = _features(features, len(labels))
+        targets = _logme_targets(np.asarray(labels, dtype=np.float64), task)
     if not f.any():
         raise DataError("features are all zero; the backbone produced no signal.")
+    return float(np.mean(_logme_evidences(f, targets)))
+
+
+def _logme_targets(labels: np.ndarray, task: str) -> np.ndarray:
+    """``[N, T]`` regression targets of a multi-label 0/1 matrix (each informative label and its complement)
+    or of a numeric target (standardised), or a DataError saying why there is none."""
+    if task == "regression":
+        if labels.ndim != 1 or not np.isfinite(labels).all():
+            raise DataError(f"a regression target must be one finite number per row; got shape {labels.shape}.")
+        if labels.std() == 0:
+            raise DataError("the regression target is constant: transferability needs values that vary.")
+        return ((labels - labels.mean()) / labels.std())[:, None]
+    if task != "multi-label":
+        raise DataError(f"unknown task {task!r}; use single-label, multi-label or regression.")
+    y = labels > 0.5
+    if y.ndim != 2:
+        raise DataError(f"multi-label targets must be a [rows, labels] 0/1 matrix; got shape {labels.shape}.")
+    varying = y.any(0) & ~y.all(0)
+    if not varying.any():
+        raise DataError("no label is present on some items and absent on others: nothing to transfer to.")
+    y = y[:, varying].astype(np.float64)
+    return np.concatenate([y, 1.0 - y], axis=1)  # equal columns per label: their mean is the mean over labels
+
+
+def _logme_evidences(f: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The maximised per-sample log evidence of each column of the targets ``y`` [N, T] on features ``f``."""
     n, d = f.shape
-    y = np.eye(codes.max() + 1)[codes]
     tall = n >= d
     sigma, vecs = np.linalg.eigh(f.T @ f if tall else f @ f.T)  # sigma: squared singular values of f
     sigma = np.clip(sigma, 0.0, None)
     proj, y2 = (vecs.T @ (f.T @ y) if tall else vecs.T @ y), (y * y).sum(0)
-    classes = y.shape[1]
-    alpha, beta, evidence = np.ones(classes), np.ones(classes), np.full(classes, np.inf)
-    active = np.arange(classes)  # targets whose evidence still moves
+    targets = y.shape[1]
+    alpha, beta, evidence = np.ones(targets), np.ones(targets), np.full(targets, np.inf)
+    active = np.arange(targets)  # targets whose evidence still moves
     for _ in range(_LOGME_MAX_ITER):
         a, b = alpha[active], beta[active]
         gamma, m2, res2 = _logme_terms(sigma, proj[:, active], y2[active], a / b, tall)
@@ -94,7 +149,7 @@ def logme(features: np.ndarray, labels: np.ndarray) -> float:
         active = active[moving]
         if not len(active):
             break
-    return float(np.mean(evidence))
+    return evidence
 
 
 def h_score(features: np.ndarray, labels: np.ndarray, shrinkage: bool = True) -> float:
@@ -172,12 +227,16 @@ def probe_cv_accuracy(features: np.ndarray, labels: np.ndarray, folds: int = 5, 
     [0, 1]; approximate, as folds share training data), ``per_fold`` and ``folds`` (the count used)."""
     f, codes = _prepare(features, labels)
     splitter = _folds(codes, folds, seed)
-    per_fold = [_probe_accuracy(f, codes, tr, te) for tr, te in splitter.split(f, codes)]
+    return _fold_summary([_probe_accuracy(f, codes, tr, te) for tr, te in splitter.split(f, codes)])
+
+
+def _fold_summary(per_fold: list[float], bounds: tuple[float, float] = (0.0, 1.0)) -> dict:
+    """Mean, std (ddof 1) and a t-interval over fold scores, clipped to the metric's ``bounds``."""
     k, mean = len(per_fold), float(np.mean(per_fold))
     std = float(np.std(per_fold, ddof=1))
     half = float(stats.t.ppf(0.975, k - 1)) * std / np.sqrt(k)
-    return {"mean": mean, "std": std, "ci95": [max(0.0, mean - half), min(1.0, mean + half)],
-            "per_fold": per_fold, "folds": k}
+    return {"mean": mean, "std": std, "ci95": [float(max(bounds[0], mean - half)), float(min(bounds[1], mean + half))],
+            "per_fold": [float(x) for x in per_fold], "folds": k}
 
 
 def learning_curve_slope(features: np.ndarray, labels: np.ndarray, fractions: Sequence[float] = (0.25, 0.5, 1.0),
@@ -187,9 +246,7 @@ def learning_curve_slope(features: np.ndarray, labels: np.ndarray, fractions: Se
     fractions (``d accuracy / d log2 n``). A slope near 0 says more labels of this kind would add little.
 
     Returns ``fractions``, ``n_train`` (mean training rows per fraction), ``accuracy``, ``slope``, ``folds``."""
-    fractions = [float(x) for x in fractions]
-    if len(fractions) < 2 or any(not 0 < x <= 1 for x in fractions) or fractions != sorted(set(fractions)):
-        raise DataError(f"fractions must be at least 2 increasing values in (0, 1]; got {fractions}.")
+    fractions = _check_fractions(fractions)
     f, codes = _prepare(features, labels)
     splitter = _folds(codes, 5, seed)
     rng = np.random.default_rng(seed)
@@ -200,8 +257,78 @@ def learning_curve_slope(features: np.ndarray, labels: np.ndarray, fractions: Se
             sub = np.concatenate([rows[:max(1, round(x * len(rows)))] for rows in by_class])
             acc[i, j], sizes[i, j] = _probe_accuracy(f, codes, sub, test), len(sub)
     n_train, accuracy = sizes.mean(0), acc.mean(0)
+    return {"fractions": fractions, "n_train": n_train.tolist(), "accuracy": accuracy.tolist(),
+            "slope": _slope(n_train, accuracy), "folds": splitter.n_splits}
+
+
+def _check_fractions(fractions: Sequence[float]) -> list[float]:
+    fractions = [float(x) for x in fractions]
+    if len(fractions) < 2 or any(not 0 < x <= 1 for x in fractions) or fractions != sorted(set(fractions)):
+        raise DataError(f"fractions must be at least 2 increasing values in (0, 1]; got {fractions}.")
+    return fractions
+
+
+def _slope(n_train: np.ndarray, scores: np.ndarray) -> float:
+    """Score gained per doubling of the training rows between the last two fractions."""
     if n_train[-1] <= n_train[-2]:
         raise DataError(f"too few samples: the last two fractions both train on {n_train[-1]:.0f} rows.")
-    slope = (accuracy[-1] - accuracy[-2]) / (np.log2(n_train[-1]) - np.log2(n_train[-2]))
-    return {"fractions": fractions, "n_train": n_train.tolist(), "accuracy": accuracy.tolist(),
-            "slope": float(slope), "folds": splitter.n_splits}
+    return float((scores[-1] - scores[-2]) / (np.log2(n_train[-1]) - np.log2(n_train[-2])))
+
+
+# ---------------------------------------------------------------- any task: the task's own probe
+
+
+def probe_cv_score(features: np.ndarray, labels: Sequence, task: Task, folds: int = 5, seed: int = 0) -> dict:
+    """Cross-validated main metric of ``task``'s own linear probe, on labels in the task's form: single-label,
+    :func:`probe_cv_accuracy` (``C = 1``); multi-label, the micro-F1 at threshold 0.5 of one-vs-rest logistic
+    regressions; regression, the R² of a ridge regression (their ``C`` chosen within each training fold).
+
+    Returns ``mean``, ``std``, ``ci95`` (a t-interval over folds, clipped to the metric's range), ``per_fold``,
+    ``folds`` and ``metric``. Folds are plain shuffled K folds for label sets and numbers."""
+    if task.name == "single-label":
+        return {**probe_cv_accuracy(features, np.asarray(labels), folds, seed), "metric": "accuracy"}
+    f, y = _features(features, len(labels)), task.targets(labels)
+    scores = [_task_score(f, y, task, tr, te) for tr, te in _kfold(len(f), folds, seed).split(f)]
+    return {**_fold_summary(scores, metric_range(task.main_metric)), "metric": task.main_metric}
+
+
+def probe_curve_slope(features: np.ndarray, labels: Sequence, task: Task,
+                      fractions: Sequence[float] = (0.25, 0.5, 1.0), seed: int = 0) -> dict:
+    """:func:`learning_curve_slope` for any task: the held-out main metric of ``task``'s probe (5-fold CV) when
+    training on nested random ``fractions`` of each training fold, and its gain per doubling (``slope``).
+
+    Returns ``fractions``, ``n_train``, the scores under the metric's name, ``slope``, ``folds`` and ``metric``."""
+    if task.name == "single-label":
+        return {**learning_curve_slope(features, np.asarray(labels), fractions, seed), "metric": "accuracy"}
+    fractions = _check_fractions(fractions)
+    f, y = _features(features, len(labels)), task.targets(labels)
+    splitter = _kfold(len(f), 5, seed)
+    rng = np.random.default_rng(seed)
+    score, sizes = np.zeros((splitter.n_splits, len(fractions))), np.zeros((splitter.n_splits, len(fractions)))
+    for i, (train, test) in enumerate(splitter.split(f)):
+        order = rng.permutation(train)
+        for j, x in enumerate(fractions):  # nested: each subset holds the smaller ones
+            sub = order[:max(2, round(x * len(order)))]
+            score[i, j], sizes[i, j] = _task_score(f, y, task, sub, test), len(sub)
+    n_train, mean = sizes.mean(0), score.mean(0)
+    return {"fractions": fractions, "n_train": n_train.tolist(), task.main_metric: mean.tolist(),
+            "slope": _slope(n_train, mean), "folds": splitter.n_splits, "metric": task.main_metric}
+
+
+def _kfold(n: int, folds: int, seed: int) -> KFold:
+    if folds < 2:
+        raise DataError(f"folds must be at least 2; got {folds}.")
+    if n < 4:
+        raise DataError(f"cross-validation needs at least 4 samples; there are {n}.")
+    return KFold(n_splits=min(folds, n // 2), shuffle=True, random_state=seed)
+
+
+def _task_score(f: np.ndarray, y: np.ndarray, task: Task, train: np.ndarray, test: np.ndarray) -> float:
+    """The held-out main metric of ``task``'s probe fitted on the ``train`` rows, its ``C`` (of the linear
+    strategy's ``DEFAULT_CS``) chosen on a fifth of them: a ridge's strength has no default that suits every
+    data size as logistic regression's ``C = 1`` does (at 25 rows of 32 features, ``C = 1`` gave R² -10)."""
+    inner = np.random.default_rng(0).permutation(train)
+    cut = max(1, len(inner) // 5)
+    c = task.probe(f[inner[cut:]], y[inner[cut:]], f[inner[:cut]], y[inner[:cut]], DEFAULT_CS, 0, None).C
+    fit = task.probe(f[train], y[train], f[test], y[test], (c,), 0, None)
+    return float(fit.candidates[0][f"val_{task.main_metric}"])

@@ -17,6 +17,8 @@ from typer.testing import CliRunner
 import headstart
 from headstart.cli.app import app
 
+from conftest import COOKING, SPORTS
+
 WIDE = {"COLUMNS": "200", "NO_COLOR": "1", "HF_HUB_OFFLINE": "1"}  # rich tables unwrapped, no colour codes
 SCRIPT = Path(sys.executable).parent / "headstart"
 
@@ -187,6 +189,47 @@ def test_compare_titles_what_ran_and_says_when_fine_tuning_lost_to_the_probe(run
     assert record["warnings"] == [full["warning"]]
     assert "warning: fine-tuning lost to the frozen probe: full ends" in result.output
     assert re.search(r"Budget 10m00s: used \S+, saving included", result.output)
+
+
+def write_rows(path: Path, header: list[str], rows: list[list]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([header, *rows])
+    return path
+
+
+def test_compare_of_a_regression_names_r2_in_the_table_and_the_recommendation(runner, tiny_text_dir, tmp_path):
+    # ten distinct scores: classes unless --task regression says they are numbers
+    data = write_rows(tmp_path / "scores.csv", ["text", "score"],
+                      [[t, 4 + i % 5] for i, t in enumerate(SPORTS)] + [[t, -4 - i % 5] for i, t in enumerate(COOKING)])
+    out = tmp_path / "cmp"
+    result = invoke(runner, ["compare", data, "--model", tiny_text_dir, "--label-col", "score", "--task", "regression",
+                             "--strategies", "linear", "--seeds", "2", "--out", out, "--quiet"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "comparison.json").read_text())
+    assert (record["task"], record["main_metric"], record["metrics"]) == ("regression", "r2", ["r2", "mae"])
+    assert "val R² [95% CI]" in result.output and "val MAE" in result.output
+    assert "learning curve (val R²)" in result.output
+    assert "val acc" not in result.output
+    assert "Recommendation: linear" in result.output and "linear has the best validation R²: " in result.output
+
+
+def test_audit_of_a_label_set_table_checks_each_label(runner, tiny_text_dir, tmp_path):
+    rows = [[t, "sports+news" if i % 3 == 0 else "sports"] for i, t in enumerate(SPORTS)]
+    rows += [[t, "cooking+news" if i % 3 == 0 else "cooking"] for i, t in enumerate(COOKING)]
+    data = write_rows(tmp_path / "tags.csv", ["text", "tags"], rows)
+    out = tmp_path / "audit"
+    result = invoke(runner, ["audit", data, "--model", tiny_text_dir, "--label-col", "tags", "--label-sep", "+",
+                             "--out", out, "-q"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "audit.json").read_text())
+    assert saved["task"] == "multi-label" and saved["classes"] == ["cooking", "news", "sports"]
+    assert saved["probe"]["main_metric"] == "micro_f1" and "probe micro-F1" in result.output
+    assert "Labels (max/min ratio" in result.output and "labels with < 10 training examples" in result.output
+    checks = {row["check"]: row["count"] for row in saved["summary"]}
+    assert checks["likely label errors (item, label pairs)"] == len(saved["label_issues"])
+    assert all(i["label_name"] in saved["classes"] and i["given"] != i["suggested"] for i in saved["label_issues"])
+    html = (out / "report.html").read_text()
+    assert "Label counts (train)" in html and "micro-F1" in html
 
 
 # ---------------------------------------------------------------- the real script, end to end

@@ -14,9 +14,11 @@ import headstart
 from headstart.advise import advise, rank_by_evidence, recommend
 from headstart.budget import Budget, CostModel
 from headstart.cli.output import auto_lines
-from headstart.compare import _lost_to_probe, _plan, _resplit, compare, mean_ci, repeat_count
+from headstart.compare import Comparison, _lost_to_probe, _plan, _resplit, _subsample, compare, mean_ci, repeat_count
 from headstart.data import DataSplits, Dataset, load_data
 from headstart.errors import ConfigError
+
+from conftest import COOKING, SPORTS
 
 FAST = dict(image_size=32, epochs=2, batch_size=8, progress=False, hflip=False)
 
@@ -266,3 +268,118 @@ def test_auto_records_and_says_what_it_fitted_kept_and_the_whole_time(image_fold
     lines = auto_lines(result.info)
     assert lines[0] == f"auto: advised {auto['recommended']}, because:"
     assert lines[-1].startswith("auto: fitted linear ") and lines[-1].endswith(f"; kept {result.strategy}.")
+
+
+# ---------------------------------------------------------------- tasks: label sets and numbers
+
+
+def _numbers() -> tuple[list[str], list[float]]:
+    """The topic texts with a number each (30 distinct values: a regression): sports high, cooking low."""
+    return SPORTS + COOKING, [5.0 + 0.1 * i for i in range(15)] + [-5.0 + 0.1 * i for i in range(15)]
+
+
+def _label_sets() -> tuple[list[str], list[list[str]]]:
+    """The topic texts with label sets: the topic, every third one also 'news' (9), one with no label."""
+    sets = [["sports"] if i < 15 else ["cooking"] for i in range(30)]
+    for i in range(0, 30, 3):
+        sets[i] = sets[i] + ["news"]
+    sets[27] = []  # no label at all; 9 items keep 'news'
+    return SPORTS + COOKING, sets
+
+
+def test_compare_of_a_regression_scores_r2_and_mae_and_recommends_on_r2(text_backbone, tmp_path):
+    c = compare(_numbers(), text_backbone, ("linear", "partial"), seeds=1, curve=(0.5, 1.0), unfreeze=1,
+                **dict(FAST, epochs=1))
+    assert (c.task, c.main_metric, c.select_metric, c.metrics) == ("regression", "r2", "r2", ["r2", "mae"])
+    for row in c.rows:
+        fit = c.fits[row["strategy"]].metrics
+        assert "val_accuracy" not in row and row["test_r2"] is None
+        assert row["val_r2"]["mean"] == pytest.approx(fit["val"]["r2"])
+        assert row["val_r2"]["ci95"] == fit["val"]["r2_ci95"]  # one seed: the fit's own (bootstrap) interval
+        assert row["val_mae"]["mean"] == pytest.approx(fit["val"]["mae"])
+        assert row["gap"]["mean"] == pytest.approx(fit["train"]["r2"] - fit["val"]["r2"])
+        half, full = c.learning_curve[row["strategy"]]
+        assert "r2" in half and half["n"] == pytest.approx(full["n"] / 2, abs=3)  # quantile bins, not 1 per value
+    best = max(c.rows, key=lambda r: r["val_r2"]["mean"])["strategy"]
+    rec = c.recommendation()
+    assert c.best() == best and rec["metric"] == "r2" and rec["reasons"][0].startswith(f"{best} has the best "
+                                                                                        "validation R²: ")
+    assert set(rec["numbers"]) == {"val_r2", "seconds", "trainable_params", "gap"}
+    record = json.loads((c.save(tmp_path / "cmp") / "comparison.json").read_text())
+    assert (record["task"], record["main_metric"], record["metrics"]) == ("regression", "r2", ["r2", "mae"])
+
+
+def test_compare_of_label_sets_recommends_on_the_select_metric(text_backbone):
+    c = compare(_label_sets(), text_backbone, ("linear",), seeds=2, curve=(1.0,), select_metric="macro_f1", **FAST)
+    assert (c.task, c.main_metric, c.metrics) == ("multi-label", "micro_f1", ["micro_f1", "map", "macro_f1"])
+    row = c.rows[0]
+    assert row["val_macro_f1"]["n"] == 2 and 0 <= row["val_macro_f1"]["ci95"][0] <= row["val_macro_f1"]["mean"]
+    assert c.learning_curve["linear"][0]["micro_f1"]["mean"] == pytest.approx(row["val_micro_f1"]["mean"])
+    assert c.recommendation()["numbers"]["val_macro_f1"] == row["val_macro_f1"]["mean"]
+    with pytest.raises(ConfigError, match="--select-metric accuracy does not apply to a multi-label task"):
+        compare(_label_sets(), text_backbone, ("linear",), seeds=1, curve=(1.0,), select_metric="accuracy", **FAST)
+
+
+def test_the_recommendation_optimises_the_select_metric_not_the_main_one():
+    def row(strategy, micro, macro, seconds, params):
+        return {"strategy": strategy, "status": "done", "seconds": seconds, "trainable_params": params,
+                "trainable_share": params / 1000, "gap": {"mean": 0.0},
+                "val_micro_f1": {"mean": micro, "ci95": [micro - 0.01, micro + 0.01]},
+                "val_macro_f1": {"mean": macro, "ci95": [macro - 0.01, macro + 0.01]}}
+
+    rows = [row("linear", 0.80, 0.60, 1.0, 10), row("full", 0.70, 0.75, 50.0, 1000)]
+    by_main = Comparison("m", "d", ["a", "b"], rows, {}, 1, "seeds", None, None, 1.0, task="multi-label",
+                         main_metric="micro_f1", select_metric="micro_f1")
+    by_macro = Comparison("m", "d", ["a", "b"], rows, {}, 1, "seeds", None, None, 1.0, task="multi-label",
+                          main_metric="micro_f1", select_metric="macro_f1")
+    assert by_main.best() == "linear" and by_macro.best() == "full"
+    rec = by_macro.recommendation()
+    assert rec["strategy"] == "full" and rec["metric"] == "macro_f1"
+    assert rec["reasons"][0] == "full has the best validation macro-F1: 0.750 (95% CI 0.740-0.760)."
+    assert "beats linear by +0.150 beyond the interval" in rec["reasons"][1]
+    assert rec["reasons"][-1] == "Train-minus-validation gap (micro-F1): +0.000."
+
+
+def test_mean_ci_keeps_negative_r2_and_unbounded_errors():
+    r2 = mean_ci([-0.4, -0.1, 0.2], bounds=(-np.inf, 1.0))
+    assert r2["ci95"][0] < -0.4 and r2["ci95"][1] < 1.0
+    assert mean_ci([-0.4, -0.1, 0.2])["ci95"][0] == 0.0  # a probability's interval stays in [0, 1]
+    assert mean_ci([3.0, 5.0, 4.0], bounds=(0.0, np.inf))["ci95"][1] > 5.0
+
+
+def test_subsampling_a_regression_keeps_the_fraction_across_the_target_range():
+    splits = load_data(_numbers())
+    half = _subsample(splits, 0.5, 0)
+    assert len(half.train) == pytest.approx(len(splits.train) / 2, abs=3)  # per quantile bin, not per value
+    assert min(half.train.labels) < 0 < max(half.train.labels)  # both ends of the target kept
+    again = _resplit(splits, 1, "folds", 3, headstart.FitConfig())
+    assert sorted(again.train.origins + again.val.origins) == sorted(splits.train.origins + splits.val.origins)
+
+
+def test_label_sets_are_advised_in_their_own_terms_and_never_contrastive_pairs():
+    texts, sets = _label_sets()
+    train = Dataset(tuple(texts), tuple(tuple(s) for s in sets), "text", tuple(f"x{i}" for i in range(30)))
+    splits = DataSplits(train, train, None, ["cooking", "news", "sports"], {}, [], task="multi-label")
+    top = {"model": "m", "mean_rank": 1.0, "logme": -0.8, "h_score": None,
+           "probe": {"mean": 0.6, "ci95": [0.5, 0.7], "metric": "micro_f1"}, "curve": {"slope": 0.05}}
+    rec = recommend(top, splits, {"partial": 0.1, "full": 0.2}, 32, 10, None, "text")
+    assert rec["candidates"] == [] and rec["strategy"] == "linear" and rec["metric"] == "micro_f1"  # 9 'news': few
+    assert "reaches micro-F1 0.600" in rec["reasons"][0] and "H-score" not in rec["reasons"][0]
+    assert rec["reasons"][1].startswith("Only 9 positive examples of the rarest label (< 10)")
+    assert rec["numbers"]["examples_per_label_min"] == 9 and rec["numbers"]["probe_micro_f1"] == 0.6
+
+
+def test_advise_and_auto_on_numbers_rank_and_keep_by_r2(text_backbone, tmp_path):
+    advice = advise(_numbers(), [text_backbone], **FAST)
+    top = advice.ranking[0]
+    assert top["h_score"] is None and top["probe"]["metric"] == top["curve"]["metric"] == "r2"
+    assert set(top["ranks"]) == {"logme", "probe"} and np.isfinite(top["logme"])
+    assert advice.recommendation["metric"] == "r2" and " R² " in advice.recommendation["reasons"][0]
+    result = headstart.fit(_numbers(), text_backbone, "auto", budget="1h", cache_dir=str(tmp_path),
+                           **dict(FAST, epochs=1))
+    auto = result.info["auto"]
+    assert auto["metric"] == "r2" and "val_accuracy" not in auto
+    assert list(auto["val_r2"]) == ["linear", *auto["advice"]["recommendation"]["candidates"]]
+    kept = max(auto["val_r2"].items(), key=lambda kv: kv[1])[0]
+    assert auto["kept"] == result.strategy and auto["val_r2"][result.strategy] == auto["val_r2"][kept]
+    assert "(val R² " in auto_lines(result.info)[-1]

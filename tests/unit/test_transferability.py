@@ -10,7 +10,9 @@ from scipy.stats import multivariate_normal
 from sklearn.covariance import ledoit_wolf
 
 from headstart.errors import DataError
-from headstart.transferability import h_score, learning_curve_slope, logme, probe_cv_accuracy
+from headstart.tasks import MultiLabel, Regression
+from headstart.transferability import (h_score, learning_curve_slope, logme, probe_curve_slope, probe_cv_accuracy,
+                                       probe_cv_score)
 
 
 def blobs(n: int, d: int, classes: int, separation: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -37,24 +39,23 @@ def evidence_direct(f: np.ndarray, t: np.ndarray, alpha: float, beta: float) -> 
 
 def logme_reference(f: np.ndarray, labels: np.ndarray) -> float:
     """LogME, naively: per class, MacKay's fixed point with full D x D matrices (no SVD), then eq. 2."""
+    return float(np.mean([evidence_reference(f, (labels == c).astype(float)) for c in np.unique(labels)]))
+
+
+def evidence_reference(f: np.ndarray, t: np.ndarray) -> float:
+    """The maximised evidence of one real target ``t``: MacKay's fixed point with full D x D matrices, eq. 2."""
     n, d = f.shape
-    scores = []
-    for c in np.unique(labels):
-        t = (labels == c).astype(float)
-        alpha, beta = 1.0, 1.0
-        for _ in range(20000):
-            a_inv = np.linalg.inv(alpha * np.eye(d) + beta * f.T @ f)
-            m = beta * a_inv @ f.T @ t
-            gamma = d - alpha * np.trace(a_inv)  # = sum beta sigma_i / (alpha + beta sigma_i)
-            new_alpha, new_beta = gamma / (m @ m), (n - gamma) / np.sum((f @ m - t) ** 2)
-            converged = abs(new_alpha / alpha - 1) < 1e-13 and abs(new_beta / beta - 1) < 1e-13
-            alpha, beta = new_alpha, new_beta
-            if converged:
-                break
-        else:
-            raise AssertionError("reference fixed point did not converge: pick data with an interior optimum")
-        scores.append(evidence_direct(f, t, alpha, beta))
-    return float(np.mean(scores))
+    alpha, beta = 1.0, 1.0
+    for _ in range(20000):
+        a_inv = np.linalg.inv(alpha * np.eye(d) + beta * f.T @ f)
+        m = beta * a_inv @ f.T @ t
+        gamma = d - alpha * np.trace(a_inv)  # = sum beta sigma_i / (alpha + beta sigma_i)
+        new_alpha, new_beta = gamma / (m @ m), (n - gamma) / np.sum((f @ m - t) ** 2)
+        converged = abs(new_alpha / alpha - 1) < 1e-13 and abs(new_beta / beta - 1) < 1e-13
+        alpha, beta = new_alpha, new_beta
+        if converged:
+            return evidence_direct(f, t, alpha, beta)
+    raise AssertionError("reference fixed point did not converge: pick data with an interior optimum")
 
 
 def test_evidence_formula_is_the_gaussian_marginal_likelihood():
@@ -102,6 +103,70 @@ def test_logme_is_the_maximum_of_the_evidence():
     peak = evidence_direct(f, t, alpha, beta)
     for da, db in [(1.05, 1), (0.95, 1), (1, 1.05), (1, 0.95)]:
         assert evidence_direct(f, t, alpha * da, beta * db) < peak
+
+
+# ---------------------------------------------------------------- LogME of label sets and numbers
+
+
+def linear_target(n: int = 200, d: int = 16, noise: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Features and a target that is a linear function of them plus Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    f = rng.normal(size=(n, d))
+    return f, f @ rng.normal(size=d) + noise * rng.normal(size=n)
+
+
+def test_logme_of_a_number_is_the_evidence_of_one_regression_on_the_standardised_target():
+    f, y = linear_target(n=80, d=6, noise=2.0, seed=3)
+    z = (y - y.mean()) / y.std()
+    assert logme(f, y, "regression") == pytest.approx(evidence_reference(f, z), rel=1e-9)
+    assert logme(f, 1000 * y - 7, "regression") == pytest.approx(logme(f, y, "regression"), rel=1e-9)  # units
+
+
+def test_logme_scores_a_linear_target_above_the_same_values_shuffled():
+    f, y = linear_target()
+    rng = np.random.default_rng(1)
+    shuffled = [logme(f, rng.permutation(y), "regression") for _ in range(5)]
+    assert logme(f, y, "regression") > max(shuffled) + 0.5  # measured: -0.07 against about -1.42
+    noisier = logme(f, linear_target(noise=3.0)[1], "regression")
+    assert max(shuffled) < noisier < logme(f, y, "regression")  # more noise, less evidence
+
+
+def test_logme_of_label_sets_is_the_mean_over_labels_of_binary_logme():
+    rng = np.random.default_rng(2)
+    f = rng.normal(size=(150, 8))
+    present = np.column_stack([f[:, 0] > 0, f[:, 1] + rng.normal(size=150) > 0, rng.random(150) < 0.5,
+                               np.zeros(150, bool)]).astype(float)  # the last label is never present
+    per_label = [logme(f, present[:, k]) for k in range(3)]
+    assert logme(f, present, "multi-label") == pytest.approx(np.mean(per_label), rel=1e-12)
+    assert per_label[0] > per_label[1] > per_label[2]  # at one base rate: a clean split, a noisy one, a random one
+    with pytest.raises(DataError, match="no label is present on some items and absent on others"):
+        logme(f, np.zeros((150, 2)), "multi-label")
+
+
+def test_logme_refuses_a_constant_or_missing_target():
+    f, y = linear_target(n=20)
+    with pytest.raises(DataError, match="constant"):
+        logme(f, np.ones(20), "regression")
+    with pytest.raises(DataError, match="finite"):
+        logme(f, np.where(np.arange(20) == 3, np.nan, y), "regression")
+    with pytest.raises(DataError, match="one per feature row"):
+        logme(f, y[:10], "regression")
+
+
+def test_cv_probes_of_label_sets_and_numbers_score_their_main_metric():
+    f, y = linear_target(n=200)
+    task = Regression.fitted_on(y)
+    good, bad = probe_cv_score(f, list(y), task), probe_cv_score(f, list(np.random.default_rng(0).permutation(y)), task)
+    assert good["metric"] == "r2" and good["folds"] == 5 and good["mean"] > 0.95 and bad["mean"] < 0.1
+    assert bad["ci95"][0] < 0 and good["ci95"][1] <= 1.0  # R² intervals may go below 0, never above 1
+    curve = probe_curve_slope(f, list(y), task)
+    assert curve["metric"] == "r2" and len(curve["r2"]) == 3
+    assert curve["r2"][-1] == pytest.approx(good["mean"], abs=0.02)
+    sets = [tuple(name for name, on in zip("ab", row) if on) for row in (f[:, :2] > 0.3)]
+    labels = MultiLabel(["a", "b"])
+    result = probe_cv_score(f, sets, labels)
+    assert result["metric"] == "micro_f1" and result["mean"] > 0.85
+    assert probe_cv_score(f, sets[::-1], labels)["mean"] < 0.6  # labels of other items
 
 
 # ---------------------------------------------------------------- H-score: reference from the definition

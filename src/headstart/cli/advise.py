@@ -7,8 +7,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from headstart.cli.options import config_option
-from headstart.cli.output import console, fmt_count, print_json
+from headstart.cli.options import LABEL_SEP_HELP, TASK_HELP, config_option
+from headstart.cli.output import SHORT_NAMES, console, fmt_count, print_json
 
 
 def advise_cli(
@@ -18,6 +18,8 @@ def advise_cli(
     text_col: Optional[str] = typer.Option(None, help="Table column with the texts."),
     label_col: Optional[str] = typer.Option(None, help="Table column with the labels."),
     image_col: Optional[str] = typer.Option(None, help="Table column with image paths."),
+    task: str = typer.Option("auto", help=TASK_HELP),
+    label_sep: Optional[str] = typer.Option(None, help=LABEL_SEP_HELP),
     shots: Optional[int] = typer.Option(None, help="Few-shot: keep this many training examples per class."),
     epochs: int = typer.Option(10, help="Epochs assumed for the fine-tuning time estimate."),
     image_size: Optional[int] = typer.Option(None, help="Input size in pixels [default: the weights' own]."),
@@ -37,19 +39,22 @@ def advise_cli(
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     advice = advise(data, names, budget=budget, progress=not quiet, text_col=text_col, label_col=label_col,
-                    image_col=image_col, shots=shots, epochs=epochs, image_size=image_size, max_length=max_length,
+                    image_col=image_col, task=task, label_sep=label_sep, shots=shots, epochs=epochs,
+                    image_size=image_size, max_length=max_length,
                     clip_seconds=clip_seconds,
                     device=device)
     if json_out:
         print_json(advice.to_dict())
         return
     table = Table(title=f"Backbones ranked on {data}")
-    for col in ("rank", "model", "LogME", "H-score", "probe acc (5-fold) [95% CI]", "curve slope / doubling",
-                "params", "features", "scored in"):
+    metric = advice.recommendation.get("metric", "accuracy")
+    for col in ("rank", "model", "LogME", "H-score", f"probe {SHORT_NAMES.get(metric, metric)} (5-fold) [95% CI]",
+                "curve slope / doubling", "params", "features", "scored in"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for i, r in enumerate(advice.ranking, 1):
         lo, hi = r["probe"]["ci95"]
-        table.add_row(str(i), r["model"], f"{r['logme']:.3f}", f"{r['h_score']:.2f}",
+        h_score = "-" if r["h_score"] is None else f"{r['h_score']:.2f}"  # none for label sets and numbers
+        table.add_row(str(i), r["model"], f"{r['logme']:.3f}", h_score,
                       f"{r['probe']['mean']:.3f} [{lo:.2f}, {hi:.2f}]", f"{r['curve']['slope']:+.3f}",
                       fmt_count(r["parameters"]), str(r["feature_dim"]), f"{r['seconds']:.1f} s")
     console.print(table)

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.table import Table
 
-from headstart.cli.options import config_option
-from headstart.cli.output import console, print_json
+from headstart.cli.options import LABEL_SEP_HELP, TASK_HELP, config_option
+from headstart.cli.output import SHORT_NAMES, console, print_json
 
 if TYPE_CHECKING:
     from headstart.audit import AuditReport
@@ -30,6 +30,8 @@ def audit_cli(
     text_col: Optional[str] = typer.Option(None, help="Table column with the texts."),
     label_col: Optional[str] = typer.Option(None, help="Table column with the labels."),
     image_col: Optional[str] = typer.Option(None, help="Table column with image paths (relative to the table)."),
+    task: str = typer.Option("auto", help=TASK_HELP),
+    label_sep: Optional[str] = typer.Option(None, help=LABEL_SEP_HELP),
     val_fraction: float = typer.Option(0.2, help="Share of DATA held out for validation when --val is not given."),
     test_fraction: float = typer.Option(0.0, help="Share of DATA held out as a test set when --test is not given."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable or invalid items and list them."),
@@ -58,7 +60,8 @@ def audit_cli(
     out = out or Path("runs") / f"audit-{Path(data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     report = audit(data, model, val=val, test=test, group_col=group_col, folds=folds, near_threshold=near_threshold,
                    out=out, overwrite=overwrite, progress=not quiet, text_col=text_col, label_col=label_col,
-                   image_col=image_col, val_fraction=val_fraction, test_fraction=test_fraction, skip_bad=skip_bad,
+                   image_col=image_col, task=task, label_sep=label_sep, val_fraction=val_fraction,
+                   test_fraction=test_fraction, skip_bad=skip_bad,
                    seed=seed, image_size=image_size, max_length=max_length, weights=weights, device=device,
                    clip_seconds=clip_seconds,
                    cache_dir=cache_dir)
@@ -73,9 +76,8 @@ def audit_cli(
 
 def print_report(report: AuditReport, data: str) -> None:
     """The audit as Rich tables: the checks, then the findings of each kind (first rows)."""
-    probe = report.probe
-    checks = Table(title=f"Audit of {data} on {report.model} ({sum(report.sizes.values())} items; {probe['folds']}"
-                         f"-fold probe accuracy {probe['accuracy']:.3f}, macro-F1 {probe['macro_f1']:.3f})")
+    checks = Table(title=f"Audit of {data} on {report.model} ({sum(report.sizes.values())} items; "
+                         f"{report.probe_summary()})")
     for col in ("check", "found", "status"):
         checks.add_column(col, justify="left" if col == "check" else "right")
     for row in report.summary():
@@ -83,38 +85,86 @@ def print_report(report: AuditReport, data: str) -> None:
         checks.add_row(row["check"], str(row["count"]), f"[{colour}]{row['status']}[/]")
     console.print(checks)
     _findings("Exact duplicates", ("kind", "items"),
-              [(g["kind"], "\n".join(f"{i['origin']} ({i['split']}, {i['label']})" for i in g["items"]))
-               for g in report.exact_duplicates])
+              [(g["kind"], "\n".join(_who(i) for i in g["items"])) for g in report.exact_duplicates])
     _findings("Near duplicates", ("similarity", "kind", "item", "item"),
               [(f"{p['similarity']:.4f}", p["kind"], _who(p["a"]), _who(p["b"])) for p in report.near_duplicates],
               report.near_duplicate_count)
-    _findings("Likely label errors (most likely first)", ("rank", "item", "split", "given", "suggested", "self-conf."),
-              [(str(i["rank"]), i["origin"], i["split"], i["label"], i["suggested"], f"{i['self_confidence']:.3f}")
-               for i in report.label_issues])
+    _label_findings(report)
     _findings("Outliers (mean distance to nearest neighbours)", ("item", "split", "label", "distance", "robust z"),
-              [(o["origin"], o["split"], o["label"], f"{o['score']:.4f}", f"{o['z']:.1f}") for o in report.outliers])
-    balance = Table(title=f"Classes (max/min ratio {report.balance['ratio']:.2f})")
-    for col in ("class", "train", "all splits"):
-        balance.add_column(col, justify="left" if col == "class" else "right")
+              [(o["origin"], o["split"], _label(o["label"]), f"{o['score']:.4f}", f"{o['z']:.1f}")
+               for o in report.outliers])
+    _balance(report)
+    if report.slices:
+        _slices(report)
+
+
+def _label_findings(report: AuditReport) -> None:
+    """Likely label errors (per class or per label), or a regression's large residuals."""
+    if report.task == "regression":
+        _findings("Large residuals of the cross-validated probe (largest first)",
+                  ("rank", "item", "split", "given", "predicted", "robust z"),
+                  [(str(i["rank"]), i["origin"], i["split"], _label(i["label"]), f"{i['predicted']:.4g}",
+                    f"{i['z']:+.1f}") for i in report.label_issues])
+    elif report.task == "multi-label":
+        _findings("Likely label errors per label (most likely first)",
+                  ("rank", "item", "split", "labels given", "label", "given", "suggested", "self-conf."),
+                  [(str(i["rank"]), i["origin"], i["split"], _label(i["label"]), i["label_name"], i["given"],
+                    i["suggested"], f"{i['self_confidence']:.3f}") for i in report.label_issues])
+    else:
+        _findings("Likely label errors (most likely first)",
+                  ("rank", "item", "split", "given", "suggested", "self-conf."),
+                  [(str(i["rank"]), i["origin"], i["split"], i["label"], i["suggested"], f"{i['self_confidence']:.3f}")
+                   for i in report.label_issues])
+
+
+def _balance(report: AuditReport) -> None:
+    """Training counts per class or label, or the regression target's summary."""
+    target = report.balance.get("target")
+    if report.task == "regression" and target:
+        table = Table(title=f"Target (train, {target['n']} items)")
+        names = ("mean", "std", "min", "q25", "median", "q75", "max")
+        for name in names:
+            table.add_column(name, justify="right")
+        table.add_row(*(f"{target[name]:.4g}" for name in names))
+        console.print(table)
+        return
+    kind = "label" if report.task == "multi-label" else "class"
+    balance = Table(title=f"{'Labels' if kind == 'label' else 'Classes'} (max/min ratio {report.balance['ratio']:.2f})")
+    for col in (kind, "train", "all splits"):
+        balance.add_column(col, justify="left" if col == kind else "right")
     for c in report.classes:
         few = c in report.balance["few"]
         balance.add_row(f"[yellow]{c}[/]" if few else c, str(report.balance["counts"][c]),
                         str(report.balance["counts_all"][c]))
     console.print(balance)
-    if report.slices:
-        worst = report.slices["worst"]["group"]
-        table = Table(title=f"Slices of '{report.slices['column']}' (cross-validated probe; weakest first)")
-        for col in ("group", "n", "accuracy [95% CI]", "macro-F1"):
-            table.add_column(col, justify="left" if col == "group" else "right")
-        for s in report.slices["rows"]:
-            name = f"[bold red]{s['group']}[/]" if s["group"] == worst else str(s["group"])
+
+
+def _slices(report: AuditReport) -> None:
+    worst = report.slices["worst"]["group"]
+    table = Table(title=f"Slices of '{report.slices['column']}' (cross-validated probe; weakest first)")
+    metric = report.slices.get("metric")
+    cols = ("group", "n", SHORT_NAMES.get(metric, metric)) if metric else ("group", "n", "accuracy [95% CI]",
+                                                                          "macro-F1")
+    for col in cols:
+        table.add_column(col, justify="left" if col == "group" else "right")
+    for s in report.slices["rows"]:
+        name = f"[bold red]{s['group']}[/]" if s["group"] == worst else str(s["group"])
+        if metric:
+            table.add_row(name, str(s["n"]), "-" if s[metric] is None else f"{s[metric]:.3f}")
+        else:
             table.add_row(name, str(s["n"]), f"{s['accuracy']:.3f} [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]",
                           f"{s['macro_f1']:.3f}")
-        console.print(table)
+    console.print(table)
+
+
+def _label(label: object) -> str:
+    from headstart.audit import label_text  # loaded by the audit already
+
+    return label_text(label)
 
 
 def _who(item: dict) -> str:
-    return f"{item['origin']} ({item['split']}, {item['label']})"
+    return f"{item['origin']} ({item['split']}, {_label(item['label'])})"
 
 
 def _findings(title: str, columns: tuple[str, ...], rows: list[tuple], total: int | None = None) -> None:

@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 
 from headstart.budget import hms
-from headstart.cli.options import config_option
-from headstart.cli.output import console, fmt_count, print_json
+from headstart.cli.options import LABEL_SEP_HELP, SELECT_METRIC_HELP, TASK_HELP, config_option
+from headstart.cli.output import SHORT_NAMES, console, fmt_count, print_json
 from headstart.outdir import check_writable
 from headstart.strategies.declared import COMPARED
 
@@ -35,6 +35,10 @@ def compare_cli(
     text_col: Optional[str] = typer.Option(None, help="Table column with the texts."),
     label_col: Optional[str] = typer.Option(None, help="Table column with the labels."),
     image_col: Optional[str] = typer.Option(None, help="Table column with image paths."),
+    task: str = typer.Option("auto", help=TASK_HELP),
+    label_sep: Optional[str] = typer.Option(None, help=LABEL_SEP_HELP),
+    select_metric: str = typer.Option("auto", help=SELECT_METRIC_HELP + " Also what the recommendation "
+                                      "optimises."),
     test_fraction: float = typer.Option(0.0, help="Share of DATA held out as a test set when --test is not given."),
     shots: Optional[int] = typer.Option(None, help="Few-shot: keep this many training examples per class."),
     unfreeze: Optional[int] = typer.Option(None, help="partial / lp-ft: train the last N layer groups."),
@@ -63,7 +67,8 @@ def compare_cli(
 
     result = compare(
         data, model, names, budget=budget, seeds=seeds, folds=folds, val=val, test=test, progress=not quiet,
-        text_col=text_col, label_col=label_col, image_col=image_col, test_fraction=test_fraction, shots=shots,
+        text_col=text_col, label_col=label_col, image_col=image_col, task=task, label_sep=label_sep,
+        select_metric=select_metric, test_fraction=test_fraction, shots=shots,
         unfreeze=unfreeze, epochs=epochs, image_size=image_size, max_length=max_length, hflip=hflip, seed=seed,
         clip_seconds=clip_seconds,
         device=device,
@@ -98,20 +103,27 @@ def _ci(stat: dict | None) -> str:
 
 
 def comparison_table(c: Comparison, title: str) -> Table:
-    """Scope, data needs, cost, adaptability and overfitting, one row per strategy; the title says what ran."""
+    """Scope, data needs, cost, adaptability and overfitting, one row per strategy; the title says what ran.
+    Scores are the task's: its main metric (with intervals, the learning curve, the gap), a second one, and the
+    select metric the recommendation optimises when it is neither."""
+    main, second, *select = c.metrics
+    name = {m: SHORT_NAMES.get(m, m) for m in c.metrics}
+    curve_col = f"learning curve (val {name[main]})"
+    cols = ("strategy", "trainable (share)", f"val {name[main]} [95% CI]", f"val {name[second]}",
+            *[f"val {name[m]} [95% CI]" for m in select], f"test {name[main]} [95% CI]", "train-val gap",
+            curve_col, "time / fit", "peak mem", "status")
     table = Table(title=f"{title} ({c.ran()}{f'; {c.shots} shots' if c.shots else ''})")
-    cols = ("strategy", "trainable (share)", "val acc [95% CI]", "val macro-F1", "test acc [95% CI]",
-            "train-val gap", "learning curve (val acc)", "time / fit", "peak mem", "status")
     for col in cols:
-        table.add_column(col, justify="left" if col in ("strategy", "learning curve (val acc)", "status") else "right")
+        table.add_column(col, justify="left" if col in ("strategy", curve_col, "status") else "right")
     for row in c.rows:
         if row["status"] == "skipped":
-            table.add_row(row["strategy"], *["-"] * 8, row["status_text"])
+            table.add_row(row["strategy"], *["-"] * (len(cols) - 2), row["status_text"])
             continue
-        curve = " ".join(f"{p['n']}:{p['accuracy']['mean']:.2f}" for p in c.learning_curve[row["strategy"]])
+        curve = " ".join(f"{p['n']}:{p[main]['mean']:.2f}" for p in c.learning_curve[row["strategy"]])
         table.add_row(
             row["strategy"], f"{fmt_count(row['trainable_params'])} ({row['trainable_share']:.1%})",
-            _ci(row["val_accuracy"]), f"{row['val_macro_f1']['mean']:.3f}", _ci(row["test_accuracy"]),
+            _ci(row[f"val_{main}"]), f"{row[f'val_{second}']['mean']:.3f}",
+            *[_ci(row[f"val_{m}"]) for m in select], _ci(row[f"test_{main}"]),
             f"{row['gap']['mean']:+.3f}", curve, f"{row['seconds']:.1f} s", f"{row['peak_rss_mb']:.0f} MB",
             row["status_text"],
         )

@@ -9,7 +9,8 @@ from typing import Optional
 import typer
 
 from headstart.cli.options import (DATA_HELP, IMAGE_COL_HELP, LABEL_COL_HELP, LABEL_SEP_HELP, MAX_LENGTH_HELP,
-                                   SHOTS_HELP, TASK_HELP, TEXT_COL_HELP, comma_list, config_option, strategy_option)
+                                   SELECT_METRIC_HELP, SHOTS_HELP, TASK_HELP, TEXT_COL_HELP, comma_list, config_option,
+                                   strategy_option)
 from headstart.cli.output import auto_lines, console, print_json, summary_table
 from headstart.errors import ConfigError, Interrupted
 
@@ -64,10 +65,7 @@ def fit_cli(
                            "(frozen below 5,000 training items or batches of 16)."),
     balance: str = typer.Option("auto", help="Class imbalance: none | weights | sampler | auto (class weights when "
                                 "the largest class has over 3x the smallest's examples)."),
-    select_metric: str = typer.Option("auto", help="What chooses the epoch kept and the probe's C [default: the "
-                                      "task's main metric]: accuracy | macro_f1 | balanced_accuracy (single-label); "
-                                      "micro_f1 | macro_f1 | map | subset_accuracy (multi-label); r2 | spearman "
-                                      "(regression)."),
+    select_metric: str = typer.Option("auto", help=SELECT_METRIC_HELP),
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Temperature scaling fitted on "
                                    "validation: the probabilities of predict and exports (ECE in metrics.json)."),
     label_smoothing: float = typer.Option(0.0, help="Label smoothing of the fine-tuning loss (0 = off)."),

@@ -34,6 +34,9 @@ METAVARS = {"cs": "C,C,...", "target_modules": "NAME,NAME,...", "unfreeze": "N",
 TASK_HELP = ("What the labels are: single-label | multi-label | regression | auto (lists or separated names: "
              "multi-label; numbers with over 20 distinct values: regression).")
 LABEL_SEP_HELP = "Multi-label: what separates a cell's labels, e.g. '|' [default: | or ; when found]."
+SELECT_METRIC_HELP = ("What chooses the epoch kept and the probe's C [default: the task's main metric]: accuracy | "
+                      "macro_f1 | balanced_accuracy (single-label); micro_f1 | macro_f1 | map | subset_accuracy "
+                      "(multi-label); r2 | spearman (regression).")
 
 
 def owners(name: str) -> list[str]:

@@ -32,6 +32,11 @@ def fmt_count(n: int) -> str:
 TASK_COLUMNS = {"single-label": (("accuracy", "acc"), ("macro_f1", "macro-F1")),
                 "multi-label": (("micro_f1", "micro-F1"), ("map", "mAP")),
                 "regression": (("r2", "R²"), ("mae", "MAE"))}
+# Every metric's short name (headings, terminal lines); headstart.metrics.METRIC_NAMES has the long ones (the
+# CLI's start-up does not import it).
+SHORT_NAMES = {"accuracy": "acc", "macro_f1": "macro-F1", "balanced_accuracy": "bal. acc", "micro_f1": "micro-F1",
+               "map": "mAP", "subset_accuracy": "subset acc", "r2": "R²", "spearman": "Spearman", "mae": "MAE",
+               "rmse": "RMSE"}
 
 
 def summary_table(rows: list[dict], title: str) -> Table:
@@ -64,8 +69,10 @@ def auto_lines(info: dict) -> list[str]:
         return []
     reasons = ((auto.get("advice") or {}).get("recommendation") or {}).get("reasons") or []
     seconds = auto.get("seconds") or {}
-    checked = ", ".join(f"{name} (val acc {acc:.3f}" + (f", {seconds[name]:.0f} s)" if name in seconds else ")")
-                        for name, acc in (auto.get("val_accuracy") or {}).items())
+    metric = auto.get("metric", "accuracy")  # the select metric auto kept the best by
+    checked = ", ".join(f"{name} (val {SHORT_NAMES.get(metric, metric)} {score:.3f}"
+                        + (f", {seconds[name]:.0f} s)" if name in seconds else ")")
+                        for name, score in (auto.get(f"val_{metric}") or {}).items())
     total = f"; {auto['total_seconds']:.0f} s in all, the advice included" if "total_seconds" in auto else ""
     return ([f"auto: advised {auto['recommended']}, because:"] + [f"  - {r}" for r in reasons]
             + [f"auto: fitted {checked}{total}; kept {auto['kept']}."])
