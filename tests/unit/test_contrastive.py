@@ -15,6 +15,7 @@ from headstart.engine import TrainSettings
 from headstart.errors import ConfigError
 from headstart.features import Extraction, FeatureCache
 from headstart.heads import Classifier
+from headstart.tasks import SingleLabel
 from headstart.strategies import Contrastive, FitContext, make_strategy
 from headstart.strategies.contrastive import pair_loss
 
@@ -25,12 +26,11 @@ def fit_contrastive(backbone, data, tmp_path, seed: int = 0, **options):
     """``Contrastive(**options).fit`` on ``data`` split as ``fit`` splits it, on the CPU in fp32."""
     cfg = config_for(backbone, "contrastive", {"seed": seed})
     splits, backbone = prepare(data, backbone, cfg)
-    index = {c: i for i, c in enumerate(splits.classes)}
-    targets = {name: np.array([index[y] for y in ds.labels]) for name, ds in (("train", splits.train),
-                                                                             ("val", splits.val))}
+    task = SingleLabel(splits.classes)
+    targets = {name: task.targets(ds.labels) for name, ds in (("train", splits.train), ("val", splits.val))}
     cpu = torch.device("cpu")
     ctx = FitContext(targets, FeatureCache(tmp_path), Extraction(cpu, progress=False), cpu, "fp32",
-                     TrainSettings(seed=seed), progress=False)
+                     TrainSettings(seed=seed, task=task), progress=False, task=task)
     return Contrastive(**{**FAST, **options}).fit(backbone, splits, ctx)
 
 

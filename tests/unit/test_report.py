@@ -448,7 +448,8 @@ def test_a_regression_report_plots_predicted_against_true_beside_the_baseline(re
     page = Page(html)
     assert metrics["task"] == "regression"
     test = metrics["test"]
-    for split in ("train", "val", "test"):  # every prediction kept: far below the 2,000 cap
+    assert "predictions" not in metrics["train"]  # the report plots validation and test only
+    for split in ("val", "test"):  # every prediction kept: far below the 2,000 cap
         kept = metrics[split]["predictions"]
         assert len(kept["true"]) == len(kept["predicted"]) == metrics[split]["n"]
     assert set(kept["true"]) <= set(regression_values()) and len(set(kept["true"])) == len(kept["true"])

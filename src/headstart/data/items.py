@@ -40,10 +40,19 @@ class Gate:
 
 
 def normalize_label(value: Any) -> str | tuple[str, ...] | None:
-    """Label as a stripped string, or None when missing (None, NaN, empty or blank); a list (JSON Lines, a
+    """Label as a stripped string, or None when missing (None, NaN, empty or blank); a flat list (JSON Lines, a
     Python list, an array) is a tuple of such strings: several labels (see headstart.data.targets)."""
-    if isinstance(value, (list, tuple, np.ndarray)) and np.ndim(value) == 1:
-        return tuple(text for text in (normalize_label(v) for v in value) if isinstance(text, str))
+    if isinstance(value, (list, tuple, np.ndarray)):
+        if any(isinstance(v, (list, tuple, dict, np.ndarray)) for v in value):
+            raise DataError(f"{str(value)[:80]!r} is a nested list; a label list must hold names, e.g. "
+                            '["cat", "indoor"]. Fix that row.')
+        return tuple(text for text in (normalize_value(v) for v in value) if text is not None)
+    return normalize_value(value)
+
+
+def normalize_value(value: Any) -> str | None:
+    """One cell as a stripped string (a whole float as an integer), or None when missing (None, NaN, empty or
+    blank)."""
     try:
         missing = value is None or (np.ndim(value) == 0 and pd.isna(value))
     except ValueError as exc:  # a ragged nested list (JSON Lines, object columns): numpy cannot size it

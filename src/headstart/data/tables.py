@@ -25,7 +25,7 @@ from PIL import Image
 
 from headstart.data.audio import is_audio_name
 from headstart.data.dataset import Dataset
-from headstart.data.items import Gate, build_dataset, normalize_label, read_text_file
+from headstart.data.items import Gate, build_dataset, normalize_label, normalize_value, read_text_file
 from headstart.errors import ConfigError, DataError, option
 
 TABLE_EXTENSIONS = (".csv", ".tsv", ".jsonl", ".ndjson", ".parquet")
@@ -301,7 +301,7 @@ def _image_items(
         if labels is not None and labels[index] is None:
             items.append(value)  # build_dataset reports the missing label
             continue
-        path = normalize_label(value)
+        path = normalize_value(value)
         if path is None:
             gate.reject(
                 origin,
