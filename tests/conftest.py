@@ -184,3 +184,18 @@ def audio_backbone() -> headstart.Backbone:
     backbone = headstart.load_backbone("random:aisfx-cnn")
     backbone.preprocessing = backbone.preprocessing.with_clip(0.5)
     return backbone
+
+
+def bbc_split(seed: int = 0) -> dict[str, tuple[list[str], list[str]]]:
+    """BBC News (the packaged corpus) as (texts, labels) pairs: train 200, val 100, test 500, balanced per class."""
+    from headstart.data import bbc_news_folder, load_labelled
+
+    data = load_labelled(bbc_news_folder())
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list] = {"train": [], "val": [], "test": []}
+    for c in data.classes:
+        idx = rng.permutation([i for i, y in enumerate(data.labels) if y == c])
+        parts["train"] += list(idx[:40])
+        parts["val"] += list(idx[40:60])
+        parts["test"] += list(idx[60:160])
+    return {k: ([data.items[i] for i in v], [data.labels[i] for i in v]) for k, v in parts.items()}

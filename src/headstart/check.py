@@ -15,7 +15,7 @@ from headstart.backbones import Backbone
 from headstart.config import FitConfig
 from headstart.pipeline import fit_prepared, prepare
 from headstart.runtime import Runtime
-from headstart.strategies import STRATEGIES, Strategy, StrategyResult, make_strategy
+from headstart.strategies import STRATEGIES, Strategy, make_strategy
 from headstart.strategies.options import option_fields, option_values
 
 

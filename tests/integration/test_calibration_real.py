@@ -13,11 +13,12 @@ About a minute and a half in all on an idle machine.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import headstart
-from headstart.data import bbc_news_folder, load_labelled, mnist_folder
+from headstart.data import mnist_folder
+
+from conftest import bbc_split
 
 pytestmark = pytest.mark.integration
 
@@ -30,15 +31,7 @@ def cache_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def bbc_runs(cache_dir):
     """The probe and 4 epochs of partial fine-tuning of MiniLM-L6 on BBC News (train 200, val 100, test 500)."""
-    data = load_labelled(bbc_news_folder())
-    rng = np.random.default_rng(0)
-    parts = {"train": [], "val": [], "test": []}
-    for c in data.classes:
-        idx = rng.permutation([i for i, y in enumerate(data.labels) if y == c])
-        parts["train"] += list(idx[:40])
-        parts["val"] += list(idx[40:60])
-        parts["test"] += list(idx[60:160])
-    split = {k: ([data.items[i] for i in v], [data.labels[i] for i in v]) for k, v in parts.items()}
+    split = bbc_split()
     common = dict(val=split["val"], test=split["test"], cache_dir=cache_dir, progress=False)
     return {strategy: headstart.fit(split["train"], "minilm-l6", strategy, **options, **common)
             for strategy, options in (("linear", {}), ("partial", {"epochs": 4}))}

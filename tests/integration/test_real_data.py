@@ -15,7 +15,9 @@ from PIL import Image
 import headstart
 from headstart.backbones import load_backbone
 from headstart.backbones.sources import load_state_dict, packaged_file
-from headstart.data import bbc_news_folder, load_labelled, mnist_folder
+from headstart.data import mnist_folder
+
+from conftest import bbc_split
 
 pytestmark = pytest.mark.integration
 
@@ -30,15 +32,7 @@ def cache_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def bbc():
     """BBC News as (train 200, val 100, test 500) pairs, balanced per class, from the packaged corpus."""
-    data = load_labelled(bbc_news_folder())
-    rng = np.random.default_rng(0)
-    parts = {"train": [], "val": [], "test": []}
-    for c in data.classes:
-        idx = rng.permutation([i for i, y in enumerate(data.labels) if y == c])
-        parts["train"] += list(idx[:40])
-        parts["val"] += list(idx[40:60])
-        parts["test"] += list(idx[60:160])
-    return {k: ([data.items[i] for i in v], [data.labels[i] for i in v]) for k, v in parts.items()}
+    return bbc_split()
 
 
 @pytest.mark.parametrize("name,package,suffix,weight,bias", [

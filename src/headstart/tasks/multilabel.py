@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from headstart.data import Dataset
-from headstart.heads import EXACT_VALUES, MAX_ITER, ProbeFit, moments, one_thread, standardised
+from headstart.heads import EXACT_VALUES, ProbeFit, lbfgs, moments, one_thread, standardised
 from headstart.metrics import f1, multilabel_metrics, multilabel_score
 from headstart.report.previews import GALLERY_SIZE, preview
 from headstart.tasks.base import check_select, linear_from
@@ -151,10 +151,7 @@ def sigmoid(outputs: np.ndarray) -> np.ndarray:
 
 def _solve_bce(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, penalty: float) -> int:
     """Minimise ``mean over items of the summed BCE + penalty * ||W||^2`` in place; L-BFGS iterations."""
-    exact = x.dtype == torch.float64
-    optimizer = torch.optim.LBFGS([weight, bias], lr=1, max_iter=MAX_ITER, history_size=20,
-                                  tolerance_grad=1e-6 if exact else 1e-4, tolerance_change=1e-10 if exact else 1e-8,
-                                  line_search_fn="strong_wolfe")
+    optimizer = lbfgs(weight, bias)
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
