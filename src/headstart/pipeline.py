@@ -115,8 +115,8 @@ def fit_data(data: Any, model: str | Backbone, strat: Strategy, cfg: FitConfig, 
     cfg = replace(cfg, **input_size(backbone))  # recorded as chosen (from the data when not given)
     if runtime.progress and backbone.modality == "image" and chose_size:
         print(f"note: {image_size_note(splits, backbone)}", file=sys.stderr)
-    if runtime.progress:
-        print(f"note: {task_note(splits)}", file=sys.stderr)
+    if runtime.progress and (splits.task != "single-label" or "numbers" in splits.split["task"]["reason"]):
+        print(f"note: {task_note(splits)}", file=sys.stderr)  # the usual case, one class per item, goes unsaid
         for warning in cheap_checks(splits):
             print(f"warning: {warning}", file=sys.stderr)
     if out is None:
@@ -268,7 +268,7 @@ def input_size(backbone: Backbone) -> dict[str, int]:
 def task_note(splits: DataSplits) -> str:
     """The task fitted and why (``split.json``'s ``task`` record), with how to change it."""
     record = splits.split.get("task") or {"task": splits.task, "reason": "asked for"}
-    what = {"single-label": f"{len(splits.classes)} classes, one per item",
+    what = {"single-label": f"{len(splits.classes)} classes",
             "multi-label": f"{len(splits.classes)} labels, any number per item",
             "regression": "one number per item"}[record["task"]]
     return f"task: {record['task']} ({what}): {record['reason']}; --task changes it."

@@ -70,9 +70,12 @@ def decide_task(asked: str, labels: Sequence[Any], sep: str | None = None) -> Ta
                                          f"{found!r}", found)
     numbers = [number for number in map(as_number, present) if number is not None]
     distinct = len(set(numbers))
-    if present and len(numbers) >= NUMERIC_SHARE * len(present) and distinct > MAX_NUMERIC_CLASSES:
-        return TaskChoice("regression", f"the labels are numbers with {distinct} distinct values "
-                                        f"(more than {MAX_NUMERIC_CLASSES})")
+    if present and len(numbers) >= NUMERIC_SHARE * len(present):
+        if distinct > MAX_NUMERIC_CLASSES:
+            return TaskChoice("regression", f"the labels are numbers with {distinct} distinct values "
+                                            f"(more than {MAX_NUMERIC_CLASSES})")
+        return TaskChoice("single-label", f"the labels are numbers with only {distinct} distinct values, taken "
+                                          "as classes (--task regression takes them as numbers)")
     return TaskChoice("single-label", "one class per item")
 
 
