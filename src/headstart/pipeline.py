@@ -115,7 +115,7 @@ def fit_data(data: Any, model: str | Backbone, strat: Strategy, cfg: FitConfig, 
     cfg = replace(cfg, **input_size(backbone))  # recorded as chosen (from the data when not given)
     if runtime.progress and backbone.modality == "image" and chose_size:
         print(f"note: {image_size_note(splits, backbone)}", file=sys.stderr)
-    if runtime.progress and (splits.task != "single-label" or "numbers" in splits.split["task"]["reason"]):
+    if runtime.progress and (splits.task != "single-label" or "numbers" in task_reason(splits)):
         print(f"note: {task_note(splits)}", file=sys.stderr)  # the usual case, one class per item, goes unsaid
         for warning in cheap_checks(splits):
             print(f"warning: {warning}", file=sys.stderr)
@@ -263,6 +263,11 @@ def input_size(backbone: Backbone) -> dict[str, int]:
     if isinstance(prep, AudioPreprocessing):
         return {"clip_seconds": prep.clip_seconds}
     return {"image_size": prep.size} if isinstance(prep, ImagePreprocessing) else {"max_length": prep.max_length}
+
+
+def task_reason(splits: DataSplits) -> str:
+    """Why the labels were read as they were (``split.json``'s ``task`` record), or an empty string."""
+    return str((splits.split.get("task") or {}).get("reason", ""))
 
 
 def task_note(splits: DataSplits) -> str:
