@@ -240,3 +240,10 @@ def test_shots_count_multi_label_items_by_their_rarest_label_and_refuse_a_regres
     assert min(counts.values()) >= 2 and len(few.train) < len(splits.train)
     with pytest.raises(ConfigError, match="a regression has no classes"):
         keep_shots(load_data((TEXTS, values())), 2, seed=0)
+
+
+def test_a_fresh_multi_label_head_starts_at_the_labels_frequencies():
+    targets = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0], [1, 0, 0]], dtype=np.float32)  # 75%, 25%, none
+    head = MultiLabel(["a", "b", "c"]).fresh_head(8, targets)
+    start = torch.sigmoid(head(torch.zeros(1, 8)))[0].detach().numpy()
+    np.testing.assert_allclose(start, [0.75, 0.25, 0.01], atol=1e-6)

@@ -46,7 +46,7 @@ def finetune(backbone: Backbone, splits: DataSplits, ctx: FitContext, *, unfreez
     if head is None:
         with torch.random.fork_rng(devices=[]):  # drawn from the fit's seed, not the global generator's state
             torch.manual_seed(ctx.settings.seed)
-            head = nn.Linear(backbone.feature_dim, ctx.task.outputs)
+            head = ctx.task.fresh_head(backbone.feature_dim, ctx.targets["train"])
     model = Classifier(copy.deepcopy(backbone.module), copy.deepcopy(head))
     chosen = groups[-n:]
     trainable = {f"backbone.{name}" for group in chosen for name in group}

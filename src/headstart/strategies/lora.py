@@ -79,7 +79,7 @@ class LoRA(LoRAOptions):
                             target_modules=[f"backbone.{t}" for t in targets], base_model_name_or_path=backbone.name)
         with torch.random.fork_rng(devices=[]):  # head and A matrices drawn from the fit's seed, not global state
             torch.manual_seed(ctx.settings.seed)
-            model = Classifier(module, nn.Linear(backbone.feature_dim, ctx.task.outputs))
+            model = Classifier(module, ctx.task.fresh_head(backbone.feature_dim, ctx.targets["train"]))
             tuner = LoraModel(model, config, ADAPTER_NAME)
         adapter_names = [n for n, _ in model.named_parameters() if ".lora_" in n]
         head_names = [n for n, _ in model.named_parameters() if n.startswith("head.")]

@@ -28,6 +28,9 @@ class Task(Protocol):
     def main_metric(self) -> str:
         """The metric the task is judged by (learning curves, compare's recommendation)."""
 
+    def fresh_head(self, features: int, targets: np.ndarray) -> nn.Linear:
+        """A new head for fine-tuning (drawn from the caller's generator), knowing the training targets."""
+
     def targets(self, labels: Sequence) -> np.ndarray:
         """The labels in the form the loss takes (class codes, 0/1 rows, standardised values)."""
 
