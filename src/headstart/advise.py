@@ -167,6 +167,7 @@ def recommend(top: dict, splits: DataSplits, step: dict, batch_size: int, epochs
     probe, slope = top["probe"]["mean"], top["curve"]["slope"]
     steps = math.ceil(len(splits.train) / batch_size) * epochs
     est = {name: seconds * steps * 1.3 for name, seconds in step.items()}  # + validation passes
+    est["lp-ft"] = est["full"]  # every group trains (the probe before it costs seconds)
     pairs = STRATEGIES["contrastive"]()
     est["contrastive"] = step["full"] * pairs.steps * pairs.batch_size / batch_size  # one pass per text and step
     fits = {name: budget_s is None or t <= budget_s for name, t in est.items()}
@@ -195,11 +196,11 @@ def recommend(top: dict, splits: DataSplits, step: dict, batch_size: int, epochs
     elif slope >= STEEP or probe < 0.9:
         first = "lp-ft" if fits["full"] and per_class >= 50 else "partial"
         second = "partial" if first == "lp-ft" else "full"
-        candidates = [first] + ([second] if budget_s is None or est[first] + est["full"] <= budget_s else [])
+        candidates = [first] + ([second] if budget_s is None or est[first] + est[second] <= budget_s else [])
         why = (f"The probe's learning curve still rises {slope:+.3f} {said} per doubling of data and it stops at "
                f"{probe:.3f}" if slope >= STEEP else f"The probe stops at {said} {probe:.3f} (below 0.9)")
         reasons.append(f"{why}: the frozen features fall short, so adapting the backbone should pay.")
-        reasons.append(f"{first} is estimated at {est['full' if first == 'lp-ft' else 'partial']:.0f} s "
+        reasons.append(f"{first} is estimated at {est[first]:.0f} s "
                        f"({per_class}+ {short}, budget {'none' if budget_s is None else f'{budget_s:.0f} s'})"
                        + (f"; {second} is checked against it on validation." if len(candidates) > 1 else "."))
     else:

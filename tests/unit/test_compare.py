@@ -255,6 +255,9 @@ def test_short_features_are_advised_two_fine_tunes_when_the_budget_holds_both():
     assert recommend(top, splits, step, 32, 10, 100)["candidates"] == ["partial", "full"]
     assert recommend(top, splits, step, 32, 10, 60)["candidates"] == ["partial"]  # full does not fit after it
     assert recommend(top, splits, step, 32, 10, 20)["candidates"] == []  # nor partial alone
+    many = _advice_inputs(per_class=60, probe=0.85, slope=0.05)  # 50+ a class: LP-FT first, then partial
+    assert recommend(*many, step, 32, 10, 1000)["candidates"] == ["lp-ft", "partial"]
+    assert recommend(*many, step, 32, 10, 150)["candidates"] == ["lp-ft"]  # once, with a budget (a KeyError before)
     strong = recommend(*_advice_inputs(per_class=30, probe=0.95, slope=0.0), step, 32, 10, None)
     assert strong["candidates"] == [] and strong["strategy"] == "linear"
 
