@@ -47,7 +47,9 @@ class MultiLabel:
     def fresh_head(self, features: int, targets: np.ndarray) -> nn.Linear:
         """A new head whose biases start at each label's training log-odds, so the first steps predict the
         labels' frequencies instead of 0.5 everywhere: the first gradients no longer push every label down at
-        once through the unfrozen backbone (Lin et al. 2017's prior initialisation)."""
+        once through the unfrozen backbone (Lin et al. 2017's prior initialisation). Measured with partial: MNIST
+        digit pairs (360 training images, MobileNetV2) test micro-F1 0.676 -> 0.792; NRC emotions (600 words,
+        MiniLM-L6) 0.544/0.506/0.556 -> 0.508/0.549/0.556 over seeds 0/1/2, no change on average."""
         head = nn.Linear(features, self.outputs)
         prevalence = np.clip(np.asarray(targets, np.float64).mean(0), 0.01, 0.99)
         with torch.no_grad():
