@@ -18,6 +18,7 @@ from headstart.devices import PRECISIONS
 from headstart.engine import TrainSettings
 from headstart.errors import ConfigError
 from headstart.data.targets import TASK_CHOICES, check_task
+from headstart.tasks.regression import REGRESSION_LOSSES
 from headstart.metrics import SELECT_CHOICES
 from headstart.tracking import parse_trackers
 from headstart.strategies import STRATEGIES, make_strategy
@@ -65,6 +66,7 @@ class FitConfig:
     cache_boundary: bool | None = None  # partial, no augmentation: frozen groups run once, output cached; None: CPUs
     bn: str = "auto"  # BatchNorm statistics while fine-tuning: frozen | train | auto (frozen on small data)
     label_smoothing: float = 0.0
+    regression_loss: str = "mse"  # fine-tuning a regression: mse | huber (robust to a few wild targets)
     balance: str = "auto"  # class imbalance: none | weights | sampler | auto (see headstart.balance)
     select_metric: str = "auto"  # what selects the epoch kept / the probe's strength; auto: the task's main metric
     calibrate: bool = True  # temperature scaling fitted on validation logits, folded into the saved head
@@ -100,6 +102,8 @@ class FitConfig:
             (self.l2sp >= 0, "--l2sp must be 0 (off) or more"),
             (self.bn in BN_POLICIES, f"--bn must be one of {', '.join(BN_POLICIES)}"),
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
+            (self.regression_loss in REGRESSION_LOSSES,
+             f"--regression-loss must be one of {', '.join(REGRESSION_LOSSES)}"),
             (self.balance in BALANCE_MODES, f"--balance must be one of {', '.join(BALANCE_MODES)}"),
             (self.select_metric in SELECT_CHOICES, f"--select-metric must be one of {', '.join(SELECT_CHOICES)}"),
             (self.task in TASK_CHOICES, f"--task must be one of {', '.join(TASK_CHOICES)}"),

@@ -76,7 +76,7 @@ class Runtime:
 
     def context(self, cfg: FitConfig, splits: DataSplits, backbone: Backbone) -> FitContext:
         """What a strategy fitting ``backbone`` to ``splits`` under ``cfg`` is given."""
-        task = make_task(splits, cfg.select_metric, cfg.label_col)
+        task = make_task(splits, cfg.select_metric, cfg.label_col, cfg.regression_loss)
         targets = {name: task.targets(ds.labels)
                    for name, ds in (("train", splits.train), ("val", splits.val), ("test", splits.test))
                    if ds is not None}

@@ -247,3 +247,17 @@ def test_a_fresh_multi_label_head_starts_at_the_labels_frequencies():
     head = MultiLabel(["a", "b", "c"]).fresh_head(8, targets)
     start = torch.sigmoid(head(torch.zeros(1, 8)))[0].detach().numpy()
     np.testing.assert_allclose(start, [0.75, 0.25, 0.01], atol=1e-6)
+
+
+def test_huber_counts_wild_errors_linearly_beyond_one_standard_deviation():
+    outputs, y = torch.tensor([[0.5], [4.0]]), torch.tensor([0.0, 0.0])
+    assert Regression(0.0, 1.0).loss(outputs, y).tolist() == pytest.approx([0.25, 16.0])
+    assert Regression(0.0, 1.0, loss_kind="huber").loss(outputs, y).tolist() == pytest.approx([0.125, 3.5])
+    with pytest.raises(ConfigError, match="--regression-loss must be one of mse, huber"):
+        headstart.FitConfig(regression_loss="l1")
+
+
+def test_a_regression_fine_tunes_with_huber(text_backbone):
+    result = headstart.fit((TEXTS, values()), text_backbone, "partial", epochs=1, regression_loss="huber",
+                           progress=False)
+    assert result.predictor.task.loss_kind == "huber" and result.config.regression_loss == "huber"

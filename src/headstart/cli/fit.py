@@ -69,6 +69,8 @@ def fit_cli(
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Temperature scaling fitted on "
                                    "validation: the probabilities of predict and exports (ECE in metrics.json)."),
     label_smoothing: float = typer.Option(0.0, help="Label smoothing of the fine-tuning loss (0 = off)."),
+    regression_loss: str = typer.Option("mse", help="Fine-tuning a regression: mse | huber (Huber at one standard "
+                                        "deviation of the target: a few wild targets pull less)."),
     find_lr: bool = typer.Option(False, "--find-lr", help="Fine-tuning: pick the learning rates with a short "
                                  "range test (the defaults scaled together; recorded in config.json)."),
     image_size: Optional[int] = typer.Option(None, help="Input size in pixels [default: from the images' own size, "

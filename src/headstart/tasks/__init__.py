@@ -18,11 +18,12 @@ from headstart.tasks.single import SingleLabel
 __all__ = ["MultiLabel", "Regression", "SingleLabel", "Task", "make_task", "task_from_spec"]
 
 
-def make_task(splits: DataSplits, select_metric: str = "auto", target: str | None = None) -> Task:
+def make_task(splits: DataSplits, select_metric: str = "auto", target: str | None = None,
+              regression_loss: str = "mse") -> Task:
     """The task of ``splits`` (``splits.task``), selecting on ``select_metric`` (``auto``: its main metric);
-    ``target`` names a regression target (the label column) in the report."""
+    ``target`` names a regression target (the label column) in the report, ``regression_loss`` its loss."""
     if splits.task == "regression":
-        return Regression.fitted_on(splits.train.labels, select_metric, target or "target")
+        return Regression.fitted_on(splits.train.labels, select_metric, target or "target", regression_loss)
     if splits.task == "multi-label":
         return MultiLabel(list(splits.classes), select_metric,
                           sep=(splits.split.get("task") or {}).get("label_sep") or "|")

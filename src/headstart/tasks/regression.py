@@ -9,6 +9,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from headstart.data import Dataset
@@ -20,6 +21,8 @@ from headstart.tasks.base import check_select, linear_from
 PLOTTED = 2_000  # (true, predicted) pairs per split kept in metrics.json for the report's scatter plot
 
 
+REGRESSION_LOSSES = ("mse", "huber")
+HUBER_DELTA = 1.0  # in standard deviations of the training target: errors beyond it count linearly
 EXTEND = 4  # decades of stronger penalty tried beyond ``cs`` when its strongest wins
 
 
@@ -32,15 +35,17 @@ class Regression:
     select_metric: str = "auto"
     target: str = "target"
     scale_folded: bool = False  # True once ``finish`` put the units into the head
+    loss_kind: str = "mse"  # fine-tuning's loss: mse or huber (``REGRESSION_LOSSES``)
     name: str = field(default="regression", init=False)
 
     def __post_init__(self) -> None:
         self.select_metric = check_select(self.name, self.select_metric)
 
     @classmethod
-    def fitted_on(cls, labels: Sequence[float], select_metric: str = "auto", target: str = "target") -> "Regression":
+    def fitted_on(cls, labels: Sequence[float], select_metric: str = "auto", target: str = "target",
+                  loss_kind: str = "mse") -> "Regression":
         values = np.asarray(labels, dtype=np.float64)
-        return cls(float(values.mean()), float(values.std()) or 1.0, select_metric, target)
+        return cls(float(values.mean()), float(values.std()) or 1.0, select_metric, target, loss_kind=loss_kind)
 
     @property
     def classes(self) -> list[str]:
@@ -61,6 +66,8 @@ class Regression:
         return ((np.asarray(labels, dtype=np.float64) - self.mean) / self.std).astype(np.float32)
 
     def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.loss_kind == "huber":
+            return F.huber_loss(outputs[:, 0], y, reduction="none", delta=HUBER_DELTA)
         return (outputs[:, 0] - y) ** 2
 
     def scores(self, outputs: np.ndarray, y: np.ndarray) -> dict:
