@@ -117,6 +117,7 @@ def fit_data(data: Any, model: str | Backbone, strat: Strategy, cfg: FitConfig, 
         print(f"note: {image_size_note(splits, backbone)}", file=sys.stderr)
     if runtime.progress and (splits.task != "single-label" or "numbers" in task_reason(splits)):
         print(f"note: {task_note(splits)}", file=sys.stderr)  # the usual case, one class per item, goes unsaid
+    if runtime.progress:
         for warning in cheap_checks(splits):
             print(f"warning: {warning}", file=sys.stderr)
     if out is None:

@@ -34,7 +34,7 @@ def tags() -> list[list[str]]:
 
 
 def values() -> list[float]:
-    """A regression target for TEXTS with 30 distinct values: sports high, cooking low, plus length."""
+    """A regression target for TEXTS (21 distinct values): sports high, cooking low, plus length."""
     return [(10.0 if i < len(SPORTS) else 0.0) + len(text) / 20 for i, text in enumerate(TEXTS)]
 
 
@@ -261,3 +261,11 @@ def test_a_regression_fine_tunes_with_huber(text_backbone):
     result = headstart.fit((TEXTS, values()), text_backbone, "partial", epochs=1, regression_loss="huber",
                            progress=False)
     assert result.predictor.task.loss_kind == "huber" and result.config.regression_loss == "huber"
+
+
+def test_fit_says_which_task_it_read_only_when_the_labels_were_not_plain_classes(text_backbone, capsys):
+    headstart.fit((TEXTS, values()), text_backbone, "linear", progress=True)
+    assert "note: task: regression (one number per item): the labels are numbers with 21 distinct values" \
+        in capsys.readouterr().err
+    headstart.fit((TEXTS, ["sport"] * 15 + ["food"] * 15), text_backbone, "linear", progress=True)
+    assert "note: task:" not in capsys.readouterr().err
