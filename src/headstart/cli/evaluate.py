@@ -12,7 +12,7 @@ from rich.table import Table
 from headstart.cli.output import console, print_json
 
 
-HEADLINES = {"single-label": ("accuracy", "balanced_accuracy"), "multi-label": ("micro_f1", "macro_f1", "map"),
+HEADLINES = {"single-label": ("accuracy", "balanced_accuracy", "macro_f1"), "multi-label": ("micro_f1", "macro_f1", "map"),
              "regression": ("r2", "spearman", "mae", "rmse")}  # the scores shown with their intervals, by task
 
 
@@ -32,6 +32,7 @@ def evaluate_cli(
     Example: headstart evaluate runs/pets data/pets-test
     """
     from headstart.api import evaluate  # lazy: `--help` need not load torch (start-up time)
+    from headstart.report import scores
 
     m = evaluate(run, data, device=device, text_col=text_col, label_col=label_col, image_col=image_col,
                  skip_bad=skip_bad)
@@ -42,9 +43,10 @@ def evaluate_cli(
         return
     for s in m.get("skipped", []):
         console.print(f"[yellow]skipped[/] {s['input']}: {s['reason']}", highlight=False)
-    scores = [f"{name} {m[name]:.4f} (95% CI {m[f'{name}_ci95'][0]:.3f}-{m[f'{name}_ci95'][1]:.3f})"
-              for name in HEADLINES[m.get("task", "single-label")] if f"{name}_ci95" in m]
-    console.print("   ".join(scores) + f"   n={m['n']}", highlight=False)
+    shown = [f"{scores.name(key)} {m[key]:.4f}" + (f" (95% CI {m[f'{key}_ci95'][0]:.3f}-{m[f'{key}_ci95'][1]:.3f})"
+                                                    if f"{key}_ci95" in m else "")
+             for key in HEADLINES[m.get("task", "single-label")] if key in m]
+    console.print("   ".join(shown) + f"   n={m['n']}", highlight=False)
     if "per_class" not in m:  # regression
         console.print(f"predicting the training mean instead: MAE {m['train_mean_baseline_mae']:.4f}, R² "
                       f"{m['train_mean_baseline_r2']:.4f}", highlight=False)
