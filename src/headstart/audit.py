@@ -359,7 +359,7 @@ def audit_features(feats: np.ndarray, pool: Pool, splits: DataSplits, *, data: s
                   else slice_scores(group_values, checked.score, task.main_metric, group_col))
     warnings = cheap_checks(splits)
     if checked.issues:
-        warnings.append(checked.warning)
+        warnings.append(checked.warning + weak_probe_caveat(probe))
     near_x = [p for p in near if p["kind"] == "cross-split"]
     if near_x:
         warnings.append(f"{len(near_x)} near-duplicate pair(s) span splits (similarity >= {threshold}), e.g. "
@@ -381,6 +381,19 @@ def audit_features(feats: np.ndarray, pool: Pool, splits: DataSplits, *, data: s
                        exact, near[:MAX_LISTED], len(near), checked.issues[:MAX_LISTED], outliers[:MAX_LISTED],
                        balance, probe, slices, settings, warnings, task=task.name, outlier_scores=scores.tolist(),
                        pool=pool)
+
+
+WEAK_PROBE = 0.9  # a probe scoring below this (accuracy, micro-F1, R²) makes many of its findings its own mistakes
+
+
+def weak_probe_caveat(probe: dict) -> str:
+    """A sentence for the label findings when the probe that found them is weak; empty otherwise."""
+    metric = probe.get("main_metric", "accuracy")
+    score = probe.get(metric)
+    if not isinstance(score, (int, float)) or score >= WEAK_PROBE:
+        return ""
+    return (f". The cross-validated probe that found them scores {metric} {score:.3f} (below {WEAK_PROBE}): many "
+            "findings will be its own mistakes, so check the top-ranked first")
 
 
 @dataclass

@@ -351,3 +351,11 @@ def test_report_renders_an_escaped_audit_section():
     html = render_report(data)
     assert 'id="audit"' in html and "&lt;b&gt;x.csv line 3&lt;/b&gt;" in html and "<b>x.csv" not in html
     assert 'id="audit"' not in render_report(ReportData("t", "s", runs=[]))
+
+
+def test_label_findings_of_a_weak_probe_carry_a_caveat():
+    from headstart.audit import weak_probe_caveat
+
+    assert "many findings will be its own mistakes" in weak_probe_caveat({"main_metric": "micro_f1", "micro_f1": 0.77})
+    assert weak_probe_caveat({"main_metric": "accuracy", "accuracy": 0.95}) == ""
+    assert weak_probe_caveat({"main_metric": "r2"}) == ""
