@@ -277,7 +277,8 @@ def task_note(splits: DataSplits) -> str:
     what = {"single-label": f"{len(splits.classes)} classes",
             "multi-label": f"{len(splits.classes)} labels, any number per item",
             "regression": "one number per item"}[record["task"]]
-    return f"task: {record['task']} ({what}): {record['reason']}; --task changes it."
+    change = "" if "--task" in record["reason"] else "; --task changes it"
+    return f"task: {record['task']} ({what}): {record['reason']}{change}."
 
 
 def image_size_note(splits: DataSplits, backbone: Backbone) -> str:

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -295,3 +296,19 @@ def test_strategy_options_reach_the_strategy_from_the_command_line(runner, text_
     wrong = runner.invoke(app, ["fit", str(text_csv), "--model", str(tiny_text_dir), "--dropout", "0.1", "-q"])
     assert isinstance(wrong.exception, headstart.ConfigError)
     assert "'linear' does not take dropout (an option of: lora)" in str(wrong.exception)
+
+
+def test_advise_names_the_columns_it_read_in_the_fit_it_suggests_and_that_fit_runs(runner, tiny_text_dir, tmp_path):
+    table = tmp_path / "tickets.csv"
+    with open(table, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["comment", "topic"])
+        writer.writerows([(t, "sport") for t in SPORTS] + [(t, "food") for t in COOKING])
+    advised = invoke(runner, ["advise", table, "-m", tiny_text_dir, "--text-col", "comment", "--label-col", "topic",
+                              "--quiet"])
+    assert advised.exit_code == 0, advised.output
+    line = next(line for line in advised.output.splitlines() if line.startswith("Next: headstart fit "))
+    args = shlex.split(line[len("Next: headstart "):])
+    assert args[args.index("--text-col") + 1] == "comment" and args[args.index("--label-col") + 1] == "topic"
+    fitted = invoke(runner, [*args, "--out", tmp_path / "run", "--quiet", "--epochs", "1"])
+    assert fitted.exit_code == 0, fitted.output

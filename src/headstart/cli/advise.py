@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Optional
 
 import typer
@@ -62,8 +63,12 @@ def advise_cli(
     console.print(f"Recommendation: [bold]{rec['model']}[/] with [bold]{rec['strategy']}[/]", highlight=False)
     for reason in rec["reasons"]:
         console.print(f"  - {reason}", highlight=False, soft_wrap=True)
-    console.print(f"Next: headstart fit {data} --model {rec['model']} --strategy {rec['strategy']}", highlight=False,
-                  soft_wrap=True)
+    given = {"--text-col": text_col, "--label-col": label_col, "--image-col": image_col, "--label-sep": label_sep,
+             "--task": None if task == "auto" else task, "--shots": shots, "--image-size": image_size,
+             "--max-length": max_length, "--clip-seconds": clip_seconds}  # how the data was read: fit reads it so
+    same = "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in given.items() if value is not None)
+    console.print(f"Next: headstart fit {shlex.quote(data)} --model {rec['model']} --strategy {rec['strategy']}{same}",
+                  highlight=False, soft_wrap=True)
     if len(rec["candidates"]) > 1:
         console.print(f"  (--strategy auto fits the probe, {' and '.join(rec['candidates'])}, and keeps the best on "
                       "validation)", highlight=False, soft_wrap=True)

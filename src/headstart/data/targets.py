@@ -114,7 +114,7 @@ def _parse_one(choice: TaskChoice, label: Any) -> tuple[Any, str | None]:
 
 def _fix(choice: TaskChoice) -> str:
     if choice.task == "regression":
-        return "Write a number there (the task is regression: --task changes it)"
+        return "Write a number there (the task is regression)"
     return "Give one class name per item, or use --task multi-label for several"
 
 
