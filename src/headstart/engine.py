@@ -29,7 +29,7 @@ from headstart.checkpoints import (load_checkpoint, load_optimizer, load_schedul
 from headstart.data import Dataset
 from headstart.devices import autocast
 from headstart.errors import RunError
-from headstart.lr_range import cross_entropy_step, lr_range_test
+from headstart.lr_range import lr_range_test
 
 if TYPE_CHECKING:
     from headstart.tasks import Task
@@ -403,14 +403,14 @@ def _epoch(net: nn.Module, state: LoopState, loader: DataLoader, feed: Feed, hoo
     trainable = [p for g in state.optimizer.param_groups for p in g["params"]]
     weight = torch.tensor(s.class_weights, dtype=torch.float32, device=device) \
         if s.balance == "weights" and s.class_weights else None
-    seen, loss_sum, correct, penalty_sum = 0, 0.0, 0, 0.0
+    seen, loss_sum, correct, penalty_sum, scored = 0, 0.0, 0, 0.0, False
+    batch_loss, hits = _task_loss(s)
     with progress_task(title, len(feed.pairs), progress) as advance:
         for inputs, y in loader:
             inputs, y = batch_to(inputs, device, feed.channels_last), y.to(device)
             with autocast(device, precision):
                 logits = net(inputs)
-            batch = distributed.batch_loss(logits.float(), y, s.label_smoothing, weight,  # one process: the mean
-                                           s.task.loss if s.task is not None and s.task.name != "single-label" else None)
+            batch = batch_loss(logits.float(), y, s.label_smoothing, weight)  # one process: the mean
             state.optimizer.zero_grad(set_to_none=True)
             if state.anchored:
                 penalty = l2sp_penalty(state.anchored, s.l2sp)
@@ -424,16 +424,23 @@ def _epoch(net: nn.Module, state: LoopState, loader: DataLoader, feed: Feed, hoo
             state.scheduler.step()
             seen += batch.count
             loss_sum += batch.mean.item() * batch.count
-            if not y.is_floating_point():  # classes: accuracy as it trains (the other tasks show their loss)
-                correct += int((logits.argmax(1) == y).sum())
+            hit = hits(logits, y)  # None: the task has no accuracy to show as it trains (its loss says enough)
+            correct, scored = correct + (hit or 0), hit is not None
             advance(batch.global_count, info=f"loss {loss_sum / max(seen, 1):.3f}")
             if any([hook.after_batch(state) for hook in hooks]):
                 break
     seen, loss_sum, correct, penalty_sum = distributed.all_sum(seen, loss_sum, correct, penalty_sum)
     row = {"train_loss": loss_sum / seen}
-    if s.task is None or s.task.name == "single-label":
+    if scored:
         row["train_accuracy"] = correct / seen
     return row, penalty_sum / seen
+
+
+def _task_loss(s: TrainSettings) -> tuple[Callable, Callable]:
+    """The task's ``batch_loss`` and ``hits`` (see ``Task``); with no task, cross-entropy and correct classes."""
+    if s.task is not None:
+        return s.task.batch_loss, s.task.hits
+    return distributed.batch_loss, lambda logits, y: int((logits.argmax(1) == y).sum())
 
 
 def _find_lr(model: nn.Module, feed: Feed, groups: list[dict], s: TrainSettings, device: torch.device,
@@ -443,12 +450,12 @@ def _find_lr(model: nn.Module, feed: Feed, groups: list[dict], s: TrainSettings,
         return {"factor": 1.0, "suggestion": None, "reason": "not run under a multi-process launch"}
     loader = distributed.train_loader(feed.pairs, s.batch_size, torch.Generator().manual_seed(s.seed + 1),
                                       feed.collate, 0, feed.lengths)
-    loss = cross_entropy_step(s.label_smoothing) if s.task is None or s.task.name == "single-label" else \
-        (lambda net, inputs, y: s.task.loss(net(inputs).float(), y).mean())
+    batch_loss, _ = _task_loss(s)
 
     def step_loss(net: nn.Module, inputs, y: torch.Tensor) -> torch.Tensor:
         with autocast(device, precision):
-            return loss(net, batch_to(inputs, device, feed.channels_last), y.to(device))
+            outputs = net(batch_to(inputs, device, feed.channels_last)).float()
+            return batch_loss(outputs, y.to(device), s.label_smoothing, None).loss
 
     set_train_mode(model, bool(s.frozen_bn))
     found = lr_range_test(model, loader, groups, s.lr, step_loss)

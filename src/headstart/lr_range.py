@@ -17,7 +17,6 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 STEPS = 40
@@ -82,10 +81,3 @@ def suggest(found: LrRange) -> LrRange:
     found.suggestion = max(found.lrs[0], found.lrs[low] / 10)
     found.reason = f"a tenth of {found.lrs[low]:.2g}, where the smoothed loss was lowest"
     return found
-
-
-def cross_entropy_step(label_smoothing: float = 0.0) -> Callable:
-    """The usual ``step_loss``: mean cross-entropy of the model's logits."""
-    def step(model: nn.Module, inputs, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(model(inputs).float(), y, label_smoothing=label_smoothing)
-    return step

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from headstart.data import Dataset
+from headstart.distributed import BatchLoss
 from headstart.errors import ConfigError
 from headstart.metrics import TASK_METRICS
 
@@ -36,6 +37,14 @@ class Task(Protocol):
 
     def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-item loss of a batch (``[n]``), before any weighting; NaN targets (padding) give NaN rows."""
+
+    def batch_loss(self, outputs: torch.Tensor, y: torch.Tensor, label_smoothing: float,
+                   weight: torch.Tensor | None) -> BatchLoss:
+        """A training batch's loss (``distributed.batch_loss``: one process's mean, scaled under a launch);
+        label smoothing and class weights are single-label's."""
+
+    def hits(self, outputs: torch.Tensor, y: torch.Tensor) -> int | None:
+        """Correct items of a training batch (the accuracy shown as it trains); None for a task without one."""
 
     def scores(self, outputs: np.ndarray, y: np.ndarray) -> dict:
         """Validation row of a history: ``val_loss``, ``val_<main metric>`` and ``val_<select metric>``."""

@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from headstart import distributed
 from headstart.data import Dataset
+from headstart.distributed import BatchLoss
 from headstart.heads import EXACT_VALUES, ProbeFit, lbfgs, moments, one_thread, standardised
 from headstart.metrics import f1, multilabel_metrics, multilabel_score
 from headstart.report.previews import GALLERY_SIZE, preview
@@ -65,6 +67,13 @@ class MultiLabel:
 
     def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(outputs, y, reduction="none").mean(1)
+
+    def batch_loss(self, outputs: torch.Tensor, y: torch.Tensor, label_smoothing: float,
+                   weight: torch.Tensor | None) -> BatchLoss:
+        return distributed.batch_loss(outputs, y, per_item=self.loss)  # padding rows (NaN targets) left out
+
+    def hits(self, outputs: torch.Tensor, y: torch.Tensor) -> None:
+        return None
 
     def scores(self, outputs: np.ndarray, y: np.ndarray) -> dict:
         """Validation loss and the metrics at a 0.5 threshold (thresholds are tuned once, after fitting)."""

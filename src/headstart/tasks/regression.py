@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from headstart import distributed
 from headstart.data import Dataset
+from headstart.distributed import BatchLoss
 from headstart.heads import ProbeFit, moments
 from headstart.metrics import r2, regression_metrics, spearman
 from headstart.report.previews import GALLERY_SIZE, preview
@@ -69,6 +71,13 @@ class Regression:
         if self.loss_kind == "huber":
             return F.huber_loss(outputs[:, 0], y, reduction="none", delta=HUBER_DELTA)
         return (outputs[:, 0] - y) ** 2
+
+    def batch_loss(self, outputs: torch.Tensor, y: torch.Tensor, label_smoothing: float,
+                   weight: torch.Tensor | None) -> BatchLoss:
+        return distributed.batch_loss(outputs, y, per_item=self.loss)  # padding rows (NaN targets) left out
+
+    def hits(self, outputs: torch.Tensor, y: torch.Tensor) -> None:
+        return None
 
     def scores(self, outputs: np.ndarray, y: np.ndarray) -> dict:
         pred, y = np.asarray(outputs, np.float64)[:, 0], np.asarray(y, np.float64)

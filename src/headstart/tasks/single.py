@@ -11,8 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from headstart import distributed
 from headstart.calibration import ECE_BINS, calibration_scores, fit_temperature, fold_temperature
 from headstart.data import Dataset
+from headstart.distributed import BatchLoss
 from headstart.heads import ProbeFit, linear_probe
 from headstart.metrics import classification_metrics, selection_score, softmax
 from headstart.report.previews import misclassified
@@ -48,6 +50,13 @@ class SingleLabel:
 
     def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs, y, reduction="none")
+
+    def batch_loss(self, outputs: torch.Tensor, y: torch.Tensor, label_smoothing: float,
+                   weight: torch.Tensor | None) -> BatchLoss:
+        return distributed.batch_loss(outputs, y, label_smoothing, weight)
+
+    def hits(self, outputs: torch.Tensor, y: torch.Tensor) -> int:
+        return int((outputs.argmax(1) == y).sum())
 
     def scores(self, outputs: np.ndarray, y: np.ndarray) -> dict:
         loss = float(F.cross_entropy(torch.from_numpy(outputs).float(), torch.as_tensor(y)))
