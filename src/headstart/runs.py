@@ -37,9 +37,7 @@ from headstart.fileio import json_default, read_json_object, staged_dir, write_j
 from headstart.notebook import predictor_html, predictor_repr
 from headstart.outdir import check_writable, guard_data, write_marker
 from headstart.heads import Classifier
-from headstart.metrics import softmax
 from headstart.tasks import SingleLabel, Task, task_from_spec
-from headstart.tasks.multilabel import sigmoid
 
 MODEL_FORMAT = 1
 DAMAGED = "It is damaged: restore it from a copy of the run, or fit again."
@@ -96,10 +94,7 @@ class Predictor:
 
     def probabilities(self, data: Dataset, device: str = "auto", batch_size: int = 64) -> np.ndarray:
         """``[len(data), n_classes]`` class probabilities (multi-label: each label's own; regression: the values)."""
-        outputs = self.outputs(data, device, batch_size)
-        if self.task.name == "regression":
-            return outputs
-        return sigmoid(outputs) if self.task.name == "multi-label" else softmax(outputs.astype(np.float64))
+        return self.task.probabilities(self.outputs(data, device, batch_size))
 
     def outputs(self, data: Dataset, device: str = "auto", batch_size: int = 64) -> np.ndarray:
         """The model's raw outputs ``[len(data), n_outputs]``: logits, or values in the target's units."""

@@ -67,6 +67,9 @@ class Task(Protocol):
     def mistakes(self, data: Dataset, outputs: np.ndarray) -> list[dict]:
         """The report's gallery: the worst mistakes on ``data`` with previews (``origin``, ``true``, ``predicted``)."""
 
+    def probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        """The finished model's outputs as probabilities (softmax; each label's sigmoid); a regression's values."""
+
     def rows(self, outputs: np.ndarray) -> list[dict]:
         """Predict's output per item: the label(s) or value, and the probabilities where there are some."""
 

@@ -147,8 +147,11 @@ class MultiLabel:
                  "predicted": ", ".join(c for c, p in zip(self.classes, pred[i]) if p) or "(none)",
                  **preview(data.items[i], data.modality)} for i in ranked]
 
+    def probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        return sigmoid(outputs)
+
     def rows(self, outputs: np.ndarray) -> list[dict]:
-        proba = sigmoid(outputs)
+        proba = self.probabilities(outputs)
         return [{"labels": [c for c, p, t in zip(self.classes, row, self.thresholds) if p >= t],
                  "probabilities": {c: float(p) for c, p in zip(self.classes, row)}} for row in proba]
 

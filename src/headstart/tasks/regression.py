@@ -157,6 +157,9 @@ class Regression:
         return [{"origin": str(data.origins[i]), "true": f"{truth[i]:.4g}", "predicted": f"{pred[i]:.4g}",
                  "error": float(pred[i] - truth[i]), **preview(data.items[i], data.modality)} for i in ranked]
 
+    def probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        return np.asarray(outputs, np.float64)  # no probabilities: the values themselves
+
     def rows(self, outputs: np.ndarray) -> list[dict]:
         return [{"value": float(v)} for v in np.asarray(outputs, np.float64)[:, 0]]
 

@@ -93,8 +93,11 @@ class SingleLabel:
         """The most confident misclassified items."""
         return misclassified(data, outputs, self.targets(data.labels), self.classes)
 
+    def probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        return softmax(np.asarray(outputs, np.float64))
+
     def rows(self, outputs: np.ndarray) -> list[dict]:
-        probs = softmax(outputs.astype(np.float64))
+        probs = self.probabilities(outputs)
         return [{"label": self.classes[int(p.argmax())],
                  "probabilities": {c: float(p[i]) for i, c in enumerate(self.classes)}} for p in probs]
 
