@@ -311,3 +311,10 @@ def test_a_numeric_size_column_is_a_regression_and_skip_bad_keeps_it_one(tmp_pat
     splits = load_data(str(table), label_col="size", skip_bad=True)
     assert splits.task == "regression" and len(splits.train) + len(splits.val) == 46
     assert [s.origin for s in splits.skipped] == [f"{table} line 48"]
+
+
+def test_a_nested_label_list_names_its_row(tmp_path):
+    table = tmp_path / "tags.jsonl"
+    table.write_text('{"text": "a", "labels": ["x"]}\n{"text": "b", "labels": ["x", ["y"]]}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"tags.jsonl line 2: the label in column 'labels' .* is a nested list"):
+        load_data(str(table))

@@ -193,7 +193,7 @@ def table_dataset(table: Table, columns: Columns, gate: Gate, need_labels: bool)
     modality, item_col, label_col = choose_columns(table, columns, need_labels)
     labels = None
     if label_col is not None:
-        labels = [normalize_label(row.get(label_col)) for row in table.rows]
+        labels = [_label(row.get(label_col), origin, label_col) for row, origin in zip(table.rows, table.origins)]
         if not need_labels and all(label is None for label in labels):
             labels = None
     values = [row.get(item_col) for row in table.rows]
@@ -215,6 +215,14 @@ def table_dataset(table: Table, columns: Columns, gate: Gate, need_labels: bool)
         where=f" in column '{item_col}'",
         label_where=f" in column '{label_col}'",
     )
+
+
+def _label(value: Any, origin: str, column: str) -> Any:
+    """One row's label (``items.normalize_label``); a malformed one is a DataError naming the row and column."""
+    try:
+        return normalize_label(value)
+    except DataError as exc:
+        raise DataError(f"{origin}: the label in column '{column}' {exc}") from None
 
 
 def choose_columns(table: Table, columns: Columns, need_labels: bool) -> tuple[str, str, str | None]:
