@@ -15,7 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from headstart.api import FitResult, evaluate, fit, load_run, models, predict
+    from headstart.api import FitResult, evaluate, fit, load_run, models, predict, suggest
     from headstart.backbones import Backbone, Family, ImageFamily, load_backbone, register_backbone, register_family
     from headstart.check import check_strategy
     from headstart.config import FitConfig
@@ -29,7 +29,7 @@ __version__ = "0.1.0"
 # The public names load on first use (PEP 562): the CLI imports this package, and `headstart --help` must not
 # wait for torch (start-up time; no import cycle is involved).
 _HOMES = {
-    **dict.fromkeys(("FitResult", "evaluate", "fit", "load_run", "models", "predict"), "headstart.api"),
+    **dict.fromkeys(("FitResult", "evaluate", "fit", "load_run", "models", "predict", "suggest"), "headstart.api"),
     **dict.fromkeys(("Backbone", "Family", "ImageFamily", "load_backbone", "register_backbone", "register_family"),
                     "headstart.backbones"),
     "check_strategy": "headstart.check",
@@ -67,6 +67,7 @@ __all__ = [
     "register_backbone",
     "register_family",
     "register_strategy",
+    "suggest",
 ]
 
 

@@ -1,4 +1,4 @@
-"""What users and the CLI call: fit, predict, evaluate, load_run, models.
+"""What users and the CLI call: fit, predict, evaluate, load_run, models, suggest.
 
 A facade: the work is in headstart.pipeline (loading, fitting, scoring, saving), headstart.runtime (device,
 precision, cache, deadline, checkpoints) and headstart.auto (``--strategy auto``). Nothing below imports it.
@@ -19,6 +19,7 @@ from headstart.data.items import Gate
 from headstart.data.load import as_task
 from headstart.data.targets import TaskChoice
 from headstart.errors import DataError
+from headstart.label.suggest import Suggestions, suggest
 from headstart.overlap import overlap_with_run
 from headstart.pipeline import FitResult, config_for, fit_data, resume_fit
 from headstart.runs import Predictor, check_out, load_predictor
@@ -26,7 +27,7 @@ from headstart.runtime import Runtime
 from headstart.tracking import Session
 from headstart.strategies import make_strategy
 
-__all__ = ["FitResult", "evaluate", "fit", "load_run", "models", "predict"]
+__all__ = ["FitResult", "Suggestions", "evaluate", "fit", "load_run", "models", "predict", "suggest"]
 
 
 def fit(data: Any = None, model: str | Backbone = "minilm-l6", strategy: str = "linear", *, val: Any = None,

@@ -63,7 +63,7 @@ def typical(pool: np.ndarray, n: int, labelled: np.ndarray | None = None, seed: 
     for c in order[:n]:
         members = np.flatnonzero(clusters[:len(pool)] == c)
         best = members[int(np.argmax(typicality(every[members])))]
-        picks.append(Pick(int(best), f"typical of group {ranked[c]} of {k} ({len(members)} unlabelled items)"))
+        picks.append(Pick(int(best), f"typical of group {ranked[c]} of {k} ({len(members)} unlabelled item{'s' if len(members) > 1 else ''})"))
     return picks
 
 

@@ -104,7 +104,8 @@ def from_run(run: Path, pool: Any, n: int, setup: Setup, text_col: str | None, i
         doubt, reasons = doubts(predictor, outputs, feats, train, seed)
         picks, method = uncertain(feats, min(n, len(data)), doubt, reasons, seed), "uncertain-and-diverse"
     else:
-        picks = typical(feats, min(n, len(data)), None if train is None else train[0], seed)
+        labelled = None if train is None else np.concatenate([train[0], train[3]])
+        picks = typical(feats, min(n, len(data)), labelled, seed)
         method = "typical-and-diverse"
     method += (f" ({known.count} labelled, {'at least' if method[0] == 'u' else 'under'} {UNCERTAIN_FROM} a "
                f"{'class' if task.name != 'regression' else 'fifth of the range'})")
