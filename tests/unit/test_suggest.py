@@ -190,3 +190,31 @@ def test_suggest_never_overwrites_the_users_file(cli, image_folder, tmp_path):
     code, said = cli("suggest", image_folder, "--model", "random:mobilenetv2", "--n", "3", "--out",
                      image_folder / "picks.csv")
     assert code == 2 and "never writes into" in said and not (image_folder / "picks.csv").exists()
+
+
+@pytest.mark.parametrize("task", ["multi-label", "regression"])
+def test_suggest_run_past_the_switch_picks_unsure_items_per_task(cli, tiny_text_dir, tmp_path, task):
+    texts = [f"{text} ({k})" for k in range(4) for text in SPORTS + COOKING]  # 120 labelled: past the switch
+    sport = [k % 30 < len(SPORTS) for k in range(len(texts))]
+    if task == "multi-label":
+        labels = ["|".join(["sport" if s else "food"] + (["short"] if len(t) < 50 else [])) for t, s in zip(texts, sport)]
+    else:
+        labels = [f"{(10.0 if s else 0.0) + len(t) / 20:.2f}" for t, s in zip(texts, sport)]
+    data = tmp_path / "labelled.csv"
+    with open(data, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([["text", "label"], *zip(texts, labels)])
+    run = tmp_path / "run"
+    headstart.fit(str(data), str(tiny_text_dir), "linear", out=str(run), progress=False, task=task)
+    new = ["The referee sent off two players", "Bake the cake until golden", "The keeper punched the ball clear",
+           "Simmer the beans with garlic", "A draw in the derby", "Whisk the cream"]
+    pool = tmp_path / "pool.csv"
+    with open(pool, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([["text"], *([t] for t in new + texts[:4])])
+    out = tmp_path / "picks.csv"
+    code, said = cli("suggest", pool, "--run", run, "--n", "3", "--out", out, "-q")
+    assert code == 0, said
+    rows = read_csv(out)
+    assert list(rows[0]) == ["rank", "text", "guess", "probability", "reason"] and len(rows) == 3
+    assert {r["text"] for r in rows} <= set(new) and all(r["reason"].startswith("unsure") for r in rows)
+    assert "uncertain-and-diverse" in said and "4 pool items are already labelled" in said
+    assert ("micro_f1 about" if task == "multi-label" else "r2 about") in said

@@ -72,7 +72,7 @@ def forecast(task: Task, train: tuple[np.ndarray, np.ndarray, list], val: tuple[
              for d in (rng.integers(0, len(points), len(points)) for _ in range(BOOTSTRAP))
              if len(set(sizes[d])) > 1]
     now = values[-1]
-    noise = 1.96 * np.sqrt(max(now * (1 - now), 0.0) / max(len(val[1]), 1)) if 0 <= now <= 1 else 0.0
+    noise = 0.0 if task.name == "regression" else 1.96 * np.sqrt(max(now * (1 - now), 0.0) / max(len(val[1]), 1))
     expected = float(np.polyval((slope, intercept), target))
     low, high = np.percentile(draws, [5, 95]) if draws else (expected, expected)
     bounded = (lambda v: float(min(v, 1.0))) if task.main_metric != "r2" else float

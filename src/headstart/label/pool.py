@@ -38,7 +38,13 @@ class Known:
 
 def read_pool(pool: Any, modality: str, text_col: str | None = None, image_col: str | None = None,
               columns: dict[str, str] | None = None) -> Dataset:
-    """The pool's items (a folder of files, a table of texts or paths, a list) for a ``modality`` model."""
+    """The pool's items (a folder of files, a table of texts or paths, a list, a Dataset) for a ``modality``
+    model."""
+    if isinstance(pool, Dataset) and pool.modality != modality:
+        raise DataError(f"The pool holds {pool.modality} items but the model takes {modality} inputs. Pass a pool "
+                        f"of {modality} items, or choose a {pool.modality} model.")
+    if isinstance(pool, Dataset):
+        return pool
     if isinstance(pool, (str, os.PathLike)) and Path(pool).is_dir() and not any(Path(pool).iterdir()):
         raise DataError(f"The pool {pool} is an empty folder. Put the unlabelled files (images or sounds, no "
                         "class folders needed) in it, or pass a table of texts or paths.")

