@@ -218,3 +218,12 @@ def test_suggest_run_past_the_switch_picks_unsure_items_per_task(cli, tiny_text_
     assert {r["text"] for r in rows} <= set(new) and all(r["reason"].startswith("unsure") for r in rows)
     assert "uncertain-and-diverse" in said and "4 pool items are already labelled" in said
     assert ("micro_f1 about" if task == "multi-label" else "r2 about") in said
+
+
+def test_cli_cold_start_on_sounds(cli, speech_folder, tmp_path):
+    out = tmp_path / "picks.csv"
+    code, said = cli("suggest", speech_folder, "--model", "random:aisfx-cnn", "--n", "4", "--out", out, "-q")
+    assert code == 0, said
+    rows = read_csv(out)
+    assert list(rows[0]) == ["rank", "path", "reason"] and len({r["path"] for r in rows}) == 4
+    assert all(r["path"].endswith(".wav") and Path(r["path"]).is_file() for r in rows)
