@@ -25,9 +25,9 @@ import torch
 
 import headstart
 from headstart.data import Dataset, bbc_news_folder, load_labelled, mnist_folder
-from headstart.features import Extraction, FeatureCache
 from headstart.heads import linear_probe
 from headstart.label.select import margin_doubt, typical, uncertain
+from headstart.label.suggest import Setup
 from headstart.metrics import softmax
 
 BUDGETS = (2, 5, 10, 20)
@@ -36,7 +36,7 @@ SEEDS = range(5)
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        cache = Path(tmp) / "cache"
+        cache = None  # headstart's own feature cache: a second run forwards nothing
         pools = {"MNIST (mobilenetv2, 64 px)": ("mobilenetv2", load_labelled(mnist_folder(Path(tmp) / "mnist", 250)),
                                                50, dict(image_size=64)),
                  "BBC News (minilm-l6)": ("minilm-l6", load_labelled(bbc_news_folder()), 100, {})}
@@ -44,7 +44,7 @@ def main() -> None:
         print("|---|---|---|---|---|")
         for name, (model, data, test_per_class, options) in pools.items():
             backbone = headstart.load_backbone(model, **options)
-            x = FeatureCache(cache).features(backbone, data, Extraction(torch.device("cpu"), progress=False))
+            x = Setup.make("cpu", cache, False).features(backbone, data)  # as suggest extracts: its cache hits
             y = np.array([data.classes.index(label) for label in data.labels])
             pool, test = split(y, test_per_class)
             check_public(data.subset(pool), x[pool], model, options, cache)
@@ -88,11 +88,11 @@ def accuracy(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray) 
     return float((probe(x[train], y[train])(x[test]).argmax(1) == y[test]).mean())
 
 
-def check_public(pool, x: np.ndarray, model: str, options: dict, cache: Path) -> None:
+def check_public(pool, x: np.ndarray, model: str, options: dict, cache: Path | None) -> None:
     """The picks of ``typical`` here are those of the public ``headstart.suggest`` on the same pool items."""
     n = 2 * len(pool.classes)
     unlabelled = Dataset(pool.items, None, pool.modality, pool.origins)
-    shown = headstart.suggest(unlabelled, n, model=model, cache_dir=cache, progress=False, **options)
+    shown = headstart.suggest(unlabelled, n, model=model, device="cpu", cache_dir=cache, progress=False, **options)
     key = "text" if pool.modality == "text" else "path"
     position = {str(item): i for i, item in enumerate(pool.items)}
     assert sorted(position[r[key]] for r in shown.rows) == sorted(p.index for p in typical(x, n)), model

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge
 from sklearn.neighbors import NearestNeighbors
 
@@ -32,6 +33,7 @@ NEIGHBOURS = 20  # typicality: mean distance to this many nearest neighbours (Ty
 CANDIDATES = 10  # uncertain picks: the most doubtful CANDIDATES x n items are clustered into n groups
 FULL_KMEANS = 64  # clusters up to which full k-means runs; above, mini-batch k-means
 BOOTSTRAP_HEADS = 10  # regression doubt: ridge heads on bootstrap resamples of the labelled items
+COMPONENTS = 64  # clustering runs on this many principal components of the unit-length features
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ def typical(pool: np.ndarray, n: int, labelled: np.ndarray | None = None, seed: 
     """TypiClust: ``n`` items of ``pool`` (features, one row each), the most typical of each of the largest
     clusters that no ``labelled`` row (features of items already labelled) falls in."""
     known = np.zeros((0, pool.shape[1]), pool.dtype) if labelled is None else labelled
-    every = normalised(np.concatenate([pool, known]))
+    every = embedded(np.concatenate([pool, known]), seed)
     k = min(n + len(known), len(every))
     clusters = cluster(every, k, seed)
     covered = set(clusters[len(pool):].tolist())
@@ -71,7 +73,7 @@ def uncertain(pool: np.ndarray, n: int, doubt: np.ndarray, reasons: list[str], s
     """``n`` doubtful and diverse items: the most doubtful of each of ``n`` clusters of the ``CANDIDATES * n``
     most doubtful items (``doubt``: higher is less sure; ``reasons``: one phrase per item)."""
     candidates = np.argsort(-doubt, kind="stable")[:max(CANDIDATES * n, n)]
-    clusters = cluster(normalised(pool[candidates]), min(n, len(candidates)), seed)
+    clusters = cluster(embedded(pool, seed)[candidates], min(n, len(candidates)), seed)
     best = [candidates[clusters == c][0] for c in np.unique(clusters)]  # candidates are most doubtful first
     return [Pick(int(i), reasons[i]) for i in sorted(best, key=lambda i: -doubt[i])][:n]
 
@@ -121,6 +123,17 @@ def typicality(x: np.ndarray) -> np.ndarray:
     k = min(NEIGHBOURS, len(x) - 1)
     distances, _ = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
     return 1 / (distances[:, 1:].mean(axis=1) + 1e-8)
+
+
+def embedded(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """What clustering and typicality see: the rows at unit length, projected on their ``COMPONENTS`` leading
+    principal components. On MNIST's mobilenetv2 features (bench/suggest.py's pool, 3 seeds) this lifted typical
+    picks at 2, 5 and 10 labels a class from 0.475, 0.608, 0.719 test accuracy (unit-length features alone) to
+    0.558, 0.653, 0.743: most of the 1,280 dimensions vary with ImageNet's concerns, not the pool's. (Whitened
+    components did as well there, but give a pool's noise directions the weight of its structure.)"""
+    x = normalised(x)
+    k = min(COMPONENTS, len(x) - 1, x.shape[1])
+    return PCA(k, random_state=seed).fit_transform(x) if k >= 2 else x
 
 
 def normalised(x: np.ndarray) -> np.ndarray:
