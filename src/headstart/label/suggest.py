@@ -15,7 +15,7 @@ import torch
 
 from headstart.backbones import Backbone, load_backbone
 from headstart.backbones.sources import state_identity
-from headstart.data import Dataset
+from headstart.data import DataSplits, Dataset
 from headstart.data.split import strata
 from headstart.devices import extraction_batch, resolve_device, resolve_precision
 from headstart.errors import ConfigError, DataError
@@ -114,7 +114,7 @@ def from_run(run: Path, pool: Any, n: int, setup: Setup, text_col: str | None, i
                        notes or None)
 
 
-def labelled_features(setup: Setup, backbone: Backbone, predictor: Predictor, splits) -> tuple:
+def labelled_features(setup: Setup, backbone: Backbone, predictor: Predictor, splits: DataSplits) -> tuple:
     """``(x_train, y_train, strata, x_val, y_val)`` of the run's labelled items, features from the cache."""
     task = predictor.task
     x_train, x_val = setup.features(backbone, splits.train), setup.features(backbone, splits.val)
