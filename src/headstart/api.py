@@ -6,6 +6,7 @@ precision, cache, deadline, checkpoints) and headstart.auto (``--strategy auto``
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,7 @@ def evaluate(run: str | Path, data: Any, device: str = "auto", **source_options:
     predictor = load_run(run)
     ds = data if isinstance(data, Dataset) else load_labelled(data, **{"run_columns": predictor.columns,
                                                                          **source_options})
+    predictor.check_modality(ds, str(data) if isinstance(data, (str, os.PathLike)) else "the data given")
     task = predictor.task
     ds = as_task(ds, TaskChoice(task.name, "the run's", getattr(task, "sep", None)),
                  Gate(bool(source_options.get("skip_bad"))))

@@ -43,6 +43,7 @@ import torch
 
 from headstart.data import IMAGE_EXTENSIONS, load_items
 from headstart.data.audio import AUDIO_EXTENSIONS
+from headstart.data.dataset import modality_plural
 from headstart.errors import ConfigError, ExportError, RunError
 from headstart.fileio import staged_dir, write_json
 from headstart.runs import Predictor, load_predictor
@@ -165,7 +166,7 @@ def _check_format(predictor: Predictor, format: str) -> None:
     if format != "onnx" and format != native:
         instead = f"--format {native} or --format onnx" if native else "--format onnx"
         raise ConfigError(f"{FORMAT_IS_FOR[format]}; this run's backbone (family {backbone.family.name!r}) takes "
-                          f"{backbone.modality}s. Use {instead}.")
+                          f"{modality_plural(backbone.modality)}. Use {instead}.")
 
 
 # ----------------------------------------------------------------------------------------------- samples
@@ -177,7 +178,8 @@ def _sample_batch(run: Path, predictor: Predictor, samples: Any) -> torch.Tensor
     if samples is not None:
         data = load_items(samples)
         if data.modality != modality:
-            raise ConfigError(f"This run takes {modality} inputs, but the samples given are {data.modality}s.")
+            raise ConfigError(f"This run takes {modality_plural(modality)}, but the samples given are "
+                              f"{modality_plural(data.modality)}. Give samples of that kind.")
         items = list(data.items[:MAX_SAMPLES])
     elif modality == "text":
         items = list(CHECK_TEXTS)

@@ -22,6 +22,7 @@ from headstart.backbones.audio_preprocessing import AudioPreprocessing
 from headstart.config import FitConfig
 from headstart.data import DataSplits, Skipped, load_data
 from headstart.data.checks import cheap_checks
+from headstart.data.dataset import modality_article, modality_plural
 from headstart.data.audio import choose_clip_seconds
 from headstart.data.resolution import MIN_SIZE, choose_image_size, native_size
 from headstart.data.shots import keep_shots
@@ -203,8 +204,9 @@ def prepare(data: Any, model: str | Backbone, cfg: FitConfig, val: Any = None,
             backbone.preprocessing = backbone.preprocessing.with_clip(seconds)
     if backbone.modality != splits.train.modality:
         wanted = splits.train.modality
-        raise DataError(f"The data holds {wanted} items but {backbone.name!r} is a {backbone.modality} model. "
-                        f"Pick {'an' if wanted == 'image' else 'a'} {wanted} model (see `headstart models`).")
+        raise DataError(f"The data holds {modality_plural(wanted)} but {backbone.name!r} is "
+                        f"{modality_article(backbone.modality)} model. Pick {modality_article(wanted)} model "
+                        "(see `headstart models`).")
     return splits, backbone
 
 

@@ -29,6 +29,7 @@ from headstart.backbones import Backbone, family_of
 from headstart.backbones.registry import MODALITIES
 from headstart.backbones.sources import refuse_remote_code
 from headstart.data import Dataset, load_items
+from headstart.data.dataset import modality_plural
 from headstart.devices import bf16_supported, resolve_device
 from headstart.engine import predict_logits
 from headstart.checkpoints import is_unfinished, saved_epoch
@@ -96,10 +97,16 @@ class Predictor:
         """``[len(data), n_classes]`` class probabilities (multi-label: each label's own; regression: the values)."""
         return self.task.probabilities(self.outputs(data, device, batch_size))
 
+    def check_modality(self, data: Dataset, given: str = "the data given") -> None:
+        """RunError unless ``data`` is of the run's modality; ``given`` names the data in the message."""
+        takes, holds = modality_plural(self.backbone.modality), modality_plural(data.modality)
+        if data.modality != self.backbone.modality:
+            raise RunError(f"This run takes {takes}, but {given} holds {holds}. Give it {takes}, or use a run "
+                           f"fitted on {holds}.")
+
     def outputs(self, data: Dataset, device: str = "auto", batch_size: int = 64) -> np.ndarray:
         """The model's raw outputs ``[len(data), n_outputs]``: logits, or values in the target's units."""
-        if data.modality != self.backbone.modality:
-            raise RunError(f"This model takes {self.backbone.modality} inputs, but {data.modality} were given.")
+        self.check_modality(data)
         dev = resolve_device(device)
         precision = self.precision if bf16_supported(dev) else "fp32"
         self.model.to(dev)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from headstart.data.dataset import Dataset, DataSplits, Skipped
+from headstart.data.dataset import Dataset, DataSplits, Skipped, modality_plural
 from headstart.data.folders import split_layout
 from headstart.data.items import Gate
 from headstart.data.sources import read_source
@@ -55,8 +55,8 @@ def load_data(
     for role, data in given.items():
         if data.modality != train.modality:
             raise DataError(
-                f"Mixed modalities: the training data is {train.modality}s but the {role} data "
-                f"is {data.modality}s. Give {role} data of the same kind as the training data."
+                f"Mixed modalities: the training data holds {modality_plural(train.modality)} but the {role} "
+                f"data holds {modality_plural(data.modality)}. Give {role} data of the same kind as the training data."
             )
     choice = decide_task(task, train.labels, label_sep)
     train = _nonempty(as_task(train, choice, gate, columns.label), "train", gate)

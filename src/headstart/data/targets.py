@@ -53,7 +53,20 @@ def check_task(task: str) -> str:
 
 
 def decide_task(asked: str, labels: Sequence[Any], sep: str | None = None) -> TaskChoice:
-    """The task for these (training) labels: ``asked`` unless it is ``auto``, else as the module says."""
+    """The task for these (training) labels: ``asked`` unless it is ``auto``, else as the module says. A ``sep``
+    given for labels that are not multi-label would be ignored: a ConfigError says so."""
+    choice = _decide(asked, labels, sep)
+    if sep is not None and choice.task != "multi-label":
+        strings = [label for label in labels if isinstance(label, str)]
+        holding = f"; {sum(sep in s for s in strings)} of {len(strings)} labels hold {sep!r}" if strings else ""
+        raise ConfigError(f"{option('label_sep', sep)} separates the labels of a multi-label task, but the task is "
+                          f"{choice.task} ({choice.reason}{holding}), so it would be ignored. Use "
+                          f"{option('task', 'multi-label')} to split the labels on {sep!r}, or leave out "
+                          f"{option('label_sep')}.")
+    return choice
+
+
+def _decide(asked: str, labels: Sequence[Any], sep: str | None) -> TaskChoice:
     asked = check_task(asked)
     present = [label for label in labels if label is not None]
     if asked == "multi-label":

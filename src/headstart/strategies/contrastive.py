@@ -33,6 +33,7 @@ from headstart import distributed
 from headstart.backbones import Backbone
 from headstart.backbones.base import batch_to
 from headstart.data import DataSplits
+from headstart.data.dataset import modality_article
 from headstart.devices import autocast
 from headstart.errors import ConfigError
 from headstart.features import Extraction, extract
@@ -66,8 +67,8 @@ class Contrastive(ContrastiveOptions):
     def fit(self, backbone: Backbone, splits: DataSplits, ctx: FitContext) -> StrategyResult:
         """Fine-tune a copy of the encoder on pairs of training texts, then fit the head on its embeddings."""
         if backbone.modality != "text":
-            raise ConfigError(f"The contrastive strategy is for text models; {backbone.name!r} is an "
-                              f"{backbone.modality} model. Use linear, partial, full, lp-ft or lora for it.")
+            raise ConfigError(f"The contrastive strategy is for text models; {backbone.name!r} is "
+                              f"{modality_article(backbone.modality)} model. Use linear, partial, full, lp-ft or lora for it.")
         if ctx.task.name != "single-label":
             raise ConfigError(f"The contrastive strategy learns from pairs of the same and of different classes: "
                               f"single-label data only, and this task is {ctx.task.name}. Use linear, partial, "
