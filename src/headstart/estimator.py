@@ -176,9 +176,11 @@ class HeadstartEstimator(BaseEstimator):
 class Classifier(ClassifierMixin, HeadstartEstimator):
     """A scikit-learn classifier that adapts a pretrained backbone (``model``) with ``strategy``.
 
-    ``fit(X, y)`` keeps ``classes_`` in the type of ``y`` (integer labels come back as integers);
-    ``predict`` returns labels of that type, ``predict_proba`` one column per ``classes_`` entry,
-    ``transform`` the backbone's embeddings; ``result_`` is the headstart FitResult (metrics, report, save).
+    ``y`` holds one label per sample, all strings or all numbers (scikit-learn refuses a mix too); a missing
+    label or a list of labels is a DataError naming its position (several labels per sample: ``headstart.fit``
+    with ``task="multi-label"``). ``fit(X, y)`` keeps ``classes_`` in the type of ``y`` (integer labels come
+    back as integers); ``predict`` returns labels of that type, ``predict_proba`` one column per ``classes_``
+    entry, ``transform`` the backbone's embeddings; ``result_`` is the headstart FitResult (metrics, report, save).
     """
 
     def fit(self, X: Any, y: Any) -> "Classifier":

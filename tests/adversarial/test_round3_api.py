@@ -162,7 +162,7 @@ def test_modality_messages_use_the_right_article_and_plural(cli, tmp_path, tiny_
     refused(images, "The data holds images", "is an audio model", "Pick an image model")
 
 
-def test_evaluating_a_sound_run_on_images_names_the_modality_not_the_labels(cli, tmp_path, image_folder):
+def test_evaluating_or_predicting_a_sound_run_on_images_names_the_modality(cli, tmp_path, image_folder):
     folder = write_tones(tmp_path / "sounds")
     run = tmp_path / "run"
     assert cli(["fit", folder, "--model", "random:aisfx-cnn", "--out", run, "-q"]).exit_code == 0
@@ -171,6 +171,8 @@ def test_evaluating_a_sound_run_on_images_names_the_modality_not_the_labels(cli,
     assert "labels" not in result.output.split("error:")[1].split(".")[0]
     with pytest.raises(headstart.RunError, match="This run takes sounds, but the data given holds images"):
         headstart.load_run(run).outputs(headstart.load_items(str(image_folder)))
+    predicted = cli(["predict", run, image_folder])  # was "no usable files found": the images were skipped unsaid
+    refused(predicted, "the model takes sounds, but the folder holds images", "use a run fitted on images")
 
 
 # ---- the Python estimators' targets -------------------------------------------------------------------

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from headstart.data.audio import AUDIO_EXTENSIONS, is_audio_name
-from headstart.data.dataset import Dataset, Skipped
+from headstart.data.dataset import Dataset, Skipped, modality_article, modality_plural
 from headstart.data.images import IMAGE_EXTENSIONS, is_image_name
 from headstart.data.items import SKIP_BAD, Gate, build_dataset, read_text_file
 from headstart.errors import DataError
@@ -88,6 +88,7 @@ def read_folder(root: Path, shown: str, gate: Gate, labelled: bool) -> Dataset:
     kinds = [_kind(path) for path in files]
     main = None if labelled else gate.modality or _main_kind(kinds)
     if main is not None:
+        _check_kind_present(main, kinds, origins, shown)
         _note_others(files, kinds, origins, main, gate)
         kinds = [kind if kind == main else None for kind in kinds]
     else:
@@ -159,8 +160,19 @@ def _note_others(
     for path, kind, origin in zip(files, kinds, origins):
         if kind == main:
             continue
-        what = f"a {kind} file" if kind else f"unsupported file type ({path.suffix.lower() or 'no extension'})"
-        gate.note(origin, f"{what} in a folder of {count} {main} files: only the {main}s are read")
+        what = (f"{modality_article(kind)} file" if kind
+                else f"unsupported file type ({path.suffix.lower() or 'no extension'})")
+        gate.note(origin, f"{what} in a folder of {count} {main} files: only the {modality_plural(main)} are read")
+
+
+def _check_kind_present(main: str, kinds: list[str | None], origins: list[str], shown: str) -> None:
+    """DataError when a folder read for a ``main`` model holds none of its files but files of another kind."""
+    found = [(kind, origin) for kind, origin in zip(kinds, origins) if kind is not None]
+    if found and main not in kinds:
+        other = _main_kind(kinds) or found[0][0]
+        raise DataError(f"{shown}: the model takes {modality_plural(main)}, but the folder holds "
+                        f"{modality_plural(other)} (e.g. {found[0][1]}). Give it {modality_plural(main)}, or use "
+                        f"a run fitted on {modality_plural(other)}.")
 
 
 def _reject_unknown(origins: list[str], files: list[Path], shown: str, gate: Gate) -> None:

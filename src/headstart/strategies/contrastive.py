@@ -68,7 +68,8 @@ class Contrastive(ContrastiveOptions):
         """Fine-tune a copy of the encoder on pairs of training texts, then fit the head on its embeddings."""
         if backbone.modality != "text":
             raise ConfigError(f"The contrastive strategy is for text models; {backbone.name!r} is "
-                              f"{modality_article(backbone.modality)} model. Use linear, partial, full, lp-ft or lora for it.")
+                              f"{modality_article(backbone.modality)} model. Use linear, partial, full, lp-ft or lora "
+                              "for it.")
         if ctx.task.name != "single-label":
             raise ConfigError(f"The contrastive strategy learns from pairs of the same and of different classes: "
                               f"single-label data only, and this task is {ctx.task.name}. Use linear, partial, "
