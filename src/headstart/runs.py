@@ -8,8 +8,8 @@
                         (+ adapter.safetensors, adapter_config.json for LoRA: see headstart.adapters)
     RUN/checkpoints/    only while a fit is in progress: its state after every epoch, for --resume
                         (see headstart.checkpoints); the final save replaces the folder without it
-    RUN/tensorboard/    with --track tensorboard and no --track-dir: the event files of every fit saved
-                        here (kept by each save, --overwrite included) and the last report.html
+    RUN/tensorboard/    with --track tensorboard and no --track-dir: a folder of event files per fit
+                        (see headstart.tracking), kept by every save here, --overwrite included
 """
 
 from __future__ import annotations
