@@ -25,9 +25,9 @@ CONTENTS = {
     "comparison": {"comparison.json", "report.html", "runs"},
     "audit": {"audit.json", "report.html"},
 }
-# Folders written before the marker existed are recognised by a file only headstart writes there.
 # What a new folder of each kind keeps from the one it replaces: the trackers' logs (see headstart.tracking).
 KEPT = {"run": ("tensorboard",), "comparison": (), "audit": ()}
+# Folders written before the marker existed are recognised by a file only headstart writes there.
 LEGACY_SIGNS = {"run": ("model/headstart.json", "checkpoints/config.json"), "comparison": ("comparison.json",),
                 "audit": ("audit.json",)}
 

@@ -133,6 +133,8 @@ def keep_logs(out: Path, new: Path) -> None:
     for name in KEPT["run"]:
         if (out / name).is_dir():
             shutil.copytree(out / name, new / name, symlinks=True)
+        elif (out / name).exists():
+            shutil.copy2(out / name, new / name)
 
 
 def check_out(out: Path, overwrite: bool = False, resume: bool = False, inputs: Iterable[Any] = ()) -> None:
