@@ -21,7 +21,7 @@ from headstart.data.load import as_task
 from headstart.data.targets import TaskChoice
 from headstart.errors import DataError
 from headstart.overlap import overlap_with_run
-from headstart.pipeline import FitResult, config_for, fit_data, resume_fit
+from headstart.pipeline import FitResult, check_folders, config_for, fit_data, resume_fit
 from headstart.runs import Predictor, check_out, load_predictor
 from headstart.runtime import Runtime
 from headstart.tracking import Session
@@ -50,6 +50,7 @@ def fit(data: Any = None, model: str | Backbone = "minilm-l6", strategy: str = "
     if resume is not None:
         return resume_fit(Path(resume), data, model, strategy, val, test, progress, options)
     cfg = config_for(model, strategy, options)
+    check_folders(cfg, (data, val, test))
     runtime = Runtime.from_config(cfg, progress)
     if out is not None and distributed.is_main():
         check_out(Path(out), overwrite, inputs=(data, val, test))  # before any work: never train for nothing

@@ -50,7 +50,7 @@ from headstart.fileio import write_text
 from headstart.heads import fit_predict_proba
 from headstart.metrics import METRIC_NAMES, mean_average_precision, multilabel_score, r2, spearman, wilson_interval
 from headstart.outdir import check_writable, write_marker
-from headstart.pipeline import config_for, prepare
+from headstart.pipeline import check_folders, config_for, prepare
 from headstart.report import plots, render_report
 from headstart.report.render import ReportData
 from headstart.runtime import Runtime
@@ -309,6 +309,7 @@ def audit(data: Any, model: Any = "minilm-l6", *, val: Any = None, test: Any = N
     With ``out`` the folder gets audit.json and report.html.
     """
     cfg = config_for(model, "linear", options)
+    check_folders(cfg, (data, val, test))
     if out is not None:
         check_writable(Path(out), "audit", overwrite, inputs=(data, val, test))
     splits, backbone = prepare(data, model, cfg, val, test)

@@ -16,7 +16,8 @@ Nothing is pickled: tensors are safetensors, the rest is JSON.
 
 When the run finishes, ``runs.save_run`` swaps the complete run directory in with one rename, which
 drops ``checkpoints/``. When ``--overwrite`` replaces a finished run, that run's files stay untouched
-until then (only ``RUN/checkpoints/`` is added), so a failed or killed new fit leaves it intact.
+until then (only ``RUN/checkpoints/`` is added, and with ``--track tensorboard`` the new fit's own
+``RUN/tensorboard/TIME``), so a failed or killed new fit leaves it intact.
 """
 
 from __future__ import annotations

@@ -46,6 +46,7 @@ from headstart.data.audio import AUDIO_EXTENSIONS
 from headstart.data.dataset import modality_plural
 from headstart.errors import ConfigError, ExportError, RunError
 from headstart.fileio import staged_dir, write_json
+from headstart.outdir import enclosing_folder, guard_data
 from headstart.runs import Predictor, load_predictor
 
 FORMATS = ("onnx", "hf", "timm")
@@ -109,6 +110,7 @@ def export(run: str | Path, format: str, out: str | Path | None = None, samples:
         raise ConfigError(f"Unknown export format {format!r}: choose one of {', '.join(FORMATS)}.")
     out = Path(out) if out is not None else run.with_name(f"{run.name}-{format}")
     _check_free(out)
+    _check_outside(out, samples)
     predictor = load_predictor(run)
     predictor.model.float().eval().cpu()
     _check_format(predictor, format)
@@ -157,6 +159,18 @@ def _check_free(out: Path) -> None:
     if out.is_dir() and any(out.iterdir()):
         raise RunError(f"{out} already exists and is not empty; exports never overwrite. Choose another --out "
                        "(or remove that folder).")
+
+
+def _check_outside(out: Path, samples: Any) -> None:
+    """RunError when ``out`` lies inside a folder headstart wrote (the run itself, any run, a comparison, an
+    audit), whose contents headstart manages, or is or lies inside the ``samples`` data folder."""
+    enclosing = enclosing_folder(out)
+    if enclosing is not None:
+        folder, kind = enclosing
+        raise RunError(f"--out {out} is inside the headstart {kind} folder {folder}; an export goes beside a run, "
+                       f"never into one: it would change the {kind}, whose folder headstart replaces whole. Choose an "
+                       f"--out outside {folder}.")
+    guard_data(out, samples if isinstance(samples, (list, tuple)) else [samples])
 
 
 def _check_format(predictor: Predictor, format: str) -> None:

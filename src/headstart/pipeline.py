@@ -7,11 +7,12 @@ FitResult with its metrics, costs and the config that ran.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ from headstart.engine import predict_logits
 from headstart.errors import ConfigError, DataError, RunError
 from headstart.report import render_run_report
 from headstart.notebook import fit_result_html, fit_result_repr
+from headstart.outdir import guard_folders
 from headstart.progress import spinner
 from headstart.runs import Predictor, check_out, item_columns, save_run
 from headstart.runtime import Runtime
@@ -97,6 +99,13 @@ def config_for(model: str | Backbone, strategy: Any, options: dict) -> FitConfig
     """The FitConfig of a call, with the model and strategy named."""
     name = model.name if isinstance(model, Backbone) else model
     return FitConfig(model=name, strategy=strategy if isinstance(strategy, str) else strategy.name, **options)
+
+
+def check_folders(cfg: FitConfig, inputs: Iterable[Any]) -> None:
+    """RunError, before any work, when the feature cache (``cache_dir``, else ``$HEADSTART_CACHE``) or the trackers'
+    ``track_dir`` is or lies inside a data folder in ``inputs`` (see headstart.outdir.guard_folders)."""
+    env = None if cfg.cache_dir else os.environ.get("HEADSTART_CACHE")
+    guard_folders({"cache_dir": cfg.cache_dir, "HEADSTART_CACHE": env, "track_dir": cfg.track_dir}, inputs)
 
 
 def for_strategy(cfg: FitConfig, strategy: str, options: dict[str, Any] | None = None) -> FitConfig:

@@ -8,12 +8,15 @@
                         (+ adapter.safetensors, adapter_config.json for LoRA: see headstart.adapters)
     RUN/checkpoints/    only while a fit is in progress: its state after every epoch, for --resume
                         (see headstart.checkpoints); the final save replaces the folder without it
+    RUN/tensorboard/    with --track tensorboard and no --track-dir: a folder of event files per fit
+                        (see headstart.tracking), kept by every save here, --overwrite included
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +39,7 @@ from headstart.checkpoints import is_unfinished, saved_epoch
 from headstart.errors import ModelNotFoundError, RemoteCodeError, RunError, brief
 from headstart.fileio import json_default, read_json_object, staged_dir, write_json, write_text
 from headstart.notebook import predictor_html, predictor_repr
-from headstart.outdir import check_writable, guard_data, write_marker
+from headstart.outdir import KEPT, check_writable, guard_data, write_marker
 from headstart.heads import Classifier
 from headstart.tasks import SingleLabel, Task, task_from_spec
 
@@ -124,11 +127,21 @@ def save_run(out: Path, predictor: Predictor, records: dict[str, Any], history: 
                 write_json(tmp / name, payload)
             write_text(tmp / "history.jsonl", "".join(json.dumps(row, default=json_default) + "\n" for row in history))
             save_model_dir(tmp / "model", predictor)
+            keep_logs(out, tmp)
             write_marker(tmp, "run")
     except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
         raise RunError(f"Could not write the run to {out}: {getattr(exc, 'strerror', None) or exc}. Check that the "
                        "folder is writable and the disk has space; earlier runs were left as they were.") from exc
     return out
+
+
+def keep_logs(out: Path, new: Path) -> None:
+    """Copy the trackers' logs of the folder ``out`` (see headstart.outdir.KEPT) into the run about to replace it."""
+    for name in KEPT["run"]:
+        if (out / name).is_dir():
+            shutil.copytree(out / name, new / name, symlinks=True)
+        elif (out / name).exists():
+            shutil.copy2(out / name, new / name)
 
 
 def check_out(out: Path, overwrite: bool = False, resume: bool = False, inputs: Iterable[Any] = ()) -> None:

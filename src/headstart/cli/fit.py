@@ -90,8 +90,8 @@ def fit_cli(
                                         "the final metrics and report.html to tensorboard and/or mlflow "
                                         "(comma-separated; offline; pip install 'headstart[track]')."),
     track_dir: Optional[str] = typer.Option(None, "--track-dir", metavar="DIR", help="TensorBoard's log folder and "
-                                            "MLflow's SQLite store [default: OUT/tensorboard; MLFLOW_TRACKING_URI "
-                                            "or ./mlflow.db]."),
+                                            "MLflow's SQLite store [default: OUT/tensorboard/TIME; "
+                                            "MLFLOW_TRACKING_URI or ./mlflow.db]."),
     config: Optional[str] = config_option(),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a stopped (killed, crashed) fit "
                                           "from its run directory's last saved epoch; needs no other options."),
