@@ -1,0 +1,123 @@
+"""Adversarial cases, round three (issue 24): predict's inputs and output, config files, terminal messages.
+
+Real CLI invocations on the tiny text run of tests/conftest.py; a broken stdout is a real file descriptor
+(/dev/full, a closed pipe) in a subprocess.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from headstart.cli.app import main
+
+ENV = {"COLUMNS": "200", "NO_COLOR": "1", "HF_HUB_OFFLINE": "1"}
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return " ".join((self.stdout + self.stderr).split())  # rich wraps long lines
+
+    @property
+    def rows(self) -> list[dict]:
+        return list(csv.DictReader(io.StringIO(self.stdout)))
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run the `headstart` entry point in this process as the shell would, stdin given as bytes: exit code,
+    stdout, stderr."""
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+
+    def run(args: list, stdin: bytes = b"") -> Outcome:
+        monkeypatch.setattr(sys, "argv", ["headstart", *map(str, args)])
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as done:
+            code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        out, err = capsys.readouterr()
+        return Outcome(code, out, err)
+
+    return run
+
+
+def shell(args: list, stdout, **kwargs) -> subprocess.CompletedProcess:
+    """`python -m headstart ARGS` in a real process, its stdout sent to ``stdout`` (a file or a pipe)."""
+    env = {**os.environ, **ENV, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([sys.executable, "-m", "headstart", *map(str, args)], stdout=stdout,
+                          stderr=subprocess.PIPE, env=env, text=True, timeout=300, **kwargs)
+
+
+# ---- defect 7: predict ignores a table's labels and keeps input order --------------------------------------
+
+def test_predict_reads_a_table_whose_labels_are_missing_or_partly_empty(cli, tmp_path, text_run):
+    _, run = text_run
+    table = tmp_path / "new.csv"
+    table.write_text("text,label\nThe striker scored twice,sports\nSimmer the sauce,\nA late penalty,\n")
+    result = cli(["predict", run, table])
+    assert result.exit_code == 0, result.output
+    assert [r["input"] for r in result.rows] == [f"{table} line {n}" for n in (2, 3, 4)]
+    assert all(r["label"] in ("sports", "cooking") for r in result.rows)
+
+
+def test_predict_skip_bad_skips_bad_texts_not_unlabelled_rows_and_keeps_input_order(cli, tmp_path, text_run):
+    _, run = text_run
+    table = tmp_path / "new.csv"
+    lines = ["text,label", "one,", "two,sports", ",cooking", "four,"] + [f"row {n}," for n in range(5, 12)]
+    table.write_text("\n".join(lines) + "\n")
+    result = cli(["predict", run, table, "--skip-bad"])
+    assert result.exit_code == 0, result.output
+    assert [r["input"] for r in result.rows] == [f"{table} line {n}" for n in range(2, 13)]  # line 4 in place
+    assert [r["skipped"] for r in result.rows if r["skipped"]] == ["the text in column 'text' is empty"]
+
+
+def test_predict_ignores_a_malformed_label_and_evaluate_still_needs_labels(cli, tmp_path, text_run):
+    _, run = text_run
+    table = tmp_path / "new.jsonl"
+    table.write_text('{"text": "Whisk the eggs", "label": [["nested"]]}\n{"text": "A goal", "label": null}\n')
+    assert cli(["predict", run, table]).exit_code == 0
+    unlabelled = tmp_path / "unlabelled.csv"
+    unlabelled.write_text("text,label\nWhisk the eggs,cooking\nA goal,\n")
+    result = cli(["evaluate", run, unlabelled])
+    assert result.exit_code == 2 and "line 3: the label in column 'label' is missing" in result.output
+
+
+# ---- stdin that is not UTF-8 text ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_latin1_on_stdin_is_decoded_as_the_file_readers_do(cli, text_run, as_json):
+    _, run = text_run
+    result = cli(["predict", run, *(["--json"] if as_json else [])], stdin=b"caf\xe9 au lait\n")
+    assert result.exit_code == 0, result.output
+    text = json.loads(result.stdout)[0]["text"] if as_json else result.rows[0]["text"]
+    assert text == "café au lait"
+
+
+def test_binary_garbage_on_stdin_names_the_line_or_is_skipped(cli, text_run):
+    _, run = text_run
+    garbage = b"\x89PNG\n\x00\x00\x00\rIHDR\n\xff\xd8\xff\x00JFIF\n"  # lines: \r ends one too
+    result = cli(["predict", run], stdin=garbage)
+    assert result.exit_code == 2
+    assert "error: stdin line 2 holds a NUL byte" in result.output and "Traceback" not in result.output
+    skipped = cli(["predict", run, "--skip-bad"], stdin=garbage)
+    assert skipped.exit_code == 0, skipped.output
+    assert [r["skipped"] for r in skipped.rows] == ["", "binary data (a NUL byte)", "", "binary data (a NUL byte)"]
