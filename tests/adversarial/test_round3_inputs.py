@@ -121,3 +121,20 @@ def test_binary_garbage_on_stdin_names_the_line_or_is_skipped(cli, text_run):
     skipped = cli(["predict", run, "--skip-bad"], stdin=garbage)
     assert skipped.exit_code == 0, skipped.output
     assert [r["skipped"] for r in skipped.rows] == ["", "binary data (a NUL byte)", "", "binary data (a NUL byte)"]
+
+
+# ---- config files: encoding, types and duplicate keys name the file ----------------------------------------
+
+@pytest.mark.parametrize("name, content, message", [
+    ("fit.toml", 'model = "caf\xe9"\n'.encode("latin-1"), "fit.toml: not UTF-8 text (byte 13"),
+    ("fit.json", b'{"epochs": 2, "epochs": 3}', "fit.json: the key 'epochs' is given twice"),
+    ("fit.toml", b"epochs = true\n", "fit.toml: 'epochs' must be a whole number, e.g. 3, not true (bool)"),
+    ("fit.toml", b'epochs = "abc"\n', "fit.toml: 'epochs' must be a whole number, e.g. 3, not \"abc\" (str)"),
+    ("fit.json", b'{"val_fraction": [0.2]}', "fit.json: 'val_fraction' must be a number, e.g. 0.5, not [0.2]"),
+    ("fit.toml", b'augment = "no"\n', "fit.toml: 'augment' must be true or false, not \"no\" (str)"),
+])
+def test_a_bad_config_file_is_an_error_naming_the_file_and_key(cli, tmp_path, text_csv, name, content, message):
+    (tmp_path / name).write_bytes(content)
+    result = cli(["fit", text_csv, "--config", tmp_path / name, "--out", tmp_path / "run"])
+    assert result.exit_code == 2 and f"error: --config {tmp_path / name}: " in result.output
+    assert message in result.output and not (tmp_path / "run").exists()
