@@ -138,3 +138,29 @@ def test_a_bad_config_file_is_an_error_naming_the_file_and_key(cli, tmp_path, te
     result = cli(["fit", text_csv, "--config", tmp_path / name, "--out", tmp_path / "run"])
     assert result.exit_code == 2 and f"error: --config {tmp_path / name}: " in result.output
     assert message in result.output and not (tmp_path / "run").exists()
+
+
+# ---- stdout on a full disk, or a closed pipe ----------------------------------------------------------------
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("as_json", [False, True])
+def test_predict_to_a_full_disk_is_an_error_not_a_traceback(tmp_path, text_run, as_json):
+    _, run = text_run
+    lines = tmp_path / "lines.txt"
+    lines.write_text("".join(f"text number {n}\n" for n in range(300)))
+    with open("/dev/full", "w") as full, open(lines) as stdin:
+        result = shell(["predict", run, *(["--json"] if as_json else [])], stdout=full, stdin=stdin)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: could not write: No space left on device"), result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+
+
+def test_predict_into_a_closed_pipe_exits_quietly(tmp_path, text_run):
+    _, run = text_run
+    env = {**os.environ, **ENV, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    with open(tmp_path / "stderr", "w") as err:
+        child = subprocess.Popen([sys.executable, "-m", "headstart", "predict", str(run), "A goal", "Stir it"],
+                                 stdout=subprocess.PIPE, stderr=err, env=env)
+        child.stdout.close()  # `| head -0`: the reader is gone before anything is written
+        assert child.wait(timeout=300) == 1
+    assert (tmp_path / "stderr").read_text() == ""
