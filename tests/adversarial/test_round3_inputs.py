@@ -164,3 +164,14 @@ def test_predict_into_a_closed_pipe_exits_quietly(tmp_path, text_run):
         child.stdout.close()  # `| head -0`: the reader is gone before anything is written
         assert child.wait(timeout=300) == 1
     assert (tmp_path / "stderr").read_text() == ""
+
+
+# ---- long texts are not cut in machine-readable output ------------------------------------------------------
+
+def test_predict_csv_and_json_carry_a_long_text_whole(cli, tmp_path, text_run):
+    _, run = text_run
+    text = "The striker scored in the last minute " * 12  # 456 characters
+    table = tmp_path / "long.csv"
+    table.write_text(f"text\n{text}\n")
+    assert cli(["predict", run, table]).rows[0]["text"] == text
+    assert json.loads(cli(["predict", run, table, "--json"]).stdout)[0]["text"] == text

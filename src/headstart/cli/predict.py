@@ -163,7 +163,7 @@ ANSWER_COLUMNS = {"single-label": "label", "multi-label": "labels", "regression"
 
 def write_csv(rows: list[dict], classes: list[str], skip_bad: bool, raw: bool, top_k: int | None = None,
               answer: str = "label") -> None:
-    """CSV on stdout: input, text (for texts), the answer (``label``; multi-label: ``labels`` above their
+    """CSV on stdout: input, text (for texts, whole), the answer (``label``; multi-label: ``labels`` above their
     thresholds, joined by ``|``; regression: ``value``), one probability per class, or with ``top_k`` the k
     most probable classes as label_1, p_1, ... (+ skipped with skip_bad)."""
     text = any("text" in r for r in rows)
@@ -173,7 +173,7 @@ def write_csv(rows: list[dict], classes: list[str], skip_bad: bool, raw: bool, t
     writer = csv.writer(sys.stdout)
     writer.writerow(["input"] + (["text"] if text else []) + [answer] + scores + (["skipped"] if skip_bad else []))
     for r in rows:
-        shown = [cell(r.get("text", "")[:200])] if text else []
+        shown = [cell(r.get("text", ""))] if text else []
         if "top_k" in r:
             probs = [v for t in r["top_k"] for v in (cell(t["label"]), f"{t['probability']:.6f}")]
         elif "probabilities" in r:
