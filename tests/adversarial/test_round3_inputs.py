@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import COOKING, SPORTS
 
 from headstart.cli.app import main
 
@@ -175,3 +176,34 @@ def test_predict_csv_and_json_carry_a_long_text_whole(cli, tmp_path, text_run):
     table.write_text(f"text\n{text}\n")
     assert cli(["predict", run, table]).rows[0]["text"] == text
     assert json.loads(cli(["predict", run, table, "--json"]).stdout)[0]["text"] == text
+
+
+# ---- -q hides progress, not warnings; the few-examples advice only where it applies -------------------------
+
+def write_small_table(path: Path, repeat_first: bool = False) -> Path:
+    """8 sports and 8 cooking sentences (under 10 per class); with ``repeat_first`` the first row twice."""
+    rows = [row for pair in zip(((t, "sports") for t in SPORTS[:8]), ((t, "cooking") for t in COOKING[:8]))
+            for row in pair]
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows([("text", "label"), *rows, *rows[:1 if repeat_first else 0]])
+    return path
+
+
+def test_quiet_hides_progress_but_not_data_warnings(cli, tmp_path, tiny_text_dir):
+    table = write_small_table(tmp_path / "dup.csv", repeat_first=True)
+    result = cli(["fit", table, "--model", tiny_text_dir, "--out", tmp_path / "run", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "warning: 1 item(s) occur more than once" in result.stderr and "dup.csv line 18" in result.stderr
+
+
+def test_too_few_examples_advice_is_for_fine_tuning_fits_only(cli, tmp_path, tiny_text_dir):
+    table = write_small_table(tmp_path / "small.csv")
+    advice = "prefer the linear strategy"
+    linear = cli(["fit", table, "--model", tiny_text_dir, "--out", tmp_path / "linear"])
+    assert linear.exit_code == 0 and advice not in linear.output
+    assert advice not in json.dumps(json.loads((tmp_path / "linear" / "metrics.json").read_text()))
+    partial = cli(["fit", table, "--model", tiny_text_dir, "--strategy", "partial", "--epochs", 1, "--batch-size", 8,
+                   "--out", tmp_path / "partial", "-q"])
+    assert partial.exit_code == 0 and advice in partial.output, partial.output
+    audit = cli(["audit", table, "--model", tiny_text_dir, "--out", tmp_path / "audit", "-q"])
+    assert audit.exit_code == 0 and advice not in audit.output, audit.output
