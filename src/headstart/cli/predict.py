@@ -155,7 +155,7 @@ def in_input_order(rows: list[dict], parts: list[Dataset]) -> list[dict]:
 
 def _place(row: dict) -> list:
     """A row's input name as text and numbers: the key that puts "line 9" before "line 10"."""
-    return [int(chunk) if chunk.isdigit() else chunk for chunk in re.split(r"([0-9]+)", row["input"])]
+    return [int(chunk) if i % 2 else chunk for i, chunk in enumerate(re.split(r"([0-9]+)", row["input"]))]
 
 
 ANSWER_COLUMNS = {"single-label": "label", "multi-label": "labels", "regression": "value"}  # the answer, by task
