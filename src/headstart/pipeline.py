@@ -127,8 +127,8 @@ def fit_data(data: Any, model: str | Backbone, strat: Strategy, cfg: FitConfig, 
         print(f"note: {image_size_note(splits, backbone)}", file=sys.stderr)
     if runtime.progress and (splits.task != "single-label" or "numbers" in task_reason(splits)):
         print(f"note: {task_note(splits)}", file=sys.stderr)  # the usual case, one class per item, goes unsaid
-    if runtime.progress:
-        for warning in cheap_checks(splits):
+    if distributed.is_main():  # unlike progress and notes, warnings print whatever --quiet (progress=False) says
+        for warning in cheap_checks(splits, fine_tuning=not getattr(strat, "frozen_backbone", False)):
             print(f"warning: {warning}", file=sys.stderr)
     if out is None:
         return fit_prepared(splits, backbone, cfg, strat, runtime)
@@ -236,7 +236,7 @@ def fit_prepared(splits: DataSplits, backbone: Backbone, cfg: FitConfig, strat: 
     with spinner("scoring train, validation and test sets", ctx.progress):
         metrics = _metrics(result, backbone, splits, ctx, predictor, cfg)
     metrics.update(_costs(result, start, ctx, runtime.cache.forwarded - forwarded))
-    metrics["data_warnings"] = cheap_checks(splits)  # duplicates, leakage, imbalance, tiny classes
+    metrics["data_warnings"] = cheap_checks(splits, fine_tuning=not result.frozen_backbone)  # duplicates, leakage...
     metrics["strategy_info"] = result.info
     metrics["balance"] = {**ctx.balance, "select_metric": ctx.task.select_metric}
     if not result.frozen_backbone:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -54,8 +57,35 @@ def main() -> None:
     except HeadstartError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except OSError as exc:
+        output_failed(exc, console)
     except SystemExit as done:
         distributed = sys.modules.get("headstart.distributed")  # loaded only by the verbs that train
         if not done.code and distributed:  # a clean finish (every process is past its collectives): leave the
             distributed.teardown()  # process group
+        try:
+            sys.stdout.flush()  # what is still buffered: a closed pipe or a full disk shows here
+        except OSError as exc:
+            output_failed(exc, console)
         raise
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # what a full disk (or quota, or file size limit) raises
+
+
+def output_failed(exc: OSError, console: Console) -> NoReturn:
+    """End a command whose writing failed: quietly (exit 1) for a closed pipe (``| head``), as Unix tools do; with
+    an error (exit 2) for a full disk (``> file`` on it); any other OSError goes on up."""
+    if not isinstance(exc, BrokenPipeError) and exc.errno not in NO_SPACE:
+        raise exc
+    try:
+        sys.stdout.flush()
+    except OSError:  # Python's last flush would fail again, with a traceback: stdout goes to the null device
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), sys.stdout.fileno())
+    if isinstance(exc, BrokenPipeError):
+        sys.exit(1)
+    where = f" to {exc.filename}" if exc.filename else ""
+    console.print(f"[bold red]error:[/] could not write{where}: {exc.strerror or exc}; the output is incomplete. "
+                  "Free some space on that disk, or send the output elsewhere.", highlight=False, soft_wrap=True)
+    sys.exit(2)

@@ -85,7 +85,7 @@ def fit_cli(
     cache_dir: Optional[str] = typer.Option(None, help="Feature cache [default: ~/.cache/headstart]."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run at --out."),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or notes; warnings still print."),
     track: Optional[str] = typer.Option(None, "--track", metavar="TRACKERS", help="Log the config, every epoch, "
                                         "the final metrics and report.html to tensorboard and/or mlflow "
                                         "(comma-separated; offline; pip install 'headstart[track]')."),

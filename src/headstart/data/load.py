@@ -116,7 +116,8 @@ def load_items(
 ) -> Dataset:
     """Load unlabelled inputs: image/.txt file(s), a folder (recursive), a table, a list or a datasets.Dataset.
 
-    Labels are read from a table's label column when it has one (else ``labels`` is None).
+    Inputs carry no labels (``labels`` is None): a table's label column, if any, is not read, so rows with
+    an empty or odd label are predicted like the others.
     With ``skip_bad`` bad items are dropped and listed in the result's ``skipped``. ``modality``
     (the model's) reads a folder's files of that kind and skips the others, listing them; for a text
     model a string that names no file is a text (see ``sources.is_text_not_path``). ``run_columns``

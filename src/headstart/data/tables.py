@@ -189,13 +189,11 @@ def _check_unique(columns: tuple[str, ...], shown: str) -> None:
 
 
 def table_dataset(table: Table, columns: Columns, gate: Gate, need_labels: bool) -> Dataset:
-    """Dataset from a table: texts or image paths plus labels (required when ``need_labels``)."""
+    """Dataset from a table: texts or image paths, plus labels when ``need_labels`` (inputs ignore them)."""
     modality, item_col, label_col = choose_columns(table, columns, need_labels)
     labels = None
     if label_col is not None:
         labels = [_label(row.get(label_col), origin, label_col) for row, origin in zip(table.rows, table.origins)]
-        if not need_labels and all(label is None for label in labels):
-            labels = None
     values = [row.get(item_col) for row in table.rows]
     origins = list(table.origins)
     if modality == "image" and _sound_paths(values):
@@ -226,13 +224,14 @@ def _label(value: Any, origin: str, column: str) -> Any:
 
 
 def choose_columns(table: Table, columns: Columns, need_labels: bool) -> tuple[str, str, str | None]:
-    """``(modality, item column, label column or None)`` of a table; only its name and columns are read."""
+    """``(modality, item column, label column)`` of a table; only its name and columns are read. Without
+    ``need_labels`` (inputs to predict) the label column is None: a table's labels are never read then."""
     if columns.text and columns.image:
         raise ConfigError(
             f"Pass only one of {option('text_col')} and {option('image_col')}, not both."
         )
     label = columns.label or columns.of_run("label", table)
-    label_col = _pick(table, label, LABEL_COLUMNS, "label_col", "label", need_labels)
+    label_col = _pick(table, label, LABEL_COLUMNS, "label_col", "label", True) if need_labels else None
     modality, item_col = _item_column(table, columns)
     if label_col == item_col:
         if need_labels or columns.label:
