@@ -41,7 +41,7 @@ def hold(folder: str | Path, what: str, inputs: Iterable[Any] = ()) -> Iterator[
     guard_data(folder, inputs)
     busy = (f"{folder} is in use: {{holder}} is writing a {what} there. Wait for it to finish (or stop it), or "
             "choose another --out; two processes never write one folder.")
-    with _locked(folder, 0, busy):
+    with _locked(folder, f"the {what}", 0, busy):
         yield
 
 
@@ -51,7 +51,7 @@ def wait(folder: Path, what: str, seconds: float = 120) -> Iterator[None]:
     process's turn; RunError if it is still held then."""
     busy = (f"{folder} is locked by {{holder}}, which has been writing {what} there for over {seconds:.0f} s. "
             "Wait for it to finish, or stop it.")
-    with _locked(Path(folder), seconds, busy):
+    with _locked(Path(folder), what, seconds, busy):
         yield
 
 
@@ -65,7 +65,7 @@ def holder(folder: Path) -> str:
 
 
 @contextmanager
-def _locked(folder: Path, timeout: float, busy: str) -> Iterator[None]:
+def _locked(folder: Path, what: str, timeout: float, busy: str) -> Iterator[None]:
     """``folder``'s lock, taken within ``timeout`` seconds, else RunError ``busy`` (its {holder} filled in)."""
     path = lock_file(folder)
     lock = FileLock(path, timeout=timeout, on_acquired=_write_holder)
@@ -76,8 +76,8 @@ def _locked(folder: Path, timeout: float, busy: str) -> Iterator[None]:
     except Timeout:
         raise RunError(busy.replace("{holder}", holder(folder))) from None
     except OSError as exc:
-        raise RunError(f"Cannot write {folder}: its lock file {path} cannot be made ({exc.strerror or exc}). "
-                       "Check that the folder is writable.") from None
+        raise RunError(f"Could not write {what} to {folder}: {exc.strerror or exc} (making its lock file {path}). "
+                       "Check that the folder is writable and the disk has space.") from None
     try:
         yield
     finally:

@@ -23,7 +23,6 @@ import pytest
 import headstart
 from headstart import engine
 from headstart.cli.app import main
-from headstart.features import FeatureCache
 
 ENV = {"COLUMNS": "200", "NO_COLOR": "1", "HF_HUB_OFFLINE": "1"}
 SRC = str(Path(headstart.__file__).parents[1])
@@ -87,7 +86,7 @@ def test_cache_clear_deletes_only_its_own_shards_and_says_what_it_left(cli, tmp_
                                                                        text_backbone, how):
     project = tmp_path / "project"
     headstart.fit(text_pairs, text_backbone, "linear", progress=False, cache_dir=str(project))
-    shards = FeatureCache(project).shards()
+    shards = sorted(project.glob("features/*/*.safetensors"))
     assert shards
     mine = {project / "features/notes.txt": "my notes\n", project / "features" / shards[0].parent.name / "x.txt": "x",
             project / "features/own/0123456789abcdef.json": "{}", project / "todo.txt": "keep\n"}
@@ -101,7 +100,7 @@ def test_cache_clear_deletes_only_its_own_shards_and_says_what_it_left(cli, tmp_
         result = cli(["cache", "--clear", "--cache-dir", project])
     assert result.exit_code == 0, result.output
     assert all(path.read_text() == text for path, text in mine.items())
-    assert FeatureCache(project).shards() == [] and not [p for p in shards if p.with_suffix(".json").exists()]
+    assert not [p for p in shards if p.exists() or p.with_suffix(".json").exists()]
     assert "Left 3 files the cache did not write" in result.output and "features/notes.txt" in result.output
     assert f"Removed {2 * len(shards)} cached feature files" in result.output
 
