@@ -102,7 +102,7 @@ def test_cache_clear_deletes_only_its_own_shards_and_says_what_it_left(cli, tmp_
     assert all(path.read_text() == text for path, text in mine.items())
     assert not [p for p in shards if p.exists() or p.with_suffix(".json").exists()]
     assert "Left 3 files the cache did not write" in result.output and "features/notes.txt" in result.output
-    assert f"Removed {2 * len(shards)} cached feature files" in result.output
+    assert f"Removed {2 * len(shards)} files of cached features" in result.output
 
 
 # ---- defect 5: one process writes a folder; the lock dies with its process --------------------------------

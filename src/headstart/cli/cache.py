@@ -23,11 +23,11 @@ def cache_cli(
     cache = FeatureCache(cache_dir)
     if clear:
         done = cache.clear()
-        console.print(f"Removed {done.removed} cached feature files from {cache.root}.", highlight=False)
+        console.print(f"Removed {_files(done.removed)} of cached features from {cache.root}.", highlight=False)
         if done.kept:
             names = ", ".join(str(p.relative_to(cache.root)) for p in done.kept[:5])
             more = f" and {len(done.kept) - 5} more" if len(done.kept) > 5 else ""
-            console.print(f"Left {len(done.kept)} files the cache did not write: {names}{more}. headstart deletes "
+            console.print(f"Left {_files(len(done.kept))} the cache did not write: {names}{more}. headstart deletes "
                           "only its own feature shards; move or delete these yourself.", highlight=False,
                           soft_wrap=True)
         return
@@ -36,3 +36,7 @@ def cache_cli(
     keys = {f.parent.name for f in files}
     console.print(f"{cache.root}: {len(keys)} backbone settings, {len(files)} shards, {size / 2**20:.1f} MB",
                   highlight=False)
+
+
+def _files(n: int) -> str:
+    return f"{n} file{'' if n == 1 else 's'}"
