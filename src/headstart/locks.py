@@ -39,8 +39,8 @@ def hold(folder: str | Path, what: str, inputs: Iterable[Any] = ()) -> Iterator[
     file is written (see headstart.outdir.guard_data)."""
     folder = Path(folder)
     guard_data(folder, inputs)
-    busy = (f"{folder} is in use: {{holder}} is writing a {what} there. Wait for it to finish (or stop it), or "
-            "choose another --out; two processes never write one folder.")
+    busy = (f"{folder} is in use: another headstart process is writing a {what} there ({{holder}}). Wait for it to "
+            "finish (or stop it), or choose another --out; two processes never write one folder.")
     with _locked(folder, f"the {what}", 0, busy):
         yield
 
@@ -49,19 +49,19 @@ def hold(folder: str | Path, what: str, inputs: Iterable[Any] = ()) -> Iterator[
 def wait(folder: Path, what: str, seconds: float = 120) -> Iterator[None]:
     """Hold ``folder``'s lock while the block writes ``what`` there, waiting up to ``seconds`` for another
     process's turn; RunError if it is still held then."""
-    busy = (f"{folder} is locked by {{holder}}, which has been writing {what} there for over {seconds:.0f} s. "
-            "Wait for it to finish, or stop it.")
+    busy = (f"{folder} is locked: another headstart process ({{holder}}) has been writing {what} there for over "
+            f"{seconds:.0f} s. Wait for it to finish, or stop it.")
     with _locked(Path(folder), what, seconds, busy):
         yield
 
 
 def holder(folder: Path) -> str:
-    """Who holds ``folder``'s lock, in words: "headstart process 1234 on HOST (headstart fit ...), since 18:02"."""
+    """Who holds ``folder``'s lock, in words: "process 1234 on HOST since 2026-12-07 18:02:11: headstart fit ..."."""
     try:
         info = json.loads(lock_file(folder).read_text(encoding="utf-8"))
-        return f"headstart process {info['pid']} on {info['host']} ({info['command']}), since {info['since']}"
+        return f"process {info['pid']} on {info['host']} since {info['since']}: {info['command']}"
     except (OSError, ValueError, KeyError, TypeError):
-        return "another headstart process"
+        return "its lock file does not say which"
 
 
 @contextmanager
