@@ -39,8 +39,8 @@ def hold(folder: str | Path, what: str, inputs: Iterable[Any] = ()) -> Iterator[
     file is written (see headstart.outdir.guard_data)."""
     folder = Path(folder)
     guard_data(folder, inputs)
-    busy = (f"{folder} is in use: another headstart process is writing a {what} there ({{holder}}). Wait for it to "
-            "finish (or stop it), or choose another --out; two processes never write one folder.")
+    busy = (f"{folder} is in use by another headstart process ({{holder}}). Wait for it to finish (or stop it), or "
+            f"choose another --out for the {what}; two processes never write one folder.")
     with _locked(folder, f"the {what}", 0, busy):
         yield
 

@@ -117,11 +117,10 @@ def test_a_second_fit_to_a_folder_being_written_is_refused_up_front_and_a_kill_9
         for extra in ([], ["--overwrite"]):
             second = cli(linear_fit(tiny_text_dir, text_csv, run, *extra))
             assert second.exit_code == 2, second.output
-            assert f"{run} is in use: another headstart process is writing a run there (process {first.pid} on" \
-                in second.output
+            assert f"{run} is in use by another headstart process (process {first.pid} on" in second.output
             assert "choose another --out" in second.output and "Traceback" not in second.output
         resumed = cli(["fit", "--resume", run, "--quiet"])
-        assert resumed.exit_code == 2 and "is in use" in resumed.output, resumed.output
+        assert resumed.exit_code == 2 and "is in use by another" in resumed.output, resumed.output
     finally:
         first.kill()  # kill -9: the OS drops its lock
         first.communicate()
@@ -141,8 +140,7 @@ def test_compare_and_audit_refuse_a_folder_another_process_writes(cli, tmp_path,
         args = [verb, text_csv, "--model", tiny_text_dir, "--out", out, "--quiet"]
         refused = cli(args + (["--strategies", "linear"] if verb == "compare" else []))
         assert refused.exit_code == 2, refused.output
-        assert f"{out} is in use: another headstart process is writing a {verb} there (process {holder.pid} on" \
-            in refused.output
+        assert f"{out} is in use by another headstart process (process {holder.pid} on" in refused.output
         assert not out.exists()
     finally:
         holder.kill()
