@@ -57,8 +57,9 @@ def fit(data: Any = None, model: str | Backbone = "minilm-l6", strategy: str = "
 
 def run_lock(out: str | Path | None, inputs: tuple = ()) -> AbstractContextManager:
     """The lock of the run folder ``out`` (see headstart.locks), held by the main process from the checks to the
-    save: a second fit to the same folder is refused before any work."""
-    if out is None or not distributed.is_main():
+    save: a second fit to the same folder is refused before any work. The process group is not formed yet: the
+    launcher's rank says which process is the main one."""
+    if out is None or distributed.launch_rank() != 0:
         return nullcontext()
     return hold(Path(out), "run", inputs)
 

@@ -86,8 +86,15 @@ def _locked(folder: Path, what: str, timeout: float, busy: str) -> Iterator[None
         except OSError:  # Windows: an open file cannot be removed; filelock removes it on release
             pass
         lock.release()
-        if made and not any(path.parent.iterdir()):  # a fit refused or stopped early leaves no empty folder
-            path.parent.rmdir()
+        if made:  # a fit refused or stopped early leaves no empty folder behind
+            _remove_if_empty(path.parent)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # not empty (the run is in it), or another process wrote there meanwhile
+        pass
 
 
 def _write_holder(fd: int) -> None:

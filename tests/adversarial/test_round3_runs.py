@@ -185,6 +185,16 @@ def test_ctrl_c_while_saving_a_fine_tune_keeps_its_epochs_for_resume(cli, tmp_pa
     assert (run / "report.html").is_file() and not (run / "checkpoints").exists()
 
 
+def test_ctrl_c_just_after_the_save_says_the_run_was_saved(cli, tmp_path, monkeypatch, text_csv, tiny_text_dir):
+    run = tmp_path / "run"
+    with monkeypatch.context() as patch:  # the trackers are told last, after the run folder was renamed in place
+        patch.setattr("headstart.tracking.Session.finish", stop_in_the_report)
+        stopped = cli(linear_fit(tiny_text_dir, text_csv, run))
+    assert stopped.exit_code == 130, stopped.output
+    assert f"stopped after the run was saved: {run} holds it, complete" in stopped.output
+    assert (run / "report.html").is_file() and cli(["predict", run, text_csv]).exit_code == 0
+
+
 def test_a_kill_9_while_saving_never_leaves_a_run_that_counts_as_complete(cli, tmp_path, text_csv, tiny_text_dir):
     run = tmp_path / "run"
     kill = ("import os, signal, headstart.report.render as render\n"
