@@ -350,7 +350,7 @@ def _train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Da
     loader = distributed.train_loader(feed.pairs, s.batch_size, generator, feed.collate, feed.num_workers,
                                       feed.lengths, sample_weights)
     model.to(device, memory_format=torch.channels_last if feed.channels_last else torch.preserve_format)
-    saved = load_checkpoint(s.checkpoint) if s.checkpoint else None
+    saved = load_checkpoint(s.checkpoint, s.epochs) if s.checkpoint else None
     lr_range = None
     if s.find_lr:  # a resumed run reuses the rate its first start found
         lr_range = saved[1].get("lr_range") if saved else _find_lr(model, feed, groups, s, device, precision)

@@ -302,7 +302,7 @@ def _pack_run(result: FitResult) -> dict[str, bytes]:
     try:
         config = {"config": result.config.to_dict(), **({"data": result.data} if result.data is not None else {})}
         records = {"config.json": config, "split.json": result.split, "metrics.json": result.metrics}
-        save_run(folder / "run", result.predictor, records, result.history)
+        save_run(folder / "run", result.predictor, records, result.history, report=False)
         return {str(p.relative_to(folder / "run")): p.read_bytes()
                 for p in sorted((folder / "run").rglob("*")) if p.is_file()}
     finally:

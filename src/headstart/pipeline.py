@@ -29,8 +29,7 @@ from headstart.data.resolution import MIN_SIZE, choose_image_size, native_size
 from headstart.data.shots import keep_shots
 from headstart.devices import peak_memory_mb, reset_peak_memory
 from headstart.engine import predict_logits
-from headstart.errors import ConfigError, DataError, RunError
-from headstart.report import render_run_report
+from headstart.errors import ConfigError, DataError, RunError, brief
 from headstart.notebook import fit_result_html, fit_result_repr
 from headstart.outdir import guard_folders
 from headstart.progress import spinner
@@ -91,7 +90,6 @@ class FitResult:
         records = {"config.json": config, "split.json": self.split, "metrics.json": self.metrics}
         with spinner(f"saving the run to {out}", progress):
             self.run_dir = save_run(Path(out), self.predictor, records, self.history, overwrite)
-            render_run_report(self.run_dir)
         return self.run_dir
 
 
@@ -166,15 +164,13 @@ def resume_fit(run: Path, data: Any, model: Any, strategy: Any, val: Any, test: 
     if options:
         raise ConfigError(f"resume={str(run)!r} takes its options from {run}/checkpoints/config.json; "
                           f"do not pass {', '.join(sorted(options))}. Start a new run to change them.")
-    record = checkpoints.read_record(run, "config.json")
-    cfg = FitConfig.from_dict(record["config"])
+    cfg, sources = _saved_config(run)
     runtime = Runtime.from_config(cfg, progress)  # every process reads RUN: it must be on a shared file system
     for given, saved, what in ((model, cfg.model, "model"), (strategy, cfg.strategy, "strategy")):
         name = given.name if isinstance(given, Backbone) else given
         if name not in (saved, "minilm-l6" if what == "model" else "linear"):
             raise ConfigError(f"{run} is a {saved!r} {what} run; resume continues it as it was "
                               f"(got {what}={name!r}). Start a new run to change it.")
-    sources = record.get("data") or {}
     data, val, test = (checkpoints.resolve_source(sources.get(role), given, role, run)
                        for role, given in (("train", data), ("val", val), ("test", test)))
     if data is None:
@@ -188,6 +184,16 @@ def resume_fit(run: Path, data: Any, model: Any, strategy: Any, val: Any, test: 
     fitted.save(run, overwrite=True, progress=runtime.progress)
     distributed.barrier()
     return fitted
+
+
+def _saved_config(run: Path) -> tuple[FitConfig, dict]:
+    """The FitConfig an unfinished run started with, and where its data came from (``checkpoints/config.json``)."""
+    record = checkpoints.read_record(run, "config.json")
+    try:
+        return FitConfig.from_dict(record["config"]), record.get("data") or {}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise RunError(f"{checkpoints.checkpoint_dir(run) / 'config.json'} does not hold the fit's options "
+                       f"({brief(exc)}). {checkpoints.unusable(run)}") from None
 
 
 def prepare(data: Any, model: str | Backbone, cfg: FitConfig, val: Any = None,

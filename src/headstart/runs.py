@@ -40,6 +40,7 @@ from headstart.errors import ModelNotFoundError, RemoteCodeError, RunError, brie
 from headstart.fileio import json_default, read_json_object, staged_dir, write_json, write_text
 from headstart.notebook import predictor_html, predictor_repr
 from headstart.outdir import KEPT, check_writable, guard_data, write_marker
+from headstart.report import render_run_report
 from headstart.heads import Classifier
 from headstart.tasks import SingleLabel, Task, task_from_spec
 
@@ -117,8 +118,9 @@ class Predictor:
 
 
 def save_run(out: Path, predictor: Predictor, records: dict[str, Any], history: list[dict],
-             overwrite: bool = False) -> Path:
-    """Write a run directory atomically: into a hidden temporary sibling, then renamed into place."""
+             overwrite: bool = False, report: bool = True) -> Path:
+    """Write a run directory atomically, report.html included (unless not ``report``): into a hidden temporary
+    sibling, then renamed into place. Until that rename ``out`` is as it was; after it, the run is whole."""
     out = Path(out)
     check_out(out, overwrite)
     try:
@@ -128,6 +130,8 @@ def save_run(out: Path, predictor: Predictor, records: dict[str, Any], history: 
             write_text(tmp / "history.jsonl", "".join(json.dumps(row, default=json_default) + "\n" for row in history))
             save_model_dir(tmp / "model", predictor)
             keep_logs(out, tmp)
+            if report:
+                render_run_report(tmp, shown_as=out)
             write_marker(tmp, "run")
     except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
         raise RunError(f"Could not write the run to {out}: {getattr(exc, 'strerror', None) or exc}. Check that the "

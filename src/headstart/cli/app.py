@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import sys
-from typing import NoReturn
+from typing import Any, Callable, NoReturn
 
 import typer
 from rich.console import Console
@@ -34,16 +35,24 @@ def _options(version: bool = typer.Option(False, "--version", callback=_version,
     """Adapt a pretrained image or text model to your labelled data: transfer learning or fine-tuning."""
 
 
-app.command("fit")(fit.fit_cli)
-app.command("compare")(compare.compare_cli)
-app.command("advise")(advise.advise_cli)
-app.command("predict")(predict.predict_cli)
-app.command("evaluate")(evaluate.evaluate_cli)
-app.command("models")(models.models_cli)
-app.command("cache")(cache.cache_cli)
-app.command("demo")(demo.demo_cli)
-app.command("audit")(audit.audit_cli)
-app.command("export")(export_verb.export_cli)
+def _stoppable(name: str, verb: Callable[..., None]) -> Callable[..., None]:
+    """``verb`` with Ctrl-C turned into Interrupted, which says what stopped: typer ends a KeyboardInterrupt with a
+    silent exit 130. A verb that knows what it kept (fit) raises its own Interrupted first."""
+    @functools.wraps(verb)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            verb(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise Interrupted(f"headstart {name} was stopped (Ctrl-C) before it finished.") from None
+
+    return run
+
+
+for _name, _verb in (("fit", fit.fit_cli), ("compare", compare.compare_cli), ("advise", advise.advise_cli),
+                     ("predict", predict.predict_cli), ("evaluate", evaluate.evaluate_cli),
+                     ("models", models.models_cli), ("cache", cache.cache_cli), ("demo", demo.demo_cli),
+                     ("audit", audit.audit_cli), ("export", export_verb.export_cli)):
+    app.command(_name)(_stoppable(_name, _verb))
 
 
 def main() -> None:
@@ -52,7 +61,8 @@ def main() -> None:
     try:
         app()
     except (Interrupted, KeyboardInterrupt) as exc:
-        console.print(f"[bold yellow]interrupted:[/] {exc or 'stopped by the user.'}", highlight=False, soft_wrap=True)
+        console.print(f"[bold yellow]interrupted:[/] {str(exc) or 'stopped by the user (Ctrl-C).'}", highlight=False,
+                      soft_wrap=True)
         sys.exit(130)
     except HeadstartError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)

@@ -103,8 +103,13 @@ def fit_cli(
     Fine-tuning saves its state in OUT/checkpoints after every epoch; after a crash,
     `headstart fit --resume OUT` continues it and ends as the uninterrupted run would.
     """
-    from headstart import distributed  # lazy: `--help` need not load torch (start-up time)
-    from headstart.api import fit
+    started = time.time()
+    try:
+        from headstart import distributed  # lazy: `--help` need not load torch (start-up time)
+        from headstart.api import fit
+    except KeyboardInterrupt:
+        raise Interrupted("stopped while headstart was starting (loading its libraries), before it read the data; "
+                          "nothing was written.") from None
 
     if resume is not None:
         given = {name for name in ctx.params  # typer vendors click: compare the source's name, not its class
@@ -128,20 +133,30 @@ def fit_cli(
             result = fit(data, model, strategy, val=val, test=test, out=out, overwrite=overwrite, progress=not quiet,
                          **options)
     except KeyboardInterrupt:
-        raise Interrupted(interrupted_note(out)) from None
+        raise Interrupted(interrupted_note(out, started)) from None
     if distributed.is_main():  # under a multi-process launch, one summary
         _show(result, data, json_out)
 
 
-def interrupted_note(out: Path) -> str:
-    """What a stopped fit left in ``out``, and how to go on."""
+def interrupted_note(out: Path, started: float) -> str:
+    """What a fit stopped after ``started`` (a time.time()) left in ``out``, and how to go on."""
     from headstart import checkpoints  # lazy: `--help` need not load torch (start-up time)
 
     if checkpoints.is_unfinished(out) and checkpoints.saved_epoch(out) > 0:
         return (f"epoch {checkpoints.saved_epoch(out)} is saved in {out}; continue with "
                 f"`headstart fit --resume {out}`.")
+    if _saved_since(out, started):
+        return f"stopped after the run was saved: {out} holds it, complete (report.html included)."
     return (f"stopped before any epoch was saved; {out} was left as it was before. Features computed so far "
             "stay in the feature cache, so running the command again starts from them.")
+
+
+def _saved_since(out: Path, started: float) -> bool:
+    """Whether ``out`` holds a finished run saved after ``started`` (the run folder is renamed in whole)."""
+    try:
+        return (out / "report.html").is_file() and (out / "metrics.json").stat().st_mtime >= started
+    except OSError:
+        return False
 
 
 def _show(result, data, json_out: bool) -> None:
