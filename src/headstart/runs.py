@@ -97,13 +97,21 @@ class Predictor:
         return self.task.probabilities(self.outputs(data, device, batch_size))
 
     def outputs(self, data: Dataset, device: str = "auto", batch_size: int = 64) -> np.ndarray:
-        """The model's raw outputs ``[len(data), n_outputs]``: logits, or values in the target's units."""
+        """The model's raw outputs ``[len(data), n_outputs]``: logits, or values in the target's units. Outputs
+        that are not finite are a RunError: no label is ever given for them."""
         if data.modality != self.backbone.modality:
             raise RunError(f"This model takes {self.backbone.modality} inputs, but {data.modality} were given.")
         dev = resolve_device(device)
         precision = self.precision if bf16_supported(dev) else "fp32"
         self.model.to(dev)
-        return predict_logits(self.model, self.backbone, data, dev, precision, batch_size).astype(np.float64)
+        outputs = predict_logits(self.model, self.backbone, data, dev, precision, batch_size).astype(np.float64)
+        broken = np.flatnonzero(~np.isfinite(outputs).all(axis=1))
+        if broken.size:
+            raise RunError(f"{self.run_dir or 'The model'} gives outputs that are not numbers (nan or inf) for "
+                           f"{broken.size} of {len(outputs)} inputs, the first {data.origins[broken[0]]}: its weights "
+                           "(model/model.safetensors) were edited or damaged, or its training diverged. Restore the "
+                           "run from a copy, or fit again.")
+        return outputs
 
 
 def save_run(out: Path, predictor: Predictor, records: dict[str, Any], history: list[dict],
