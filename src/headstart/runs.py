@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 from dataclasses import dataclass, field
@@ -44,6 +45,32 @@ DAMAGED = "It is damaged: restore it from a copy of the run, or fit again."
 # What ``model/headstart.json`` must hold, and of which type, for a run to be rebuilt.
 SPEC_FIELDS = {"name": str, "modality": str, "arch": dict, "source": str, "classes": list, "precision": str,
                "preprocessing": dict}
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _three(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 3 and all(_finite(v) for v in value)
+
+
+# The settings of ``preprocessing`` and what each must be: an edited value would otherwise fail in the middle of
+# predict. Only those in REQUIRED must be there (runs from before crop_pct existed lack it). Audio's are checked
+# as its record is read (families.sfx_cnn).
+REQUIRED = {"max_length"}
+PREPROCESSING_FIELDS = {
+    "text": {"max_length": (_count, "a whole number of tokens, at least 1")},
+    "image": {"size": (_count, "a whole number of pixels, at least 1"),
+              "crop_pct": (lambda v: _finite(v) and 0 < v <= 1, "a number in (0, 1]"),
+              "mean": (_three, "a list of 3 numbers"),
+              "std": (lambda v: _three(v) and min(v) > 0, "a list of 3 numbers above 0"),
+              "interpolation": (lambda v: v in ("bilinear", "bicubic", "nearest"), "bilinear, bicubic or nearest")},
+}
 
 
 @dataclass
@@ -242,8 +269,10 @@ def _read_spec(run: Path, spec_file: Path) -> dict:
             problems.append("'classes' must be a non-empty list of distinct names")
         if spec["modality"] not in MODALITIES or spec["preprocessing"].get("kind") != spec["modality"]:
             problems.append("'modality' and 'preprocessing.kind' must be the same: 'image', 'text' or 'audio'")
-        if spec["modality"] == "text" and not isinstance(spec["preprocessing"].get("max_length"), int):
-            problems.append("'preprocessing.max_length' must be a whole number")
+        prep = spec["preprocessing"]
+        for key, (ok, what) in PREPROCESSING_FIELDS.get(spec["modality"], {}).items():
+            if (key in prep or key in REQUIRED) and not ok(prep.get(key)):
+                problems.append(f"'preprocessing.{key}' must be {what}, not {prep.get(key)!r}")
         if not isinstance(spec["arch"].get("family"), str):
             problems.append("'arch.family' must be a string")
     if problems:
