@@ -34,7 +34,7 @@ from headstart.devices import bf16_supported, resolve_device
 from headstart.engine import predict_logits
 from headstart.checkpoints import is_unfinished, saved_epoch
 from headstart.errors import ModelNotFoundError, RemoteCodeError, RunError, brief
-from headstart.fileio import json_default, read_json_object, staged_dir, write_json, write_text
+from headstart.fileio import read_json_object, staged_dir, to_json, write_json, write_text
 from headstart.notebook import predictor_html, predictor_repr
 from headstart.outdir import check_writable, guard_data, write_marker
 from headstart.heads import Classifier
@@ -150,7 +150,7 @@ def save_run(out: Path, predictor: Predictor, records: dict[str, Any], history: 
         with staged_dir(out) as tmp:
             for name, payload in records.items():
                 write_json(tmp / name, payload)
-            write_text(tmp / "history.jsonl", "".join(json.dumps(row, default=json_default) + "\n" for row in history))
+            write_text(tmp / "history.jsonl", "".join(to_json(row) + "\n" for row in history))
             save_model_dir(tmp / "model", predictor)
             write_marker(tmp, "run")
     except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
