@@ -89,8 +89,8 @@ class TrainOutcome:
 def diverged(what: str) -> Diverged:
     """The error of a fit whose training stopped being finite (``what`` happened): nothing of it is saved."""
     return Diverged(f"Training diverged: {what}. The fit stopped, and nothing was saved as a run. Lower the "
-                       "learning rates (--lr, --head-lr; lr=, head_lr=), or let --find-lr pick them, or use "
-                       "--strategy linear; for a regression, check the targets for extreme values.")
+                    "learning rates (--lr, --head-lr; lr=, head_lr=), or let --find-lr pick them, or use "
+                    "--strategy linear; for a regression, check the targets for extreme values.")
 
 
 def check_finite_loss(loss: float, where: str, optimizer: torch.optim.Optimizer) -> None:
