@@ -26,7 +26,6 @@ The checks that need no model (duplicates, leakage, imbalance, tiny classes) liv
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import os
 from contextlib import nullcontext
@@ -47,7 +46,7 @@ from headstart.data.tables import TABLE_EXTENSIONS, frame_table, read_table
 from headstart.data.checks import (FEW_EXAMPLES, IMBALANCE_RATIO, SPLIT_NAMES, Pool, cheap_checks, class_balance,
                                    examples)
 from headstart.errors import DataError
-from headstart.fileio import write_text
+from headstart.fileio import to_json, write_text
 from headstart.heads import fit_predict_proba
 from headstart.locks import hold
 from headstart.metrics import METRIC_NAMES, mean_average_precision, multilabel_score, r2, spearman, wilson_interval
@@ -159,7 +158,7 @@ class AuditReport:
         check_writable(out, "audit", overwrite)
         out.mkdir(parents=True, exist_ok=True)
         write_marker(out, "audit")
-        write_text(out / "audit.json", json.dumps(self.to_dict(), indent=2, default=str) + "\n")
+        write_text(out / "audit.json", to_json(self.to_dict(), indent=2, default=str) + "\n")
         write_text(out / "report.html", render_report(report_data(self)))
         self.out_dir = out
         return out

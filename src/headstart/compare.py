@@ -32,7 +32,7 @@ from headstart.data import DataSplits, Dataset
 from headstart.data.split import carve, strata
 from headstart.errors import ConfigError
 from headstart.fileio import write_json, write_text
-from headstart.metrics import METRIC_NAMES, metric_range
+from headstart.metrics import METRIC_NAMES, clearly_above, metric_range
 from headstart.report import ReportData, read_run, render_report
 from headstart.outdir import check_writable, write_marker
 from headstart.pipeline import FitResult, check_folders, config_for, fit_prepared, for_strategy, prepare
@@ -473,7 +473,7 @@ def _lost_to_probe(rows: list[dict], metric: str = "accuracy") -> None:
     base = probe[key]["mean"]
     for row in rows:
         acc = row[key]
-        if row["strategy"] == "linear" or row["status"] == "skipped" or not acc["ci95"][1] < base:
+        if row["strategy"] == "linear" or row["status"] == "skipped" or not clearly_above(base, acc["ci95"][1]):
             continue
         gap = row["gap"]["mean"]
         train = acc["mean"] + gap

@@ -28,8 +28,9 @@ from headstart.data.audio import choose_clip_seconds
 from headstart.data.resolution import MIN_SIZE, choose_image_size, native_size
 from headstart.data.shots import keep_shots
 from headstart.devices import peak_memory_mb, reset_peak_memory
-from headstart.engine import predict_logits
-from headstart.errors import ConfigError, DataError, RunError, brief
+from headstart.engine import diverged, predict_logits
+from headstart.errors import ConfigError, DataError, Diverged, RunError, brief
+from headstart.metrics import clearly_above
 from headstart.notebook import fit_result_html, fit_result_repr
 from headstart.outdir import guard_folders
 from headstart.progress import spinner
@@ -138,8 +139,8 @@ def _fit_checkpointed(run: Path, splits: DataSplits, backbone: Backbone, cfg: Fi
                       runtime: Runtime, record: dict, overwrite: bool) -> FitResult:
     """Fit and save into ``run``, which holds this fit's config, split and per-epoch state meanwhile.
 
-    A failure before any epoch was saved (or of a fit with no epochs, like ``linear``) removes what
-    ``start_run`` created, so only resumable runs are left behind.
+    A failure before any epoch was saved (or of a fit with no epochs, like ``linear``), or a diverged one, removes
+    what ``start_run`` created, so only resumable runs are left behind.
     """
     created = []
     if distributed.is_main():
@@ -149,8 +150,9 @@ def _fit_checkpointed(run: Path, splits: DataSplits, backbone: Backbone, cfg: Fi
         fitted = fit_prepared(splits, backbone, cfg, strat, runtime.checkpointed(checkpoints.checkpoint_dir(run)))
         fitted.data = record
         fitted.save(run, overwrite=True, progress=runtime.progress)  # run holds this fit's own unfinished records, which the save replaces
-    except BaseException:
-        if distributed.is_main() and checkpoints.is_unfinished(run) and checkpoints.saved_epoch(run) == 0:
+    except BaseException as exc:  # a diverged fit would diverge again if resumed: its epochs go too
+        if distributed.is_main() and checkpoints.is_unfinished(run) and (
+                checkpoints.saved_epoch(run) == 0 or isinstance(exc, Diverged)):
             checkpoints.discard(created)
         raise
     distributed.barrier()  # every process returns once the run is written
@@ -267,7 +269,7 @@ def _against_probe(result: StrategyResult, backbone: Backbone, splits: DataSplit
         probe = max(c[f"val_{main}"] for c in fitted.history)
     lo, hi = val[f"{main}_ci95"]
     warnings = []
-    if probe > hi:
+    if clearly_above(probe, hi):
         warnings.append(f"fine-tuning lost to the frozen probe: {probe - val[main]:.3f} {main} on validation "
                         f"({val[main]:.3f} against {probe:.3f}, beyond the 95% interval {lo:.3f}-{hi:.3f}); "
                         "likely overfitting or a learning rate too high for this data. Use --strategy linear, or "
@@ -357,7 +359,8 @@ def _metrics(result: StrategyResult, backbone: Backbone, splits: DataSplits, ctx
 
 def _split_logits(result: StrategyResult, backbone: Backbone, splits: DataSplits, ctx: FitContext,
                   predictor: Predictor) -> dict[str, np.ndarray]:
-    """The model's logits on train, validation and (when there is one) test, by split name."""
+    """The model's logits on train, validation and (when there is one) test, by split name; ``diverged`` if any
+    is not finite (every strategy's model is checked here, before it can be saved)."""
     out = {}
     for name, ds in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
         if ds is None:
@@ -371,6 +374,9 @@ def _split_logits(result: StrategyResult, backbone: Backbone, splits: DataSplits
             out[name] = distributed.sharded_rows(lambda part: predict_logits(  # each process scores its share
                 model, predictor.backbone, part, ctx.device, predictor.precision, ctx.settings.batch_size * 2), ds)
             result.model.cpu()
+    broken = [name for name, logits in out.items() if not np.isfinite(logits).all()]
+    if broken:
+        raise diverged(f"the fitted model's outputs on the {' and '.join(broken)} items are not finite")
     return out
 
 

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import stat
@@ -37,7 +38,7 @@ from headstart.devices import bf16_supported, resolve_device
 from headstart.engine import predict_logits
 from headstart.checkpoints import is_unfinished, saved_epoch
 from headstart.errors import ModelNotFoundError, RemoteCodeError, RunError, brief
-from headstart.fileio import json_default, read_json_object, staged_dir, write_json, write_text
+from headstart.fileio import read_json_object, staged_dir, to_json, write_json, write_text
 from headstart.notebook import predictor_html, predictor_repr
 from headstart.outdir import KEPT, check_writable, guard_data, write_marker
 from headstart.report import render_run_report
@@ -49,6 +50,32 @@ DAMAGED = "It is damaged: restore it from a copy of the run, or fit again."
 # What ``model/headstart.json`` must hold, and of which type, for a run to be rebuilt.
 SPEC_FIELDS = {"name": str, "modality": str, "arch": dict, "source": str, "classes": list, "precision": str,
                "preprocessing": dict}
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _three(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 3 and all(_finite(v) for v in value)
+
+
+# The settings of ``preprocessing`` and what each must be: an edited value would otherwise fail in the middle of
+# predict. Only those in REQUIRED must be there (runs from before crop_pct existed lack it). Audio's are checked
+# as its record is read (families.sfx_cnn).
+REQUIRED = {"max_length"}
+PREPROCESSING_FIELDS = {
+    "text": {"max_length": (_count, "a whole number of tokens, at least 1")},
+    "image": {"size": (_count, "a whole number of pixels, at least 1"),
+              "crop_pct": (lambda v: _finite(v) and 0 < v <= 1, "a number in (0, 1]"),
+              "mean": (_three, "a list of 3 numbers"),
+              "std": (lambda v: _three(v) and min(v) > 0, "a list of 3 numbers above 0"),
+              "interpolation": (lambda v: v in ("bilinear", "bicubic", "nearest"), "bilinear, bicubic or nearest")},
+}
 
 
 @dataclass
@@ -109,12 +136,20 @@ class Predictor:
                            f"fitted on {holds}.")
 
     def outputs(self, data: Dataset, device: str = "auto", batch_size: int = 64) -> np.ndarray:
-        """The model's raw outputs ``[len(data), n_outputs]``: logits, or values in the target's units."""
+        """The model's raw outputs ``[len(data), n_outputs]``: logits, or values in the target's units. Outputs
+        that are not finite are a RunError: no label is ever given for them."""
         self.check_modality(data)
         dev = resolve_device(device)
         precision = self.precision if bf16_supported(dev) else "fp32"
         self.model.to(dev)
-        return predict_logits(self.model, self.backbone, data, dev, precision, batch_size).astype(np.float64)
+        outputs = predict_logits(self.model, self.backbone, data, dev, precision, batch_size).astype(np.float64)
+        broken = np.flatnonzero(~np.isfinite(outputs).all(axis=1))
+        if broken.size:
+            raise RunError(f"{self.run_dir or 'The model'} gives outputs that are not numbers (nan or inf) for "
+                           f"{broken.size} of {len(outputs)} inputs, the first {data.origins[broken[0]]}: its weights "
+                           "(model/model.safetensors) were edited or damaged, or its training diverged. Restore the "
+                           "run from a copy, or fit again.")
+        return outputs
 
 
 def save_run(out: Path, predictor: Predictor, records: dict[str, Any], history: list[dict],
@@ -127,7 +162,7 @@ def save_run(out: Path, predictor: Predictor, records: dict[str, Any], history: 
         with staged_dir(out) as tmp:
             for name, payload in records.items():
                 write_json(tmp / name, payload)
-            write_text(tmp / "history.jsonl", "".join(json.dumps(row, default=json_default) + "\n" for row in history))
+            write_text(tmp / "history.jsonl", "".join(to_json(row) + "\n" for row in history))
             save_model_dir(tmp / "model", predictor)
             keep_logs(out, tmp)
             if report:
@@ -258,8 +293,10 @@ def _read_spec(run: Path, spec_file: Path) -> dict:
             problems.append("'classes' must be a non-empty list of distinct names")
         if spec["modality"] not in MODALITIES or spec["preprocessing"].get("kind") != spec["modality"]:
             problems.append("'modality' and 'preprocessing.kind' must be the same: 'image', 'text' or 'audio'")
-        if spec["modality"] == "text" and not isinstance(spec["preprocessing"].get("max_length"), int):
-            problems.append("'preprocessing.max_length' must be a whole number")
+        prep = spec["preprocessing"]
+        for key, (ok, what) in PREPROCESSING_FIELDS.get(spec["modality"], {}).items():
+            if (key in prep or key in REQUIRED) and not ok(prep.get(key)):
+                problems.append(f"'preprocessing.{key}' must be {what}, not {prep.get(key)!r}")
         if not isinstance(spec["arch"].get("family"), str):
             problems.append("'arch.family' must be a string")
     if problems:

@@ -10,7 +10,7 @@ import typer
 
 from headstart.cli.options import (DATA_HELP, IMAGE_COL_HELP, LABEL_COL_HELP, LABEL_SEP_HELP, MAX_LENGTH_HELP,
                                    SELECT_METRIC_HELP, SHOTS_HELP, TASK_HELP, TEXT_COL_HELP, comma_list, config_option,
-                                   strategy_option)
+                                   number_list, strategy_option)
 from headstart.cli.output import auto_lines, console, print_json, summary_table
 from headstart.errors import ConfigError, Interrupted
 
@@ -129,7 +129,7 @@ def fit_cli(
             result = fit(data, resume=resume, progress=not quiet)
         else:
             options = {k: v for k, v in ctx.params.items() if k not in NOT_FIT_OPTIONS}
-            options.update(target_modules=comma_list(target_modules), cs=comma_list(cs, float))
+            options.update(target_modules=comma_list(target_modules), cs=number_list(cs, "--cs"))
             result = fit(data, model, strategy, val=val, test=test, out=out, overwrite=overwrite, progress=not quiet,
                          **options)
     except KeyboardInterrupt:

@@ -54,11 +54,26 @@ def strategy_option(name: str, *flags: str) -> Any:
                         help=f"{' / '.join(who)}: {option_help(BUILT_IN[who[0]], name)}")
 
 
-def comma_list(value: str | None, kind: type = str) -> tuple | None:
-    """``"a,b"`` as ``("a", "b")`` (each converted by ``kind``); None stays None."""
+def comma_list(value: str | None) -> tuple[str, ...] | None:
+    """``"a,b"`` as ``("a", "b")``; None stays None."""
     if value is None:
         return None
-    return tuple(kind(part.strip()) for part in value.split(",") if part.strip())
+    return tuple(part.strip() for part in str(value).split(",") if part.strip())
+
+
+def number_list(value: str | None, flag: str) -> tuple[float, ...] | None:
+    """``"0.1,1"`` as ``(0.1, 1.0)``; None stays None; a part that is not a number is a ConfigError naming ``flag``."""
+    parts = comma_list(value)
+    if parts is None:
+        return None
+    numbers = []
+    for part in parts:
+        try:
+            numbers.append(float(part))
+        except ValueError:
+            raise ConfigError(f"{flag} {value}: {part!r} is not a number; give numbers separated by commas, "
+                              "e.g. 0.01,0.1,1.") from None
+    return tuple(numbers)
 
 
 CONFIG_HELP = ("A TOML or JSON file of this command's options (names as the flags, dashes or underscores; a run's "

@@ -28,6 +28,9 @@ SEPARATORS = ("|", ";")  # tried in this order when --label-sep is not given
 SEPARATED_SHARE = 0.1  # this share of the string labels holding the separator makes the labels lists
 MAX_NUMERIC_CLASSES = 20  # numbers with more distinct values than this are a quantity, not classes
 NUMERIC_SHARE = 0.9  # auto: at least this share of numbers makes the column numeric (the rest are bad rows)
+# Regression targets larger than this are bad rows: models train and predict in float32 (at most 3.4e38), and
+# the targets' spread is folded into the head's weights, so larger ones overflow to inf and nan.
+MAX_TARGET = 1e30
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,9 @@ def _parse_one(choice: TaskChoice, label: Any) -> tuple[Any, str | None]:
         number = as_number(label)
         if number is None:
             return None, f"{str(label)[:40]!r} is not a number"
+        if abs(number) > MAX_TARGET:
+            return None, (f"{str(label)[:40]!r} is too large a target (at most {MAX_TARGET:g} in size, as models "
+                          "compute in float32: rescale the column, e.g. to millions or to its logarithm)")
         return number, None
     if isinstance(label, tuple):
         return None, f"{list(label)!r} is a list, but the task is single-label"
