@@ -5,9 +5,6 @@ Python estimators' target checks, and the demo's first screen. Real CLI runs, re
 from __future__ import annotations
 
 import csv
-import io
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,52 +12,11 @@ import pytest
 import soundfile
 
 import headstart
-from headstart.cli.app import main
 from headstart.errors import ConfigError, DataError
 from tests.conftest import COOKING, SPORTS
+from cli_harness import cli, refused  # noqa: F401  (cli is a fixture)
 
-ENV = {"COLUMNS": "200", "NO_COLOR": "1", "HF_HUB_OFFLINE": "1"}
 TEXTS = SPORTS + COOKING
-
-
-@dataclass
-class Outcome:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return " ".join((self.stdout + self.stderr).split())  # rich wraps long lines
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """Run the `headstart` entry point in this process, as the shell would: exit code, stdout, stderr."""
-    for key, value in ENV.items():
-        monkeypatch.setenv(key, value)
-
-    def run(args: list) -> Outcome:
-        monkeypatch.setattr(sys, "argv", ["headstart", *map(str, args)])
-        monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as done:
-            code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-        out, err = capsys.readouterr()
-        return Outcome(code, out, err)
-
-    return run
-
-
-def refused(result: Outcome, *phrases: str) -> None:
-    """A one-paragraph error (exit 2, no traceback) holding every phrase."""
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output and "error:" in result.output, result.output
-    for phrase in phrases:
-        assert phrase in result.output, result.output
 
 
 def write_rows(path: Path, header: list[str], rows: list) -> Path:

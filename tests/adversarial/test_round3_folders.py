@@ -21,7 +21,8 @@ from headstart.data import load_data
 from headstart.errors import DataError, RunError
 
 from conftest import write_image_folder
-from test_runs_and_cli import cli, snapshot  # noqa: F401  (cli is a fixture)
+from cli_harness import cli  # noqa: F401  (cli is a fixture)
+from test_runs_and_cli import snapshot
 
 class Crash(Exception):
     """Stands in for a crash right after an epoch's checkpoint was written."""

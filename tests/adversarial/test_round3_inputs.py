@@ -7,58 +7,18 @@ Real CLI invocations on the tiny text run of tests/conftest.py; a broken stdout 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from conftest import COOKING, SPORTS
 
-from headstart.cli.app import main
+from cli_harness import ENV, cli  # noqa: F401  (cli is a fixture)
 
-ENV = {"COLUMNS": "200", "NO_COLOR": "1", "HF_HUB_OFFLINE": "1"}
 SRC = str(Path(__file__).resolve().parents[2] / "src")
-
-
-@dataclass
-class Outcome:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return " ".join((self.stdout + self.stderr).split())  # rich wraps long lines
-
-    @property
-    def rows(self) -> list[dict]:
-        return list(csv.DictReader(io.StringIO(self.stdout)))
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """Run the `headstart` entry point in this process as the shell would, stdin given as bytes: exit code,
-    stdout, stderr."""
-    for key, value in ENV.items():
-        monkeypatch.setenv(key, value)
-
-    def run(args: list, stdin: bytes = b"") -> Outcome:
-        monkeypatch.setattr(sys, "argv", ["headstart", *map(str, args)])
-        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as done:
-            code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-        out, err = capsys.readouterr()
-        return Outcome(code, out, err)
-
-    return run
 
 
 def shell(args: list, stdout, **kwargs) -> subprocess.CompletedProcess:
@@ -107,7 +67,7 @@ def test_predict_ignores_a_malformed_label_and_evaluate_still_needs_labels(cli, 
 @pytest.mark.parametrize("as_json", [False, True])
 def test_latin1_on_stdin_is_decoded_as_the_file_readers_do(cli, text_run, as_json):
     _, run = text_run
-    result = cli(["predict", run, *(["--json"] if as_json else [])], stdin=b"caf\xe9 au lait\n")
+    result = cli(["predict", run, *(["--json"] if as_json else [])], input=b"caf\xe9 au lait\n")
     assert result.exit_code == 0, result.output
     text = json.loads(result.stdout)[0]["text"] if as_json else result.rows[0]["text"]
     assert text == "café au lait"
@@ -116,10 +76,10 @@ def test_latin1_on_stdin_is_decoded_as_the_file_readers_do(cli, text_run, as_jso
 def test_binary_garbage_on_stdin_names_the_line_or_is_skipped(cli, text_run):
     _, run = text_run
     garbage = b"\x89PNG\n\x00\x00\x00\rIHDR\n\xff\xd8\xff\x00JFIF\n"  # lines: \r ends one too
-    result = cli(["predict", run], stdin=garbage)
+    result = cli(["predict", run], input=garbage)
     assert result.exit_code == 2
     assert "error: stdin line 2 holds a NUL byte" in result.output and "Traceback" not in result.output
-    skipped = cli(["predict", run, "--skip-bad"], stdin=garbage)
+    skipped = cli(["predict", run, "--skip-bad"], input=garbage)
     assert skipped.exit_code == 0, skipped.output
     assert [r["skipped"] for r in skipped.rows] == ["", "binary data (a NUL byte)", "", "binary data (a NUL byte)"]
 

@@ -6,12 +6,9 @@ fine-tune, numeric options that gave tracebacks, a damaged preprocessing record,
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import shutil
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,52 +16,10 @@ from safetensors.torch import load_file, save_file
 
 import headstart
 from conftest import COOKING, SPORTS, write_image_folder
-from headstart.cli.app import main
 from headstart.errors import ConfigError, RunError
 from headstart.metrics import wilson_interval
 from headstart.strategies import Contrastive, LoRA, Partial
-
-ENV = {"COLUMNS": "200", "NO_COLOR": "1", "HF_HUB_OFFLINE": "1"}
-
-
-@dataclass
-class Outcome:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return " ".join((self.stdout + self.stderr).split())  # rich wraps long lines
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """Run the `headstart` entry point in this process, as the shell would: exit code, stdout, stderr."""
-    for key, value in ENV.items():
-        monkeypatch.setenv(key, value)
-
-    def run(args: list, input: str | None = None) -> Outcome:
-        monkeypatch.setattr(sys, "argv", ["headstart", *map(str, args)])
-        monkeypatch.setattr(sys, "stdin", io.StringIO(input or ""))
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as done:
-            code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-        out, err = capsys.readouterr()
-        return Outcome(code, out, err)
-
-    return run
-
-
-def refused(result: Outcome, *words: str) -> None:
-    """Exit 2 with one `error:` paragraph holding ``words``, and no traceback."""
-    assert result.exit_code == 2, result.output
-    assert "error:" in result.output and "Traceback" not in result.output, result.output
-    for word in words:
-        assert word in result.output, result.output
+from cli_harness import cli, refused  # noqa: F401  (cli is a fixture)
 
 
 def strict_json(text: str):
