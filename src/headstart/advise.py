@@ -30,7 +30,7 @@ from headstart.devices import autocast, resolve_precision
 from headstart.features import Extraction, FeatureCache
 from headstart.heads import Classifier
 from headstart.metrics import METRIC_NAMES
-from headstart.pipeline import config_for, prepare
+from headstart.pipeline import check_folders, config_for, prepare
 from headstart.runtime import Runtime
 from headstart.strategies import STRATEGIES
 from headstart.tasks import Task, make_task
@@ -59,6 +59,7 @@ def advise(data: Any, models: Sequence[str | Backbone] = ("minilm-l6",), *, budg
 
     ``options`` are FitConfig fields: ``task`` and ``label_sep`` say what the labels are, as for ``fit``."""
     cfg = config_for(models[0], "linear", options)
+    check_folders(cfg, (data, val, test))
     splits, first = prepare(data, models[0], cfg, val, test)
     runtime = Runtime.from_config(cfg, progress)
     return advise_prepared(splits, [first, *models[1:]], cfg, runtime, budget)

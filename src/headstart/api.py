@@ -6,7 +6,9 @@ precision, cache, deadline, checkpoints) and headstart.auto (``--strategy auto``
 
 from __future__ import annotations
 
+import os
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,9 @@ from headstart.data.load import as_task
 from headstart.data.targets import TaskChoice
 from headstart.errors import DataError
 from headstart.label.suggest import Suggestions, suggest
+from headstart.locks import hold
 from headstart.overlap import overlap_with_run
-from headstart.pipeline import FitResult, config_for, fit_data, resume_fit
+from headstart.pipeline import FitResult, check_folders, config_for, fit_data, resume_fit
 from headstart.runs import Predictor, check_out, load_predictor
 from headstart.runtime import Runtime
 from headstart.tracking import Session
@@ -48,8 +51,26 @@ def fit(data: Any = None, model: str | Backbone = "minilm-l6", strategy: str = "
     (see headstart.distributed) and only the main process writes ``out`` and shows progress.
     """
     if resume is not None:
-        return resume_fit(Path(resume), data, model, strategy, val, test, progress, options)
+        with run_lock(resume):
+            return resume_fit(Path(resume), data, model, strategy, val, test, progress, options)
+    with run_lock(out, (data, val, test)):
+        return _fit_new(data, model, strategy, val, test, out, overwrite, progress, options)
+
+
+def run_lock(out: str | Path | None, inputs: tuple = ()) -> AbstractContextManager:
+    """The lock of the run folder ``out`` (see headstart.locks), held by the main process from the checks to the
+    save: a second fit to the same folder is refused before any work. The process group is not formed yet: the
+    launcher's rank says which process is the main one."""
+    if out is None or distributed.launch_rank() != 0:
+        return nullcontext()
+    return hold(Path(out), "run", inputs)
+
+
+def _fit_new(data: Any, model: str | Backbone, strategy: str, val: Any, test: Any, out: str | Path | None,
+             overwrite: bool, progress: bool, options: dict) -> FitResult:
+    """``fit`` of a new run (``out`` already locked)."""
     cfg = config_for(model, strategy, options)
+    check_folders(cfg, (data, val, test))
     runtime = Runtime.from_config(cfg, progress)
     if out is not None and distributed.is_main():
         check_out(Path(out), overwrite, inputs=(data, val, test))  # before any work: never train for nothing
@@ -91,6 +112,7 @@ def evaluate(run: str | Path, data: Any, device: str = "auto", **source_options:
     predictor = load_run(run)
     ds = data if isinstance(data, Dataset) else load_labelled(data, **{"run_columns": predictor.columns,
                                                                          **source_options})
+    predictor.check_modality(ds, str(data) if isinstance(data, (str, os.PathLike)) else "the data given")
     task = predictor.task
     ds = as_task(ds, TaskChoice(task.name, "the run's", getattr(task, "sep", None)),
                  Gate(bool(source_options.get("skip_bad"))))

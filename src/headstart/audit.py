@@ -26,9 +26,9 @@ The checks that need no model (duplicates, leakage, imbalance, tiny classes) liv
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -46,11 +46,12 @@ from headstart.data.tables import TABLE_EXTENSIONS, frame_table, read_table
 from headstart.data.checks import (FEW_EXAMPLES, IMBALANCE_RATIO, SPLIT_NAMES, Pool, cheap_checks, class_balance,
                                    examples)
 from headstart.errors import DataError
-from headstart.fileio import write_text
+from headstart.fileio import to_json, write_text
 from headstart.heads import fit_predict_proba
+from headstart.locks import hold
 from headstart.metrics import METRIC_NAMES, mean_average_precision, multilabel_score, r2, spearman, wilson_interval
 from headstart.outdir import check_writable, write_marker
-from headstart.pipeline import config_for, prepare
+from headstart.pipeline import check_folders, config_for, prepare
 from headstart.report import plots, render_report
 from headstart.report.render import ReportData
 from headstart.runtime import Runtime
@@ -157,7 +158,7 @@ class AuditReport:
         check_writable(out, "audit", overwrite)
         out.mkdir(parents=True, exist_ok=True)
         write_marker(out, "audit")
-        write_text(out / "audit.json", json.dumps(self.to_dict(), indent=2, default=str) + "\n")
+        write_text(out / "audit.json", to_json(self.to_dict(), indent=2, default=str) + "\n")
         write_text(out / "report.html", render_report(report_data(self)))
         self.out_dir = out
         return out
@@ -308,24 +309,26 @@ def audit(data: Any, model: Any = "minilm-l6", *, val: Any = None, test: Any = N
     ``group_col`` names a table column whose values become slices; for an ``(items, labels)`` pair pass ``groups`` (one per item).
     With ``out`` the folder gets audit.json and report.html.
     """
-    cfg = config_for(model, "linear", options)
-    if out is not None:
-        check_writable(Path(out), "audit", overwrite, inputs=(data, val, test))
-    splits, backbone = prepare(data, model, cfg, val, test)
-    pool = Pool.of(splits)
-    group_values = None
-    if group_col is not None or groups is not None:
-        group_values = read_groups(pool, {"train": data, "val": val, "test": test}, group_col, groups)
-    runtime = Runtime.from_config(cfg, progress)
-    extraction = runtime.extraction(backbone.modality)
-    feats = np.concatenate([runtime.cache.features(backbone, ds, extraction) for ds in pool.datasets])
-    report = audit_features(feats, pool, splits, data=_describe(data), model=backbone.name,
-                            group_values=group_values, group_col=group_col or "group", folds=folds,
-                            near_threshold=near_threshold, outlier_k=outlier_k, seed=cfg.seed,
-                            task=make_task(splits, target=cfg.label_col))
-    if out is not None:
-        report.save(out, overwrite=True)
-    return report
+    with nullcontext() if out is None else hold(out, "audit", (data, val, test)):  # one process writes OUT
+        cfg = config_for(model, "linear", options)
+        check_folders(cfg, (data, val, test))
+        if out is not None:
+            check_writable(Path(out), "audit", overwrite, inputs=(data, val, test))
+        splits, backbone = prepare(data, model, cfg, val, test)
+        pool = Pool.of(splits)
+        group_values = None
+        if group_col is not None or groups is not None:
+            group_values = read_groups(pool, {"train": data, "val": val, "test": test}, group_col, groups)
+        runtime = Runtime.from_config(cfg, progress)
+        extraction = runtime.extraction(backbone.modality)
+        feats = np.concatenate([runtime.cache.features(backbone, ds, extraction) for ds in pool.datasets])
+        report = audit_features(feats, pool, splits, data=_describe(data), model=backbone.name,
+                                group_values=group_values, group_col=group_col or "group", folds=folds,
+                                near_threshold=near_threshold, outlier_k=outlier_k, seed=cfg.seed,
+                                task=make_task(splits, target=cfg.label_col))
+        if out is not None:
+            report.save(out, overwrite=True)
+        return report
 
 
 def audit_features(feats: np.ndarray, pool: Pool, splits: DataSplits, *, data: str = "data", model: str = "features",

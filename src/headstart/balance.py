@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from headstart.data.checks import IMBALANCE_RATIO
+from headstart.errors import ConfigError, option
 
 BALANCE_MODES = ("auto", "none", "weights", "sampler")
 
@@ -28,8 +29,13 @@ def class_weights(targets: np.ndarray, n_classes: int) -> np.ndarray:
 def resolve_balance(mode: str, targets: np.ndarray, classes: list[str], task: str = "single-label") -> dict:
     """What ``mode`` means for these training targets: ``{asked, used, ratio, threshold, class_weights}``
     (``class_weights`` by class name, None when ``used`` is ``none``). Balancing is for single-label classes:
-    a multi-label or regression task records ``none``, with why."""
+    a multi-label or regression task records ``none``, with why; asking it for ``weights`` or ``sampler`` is a
+    ConfigError, as the option would be ignored."""
     if task != "single-label":
+        if mode not in ("auto", "none"):
+            raise ConfigError(f"{option('balance', mode)} balances the classes of a single-label task, but this task "
+                              f"is {task}, so it would be ignored. Leave out {option('balance')} (or give "
+                              f"{option('balance', 'none')}).")
         return {"asked": mode, "used": "none", "ratio": None, "threshold": IMBALANCE_RATIO, "class_weights": None,
                 "why": f"class balancing applies to single-label tasks, not {task}"}
     counts = np.bincount(targets, minlength=len(classes))

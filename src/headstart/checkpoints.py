@@ -16,7 +16,8 @@ Nothing is pickled: tensors are safetensors, the rest is JSON.
 
 When the run finishes, ``runs.save_run`` swaps the complete run directory in with one rename, which
 drops ``checkpoints/``. When ``--overwrite`` replaces a finished run, that run's files stay untouched
-until then (only ``RUN/checkpoints/`` is added), so a failed or killed new fit leaves it intact.
+until then (only ``RUN/checkpoints/`` is added, and with ``--track tensorboard`` the new fit's own
+``RUN/tensorboard/TIME``), so a failed or killed new fit leaves it intact.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from headstart.errors import RunError
-from headstart.fileio import write_json, write_with
+from headstart.fileio import read_json_object, write_json, write_with
 from headstart.outdir import MARKER, write_marker
 
 CHECKPOINTS = "checkpoints"
@@ -124,11 +125,14 @@ def discard(created: list[Path]) -> None:
 
 
 def read_record(run: Path, name: str) -> dict:
-    path = checkpoint_dir(run) / name
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise RunError(f"Cannot resume {run}: {path} is missing or unreadable ({exc}).") from exc
+    """``RUN/checkpoints/NAME``, a JSON object; RunError naming it, and what to do, when it is not."""
+    return read_json_object(checkpoint_dir(run) / name, RunError, "a record of the unfinished run", unusable(run))
+
+
+def unusable(run: Path) -> str:
+    """What to do when a record of an unfinished run is damaged."""
+    return (f"It was edited or damaged, and {run} cannot be resumed without it: restore {run}/checkpoints from a "
+            f"copy, or fit again without --resume, into a new --out (or with --overwrite {run}).")
 
 
 def resolve_source(record: dict | None, given: Any, role: str, run: Path) -> Any:
@@ -182,12 +186,12 @@ def save_checkpoint(folder: str | Path, tensors: dict[str, torch.Tensor], state:
             stale.unlink(missing_ok=True)
 
 
-def load_checkpoint(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict] | None:
-    """``(tensors, state)`` of the last saved epoch, or None when none was saved."""
+def load_checkpoint(folder: str | Path, epochs: int) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """``(tensors, state)`` of the last saved epoch of a fit of ``epochs`` epochs, or None when none was saved."""
     folder = Path(folder)
     if not (folder / STATE).is_file():
         return None
-    state = _read_state(folder / STATE)
+    state = _read_state(folder / STATE, epochs)
     path = folder / state["tensors"]
     if not path.is_file() or _sha256(path) != state["sha256"]:
         raise RunError(f"{path} is missing or does not match its checksum in {folder / STATE}; the checkpoint "
@@ -199,8 +203,9 @@ def load_checkpoint(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict] 
                        "--overwrite.") from None
 
 
-def _read_state(path: Path) -> dict:
-    """``state.json``, checked: valid JSON with every field of its type, naming a tensor file beside it."""
+def _read_state(path: Path, epochs: int) -> dict:
+    """``state.json``, checked: valid JSON with every field of its type, naming a tensor file beside it, its
+    epoch one of the fit's ``epochs`` and its best epoch no later."""
     damaged = "the checkpoint is damaged. Start the run again with --overwrite (its earlier epochs are lost)."
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
@@ -216,6 +221,10 @@ def _read_state(path: Path) -> dict:
         wrong.append("tensors")
     if wrong:
         raise RunError(f"Cannot resume: {path} lacks or has wrong values for {', '.join(wrong)}; {damaged}")
+    if not 1 <= state["epoch"] <= epochs or not 0 <= state["best_epoch"] <= state["epoch"]:
+        raise RunError(f"Cannot resume: {path} says epoch {state['epoch']} (best: {state['best_epoch']}) of a "
+                       f"{epochs}-epoch fit (checkpoints/config.json), which no fit saves: it was edited or is "
+                       "damaged. Start the run again with --overwrite (its earlier epochs are lost).")
     return state
 
 

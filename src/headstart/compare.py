@@ -32,10 +32,10 @@ from headstart.data import DataSplits, Dataset
 from headstart.data.split import carve, strata
 from headstart.errors import ConfigError
 from headstart.fileio import write_json, write_text
-from headstart.metrics import METRIC_NAMES, metric_range
+from headstart.metrics import METRIC_NAMES, clearly_above, metric_range
 from headstart.report import ReportData, read_run, render_report
 from headstart.outdir import check_writable, write_marker
-from headstart.pipeline import FitResult, config_for, fit_prepared, for_strategy, prepare
+from headstart.pipeline import FitResult, check_folders, config_for, fit_prepared, for_strategy, prepare
 from headstart.runtime import Runtime
 from headstart.strategies import STRATEGIES, make_strategy
 from headstart.strategies.declared import COMPARED
@@ -207,6 +207,7 @@ def compare(data: Any, model: str | Backbone = "minilm-l6", strategies: Sequence
     check_option_names(own, {s: STRATEGIES[s] for s in strategies}, f"compare of {', '.join(strategies)}",
                        STRATEGIES)
     cfg = config_for(model, "linear", shared)
+    check_folders(cfg, (data, val, test))
     splits, backbone = prepare(data, model, cfg, val, test)
     task = splits.task
     main, select = check_select(task, "auto"), check_select(task, cfg.select_metric)
@@ -472,7 +473,7 @@ def _lost_to_probe(rows: list[dict], metric: str = "accuracy") -> None:
     base = probe[key]["mean"]
     for row in rows:
         acc = row[key]
-        if row["strategy"] == "linear" or row["status"] == "skipped" or not acc["ci95"][1] < base:
+        if row["strategy"] == "linear" or row["status"] == "skipped" or not clearly_above(base, acc["ci95"][1]):
             continue
         gap = row["gap"]["mean"]
         train = acc["mean"] + gap

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -22,7 +23,7 @@ from headstart.tasks.regression import REGRESSION_LOSSES
 from headstart.metrics import SELECT_CHOICES
 from headstart.tracking import parse_trackers
 from headstart.strategies import STRATEGIES, make_strategy
-from headstart.strategies.options import check_option_names, option_fields
+from headstart.strategies.options import check_option_names, option_fields, option_problems
 
 BN_POLICIES = ("auto", "frozen", "train")
 AUTO_STRATEGIES = ("linear", "partial", "full", "lp-ft", "contrastive")  # what ``auto`` may fit
@@ -89,6 +90,7 @@ class FitConfig:
             (0 <= self.test_fraction < 1, "--test-fraction must be in [0, 1)"),
             (self.val_fraction + self.test_fraction < 1, "--val-fraction plus --test-fraction must stay below 1"),
             (self.epochs >= 1, "--epochs must be at least 1"),
+            (0 <= self.seed < 2**32, "--seed must be a whole number from 0 to 2**32 - 1"),
             (self.shots is None or self.shots >= 1, "--shots must be at least 1 example per class"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.patience >= 1, "--patience must be at least 1"),
@@ -99,7 +101,8 @@ class FitConfig:
             (self.clip_seconds is None or 0.05 <= self.clip_seconds <= 600,
              "--clip-seconds must be between 0.05 and 600 seconds"),
             (0 <= self.warmup < 1, "--warmup is a fraction of the steps, in [0, 1)"),
-            (self.l2sp >= 0, "--l2sp must be 0 (off) or more"),
+            (0 <= self.weight_decay < math.inf, "--weight-decay must be a finite number, 0 or more"),
+            (0 <= self.l2sp < math.inf, "--l2sp must be 0 (off) or a finite number above it"),
             (self.bn in BN_POLICIES, f"--bn must be one of {', '.join(BN_POLICIES)}"),
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
             (self.regression_loss in REGRESSION_LOSSES,
@@ -119,6 +122,9 @@ class FitConfig:
         object.__setattr__(self, "options", given)
         if self.strategy == "auto":
             check_option_names(given, {s: STRATEGIES[s] for s in AUTO_STRATEGIES}, "Strategy 'auto'", STRATEGIES)
+            problems = dict.fromkeys(p for s in AUTO_STRATEGIES for p in option_problems(STRATEGIES[s], given))
+            if problems:
+                raise ConfigError("Invalid options: " + "; ".join(problems) + ".")
         elif self.strategy in STRATEGIES:  # an unregistered one is a strategy object's: fit() takes it as it is
             check_option_names(given, {self.strategy: STRATEGIES[self.strategy]}, f"Strategy {self.strategy!r}",
                                STRATEGIES)

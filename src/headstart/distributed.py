@@ -49,6 +49,11 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def launch_rank() -> int:
+    """This process's rank as its launcher set it (``RANK``; 0 without a launcher): known before ``setup``."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def local_rank() -> int:
     """This process's index on its machine (``LOCAL_RANK``; 0 without a launcher)."""
     return int(os.environ.get("LOCAL_RANK", "0"))

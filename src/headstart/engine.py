@@ -2,6 +2,8 @@
 
 AdamW with layer-wise learning rates as optimizer parameter groups, linear warm-up then cosine decay,
 bf16 autocast where it pays, early stopping on validation accuracy and the best epoch restored at the end.
+A loss or validation output that is not finite (a learning rate far too high) stops the fit with an error
+(``diverged``): a diverged model is never kept, so it is never saved as a working run.
 Frozen layer groups are frozen completely: no gradients, and their modules (BatchNorm, dropout) stay in
 eval mode so weights and running statistics do not move.
 """
@@ -28,7 +30,7 @@ from headstart.checkpoints import (load_checkpoint, load_optimizer, load_schedul
                                    rng_state, save_checkpoint, scheduler_state, set_rng_state)
 from headstart.data import Dataset
 from headstart.devices import autocast
-from headstart.errors import RunError
+from headstart.errors import Diverged, RunError
 from headstart.lr_range import lr_range_test
 
 if TYPE_CHECKING:
@@ -82,6 +84,21 @@ class TrainOutcome:
     out_of_time: bool = False  # the deadline ended training before the last epoch
     resumed_from: int = 0  # the epoch a checkpoint held when training resumed from it (0: a fresh start)
     lr_range: dict | None = None  # the range test's curve, suggestion and the factor applied to every group
+
+
+def diverged(what: str) -> Diverged:
+    """The error of a fit whose training stopped being finite (``what`` happened): nothing of it is saved."""
+    return Diverged(f"Training diverged: {what}. The fit stopped, and nothing was saved as a run. Lower the "
+                    "learning rates (--lr, --head-lr; lr=, head_lr=), or let --find-lr pick them, or use "
+                    "--strategy linear; for a regression, check the targets for extreme values.")
+
+
+def check_finite_loss(loss: float, where: str, optimizer: torch.optim.Optimizer) -> None:
+    """``diverged``, on every rank, when the training ``loss`` of any rank at ``where`` is not finite."""
+    if distributed.any_rank(not math.isfinite(loss)):
+        rates = sorted({g.get("initial_lr", g["lr"]) for g in optimizer.param_groups}, reverse=True)
+        raise diverged(f"the training loss was no longer finite (nan or inf) at {where}, with learning rates of "
+                       f"{', '.join(f'{r:g}' for r in rates)}")
 
 
 def freeze(model: nn.Module, trainable: set[str]) -> int:
@@ -350,7 +367,7 @@ def _train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Da
     loader = distributed.train_loader(feed.pairs, s.batch_size, generator, feed.collate, feed.num_workers,
                                       feed.lengths, sample_weights)
     model.to(device, memory_format=torch.channels_last if feed.channels_last else torch.preserve_format)
-    saved = load_checkpoint(s.checkpoint) if s.checkpoint else None
+    saved = load_checkpoint(s.checkpoint, s.epochs) if s.checkpoint else None
     lr_range = None
     if s.find_lr:  # a resumed run reuses the rate its first start found
         lr_range = saved[1].get("lr_range") if saved else _find_lr(model, feed, groups, s, device, precision)
@@ -383,6 +400,8 @@ def _train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Da
         distributed.sync_buffers(model)  # BatchNorm statistics: the main process's, on every rank
         with spinner(f"epoch {epoch}/{s.epochs}: validating", progress):
             logits = distributed.from_main(feed.val_logits(model))  # every rank decides on the same logits
+        if not np.isfinite(logits).all():
+            raise diverged(f"the model's outputs on the validation set were no longer finite after epoch {epoch}")
         state.outcome.history.append({"epoch": epoch, **row, **_scores(logits, targets["val"], s),
                                       "seconds": time.perf_counter() - start})
         say(epoch_line(state.outcome.history[-1], s.epochs), shown)
@@ -406,11 +425,13 @@ def _epoch(net: nn.Module, state: LoopState, loader: DataLoader, feed: Feed, hoo
     seen, loss_sum, correct, penalty_sum, scored = 0, 0.0, 0, 0.0, False
     batch_loss, hits = _task_loss(s)
     with progress_task(title, len(feed.pairs), progress) as advance:
-        for inputs, y in loader:
+        for step, (inputs, y) in enumerate(loader, 1):
             inputs, y = batch_to(inputs, device, feed.channels_last), y.to(device)
             with autocast(device, precision):
                 logits = net(inputs)
             batch = batch_loss(logits.float(), y, s.label_smoothing, weight)  # one process: the mean
+            mean = batch.mean.item()
+            check_finite_loss(mean, f"{title}, step {step}", state.optimizer)
             state.optimizer.zero_grad(set_to_none=True)
             if state.anchored:
                 penalty = l2sp_penalty(state.anchored, s.l2sp)
@@ -423,7 +444,7 @@ def _epoch(net: nn.Module, state: LoopState, loader: DataLoader, feed: Feed, hoo
             state.optimizer.step()
             state.scheduler.step()
             seen += batch.count
-            loss_sum += batch.mean.item() * batch.count
+            loss_sum += mean * batch.count
             hit = hits(logits, y)  # None: the task has no accuracy to show as it trains (its loss says enough)
             correct, scored = correct + (hit or 0), hit is not None
             advance(batch.global_count, info=f"loss {loss_sum / max(seen, 1):.3f}")

@@ -19,6 +19,10 @@ class ConfigError(HeadstartError, ValueError):
     """An option has a value headstart cannot use."""
 
 
+class Diverged(ConfigError):
+    """Training stopped being finite (a learning rate far too high): the fit stops and nothing of it is kept."""
+
+
 class RunError(HeadstartError, OSError):
     """A run directory cannot be written or read."""
 

@@ -27,6 +27,7 @@ regressor or multi-label classifier adds its own ``fit`` target handling and ``p
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import shutil
 import tempfile
@@ -44,6 +45,7 @@ from headstart.config import FitConfig
 from headstart.data import Dataset, load_items
 from headstart.data.hf import is_hf_column, is_hf_dataset
 from headstart.data.items import normalize_label
+from headstart.data.targets import as_number
 from headstart.data.sources import as_items
 from headstart.devices import resolve_device
 from headstart.errors import DataError
@@ -174,20 +176,16 @@ class HeadstartEstimator(BaseEstimator):
 class Classifier(ClassifierMixin, HeadstartEstimator):
     """A scikit-learn classifier that adapts a pretrained backbone (``model``) with ``strategy``.
 
-    ``fit(X, y)`` keeps ``classes_`` in the type of ``y`` (integer labels come back as integers);
-    ``predict`` returns labels of that type, ``predict_proba`` one column per ``classes_`` entry,
-    ``transform`` the backbone's embeddings; ``result_`` is the headstart FitResult (metrics, report, save).
+    ``y`` holds one label per sample, all strings or all numbers (scikit-learn refuses a mix too); a missing
+    label or a list of labels is a DataError naming its position (several labels per sample: ``headstart.fit``
+    with ``task="multi-label"``). ``fit(X, y)`` keeps ``classes_`` in the type of ``y`` (integer labels come
+    back as integers); ``predict`` returns labels of that type, ``predict_proba`` one column per ``classes_``
+    entry, ``transform`` the backbone's embeddings; ``result_`` is the headstart FitResult (metrics, report, save).
     """
 
     def fit(self, X: Any, y: Any) -> "Classifier":
         """Adapt the backbone to ``X`` (texts or images) labelled ``y``; returns the estimator."""
-        if y is None:
-            raise DataError(f"{type(self).__name__} requires y to be passed, but the target y is None; give one "
-                            "label per sample.")
-        y = np.asarray(as_items(y) if is_hf_column(y) else y)
-        if y.ndim != 1:
-            raise DataError(f"y has shape {y.shape}; give one label per sample (a 1-D array or list).")
-        check_classification_targets(y)
+        y = _class_targets(_targets(y, type(self).__name__, ONE_CLASS))
         classes, codes = np.unique(y, return_inverse=True)
         names = [normalize_label(c) for c in classes]
         if None in names or len(set(names)) != len(names):
@@ -213,6 +211,74 @@ class Classifier(ClassifierMixin, HeadstartEstimator):
         return self.classes_[probs.argmax(axis=1)]
 
 
+ONE_CLASS = ("headstart.Classifier takes one class per sample; for several labels per sample fit a multi-label "
+             "run with headstart.fit((X, label_lists), model=..., task='multi-label')")
+ONE_NUMBER = "headstart.Regressor fits one number per sample"
+
+
+def _targets(y: Any, owner: str, one: str) -> list:
+    """``y`` as a list of one target per sample; DataError when ``y`` is missing, not 1-D, or one of its
+    targets is missing (None, NaN) or a list, naming the first such position. ``one`` says what a sample takes."""
+    if y is None:
+        raise DataError(f"{owner} requires y to be passed, but the target y is None; give one target per sample.")
+    values = as_items(y) if is_hf_column(y) else y
+    shape = np.shape(values) if isinstance(values, (np.ndarray, pd.Series, pd.DataFrame)) else None
+    if shape is not None and len(shape) != 1:
+        raise DataError(f"y has shape {shape}; give a 1-D array or list. {one}.")
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise DataError(f"y is a single {type(values).__name__}; give a list or 1-D array, one target per sample.")
+    values = list(values)
+    for position, value in enumerate(values):
+        if isinstance(value, (list, tuple, set, dict, np.ndarray, pd.Series)):
+            raise DataError(f"y[{position}] is a {type(value).__name__} ({str(value)[:60]}), not one target. "
+                            f"{one}.")
+        if pd.isna(value):
+            raise DataError(f"y[{position}] is {_shown(value)}: that sample has no target. Give every sample one, or "
+                            "leave the unlabelled samples out of X and y.")
+    return values
+
+
+def _class_targets(values: list) -> np.ndarray:
+    """Class labels of one kind (all numbers or all strings, as scikit-learn's ``unique_labels`` asks) as a
+    1-D array of that kind; DataError naming the first label of another kind."""
+    kinds = [_label_kind(value) for value in values]
+    for position, kind in enumerate(kinds):
+        if kind is None:
+            raise DataError(f"y[{position}] is a {type(values[position]).__name__} ({str(values[position])[:60]}); "
+                            "a class label is a string or a number.")
+        if kind != kinds[0]:
+            raise DataError(f"y mixes numbers and strings: y[0] is {_shown(values[0])} but y[{position}] is "
+                            f"{_shown(values[position])}. Give every label as a string, or every label as a number "
+                            "(scikit-learn refuses mixed label types too).")
+    y = np.asarray(values)
+    check_classification_targets(y)
+    return y
+
+
+def _label_kind(value: Any) -> str | None:
+    """'string' or 'number' for a class label, None for anything else."""
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (numbers.Number, np.bool_)):
+        return "number"
+    return None
+
+
+def _numeric_targets(values: list) -> np.ndarray:
+    """Regression targets as finite float64; DataError naming the first one that is not a finite number."""
+    for position, value in enumerate(values):
+        if as_number(value) is None:
+            what = "not finite" if isinstance(value, numbers.Number) else "not a number"
+            raise DataError(f"y[{position}] is {_shown(value)}, {what}: a Regressor needs a finite number for every "
+                            "sample. Fix or drop that sample (use headstart.Classifier for classes).")
+    return np.asarray(values, dtype=np.float64)
+
+
+def _shown(value: Any) -> str:
+    """A target as a message shows it: numpy scalars as the Python value they hold."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _array_items(X: np.ndarray) -> list:
     """Items from a numpy array: 1-D strings or objects, or an image stack N x H x W[ x C]."""
     if X.ndim == 1 and X.dtype.kind in "OUS":
@@ -236,7 +302,7 @@ def _pack_run(result: FitResult) -> dict[str, bytes]:
     try:
         config = {"config": result.config.to_dict(), **({"data": result.data} if result.data is not None else {})}
         records = {"config.json": config, "split.json": result.split, "metrics.json": result.metrics}
-        save_run(folder / "run", result.predictor, records, result.history)
+        save_run(folder / "run", result.predictor, records, result.history, report=False)
         return {str(p.relative_to(folder / "run")): p.read_bytes()
                 for p in sorted((folder / "run").rglob("*")) if p.is_file()}
     finally:
@@ -272,15 +338,7 @@ class Regressor(RegressorMixin, HeadstartEstimator):
 
     def fit(self, X: Any, y: Any) -> "Regressor":
         """Adapt the backbone to ``X`` (texts or images) with numeric targets ``y``; returns the estimator."""
-        if y is None:
-            raise DataError("Regressor requires y to be passed, but the target y is None; give one number per sample.")
-        try:
-            y = np.asarray(as_items(y) if is_hf_column(y) else y, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise DataError(f"y must hold numbers for a Regressor ({exc}); use headstart.Classifier for classes.") \
-                from None
-        if y.ndim != 1 or not np.isfinite(y).all():
-            raise DataError(f"y has shape {y.shape} or holds NaN/inf; give one finite number per sample.")
+        y = _numeric_targets(_targets(y, "Regressor", ONE_NUMBER))
         self._fit_labels(X, [float(v) for v in y], "regression")
         return self
 

@@ -43,8 +43,10 @@ import torch
 
 from headstart.data import IMAGE_EXTENSIONS, load_items
 from headstart.data.audio import AUDIO_EXTENSIONS
+from headstart.data.dataset import modality_plural
 from headstart.errors import ConfigError, ExportError, RunError
 from headstart.fileio import staged_dir, write_json
+from headstart.outdir import enclosing_folder, guard_data
 from headstart.runs import Predictor, load_predictor
 
 FORMATS = ("onnx", "hf", "timm")
@@ -108,6 +110,7 @@ def export(run: str | Path, format: str, out: str | Path | None = None, samples:
         raise ConfigError(f"Unknown export format {format!r}: choose one of {', '.join(FORMATS)}.")
     out = Path(out) if out is not None else run.with_name(f"{run.name}-{format}")
     _check_free(out)
+    _check_outside(out, samples)
     predictor = load_predictor(run)
     predictor.model.float().eval().cpu()
     _check_format(predictor, format)
@@ -158,6 +161,18 @@ def _check_free(out: Path) -> None:
                        "(or remove that folder).")
 
 
+def _check_outside(out: Path, samples: Any) -> None:
+    """RunError when ``out`` lies inside a folder headstart wrote (the run itself, any run, a comparison, an
+    audit), whose contents headstart manages, or is or lies inside the ``samples`` data folder."""
+    enclosing = enclosing_folder(out)
+    if enclosing is not None:
+        folder, kind = enclosing
+        raise RunError(f"--out {out} is inside the headstart {kind} folder {folder}; an export goes beside a run, "
+                       f"never into one: it would change the {kind}, whose folder headstart replaces whole. Choose an "
+                       f"--out outside {folder}.")
+    guard_data(out, samples if isinstance(samples, (list, tuple)) else [samples])
+
+
 def _check_format(predictor: Predictor, format: str) -> None:
     """ConfigError unless the run's family writes ``format`` (every family writes onnx)."""
     backbone = predictor.backbone
@@ -165,7 +180,7 @@ def _check_format(predictor: Predictor, format: str) -> None:
     if format != "onnx" and format != native:
         instead = f"--format {native} or --format onnx" if native else "--format onnx"
         raise ConfigError(f"{FORMAT_IS_FOR[format]}; this run's backbone (family {backbone.family.name!r}) takes "
-                          f"{backbone.modality}s. Use {instead}.")
+                          f"{modality_plural(backbone.modality)}. Use {instead}.")
 
 
 # ----------------------------------------------------------------------------------------------- samples
@@ -177,7 +192,8 @@ def _sample_batch(run: Path, predictor: Predictor, samples: Any) -> torch.Tensor
     if samples is not None:
         data = load_items(samples)
         if data.modality != modality:
-            raise ConfigError(f"This run takes {modality} inputs, but the samples given are {data.modality}s.")
+            raise ConfigError(f"This run takes {modality_plural(modality)}, but the samples given are "
+                              f"{modality_plural(data.modality)}. Give samples of that kind.")
         items = list(data.items[:MAX_SAMPLES])
     elif modality == "text":
         items = list(CHECK_TEXTS)

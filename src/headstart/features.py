@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +23,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 from torch.utils.data import DataLoader
 
-from headstart import distributed
+from headstart import distributed, locks
 from headstart.backbones import Backbone, TextPreprocessing, batch_to
 from headstart.data import Dataset
 from headstart.devices import autocast
@@ -32,6 +33,10 @@ from headstart.progress import progress_task
 
 FORMAT_VERSION = "1"
 SHARD_ITEMS = 2048  # items per shard while extracting: a killed extraction loses at most this many
+# The only files the cache writes: features/KEY/NAME.safetensors and NAME.json, and (while writing) their temporary
+# siblings (see headstart.fileio). ``clear`` deletes these and nothing else.
+KEY = re.compile(r"[0-9a-f]{24}")
+OWN_FILE = re.compile(r"[0-9a-f]{16}\.(safetensors|json)|\.[0-9a-f]{16}\.(safetensors|json)\.tmp-[0-9]+-[0-9a-f]{8}")
 
 
 def default_cache_dir() -> Path:
@@ -40,6 +45,14 @@ def default_cache_dir() -> Path:
         return Path(os.environ["HEADSTART_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "headstart"
+
+
+@dataclass
+class Cleared:
+    """What ``FeatureCache.clear`` did: how many of its files it deleted, and the files it left (not its own)."""
+
+    removed: int = 0
+    kept: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -146,29 +159,53 @@ class FeatureCache:
         return missing
 
     def _write_shard(self, folder: Path, rows: dict[str, np.ndarray]) -> None:
+        """One shard, under the cache's lock: its checksum (NAME.json) first, then its tensors (NAME.safetensors),
+        so a reader that finds the tensors always finds the checksum beside them."""
         hashes = np.stack([np.frombuffer(bytes.fromhex(h), dtype=np.uint8) for h in rows])
         feats = np.ascontiguousarray(np.stack(list(rows.values())).astype(np.float32))
         name = hashlib.sha256(hashes.tobytes()).hexdigest()[:16]
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            write_with(folder / f"{name}.safetensors", lambda tmp: save_file({"features": feats, "hashes": hashes},
-                                                                             str(tmp)))
-            meta = {"checksum": _checksum(feats, hashes), "rows": len(rows)}
-            write_bytes(folder / f"{name}.json", json.dumps(meta).encode())
+            with locks.wait(folder.parent, "the feature cache"):
+                meta = {"checksum": _checksum(feats, hashes), "rows": len(rows)}
+                write_bytes(folder / f"{name}.json", json.dumps(meta).encode())
+                write_with(folder / f"{name}.safetensors",
+                           lambda tmp: save_file({"features": feats, "hashes": hashes}, str(tmp)))
         except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
             why = getattr(exc, "strerror", None) or exc
             raise RunError(f"Cannot write the feature cache in {self.root}: {why}. Choose a writable folder on a "
                            "disk with space with --cache-dir (or HEADSTART_CACHE).") from None
 
-    def clear(self) -> int:
-        """Delete every cached feature file; returns how many files were removed."""
-        files = list((self.root / "features").rglob("*"))
-        removed = 0
-        for f in files:
-            if f.is_file():
-                f.unlink()
-                removed += 1
-        return removed
+    def clear(self) -> Cleared:
+        """Delete the cache's own files (``OWN_FILE`` in a ``KEY`` folder under ``features/``: its shards, and the
+        temporary files of writes that were killed); anything else there is left, and listed in ``kept``."""
+        features = self.root / "features"
+        done = Cleared()
+        if not features.is_dir():
+            return done
+        with locks.wait(features, "the feature cache"):  # no write is under way: every temporary file is stale
+            for parent, _, names in os.walk(features):
+                for path in (Path(parent) / name for name in sorted(names)):
+                    if self.is_own(path):
+                        path.unlink()
+                        done.removed += 1
+                    else:
+                        done.kept.append(path)
+            for key in features.iterdir():
+                if KEY.fullmatch(key.name) and key.is_dir() and not key.is_symlink() and not any(key.iterdir()):
+                    key.rmdir()
+        return done
+
+    def shards(self) -> list[Path]:
+        """The cache's shard files (``features/KEY/NAME.safetensors``)."""
+        return [p for p in sorted((self.root / "features").glob("*/*.safetensors")) if self.is_own(p)]
+
+    def is_own(self, path: Path) -> bool:
+        """Whether ``path`` is a file this cache wrote: a name it gives, in a key folder of ``features/``."""
+        key = path.parent
+        return (key.parent == self.root / "features" and KEY.fullmatch(key.name) is not None
+                and OWN_FILE.fullmatch(path.name) is not None and not key.is_symlink() and not path.is_symlink()
+                and path.is_file())
 
 
 def extract(backbone: Backbone, data: Dataset, run: Extraction,

@@ -4,11 +4,16 @@ Every writer here fills a hidden temporary sibling (``.NAME.tmp-PID-XXXX``), flu
 renames it over the target and fsyncs the folder, so a crash or a full disk leaves either the old file or
 the new one, never a mix, and no temporary file behind. OSError (and whatever the payload writer raises)
 propagates: callers turn it into an error that says what could not be written.
+
+JSON is written strict (RFC 8259, see ``to_json``): a number that is not finite (NaN, an infinity, e.g. a
+metric of a regression whose predictions overflowed) is written as ``null``, "no value", never as the
+``NaN``/``Infinity`` tokens that most JSON readers refuse.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import shutil
@@ -38,7 +43,28 @@ def write_text(path: str | Path, text: str) -> None:
 
 def write_json(path: str | Path, payload: Any, indent: int | None = 2) -> None:
     """Replace ``path`` with ``payload`` as JSON (numpy values, tuples and paths allowed) and a newline."""
-    write_text(path, json.dumps(payload, indent=indent, default=json_default) + "\n")
+    write_text(path, to_json(payload, indent) + "\n")
+
+
+def to_json(payload: Any, indent: int | None = None, default: Callable[[Any], Any] | None = None) -> str:
+    """``payload`` as strict JSON: non-finite numbers as null (see the module doc); ``default`` (default:
+    ``json_default``) turns other values (numpy's, paths) into JSON's."""
+    return json.dumps(_finite(payload, default or json_default), indent=indent, allow_nan=False)
+
+
+def _finite(value: Any, default: Callable[[Any], Any]) -> Any:
+    """``value`` with every non-finite float replaced by None, and what JSON lacks converted by ``default``."""
+    if isinstance(value, np.generic):  # numpy's scalars
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int)):
+        return value
+    if isinstance(value, dict):
+        return {key: _finite(item, default) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item, default) for item in value]
+    return _finite(default(value), default)
 
 
 def write_with(path: str | Path, write: Callable[[Path], None]) -> None:

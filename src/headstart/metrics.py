@@ -22,6 +22,7 @@ METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "balanced_accura
                 "micro_f1": "micro-F1", "map": "mAP", "subset_accuracy": "subset accuracy", "r2": "R²",
                 "spearman": "Spearman's rho", "mae": "MAE", "rmse": "RMSE"}
 METRIC_RANGES = {"r2": (-math.inf, 1.0), "spearman": (-1.0, 1.0), "mae": (0.0, math.inf), "rmse": (0.0, math.inf)}
+SCORE_TOLERANCE = 1e-9  # scores closer than this are equal: their difference is floating-point rounding
 
 
 def metric_range(metric: str) -> tuple[float, float]:
@@ -30,14 +31,22 @@ def metric_range(metric: str) -> tuple[float, float]:
 
 
 def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion (sound at small n and near 0 or 1)."""
+    """95% Wilson score interval of a proportion (sound at small n and near 0 or 1). All correct gives an upper
+    bound of exactly 1, none correct a lower bound of exactly 0 (rounding gave 0.9999999999999999 at 6 of 6)."""
     if total == 0:
         return (0.0, 0.0)
     p = correct / total
     denom = 1 + z * z / total
     centre = (p + z * z / (2 * total)) / denom
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    lo = 0.0 if correct == 0 else max(0.0, centre - half)
+    hi = 1.0 if correct == total else min(1.0, centre + half)
+    return (lo, hi)
+
+
+def clearly_above(score: float, bound: float) -> bool:
+    """``score > bound`` by more than rounding (``SCORE_TOLERANCE``): equal scores are never "better"."""
+    return score > bound + SCORE_TOLERANCE
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:

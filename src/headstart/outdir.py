@@ -2,7 +2,9 @@
 
 Every folder headstart writes (a run, a comparison, an audit) carries a marker file, ``.headstart``, naming
 its kind. ``--overwrite`` replaces only such a folder, of the same kind, holding nothing headstart did not
-write; a folder that contains the data, or sits inside a data folder, is refused whatever the flags.
+write; a folder that contains the data, or sits inside a data folder, is refused whatever the flags. A run
+folder's tracker logs (``tensorboard/``) are kept: every fit saved there adds to them, and a folder that
+holds nothing else takes a new run as an empty one would.
 """
 
 from __future__ import annotations
@@ -13,15 +15,18 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from headstart.errors import RunError
+from headstart.errors import RunError, option
 
 MARKER = ".headstart"
 # What each kind of folder holds, beside the marker; anything else is the user's and blocks --overwrite.
 CONTENTS = {
-    "run": {"config.json", "split.json", "history.jsonl", "metrics.json", "model", "report.html", "checkpoints"},
+    "run": {"config.json", "split.json", "history.jsonl", "metrics.json", "model", "report.html", "checkpoints",
+            "tensorboard"},
     "comparison": {"comparison.json", "report.html", "runs"},
     "audit": {"audit.json", "report.html"},
 }
+# What a new folder of each kind keeps from the one it replaces: the trackers' logs (see headstart.tracking).
+KEPT = {"run": ("tensorboard",), "comparison": (), "audit": ()}
 # Folders written before the marker existed are recognised by a file only headstart writes there.
 LEGACY_SIGNS = {"run": ("model/headstart.json", "checkpoints/config.json"), "comparison": ("comparison.json",),
                 "audit": ("audit.json",)}
@@ -58,7 +63,7 @@ def check_writable(out: Path, kind: str, overwrite: bool, inputs: Iterable[Any] 
     if out.exists() and not out.is_dir():
         raise RunError(f"{out} is a file, not a folder. Choose another --out for the {kind}.")
     guard_data(out, inputs)
-    if not out.is_dir() or not any(out.iterdir()):
+    if not out.is_dir() or all(p.name in KEPT[kind] for p in out.iterdir()):
         return
     found = folder_kind(out)
     if found is None:
@@ -78,16 +83,50 @@ def check_writable(out: Path, kind: str, overwrite: bool, inputs: Iterable[Any] 
 
 def guard_data(out: Path, inputs: Iterable[Any]) -> None:
     """RunError when ``out`` is, contains, or lies inside one of the data sources (paths) in ``inputs``."""
-    target = Path(os.path.realpath(out))
+    clash = data_clash(out, inputs, holding=True)
+    if clash:
+        where, source = clash
+        raise RunError(f"--out {out} is {where} {source}; headstart never writes into, or replaces, your "
+                       "data. Choose an --out outside it (e.g. runs/NAME).")
+
+
+def guard_folders(folders: dict[str, Any], inputs: Iterable[Any]) -> None:
+    """RunError when a folder headstart adds files to (the feature cache, the trackers' logs), given as
+    ``{option name or environment variable: path}``, is or lies inside a data folder in ``inputs``."""
+    inputs = list(inputs)
+    for name, folder in folders.items():
+        clash = data_clash(folder, inputs, holding=False) if folder else None
+        if clash:
+            where, source = clash
+            shown = f"{name}={folder}" if name.isupper() else option(name, str(folder))
+            raise RunError(f"{shown} is {where} {source}: headstart would write its own files into your data, "
+                           "and the next fit on that folder would stop on them. Point it outside the data folder.")
+
+
+def data_clash(folder: Any, inputs: Iterable[Any], holding: bool) -> tuple[str, Any] | None:
+    """``(where, source)`` when ``folder`` is the data folder ``source`` in ``inputs`` or lies inside it (or, with
+    ``holding``, holds it); else None. Links are followed on both sides."""
+    target = Path(os.path.realpath(folder))
     for source in inputs:
         if not isinstance(source, (str, os.PathLike)) or not os.path.exists(source):
             continue
         data = Path(os.path.realpath(source))
-        if target == data or target in data.parents or (data.is_dir() and data in target.parents):
-            where = ("the data folder" if target == data else "a folder that holds the data"
-                     if target in data.parents else "inside the data folder")
-            raise RunError(f"--out {out} is {where} {source}; headstart never writes into, or replaces, your "
-                           "data. Choose an --out outside it (e.g. runs/NAME).")
+        if target == data:
+            return "the data folder", source
+        if holding and target in data.parents:
+            return "a folder that holds the data", source
+        if data.is_dir() and data in target.parents:
+            return "inside the data folder", source
+    return None
+
+
+def enclosing_folder(path: Path) -> tuple[Path, str] | None:
+    """The nearest headstart folder (run, comparison, audit) that ``path`` lies inside, with its kind; or None."""
+    for parent in Path(os.path.realpath(path)).parents:
+        kind = folder_kind(parent)
+        if kind is not None:
+            return parent, kind
+    return None
 
 
 def _listing(paths: Iterable[Path], most: int = 5) -> str:

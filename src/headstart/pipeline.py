@@ -7,11 +7,12 @@ FitResult with its metrics, costs and the config that ran.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -22,14 +23,16 @@ from headstart.backbones.audio_preprocessing import AudioPreprocessing
 from headstart.config import FitConfig
 from headstart.data import DataSplits, Skipped, load_data
 from headstart.data.checks import cheap_checks
+from headstart.data.dataset import modality_article, modality_plural
 from headstart.data.audio import choose_clip_seconds
 from headstart.data.resolution import MIN_SIZE, choose_image_size, native_size
 from headstart.data.shots import keep_shots
 from headstart.devices import peak_memory_mb, reset_peak_memory
-from headstart.engine import predict_logits
-from headstart.errors import ConfigError, DataError, RunError
-from headstart.report import render_run_report
+from headstart.engine import diverged, predict_logits
+from headstart.errors import ConfigError, DataError, Diverged, RunError, brief
+from headstart.metrics import clearly_above
 from headstart.notebook import fit_result_html, fit_result_repr
+from headstart.outdir import guard_folders
 from headstart.progress import spinner
 from headstart.runs import Predictor, check_out, item_columns, save_run
 from headstart.runtime import Runtime
@@ -88,7 +91,6 @@ class FitResult:
         records = {"config.json": config, "split.json": self.split, "metrics.json": self.metrics}
         with spinner(f"saving the run to {out}", progress):
             self.run_dir = save_run(Path(out), self.predictor, records, self.history, overwrite)
-            render_run_report(self.run_dir)
         return self.run_dir
 
 
@@ -96,6 +98,13 @@ def config_for(model: str | Backbone, strategy: Any, options: dict) -> FitConfig
     """The FitConfig of a call, with the model and strategy named."""
     name = model.name if isinstance(model, Backbone) else model
     return FitConfig(model=name, strategy=strategy if isinstance(strategy, str) else strategy.name, **options)
+
+
+def check_folders(cfg: FitConfig, inputs: Iterable[Any]) -> None:
+    """RunError, before any work, when the feature cache (``cache_dir``, else ``$HEADSTART_CACHE``) or the trackers'
+    ``track_dir`` is or lies inside a data folder in ``inputs`` (see headstart.outdir.guard_folders)."""
+    env = None if cfg.cache_dir else os.environ.get("HEADSTART_CACHE")
+    guard_folders({"cache_dir": cfg.cache_dir, "HEADSTART_CACHE": env, "track_dir": cfg.track_dir}, inputs)
 
 
 def for_strategy(cfg: FitConfig, strategy: str, options: dict[str, Any] | None = None) -> FitConfig:
@@ -117,8 +126,8 @@ def fit_data(data: Any, model: str | Backbone, strat: Strategy, cfg: FitConfig, 
         print(f"note: {image_size_note(splits, backbone)}", file=sys.stderr)
     if runtime.progress and (splits.task != "single-label" or "numbers" in task_reason(splits)):
         print(f"note: {task_note(splits)}", file=sys.stderr)  # the usual case, one class per item, goes unsaid
-    if runtime.progress:
-        for warning in cheap_checks(splits):
+    if distributed.is_main():  # unlike progress and notes, warnings print whatever --quiet (progress=False) says
+        for warning in cheap_checks(splits, fine_tuning=not getattr(strat, "frozen_backbone", False)):
             print(f"warning: {warning}", file=sys.stderr)
     if out is None:
         return fit_prepared(splits, backbone, cfg, strat, runtime)
@@ -130,8 +139,8 @@ def _fit_checkpointed(run: Path, splits: DataSplits, backbone: Backbone, cfg: Fi
                       runtime: Runtime, record: dict, overwrite: bool) -> FitResult:
     """Fit and save into ``run``, which holds this fit's config, split and per-epoch state meanwhile.
 
-    A failure before any epoch was saved (or of a fit with no epochs, like ``linear``) removes what
-    ``start_run`` created, so only resumable runs are left behind.
+    A failure before any epoch was saved (or of a fit with no epochs, like ``linear``), or a diverged one, removes
+    what ``start_run`` created, so only resumable runs are left behind.
     """
     created = []
     if distributed.is_main():
@@ -141,8 +150,9 @@ def _fit_checkpointed(run: Path, splits: DataSplits, backbone: Backbone, cfg: Fi
         fitted = fit_prepared(splits, backbone, cfg, strat, runtime.checkpointed(checkpoints.checkpoint_dir(run)))
         fitted.data = record
         fitted.save(run, overwrite=True, progress=runtime.progress)  # run holds this fit's own unfinished records, which the save replaces
-    except BaseException:
-        if distributed.is_main() and checkpoints.is_unfinished(run) and checkpoints.saved_epoch(run) == 0:
+    except BaseException as exc:  # a diverged fit would diverge again if resumed: its epochs go too
+        if distributed.is_main() and checkpoints.is_unfinished(run) and (
+                checkpoints.saved_epoch(run) == 0 or isinstance(exc, Diverged)):
             checkpoints.discard(created)
         raise
     distributed.barrier()  # every process returns once the run is written
@@ -156,15 +166,13 @@ def resume_fit(run: Path, data: Any, model: Any, strategy: Any, val: Any, test: 
     if options:
         raise ConfigError(f"resume={str(run)!r} takes its options from {run}/checkpoints/config.json; "
                           f"do not pass {', '.join(sorted(options))}. Start a new run to change them.")
-    record = checkpoints.read_record(run, "config.json")
-    cfg = FitConfig.from_dict(record["config"])
+    cfg, sources = _saved_config(run)
     runtime = Runtime.from_config(cfg, progress)  # every process reads RUN: it must be on a shared file system
     for given, saved, what in ((model, cfg.model, "model"), (strategy, cfg.strategy, "strategy")):
         name = given.name if isinstance(given, Backbone) else given
         if name not in (saved, "minilm-l6" if what == "model" else "linear"):
             raise ConfigError(f"{run} is a {saved!r} {what} run; resume continues it as it was "
                               f"(got {what}={name!r}). Start a new run to change it.")
-    sources = record.get("data") or {}
     data, val, test = (checkpoints.resolve_source(sources.get(role), given, role, run)
                        for role, given in (("train", data), ("val", val), ("test", test)))
     if data is None:
@@ -178,6 +186,16 @@ def resume_fit(run: Path, data: Any, model: Any, strategy: Any, val: Any, test: 
     fitted.save(run, overwrite=True, progress=runtime.progress)
     distributed.barrier()
     return fitted
+
+
+def _saved_config(run: Path) -> tuple[FitConfig, dict]:
+    """The FitConfig an unfinished run started with, and where its data came from (``checkpoints/config.json``)."""
+    record = checkpoints.read_record(run, "config.json")
+    try:
+        return FitConfig.from_dict(record["config"]), record.get("data") or {}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise RunError(f"{checkpoints.checkpoint_dir(run) / 'config.json'} does not hold the fit's options "
+                       f"({brief(exc)}). {checkpoints.unusable(run)}") from None
 
 
 def prepare(data: Any, model: str | Backbone, cfg: FitConfig, val: Any = None,
@@ -203,8 +221,9 @@ def prepare(data: Any, model: str | Backbone, cfg: FitConfig, val: Any = None,
             backbone.preprocessing = backbone.preprocessing.with_clip(seconds)
     if backbone.modality != splits.train.modality:
         wanted = splits.train.modality
-        raise DataError(f"The data holds {wanted} items but {backbone.name!r} is a {backbone.modality} model. "
-                        f"Pick {'an' if wanted == 'image' else 'a'} {wanted} model (see `headstart models`).")
+        raise DataError(f"The data holds {modality_plural(wanted)} but {backbone.name!r} is "
+                        f"{modality_article(backbone.modality)} model. Pick {modality_article(wanted)} model "
+                        "(see `headstart models`).")
     return splits, backbone
 
 
@@ -225,7 +244,7 @@ def fit_prepared(splits: DataSplits, backbone: Backbone, cfg: FitConfig, strat: 
     with spinner("scoring train, validation and test sets", ctx.progress):
         metrics = _metrics(result, backbone, splits, ctx, predictor, cfg)
     metrics.update(_costs(result, start, ctx, runtime.cache.forwarded - forwarded))
-    metrics["data_warnings"] = cheap_checks(splits)  # duplicates, leakage, imbalance, tiny classes
+    metrics["data_warnings"] = cheap_checks(splits, fine_tuning=not result.frozen_backbone)  # duplicates, leakage...
     metrics["strategy_info"] = result.info
     metrics["balance"] = {**ctx.balance, "select_metric": ctx.task.select_metric}
     if not result.frozen_backbone:
@@ -250,7 +269,7 @@ def _against_probe(result: StrategyResult, backbone: Backbone, splits: DataSplit
         probe = max(c[f"val_{main}"] for c in fitted.history)
     lo, hi = val[f"{main}_ci95"]
     warnings = []
-    if probe > hi:
+    if clearly_above(probe, hi):
         warnings.append(f"fine-tuning lost to the frozen probe: {probe - val[main]:.3f} {main} on validation "
                         f"({val[main]:.3f} against {probe:.3f}, beyond the 95% interval {lo:.3f}-{hi:.3f}); "
                         "likely overfitting or a learning rate too high for this data. Use --strategy linear, or "
@@ -340,7 +359,8 @@ def _metrics(result: StrategyResult, backbone: Backbone, splits: DataSplits, ctx
 
 def _split_logits(result: StrategyResult, backbone: Backbone, splits: DataSplits, ctx: FitContext,
                   predictor: Predictor) -> dict[str, np.ndarray]:
-    """The model's logits on train, validation and (when there is one) test, by split name."""
+    """The model's logits on train, validation and (when there is one) test, by split name; ``diverged`` if any
+    is not finite (every strategy's model is checked here, before it can be saved)."""
     out = {}
     for name, ds in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
         if ds is None:
@@ -354,6 +374,9 @@ def _split_logits(result: StrategyResult, backbone: Backbone, splits: DataSplits
             out[name] = distributed.sharded_rows(lambda part: predict_logits(  # each process scores its share
                 model, predictor.backbone, part, ctx.device, predictor.precision, ctx.settings.batch_size * 2), ds)
             result.model.cpu()
+    broken = [name for name, logits in out.items() if not np.isfinite(logits).all()]
+    if broken:
+        raise diverged(f"the fitted model's outputs on the {' and '.join(broken)} items are not finite")
     return out
 
 

@@ -8,12 +8,16 @@
                         (+ adapter.safetensors, adapter_config.json for LoRA: see headstart.adapters)
     RUN/checkpoints/    only while a fit is in progress: its state after every epoch, for --resume
                         (see headstart.checkpoints); the final save replaces the folder without it
+    RUN/tensorboard/    with --track tensorboard and no --track-dir: a folder of event files per fit
+                        (see headstart.tracking), kept by every save here, --overwrite included
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +33,15 @@ from headstart.backbones import Backbone, family_of
 from headstart.backbones.registry import MODALITIES
 from headstart.backbones.sources import refuse_remote_code
 from headstart.data import Dataset, load_items
+from headstart.data.dataset import modality_plural
 from headstart.devices import bf16_supported, resolve_device
 from headstart.engine import predict_logits
 from headstart.checkpoints import is_unfinished, saved_epoch
 from headstart.errors import ModelNotFoundError, RemoteCodeError, RunError, brief
-from headstart.fileio import json_default, read_json_object, staged_dir, write_json, write_text
+from headstart.fileio import read_json_object, staged_dir, to_json, write_json, write_text
 from headstart.notebook import predictor_html, predictor_repr
-from headstart.outdir import check_writable, guard_data, write_marker
+from headstart.outdir import KEPT, check_writable, guard_data, write_marker
+from headstart.report import render_run_report
 from headstart.heads import Classifier
 from headstart.tasks import SingleLabel, Task, task_from_spec
 
@@ -44,6 +50,32 @@ DAMAGED = "It is damaged: restore it from a copy of the run, or fit again."
 # What ``model/headstart.json`` must hold, and of which type, for a run to be rebuilt.
 SPEC_FIELDS = {"name": str, "modality": str, "arch": dict, "source": str, "classes": list, "precision": str,
                "preprocessing": dict}
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _three(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 3 and all(_finite(v) for v in value)
+
+
+# The settings of ``preprocessing`` and what each must be: an edited value would otherwise fail in the middle of
+# predict. Only those in REQUIRED must be there (runs from before crop_pct existed lack it). Audio's are checked
+# as its record is read (families.sfx_cnn).
+REQUIRED = {"max_length"}
+PREPROCESSING_FIELDS = {
+    "text": {"max_length": (_count, "a whole number of tokens, at least 1")},
+    "image": {"size": (_count, "a whole number of pixels, at least 1"),
+              "crop_pct": (lambda v: _finite(v) and 0 < v <= 1, "a number in (0, 1]"),
+              "mean": (_three, "a list of 3 numbers"),
+              "std": (lambda v: _three(v) and min(v) > 0, "a list of 3 numbers above 0"),
+              "interpolation": (lambda v: v in ("bilinear", "bicubic", "nearest"), "bilinear, bicubic or nearest")},
+}
 
 
 @dataclass
@@ -96,32 +128,59 @@ class Predictor:
         """``[len(data), n_classes]`` class probabilities (multi-label: each label's own; regression: the values)."""
         return self.task.probabilities(self.outputs(data, device, batch_size))
 
-    def outputs(self, data: Dataset, device: str = "auto", batch_size: int = 64) -> np.ndarray:
-        """The model's raw outputs ``[len(data), n_outputs]``: logits, or values in the target's units."""
+    def check_modality(self, data: Dataset, given: str = "the data given") -> None:
+        """RunError unless ``data`` is of the run's modality; ``given`` names the data in the message."""
+        takes, holds = modality_plural(self.backbone.modality), modality_plural(data.modality)
         if data.modality != self.backbone.modality:
-            raise RunError(f"This model takes {self.backbone.modality} inputs, but {data.modality} were given.")
+            raise RunError(f"This run takes {takes}, but {given} holds {holds}. Give it {takes}, or use a run "
+                           f"fitted on {holds}.")
+
+    def outputs(self, data: Dataset, device: str = "auto", batch_size: int = 64) -> np.ndarray:
+        """The model's raw outputs ``[len(data), n_outputs]``: logits, or values in the target's units. Outputs
+        that are not finite are a RunError: no label is ever given for them."""
+        self.check_modality(data)
         dev = resolve_device(device)
         precision = self.precision if bf16_supported(dev) else "fp32"
         self.model.to(dev)
-        return predict_logits(self.model, self.backbone, data, dev, precision, batch_size).astype(np.float64)
+        outputs = predict_logits(self.model, self.backbone, data, dev, precision, batch_size).astype(np.float64)
+        broken = np.flatnonzero(~np.isfinite(outputs).all(axis=1))
+        if broken.size:
+            raise RunError(f"{self.run_dir or 'The model'} gives outputs that are not numbers (nan or inf) for "
+                           f"{broken.size} of {len(outputs)} inputs, the first {data.origins[broken[0]]}: its weights "
+                           "(model/model.safetensors) were edited or damaged, or its training diverged. Restore the "
+                           "run from a copy, or fit again.")
+        return outputs
 
 
 def save_run(out: Path, predictor: Predictor, records: dict[str, Any], history: list[dict],
-             overwrite: bool = False) -> Path:
-    """Write a run directory atomically: into a hidden temporary sibling, then renamed into place."""
+             overwrite: bool = False, report: bool = True) -> Path:
+    """Write a run directory atomically, report.html included (unless not ``report``): into a hidden temporary
+    sibling, then renamed into place. Until that rename ``out`` is as it was; after it, the run is whole."""
     out = Path(out)
     check_out(out, overwrite)
     try:
         with staged_dir(out) as tmp:
             for name, payload in records.items():
                 write_json(tmp / name, payload)
-            write_text(tmp / "history.jsonl", "".join(json.dumps(row, default=json_default) + "\n" for row in history))
+            write_text(tmp / "history.jsonl", "".join(to_json(row) + "\n" for row in history))
             save_model_dir(tmp / "model", predictor)
+            keep_logs(out, tmp)
+            if report:
+                render_run_report(tmp, shown_as=out)
             write_marker(tmp, "run")
     except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
         raise RunError(f"Could not write the run to {out}: {getattr(exc, 'strerror', None) or exc}. Check that the "
                        "folder is writable and the disk has space; earlier runs were left as they were.") from exc
     return out
+
+
+def keep_logs(out: Path, new: Path) -> None:
+    """Copy the trackers' logs of the folder ``out`` (see headstart.outdir.KEPT) into the run about to replace it."""
+    for name in KEPT["run"]:
+        if (out / name).is_dir():
+            shutil.copytree(out / name, new / name, symlinks=True)
+        elif (out / name).exists():
+            shutil.copy2(out / name, new / name)
 
 
 def check_out(out: Path, overwrite: bool = False, resume: bool = False, inputs: Iterable[Any] = ()) -> None:
@@ -234,8 +293,10 @@ def _read_spec(run: Path, spec_file: Path) -> dict:
             problems.append("'classes' must be a non-empty list of distinct names")
         if spec["modality"] not in MODALITIES or spec["preprocessing"].get("kind") != spec["modality"]:
             problems.append("'modality' and 'preprocessing.kind' must be the same: 'image', 'text' or 'audio'")
-        if spec["modality"] == "text" and not isinstance(spec["preprocessing"].get("max_length"), int):
-            problems.append("'preprocessing.max_length' must be a whole number")
+        prep = spec["preprocessing"]
+        for key, (ok, what) in PREPROCESSING_FIELDS.get(spec["modality"], {}).items():
+            if (key in prep or key in REQUIRED) and not ok(prep.get(key)):
+                problems.append(f"'preprocessing.{key}' must be {what}, not {prep.get(key)!r}")
         if not isinstance(spec["arch"].get("family"), str):
             problems.append("'arch.family' must be a string")
     if problems:

@@ -1,24 +1,28 @@
 """Experiment tracking: a fit's config, per-epoch history, final metrics and report to TensorBoard and/or MLflow.
 
-Both work offline. TensorBoard writes event files under ``--track-dir`` (default: ``tensorboard/`` in the run
-folder, or ``./tensorboard/NAME`` without one); MLflow logs to ``MLFLOW_TRACKING_URI`` when it is set, else to
-``--track-dir`` as a SQLite store (``sqlite:///DIR/mlflow.db``, run files under ``DIR/artifacts``), else to
-MLflow's own default (``mlflow.db`` and ``mlruns/`` in the working folder). The libraries are imported only when a tracker is asked for; they are the ``track``
-extra (``pip install headstart[track]``).
+Both work offline. TensorBoard writes event files under ``--track-dir`` (``DIR/NAME``); by default in the run
+folder, one folder per fit (``OUT/tensorboard/TIME``: a fit saved again there, ``--overwrite`` included, adds its
+own beside the earlier ones, which every save keeps), or in ``./tensorboard/NAME`` without one. MLflow logs to
+``MLFLOW_TRACKING_URI`` when it is set, else to a SQLite store in ``--track-dir`` (``DIR/mlflow.db``, run files
+under ``DIR/artifacts``), else in the working folder (``./mlflow.db``, run files under ``./mlartifacts``: never
+MLflow's own ``./mlruns``). A ``--track-dir`` that cannot be written is refused before any work. The libraries
+are imported only when a tracker is asked for; they are the ``track`` extra (``pip install headstart[track]``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence
 
-from headstart.errors import ConfigError
+from headstart.errors import ConfigError, option
 
 TRACKERS = ("tensorboard", "mlflow")
 EPOCH_KEYS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_micro_f1", "val_r2", "seconds",
@@ -52,21 +56,45 @@ def parse_trackers(names: str | Sequence[str] | None) -> tuple[str, ...]:
 
 def open_trackers(names: Sequence[str], run_name: str, run_dir: Path | None = None,
                   track_dir: Path | None = None) -> list[Tracker]:
-    """One tracker per name, each logging under ``track_dir`` (see the module docstring for defaults)."""
+    """One tracker per name, each logging under ``track_dir`` (see the module docstring for defaults).
+
+    Every folder a tracker writes to is made (and checked writable) before any tracker opens."""
+    names = parse_trackers(names)
+    given = option("track_dir", str(track_dir)) if track_dir else None
+    if given:
+        log_folder(Path(track_dir), given)
     trackers: list[Tracker] = []
-    for name in parse_trackers(names):
+    for name in names:
         if name == "tensorboard":
             base = Path(track_dir) if track_dir else (run_dir / "tensorboard" if run_dir else Path("tensorboard"))
-            trackers.append(TensorBoardTracker(base / run_name if not run_dir or track_dir else base))
+            folder = base / (run_name if not run_dir or track_dir else time.strftime("%Y%m%d-%H%M%S"))
+            log_folder(folder, given or (f"--out {run_dir}" if run_dir else "the working folder"))
+            trackers.append(TensorBoardTracker(folder))
         else:
             uri = os.environ.get("MLFLOW_TRACKING_URI")
             artifacts = None
-            if uri is None and track_dir:  # the store and the run files both inside track_dir
-                folder = Path(track_dir).resolve()
-                folder.mkdir(parents=True, exist_ok=True)
-                uri, artifacts = f"sqlite:///{folder / 'mlflow.db'}", (folder / "artifacts").as_uri()
+            if uri is None:  # a SQLite store with its run files beside it: in track_dir, else in the working folder
+                folder = log_folder(Path(track_dir or ".").resolve(), given or "--track mlflow (./mlflow.db)")
+                artifacts = (folder / ("artifacts" if track_dir else "mlartifacts")).as_uri()
+                uri = f"sqlite:///{folder / 'mlflow.db'}"
             trackers.append(MLflowTracker(run_name, uri, artifacts))
     return trackers
+
+
+def log_folder(folder: Path, given: str) -> Path:
+    """``folder``, made if needed; a ConfigError naming ``given`` (the option that chose it) if it cannot be
+    written."""
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"{given}: {folder} is a file, not a folder, so the trackers cannot write their logs "
+                              "there. Pass a --track-dir that is a folder (new or existing).")
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+    except OSError as exc:
+        raise ConfigError(f"{given}: the trackers cannot write their logs to {folder} ({exc.strerror or exc}). "
+                          "Pass a --track-dir you can write to, or drop --track.") from None
+    return folder
 
 
 def flat_config(config: dict[str, Any]) -> dict[str, str | int | float | bool]:
@@ -123,16 +151,21 @@ class TensorBoardTracker:
     log_dir: Path
 
     def __post_init__(self):
+        self.log_dir = Path(self.log_dir)
+        self.writer = self._open()
+
+    def _open(self) -> Any:
+        """A new writer (and event file) in ``log_dir``."""
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as exc:  # torch's writer needs the tensorboard package
             raise _missing("tensorboard", "tensorboard") from exc
-        self.log_dir = Path(self.log_dir)
-        self.writer = SummaryWriter(str(self.log_dir))
+        return SummaryWriter(str(self.log_dir))
 
     def start(self, config: dict[str, Any]) -> None:
         table = "\n".join(f"| {k} | {v} |" for k, v in flat_config(config).items())
         self.writer.add_text("config", "| option | value |\n|---|---|\n" + table, 0)
+        self.writer.flush()
 
     def log_epoch(self, row: dict[str, Any]) -> None:
         for key in EPOCH_KEYS:
@@ -140,8 +173,13 @@ class TensorBoardTracker:
                 split, _, name = key.partition("_")
                 tag = f"{split}/{name}" if split in ("train", "val") else f"epoch/{key}"
                 self.writer.add_scalar(tag, row[key], int(row["epoch"]))
+        self.writer.flush()  # on disk after every epoch: a run's save copies the folder (runs.save_run)
 
     def finish(self, metrics: dict[str, Any], files: Sequence[Path] = ()) -> None:
+        """The final metrics, in an event file of their own: the one written so far may have been copied into a
+        newly saved run folder, its original removed."""
+        self.writer.close()
+        self.writer = self._open()
         for key, value in final_scalars(metrics).items():
             self.writer.add_scalar(f"final/{key}", value, 0)
         self.writer.close()

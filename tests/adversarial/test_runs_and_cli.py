@@ -13,50 +13,15 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 import headstart
 from headstart.audit import audit
-from headstart.cli.app import main
 from headstart.errors import ConfigError, RunError
 from headstart.strategies import make_strategy
-
-ENV = {"COLUMNS": "200", "NO_COLOR": "1", "HF_HUB_OFFLINE": "1"}
-
-
-@dataclass
-class Outcome:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return " ".join((self.stdout + self.stderr).split())  # rich wraps long lines
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """Run the `headstart` entry point in this process, as the shell would: exit code, stdout, stderr."""
-    for key, value in ENV.items():
-        monkeypatch.setenv(key, value)
-
-    def run(args: list, input: str | None = None) -> Outcome:
-        monkeypatch.setattr(sys, "argv", ["headstart", *map(str, args)])
-        monkeypatch.setattr(sys, "stdin", io.StringIO(input or ""))
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as done:
-            code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-        out, err = capsys.readouterr()
-        return Outcome(code, out, err)
-
-    return run
+from cli_harness import ENV, Outcome, cli  # noqa: F401  (cli is a fixture)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

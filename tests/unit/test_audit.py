@@ -178,9 +178,10 @@ def test_imbalance_and_tiny_classes_are_flagged():
     balance = class_balance(splits)
     assert balance["counts"] == {"cooking": 3, "sports": 12} and balance["ratio"] == 4.0
     assert balance["imbalanced"] and balance["few"] == ["cooking"]
-    warnings = cheap_checks(splits)
+    warnings = cheap_checks(splits, fine_tuning=True)
     assert any("imbalanced" in w and "'sports' has 12" in w for w in warnings)
     assert any("'cooking' (3)" in w and "fewer than 10" in w for w in warnings)
+    assert not any("fewer than 10" in w for w in cheap_checks(splits))  # advice about fine-tuning, only there
 
 
 def test_near_duplicates_find_perturbed_copies_and_nothing_else():

@@ -198,7 +198,7 @@ def test_mixed_modalities_in_folder(tmp_path):
 def test_mixed_modalities_between_train_and_val(tmp_path):
     train = image_tree(tmp_path / "images")
     val = text_tree(tmp_path / "texts", classes=("cat", "dog"))
-    with pytest.raises(DataError, match="training data is images but the val data is texts"):
+    with pytest.raises(DataError, match="training data holds images but the val data holds texts"):
         load_data(train, val=val)
 
 

@@ -109,11 +109,11 @@ def test_image_table_with_relative_paths(tmp_path):
     }
 
 
-def test_load_items_table_with_and_without_labels(tmp_path):
+def test_load_items_table_ignores_its_labels(tmp_path):
     labelled = write(tmp_path / "a.csv", "text,label\nhello,x\nbye,y\n")
-    assert load_items(labelled).labels == ("x", "y")
-    unlabelled = write(tmp_path / "b.csv", "text,label\nhello,\nbye,\n")
-    assert load_items(unlabelled).labels is None
+    assert load_items(labelled).labels is None and load_items(labelled).items == ("hello", "bye")
+    partly = write(tmp_path / "b.csv", "text,label\nhello,\nbye,y\n")
+    assert load_items(partly).labels is None and load_items(partly).items == ("hello", "bye")
     plain = write(tmp_path / "c.csv", "sentence\nhello\n")
     assert load_items(plain).items == ("hello",)
 

@@ -229,7 +229,7 @@ def test_export_checks_on_given_samples(image_run, image_folder, tmp_path):
     _, run = image_run
     result = export(run, "onnx", tmp_path / "x", samples=str(image_folder / "red"))
     assert result.samples == export_module.MAX_SAMPLES and result.max_abs_diff <= 1e-4
-    with pytest.raises(ConfigError, match="image inputs"):
+    with pytest.raises(ConfigError, match="This run takes images, but the samples given are texts"):
         export(run, "onnx", tmp_path / "y", samples=TEXTS)
 
 

@@ -121,7 +121,7 @@ def test_load_run_of_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path):
 
 def test_predict_rejects_inputs_of_the_other_modality(image_run):
     _, out = image_run
-    with pytest.raises(RunError, match="image inputs"):
+    with pytest.raises(RunError, match="This run takes images, but the data given holds texts"):
         headstart.predict(out, ["some text"])
 
 

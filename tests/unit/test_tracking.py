@@ -66,7 +66,7 @@ def test_unknown_trackers_are_named_with_the_choices():
 
 def test_tensorboard_logs_into_the_run_folder_by_default(tmp_path):
     (tracker,) = open_trackers(["tensorboard"], "pets", run_dir=tmp_path / "run")
-    assert tracker.log_dir == tmp_path / "run" / "tensorboard"
+    assert tracker.log_dir.parent == tmp_path / "run" / "tensorboard"  # one folder per fit: OUT/tensorboard/TIME
     tracker.finish({})
     (elsewhere,) = open_trackers(["tensorboard"], "pets", run_dir=tmp_path / "run", track_dir=tmp_path / "tb")
     assert elsewhere.log_dir == tmp_path / "tb" / "pets"

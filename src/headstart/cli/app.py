@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import functools
+import os
 import sys
+from typing import Any, Callable, NoReturn
 
 import typer
 from rich.console import Console
@@ -31,17 +35,25 @@ def _options(version: bool = typer.Option(False, "--version", callback=_version,
     """Adapt a pretrained image or text model to your labelled data: transfer learning or fine-tuning."""
 
 
-app.command("fit")(fit.fit_cli)
-app.command("compare")(compare.compare_cli)
-app.command("advise")(advise.advise_cli)
-app.command("predict")(predict.predict_cli)
-app.command("evaluate")(evaluate.evaluate_cli)
-app.command("models")(models.models_cli)
-app.command("cache")(cache.cache_cli)
-app.command("demo")(demo.demo_cli)
-app.command("audit")(audit.audit_cli)
-app.command("export")(export_verb.export_cli)
-app.command("suggest")(suggest.suggest_cli)
+def _stoppable(name: str, verb: Callable[..., None]) -> Callable[..., None]:
+    """``verb`` with Ctrl-C turned into Interrupted, which says what stopped: typer ends a KeyboardInterrupt with a
+    silent exit 130. A verb that knows what it kept (fit) raises its own Interrupted first."""
+    @functools.wraps(verb)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            verb(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise Interrupted(f"headstart {name} was stopped (Ctrl-C) before it finished.") from None
+
+    return run
+
+
+for _name, _verb in (("fit", fit.fit_cli), ("compare", compare.compare_cli), ("advise", advise.advise_cli),
+                     ("predict", predict.predict_cli), ("evaluate", evaluate.evaluate_cli),
+                     ("models", models.models_cli), ("cache", cache.cache_cli), ("demo", demo.demo_cli),
+                     ("audit", audit.audit_cli), ("export", export_verb.export_cli),
+                     ("suggest", suggest.suggest_cli)):
+    app.command(_name)(_stoppable(_name, _verb))
 
 
 def main() -> None:
@@ -50,13 +62,41 @@ def main() -> None:
     try:
         app()
     except (Interrupted, KeyboardInterrupt) as exc:
-        console.print(f"[bold yellow]interrupted:[/] {exc or 'stopped by the user.'}", highlight=False, soft_wrap=True)
+        console.print(f"[bold yellow]interrupted:[/] {str(exc) or 'stopped by the user (Ctrl-C).'}", highlight=False,
+                      soft_wrap=True)
         sys.exit(130)
     except HeadstartError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except OSError as exc:
+        output_failed(exc, console)
     except SystemExit as done:
         distributed = sys.modules.get("headstart.distributed")  # loaded only by the verbs that train
         if not done.code and distributed:  # a clean finish (every process is past its collectives): leave the
             distributed.teardown()  # process group
+        try:
+            sys.stdout.flush()  # what is still buffered: a closed pipe or a full disk shows here
+        except OSError as exc:
+            output_failed(exc, console)
         raise
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # what a full disk (or quota, or file size limit) raises
+
+
+def output_failed(exc: OSError, console: Console) -> NoReturn:
+    """End a command whose writing failed: quietly (exit 1) for a closed pipe (``| head``), as Unix tools do; with
+    an error (exit 2) for a full disk (``> file`` on it); any other OSError goes on up."""
+    if not isinstance(exc, BrokenPipeError) and exc.errno not in NO_SPACE:
+        raise exc
+    try:
+        sys.stdout.flush()
+    except OSError:  # Python's last flush would fail again, with a traceback: stdout goes to the null device
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), sys.stdout.fileno())
+    if isinstance(exc, BrokenPipeError):
+        sys.exit(1)
+    where = f" to {exc.filename}" if exc.filename else ""
+    console.print(f"[bold red]error:[/] could not write{where}: {exc.strerror or exc}; the output is incomplete. "
+                  "Free some space on that disk, or send the output elsewhere.", highlight=False, soft_wrap=True)
+    sys.exit(2)

@@ -59,21 +59,24 @@ def compare_cli(
 
     Example: headstart compare data/pets --model mobilenetv2 --strategies linear,partial,full --budget 15m
     """
+    from headstart.locks import hold  # lazy: `--help` need not load filelock (start-up time)
+
     started = time.perf_counter()
     out = out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
-    check_writable(out, "comparison", overwrite, inputs=(data, val, test))  # before any work
-    names = [s.strip() for s in strategies.split(",") if s.strip()]
-    from headstart.compare import compare  # lazy: `--help` need not load torch (start-up time)
+    with hold(out, "comparison", inputs=(data, val, test)):  # a second compare to OUT is refused up front
+        check_writable(out, "comparison", overwrite, inputs=(data, val, test))  # before any work
+        names = [s.strip() for s in strategies.split(",") if s.strip()]
+        from headstart.compare import compare  # lazy: `--help` need not load torch (start-up time)
 
-    result = compare(
-        data, model, names, budget=budget, seeds=seeds, folds=folds, val=val, test=test, progress=not quiet,
-        text_col=text_col, label_col=label_col, image_col=image_col, task=task, label_sep=label_sep,
-        select_metric=select_metric, test_fraction=test_fraction, shots=shots,
-        unfreeze=unfreeze, epochs=epochs, image_size=image_size, max_length=max_length, hflip=hflip, seed=seed,
-        clip_seconds=clip_seconds,
-        device=device,
-    )
-    result.save(out, overwrite)
+        result = compare(
+            data, model, names, budget=budget, seeds=seeds, folds=folds, val=val, test=test, progress=not quiet,
+            text_col=text_col, label_col=label_col, image_col=image_col, task=task, label_sep=label_sep,
+            select_metric=select_metric, test_fraction=test_fraction, shots=shots,
+            unfreeze=unfreeze, epochs=epochs, image_size=image_size, max_length=max_length, hflip=hflip, seed=seed,
+            clip_seconds=clip_seconds,
+            device=device,
+        )
+        result.save(out, overwrite)
     if json_out:
         print_json(result.to_dict())
         return

@@ -10,7 +10,7 @@ import typer
 
 from headstart.cli.options import (DATA_HELP, IMAGE_COL_HELP, LABEL_COL_HELP, LABEL_SEP_HELP, MAX_LENGTH_HELP,
                                    SELECT_METRIC_HELP, SHOTS_HELP, TASK_HELP, TEXT_COL_HELP, comma_list, config_option,
-                                   strategy_option)
+                                   number_list, strategy_option)
 from headstart.cli.output import auto_lines, console, print_json, summary_table
 from headstart.errors import ConfigError, Interrupted
 
@@ -85,13 +85,13 @@ def fit_cli(
     cache_dir: Optional[str] = typer.Option(None, help="Feature cache [default: ~/.cache/headstart]."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run at --out."),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or notes; warnings still print."),
     track: Optional[str] = typer.Option(None, "--track", metavar="TRACKERS", help="Log the config, every epoch, "
                                         "the final metrics and report.html to tensorboard and/or mlflow "
                                         "(comma-separated; offline; pip install 'headstart[track]')."),
     track_dir: Optional[str] = typer.Option(None, "--track-dir", metavar="DIR", help="TensorBoard's log folder and "
-                                            "MLflow's SQLite store [default: OUT/tensorboard; MLFLOW_TRACKING_URI "
-                                            "or ./mlflow.db]."),
+                                            "MLflow's SQLite store [default: OUT/tensorboard/TIME; "
+                                            "MLFLOW_TRACKING_URI or ./mlflow.db]."),
     config: Optional[str] = config_option(),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a stopped (killed, crashed) fit "
                                           "from its run directory's last saved epoch; needs no other options."),
@@ -103,8 +103,13 @@ def fit_cli(
     Fine-tuning saves its state in OUT/checkpoints after every epoch; after a crash,
     `headstart fit --resume OUT` continues it and ends as the uninterrupted run would.
     """
-    from headstart import distributed  # lazy: `--help` need not load torch (start-up time)
-    from headstart.api import fit
+    started = time.time()
+    try:
+        from headstart import distributed  # lazy: `--help` need not load torch (start-up time)
+        from headstart.api import fit
+    except KeyboardInterrupt:
+        raise Interrupted("stopped while headstart was starting (loading its libraries), before it read the data; "
+                          "nothing was written.") from None
 
     if resume is not None:
         given = {name for name in ctx.params  # typer vendors click: compare the source's name, not its class
@@ -124,24 +129,34 @@ def fit_cli(
             result = fit(data, resume=resume, progress=not quiet)
         else:
             options = {k: v for k, v in ctx.params.items() if k not in NOT_FIT_OPTIONS}
-            options.update(target_modules=comma_list(target_modules), cs=comma_list(cs, float))
+            options.update(target_modules=comma_list(target_modules), cs=number_list(cs, "--cs"))
             result = fit(data, model, strategy, val=val, test=test, out=out, overwrite=overwrite, progress=not quiet,
                          **options)
     except KeyboardInterrupt:
-        raise Interrupted(interrupted_note(out)) from None
+        raise Interrupted(interrupted_note(out, started)) from None
     if distributed.is_main():  # under a multi-process launch, one summary
         _show(result, data, json_out)
 
 
-def interrupted_note(out: Path) -> str:
-    """What a stopped fit left in ``out``, and how to go on."""
+def interrupted_note(out: Path, started: float) -> str:
+    """What a fit stopped after ``started`` (a time.time()) left in ``out``, and how to go on."""
     from headstart import checkpoints  # lazy: `--help` need not load torch (start-up time)
 
     if checkpoints.is_unfinished(out) and checkpoints.saved_epoch(out) > 0:
         return (f"epoch {checkpoints.saved_epoch(out)} is saved in {out}; continue with "
                 f"`headstart fit --resume {out}`.")
+    if _saved_since(out, started):
+        return f"stopped after the run was saved: {out} holds it, complete (report.html included)."
     return (f"stopped before any epoch was saved; {out} was left as it was before. Features computed so far "
             "stay in the feature cache, so running the command again starts from them.")
+
+
+def _saved_since(out: Path, started: float) -> bool:
+    """Whether ``out`` holds a finished run saved after ``started`` (the run folder is renamed in whole)."""
+    try:
+        return (out / "report.html").is_file() and (out / "metrics.json").stat().st_mtime >= started
+    except OSError:
+        return False
 
 
 def _show(result, data, json_out: bool) -> None:

@@ -6,7 +6,9 @@ The built-in strategies' option declarations (headstart.strategies.declared) imp
 
 from __future__ import annotations
 
+import functools
 import json
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +54,26 @@ def strategy_option(name: str, *flags: str) -> Any:
                         help=f"{' / '.join(who)}: {option_help(BUILT_IN[who[0]], name)}")
 
 
-def comma_list(value: str | None, kind: type = str) -> tuple | None:
-    """``"a,b"`` as ``("a", "b")`` (each converted by ``kind``); None stays None."""
+def comma_list(value: str | None) -> tuple[str, ...] | None:
+    """``"a,b"`` as ``("a", "b")``; None stays None."""
     if value is None:
         return None
-    return tuple(kind(part.strip()) for part in value.split(",") if part.strip())
+    return tuple(part.strip() for part in str(value).split(",") if part.strip())
+
+
+def number_list(value: str | None, flag: str) -> tuple[float, ...] | None:
+    """``"0.1,1"`` as ``(0.1, 1.0)``; None stays None; a part that is not a number is a ConfigError naming ``flag``."""
+    parts = comma_list(value)
+    if parts is None:
+        return None
+    numbers = []
+    for part in parts:
+        try:
+            numbers.append(float(part))
+        except ValueError:
+            raise ConfigError(f"{flag} {value}: {part!r} is not a number; give numbers separated by commas, "
+                              "e.g. 0.01,0.1,1.") from None
+    return tuple(numbers)
 
 
 CONFIG_HELP = ("A TOML or JSON file of this command's options (names as the flags, dashes or underscores; a run's "
@@ -71,12 +88,14 @@ def config_option() -> Any:
 
 def _load_config(ctx: typer.Context, param: Any, value: str | None) -> None:
     if value:
-        ctx.default_map = {**(ctx.default_map or {}), **config_defaults(Path(value), ctx.command.name or "",
-                                                                        {p.name for p in ctx.command.params})}
+        hints = typing.get_type_hints(ctx.command.callback) if ctx.command.callback else {}
+        accepted = {p.name: hints.get(p.name, Any) for p in ctx.command.params if p.name}
+        ctx.default_map = {**(ctx.default_map or {}), **config_defaults(Path(value), ctx.command.name or "", accepted)}
 
 
-def config_defaults(path: Path, verb: str, accepted: set[str]) -> dict[str, Any]:
-    """The options in ``path`` as ``{parameter name: value}`` for ``verb``; an unknown key is an error naming it.
+def config_defaults(path: Path, verb: str, accepted: dict[str, Any]) -> dict[str, Any]:
+    """The options in ``path`` as ``{parameter name: value}`` for ``verb``, whose options ``accepted`` maps to their
+    types; an unknown key, or a value of the wrong type (``true`` for a number), is an error naming it and the file.
 
     TOML keys may sit at the top or under ``[VERB]``. A run's config.json (``{"config": {...}, "data": {...}}``)
     gives its options (the strategy's own ones included) and, as DATA, VAL and TEST, the paths it was fitted on.
@@ -100,8 +119,32 @@ def config_defaults(path: Path, verb: str, accepted: set[str]) -> dict[str, Any]
             raise ConfigError(f"{path}: {key!r} is not an option of `headstart {verb}`; its options are "
                               f"{', '.join(sorted(n.replace('_', '-') for n in accepted))}.")
         if value is not None:
+            _check_type(path, key, value, accepted[name])
             out[name] = ",".join(str(v) for v in value) if isinstance(value, (list, tuple)) else value
     return out
+
+
+SCALARS = {bool: "true or false", int: "a whole number, e.g. 3", float: "a number, e.g. 0.5",
+           str: "text (quoted), a number or a list"}  # what a config value of an option of each type may be
+
+
+def _check_type(path: Path, key: str, value: Any, annotation: Any) -> None:
+    """ConfigError naming ``path`` and ``key`` unless ``value`` fits an option of type ``annotation`` (a bool is no
+    number, text no number; a str option, a list or the name of a file, takes numbers and lists too)."""
+    kinds = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]  # Optional[X]: X
+    kind = str if kinds[0] is Path else kinds[0]
+    if kind not in SCALARS:
+        return  # not a scalar option: the command checks it
+    if isinstance(value, bool):
+        fits = kind is bool
+    elif isinstance(value, (list, tuple)):
+        fits = kind is str and all(isinstance(v, (str, int, float)) for v in value)
+    else:
+        fits = isinstance(value, {bool: (), int: (int,), float: (int, float), str: (str, int, float)}[kind])
+    if not fits:
+        raise ConfigError(f"--config {path}: {key!r} must be {SCALARS[kind]}, not {json.dumps(value, default=str)} "
+                          f"({type(value).__name__}). Fix it in the file, or drop it and give "
+                          f"--{key.replace('_', '-')} on the command line.")
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -110,11 +153,27 @@ def _read_config(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"--config {path}: cannot read it ({exc.strerror or exc}).") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--config {path}: not UTF-8 text (byte {exc.start + 1}: {exc.reason}); TOML and JSON "
+                          "files must be UTF-8. Save it as UTF-8 in your editor.") from None
     try:
-        record = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+        record = (tomllib.loads(text) if path.suffix.lower() == ".toml"
+                  else json.loads(text, object_pairs_hook=functools.partial(_unique_keys, path)))
+    except ConfigError:
+        raise
     except (tomllib.TOMLDecodeError, ValueError) as exc:
         kind = "TOML" if path.suffix.lower() == ".toml" else "JSON (name it .toml for TOML)"
         raise ConfigError(f"--config {path}: not valid {kind}: {exc}.") from None
     if not isinstance(record, dict):
         raise ConfigError(f"--config {path}: must hold a table of options, not a {type(record).__name__}.")
     return record
+
+
+def _unique_keys(path: Path, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object from its ``pairs``; a key given twice is a ConfigError (JSON would keep the last silently)."""
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise ConfigError(f"--config {path}: the key {key!r} is given twice in one object; keep only one.")
+        seen.add(key)
+    return dict(pairs)

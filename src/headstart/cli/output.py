@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Any
@@ -10,13 +9,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from headstart.fileio import to_json
+
 # pipes and CI logs get full rows, unless COLUMNS sets the width
 console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 
 
 def print_json(payload: Any) -> None:
-    """Machine-readable output on stdout."""
-    print(json.dumps(payload, indent=2, default=str))
+    """Machine-readable output on stdout: strict JSON, non-finite numbers as null (headstart.fileio)."""
+    print(to_json(payload, indent=2, default=str))
 
 
 def fmt_count(n: int) -> str:

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import heapq
+import io
+import re
 import sys
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Optional, TextIO
 
 import typer
 
 from headstart.cli.output import print_json
 from headstart.data import Dataset, Skipped, load_items
+from headstart.data.items import decode_text
 from headstart.data.sources import is_text_not_path
 from headstart.errors import ConfigError, DataError
 
@@ -55,14 +59,15 @@ def predict_cli(
         if sys.stdin.isatty():
             print("reading texts from stdin, one per line; end with Ctrl-D (or pass files: headstart predict "
                   "--help)", file=sys.stderr)
-        data = stdin_dataset(sys.stdin, skip_bad)
+        parts = [stdin_dataset(stdin_lines(sys.stdin), skip_bad)]
     else:
         modality = predictor.backbone.modality
         parts = [load_items(arg, text_col=text_col, image_col=image_col, skip_bad=skip_bad, modality=modality,
                             run_columns=predictor.columns) for arg in inputs]
-        data = concat([dataclasses.replace(part, origins=[f"argument {n}"])  # a text given on the command line
-                       if modality == "text" and is_text_not_path(arg) else part
-                       for n, (arg, part) in enumerate(zip(inputs, parts), 1)])
+        parts = [dataclasses.replace(part, origins=[f"argument {n}"])  # a text given on the command line
+                 if modality == "text" and is_text_not_path(arg) else part
+                 for n, (arg, part) in enumerate(zip(inputs, parts), 1)]
+    data = concat(parts)
     for skipped in data.skipped:  # on stderr: stdout stays a clean table
         print(f"skipped {skipped.origin}: {skipped.reason}", file=sys.stderr)
     rows = predictor.predict(data, device=device, batch_size=batch_size) if len(data) else []
@@ -71,7 +76,7 @@ def predict_cli(
     if top_k is not None:
         rows = [keep_top(row, top_k) for row in rows]
     if skip_bad:
-        rows = in_input_order(rows, data.skipped)
+        rows = in_input_order(rows, parts)
     if json_out:
         print_json(rows)
         return
@@ -95,8 +100,16 @@ def keep_top(row: dict, k: int) -> dict:
     return out
 
 
+def stdin_lines(stream: TextIO) -> io.StringIO:
+    """The lines of ``stream`` (stdin), its bytes decoded as the file readers do (UTF-8, else latin-1) whatever the
+    locale says; a stream that has no bytes underneath is read as it is."""
+    raw = getattr(stream, "buffer", None)
+    return io.StringIO(decode_text(raw.read()) if raw is not None else stream.read(), newline=None)
+
+
 def stdin_dataset(lines: Iterable[str], skip_bad: bool) -> Dataset:
-    """One text per line, named "stdin line N"; a blank line is an error, or skipped with ``skip_bad``.
+    """One text per line, named "stdin line N"; a blank line or one holding a NUL byte (binary data, not text) is
+    an error, or skipped with ``skip_bad``.
 
     Blank lines at the very end (an editor's trailing newline) are not inputs.
     """
@@ -105,28 +118,44 @@ def stdin_dataset(lines: Iterable[str], skip_bad: bool) -> Dataset:
         lines.pop()
     texts, origins, skipped = [], [], []
     for n, text in enumerate(lines, 1):
-        origin = f"stdin line {n}"
-        if text.strip():
+        origin, problem = f"stdin line {n}", _line_problem(text)
+        if problem is None:
             texts.append(text)
             origins.append(origin)
         elif skip_bad:
-            skipped.append(Skipped(origin, "blank line"))
+            skipped.append(Skipped(origin, problem[0]))
         else:
-            raise DataError(f"{origin} is blank: every line is one text to classify. Remove blank lines, or "
-                            "pass --skip-bad to give them a row marked skipped.")
+            raise DataError(f"{origin} {problem[1]}, or pass --skip-bad to give such lines a row marked skipped.")
     if not texts and not skipped:
         raise DataError("No input: pass image files, a folder or a table, or pipe text lines on stdin.")
     return Dataset(texts, None, "text", origins, skipped)
 
 
-def in_input_order(rows: list[dict], skipped: Iterable[Skipped]) -> list[dict]:
-    """Predicted rows and a row for each skipped input; stdin lines in line order, other skips last."""
-    out = [*rows, *({"input": s.origin, "skipped": s.reason} for s in skipped)]
-    return sorted(out, key=_line_number) if all(r["input"].startswith("stdin line ") for r in out) else out
+def _line_problem(text: str) -> tuple[str, str] | None:
+    """What is wrong with one stdin line (a short reason, a sentence saying it and how to fix it), or None."""
+    if not text.strip():
+        return "blank line", "is blank: every line is one text to classify. Remove blank lines"
+    if "\0" in text:
+        return ("binary data (a NUL byte)", "holds a NUL byte: stdin looks like binary data (a file piped in?), "
+                "not lines of text. Pipe text, one per line, or pass files as arguments")
+    return None
 
 
-def _line_number(row: dict) -> int:
-    return int(row["input"].rsplit(" ", 1)[1])
+def in_input_order(rows: list[dict], parts: list[Dataset]) -> list[dict]:
+    """Predicted rows (those of ``parts``, in order) with a row for each skipped input at its place: among its
+    own argument's rows, before the first that comes after it (names compared with their numbers as numbers, so
+    "t.csv line 9" comes before "t.csv line 10"). Predicted rows keep their order."""
+    out, start = [], 0
+    for part in parts:
+        predicted, start = rows[start:start + len(part)], start + len(part)
+        skipped = sorted(({"input": s.origin, "skipped": s.reason} for s in part.skipped), key=_place)
+        out.extend(heapq.merge(predicted, skipped, key=_place))
+    return out
+
+
+def _place(row: dict) -> list:
+    """A row's input name as text and numbers: the key that puts "line 9" before "line 10"."""
+    return [int(chunk) if i % 2 else chunk for i, chunk in enumerate(re.split(r"([0-9]+)", row["input"]))]
 
 
 ANSWER_COLUMNS = {"single-label": "label", "multi-label": "labels", "regression": "value"}  # the answer, by task
@@ -134,7 +163,7 @@ ANSWER_COLUMNS = {"single-label": "label", "multi-label": "labels", "regression"
 
 def write_csv(rows: list[dict], classes: list[str], skip_bad: bool, raw: bool, top_k: int | None = None,
               answer: str = "label") -> None:
-    """CSV on stdout: input, text (for texts), the answer (``label``; multi-label: ``labels`` above their
+    """CSV on stdout: input, text (for texts, whole), the answer (``label``; multi-label: ``labels`` above their
     thresholds, joined by ``|``; regression: ``value``), one probability per class, or with ``top_k`` the k
     most probable classes as label_1, p_1, ... (+ skipped with skip_bad)."""
     text = any("text" in r for r in rows)
@@ -144,7 +173,7 @@ def write_csv(rows: list[dict], classes: list[str], skip_bad: bool, raw: bool, t
     writer = csv.writer(sys.stdout)
     writer.writerow(["input"] + (["text"] if text else []) + [answer] + scores + (["skipped"] if skip_bad else []))
     for r in rows:
-        shown = [cell(r.get("text", "")[:200])] if text else []
+        shown = [cell(r.get("text", ""))] if text else []
         if "top_k" in r:
             probs = [v for t in r["top_k"] for v in (cell(t["label"]), f"{t['probability']:.6f}")]
         elif "probabilities" in r:

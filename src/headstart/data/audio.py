@@ -41,6 +41,8 @@ def audio_file_problem(path: str, max_seconds: float = MAX_SECONDS) -> tuple[str
     name = os.path.basename(path)
     if not os.path.isfile(path):
         return f"the audio file '{path}' does not exist", "Correct the path or add the file"
+    if os.path.getsize(path) == 0:
+        return f"the audio file '{name}' is empty (0 bytes)", "Remove it or record it again"
     try:
         info = soundfile.info(path)
         if info.duration > max_seconds:
@@ -48,8 +50,7 @@ def audio_file_problem(path: str, max_seconds: float = MAX_SECONDS) -> tuple[str
                     "for one item", "Cut it into clips of a few seconds (e.g. sox in.wav out.wav trim 0 10)")
         data, _ = _decode(path)
     except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError) as exc:
-        detail = str(exc).replace(f"'{path}'", "").replace(path, "").strip(" :")
-        return (f"the audio file '{name}' cannot be decoded as audio ({detail or type(exc).__name__})",
+        return (f"the audio file '{name}' cannot be decoded as audio ({_decode_detail(exc, path)})",
                 "Re-save it as 16-bit .wav or .flac, or remove it")
     if data.size == 0:
         return f"the audio file '{name}' is empty (no samples)", "Remove it or record it again"
@@ -61,6 +62,15 @@ def audio_file_problem(path: str, max_seconds: float = MAX_SECONDS) -> tuple[str
         return (f"the audio file '{name}' is silent ({level})",
                 "Check the recording (a muted microphone?) or remove it")
     return None
+
+
+def _decode_detail(exc: Exception, path: str) -> str:
+    """libsndfile's reason without the path. Of an .mp3 holding no audio frames it says "File does not exist";
+    the file is there (checked first), so that is said as what it means: the bytes are not that format."""
+    detail = str(exc).replace(f"'{path}'", "").replace(path, "").strip(" :")
+    if "does not exist" in detail:
+        return f"format not recognised: its bytes are not {os.path.splitext(path)[1].lower()} audio"
+    return detail or type(exc).__name__
 
 
 def read_audio(path: str, rate: int) -> np.ndarray:

@@ -55,8 +55,9 @@ class Pool:
                 for g in exact_duplicates(self.hashes, self.split)]
 
 
-def cheap_checks(splits: DataSplits) -> list[str]:
-    """Warnings that need no model: exact duplicates in train, leakage across splits, imbalance, tiny classes.
+def cheap_checks(splits: DataSplits, fine_tuning: bool = False) -> list[str]:
+    """Warnings that need no model: exact duplicates in train, leakage across splits, imbalance, and, for a
+    ``fine_tuning`` fit (where the advice to prefer the linear strategy can be acted on), tiny classes.
 
     Each warning names example items by origin. ``fit`` prints these before training.
     """
@@ -86,7 +87,7 @@ def cheap_checks(splits: DataSplits) -> list[str]:
             out.append(f"The classes are imbalanced: '{big}' has {c[big]} training examples and '{small}' "
                        f"{c[small]} (ratio {balance['ratio']:.1f} > {IMBALANCE_RATIO:g}); watch macro-F1, not only "
                        "accuracy.")
-    if balance["few"]:
+    if balance["few"] and fine_tuning:
         listing = ", ".join(f"'{k}' ({balance['counts'][k]})" for k in balance["few"])
         out.append(f"Class(es) {listing} have fewer than {FEW_EXAMPLES} training examples: too few to fine-tune "
                    "reliably; prefer the linear strategy or add examples.")

@@ -12,6 +12,17 @@ from PIL import Image
 from headstart.errors import DataError
 
 MODALITIES = ("image", "text", "audio")
+_MODALITY_WORDS = {"image": ("an image", "images"), "text": ("a text", "texts"), "audio": ("an audio", "sounds")}
+
+
+def modality_article(modality: str) -> str:
+    """The modality with its article, for "is an audio model": ``an image``, ``a text``, ``an audio``."""
+    return _MODALITY_WORDS.get(modality, (f"a {modality}",))[0]
+
+
+def modality_plural(modality: str) -> str:
+    """What items of the modality are called, for "takes sounds": ``images``, ``texts``, ``sounds``."""
+    return _MODALITY_WORDS.get(modality, ("", f"{modality} items"))[1]
 
 
 @dataclass(frozen=True)

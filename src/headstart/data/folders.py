@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from headstart.data.audio import AUDIO_EXTENSIONS, is_audio_name
-from headstart.data.dataset import Dataset, Skipped
+from headstart.data.dataset import Dataset, Skipped, modality_article, modality_plural
 from headstart.data.images import IMAGE_EXTENSIONS, is_image_name
 from headstart.data.items import SKIP_BAD, Gate, build_dataset, read_text_file
 from headstart.errors import DataError
@@ -17,6 +17,9 @@ SPLIT_NAMES = {"train": ("train",), "val": ("val", "validation", "valid"), "test
 SUPPORTED = (f"images ({', '.join(sorted(IMAGE_EXTENSIONS))}), sounds ({', '.join(sorted(AUDIO_EXTENSIONS))}) "
              "or .txt texts")
 LAYOUT_HINT = "Expected layout: <folder>/<class name>/<files>, e.g. data/cat/001.jpg"
+LINK_OUT = "this is a link to {real}, which is outside the data folder {shown}"
+LINK_FIX = ("Files of a data folder must stay inside it, links included (as a table's image paths); copy or move "
+            "what the link points to into the folder")
 
 
 def _visible(folder: Path) -> list[Path]:
@@ -28,15 +31,40 @@ def _visible(folder: Path) -> list[Path]:
     )
 
 
-def _walk(folder: Path) -> list[Path]:
-    """Every visible file under ``folder`` (recursive), in sorted order."""
+def _walk(folder: Path, root: Path, shown: str, gate: Gate) -> list[Path]:
+    """Every visible file under ``folder`` (recursive), in sorted order, without links that leave ``root``."""
     found: list[Path] = []
-    for entry in _visible(folder):
+    for entry in _inside(_visible(folder), root, shown, gate):
         if entry.is_dir():
-            found.extend(_walk(entry))
+            found.extend(_walk(entry, root, shown, gate))
         elif entry.is_file():
             found.append(entry)
     return found
+
+
+def _inside(entries: list[Path], root: Path, shown: str, gate: Gate) -> list[Path]:
+    """``entries`` of the data folder ``root`` (``shown`` in messages) without the symbolic links that lead
+    outside it: each is refused, as a table's image path is (``--skip-bad`` skips it)."""
+    kept = []
+    for entry in entries:
+        real = _leads_out(entry, root)
+        if real is None:
+            kept.append(entry)
+        else:
+            gate.reject(os.path.join(shown, os.path.relpath(entry, root)), LINK_OUT.format(real=real, shown=shown),
+                        LINK_FIX)
+    return kept
+
+
+def _leads_out(entry: Path, root: Path) -> str | None:
+    """The real path ``entry`` leads to when it is a symbolic link out of ``root``; else None."""
+    if not entry.is_symlink():
+        return None
+    real, real_root = os.path.realpath(entry), os.path.realpath(root)
+    try:
+        return None if os.path.commonpath([real_root, real]) == real_root else real
+    except ValueError:  # different drives on Windows
+        return real
 
 
 def split_layout(root: Path, shown: str, gate: Gate) -> dict[str, Path] | None:
@@ -45,6 +73,11 @@ def split_layout(root: Path, shown: str, gate: Gate) -> dict[str, Path] | None:
     folders = {entry.name.lower(): entry for entry in entries if entry.is_dir()}
     if "train" not in folders:
         return None
+    for entry in folders.values():
+        real = _leads_out(entry, root)
+        if real is not None:  # a split cannot be skipped
+            raise DataError(f"{os.path.join(shown, entry.name)}: {LINK_OUT.format(real=real, shown=shown)}. "
+                            f"{LINK_FIX}.")
     known = {name for names in SPLIT_NAMES.values() for name in names}
     extra = sorted(name for name in folders if name not in known)
     if extra:
@@ -82,12 +115,13 @@ def read_folder(root: Path, shown: str, gate: Gate, labelled: bool) -> Dataset:
     if labelled:
         files, labels = _class_files(root, shown, gate)
     else:
-        files = _walk(root)
+        files = _walk(root, root, shown, gate)
         labels = None
     origins = [os.path.join(shown, os.path.relpath(path, root)) for path in files]
     kinds = [_kind(path) for path in files]
     main = None if labelled else gate.modality or _main_kind(kinds)
     if main is not None:
+        _check_kind_present(main, kinds, origins, shown)
         _note_others(files, kinds, origins, main, gate)
         kinds = [kind if kind == main else None for kind in kinds]
     else:
@@ -113,9 +147,9 @@ def _class_files(root: Path, shown: str, gate: Gate) -> tuple[list[Path], list[s
     """Files under each class folder of ``root`` and the class (folder name) of each."""
     files: list[Path] = []
     labels: list[str] = []
-    for entry in _visible(root):
+    for entry in _inside(_visible(root), root, shown, gate):
         if entry.is_dir():
-            found = _walk(entry)
+            found = _walk(entry, root, shown, gate)
             if not found:
                 gate.note(
                     os.path.join(shown, entry.name),
@@ -159,8 +193,19 @@ def _note_others(
     for path, kind, origin in zip(files, kinds, origins):
         if kind == main:
             continue
-        what = f"a {kind} file" if kind else f"unsupported file type ({path.suffix.lower() or 'no extension'})"
-        gate.note(origin, f"{what} in a folder of {count} {main} files: only the {main}s are read")
+        what = (f"{modality_article(kind)} file" if kind
+                else f"unsupported file type ({path.suffix.lower() or 'no extension'})")
+        gate.note(origin, f"{what} in a folder of {count} {main} files: only the {modality_plural(main)} are read")
+
+
+def _check_kind_present(main: str, kinds: list[str | None], origins: list[str], shown: str) -> None:
+    """DataError when a folder read for a ``main`` model holds none of its files but files of another kind."""
+    found = [(kind, origin) for kind, origin in zip(kinds, origins) if kind is not None]
+    if found and main not in kinds:
+        other = _main_kind(kinds) or found[0][0]
+        raise DataError(f"{shown}: the model takes {modality_plural(main)}, but the folder holds "
+                        f"{modality_plural(other)} (e.g. {found[0][1]}). Give it {modality_plural(main)}, or use "
+                        f"a run fitted on {modality_plural(other)}.")
 
 
 def _reject_unknown(origins: list[str], files: list[Path], shown: str, gate: Gate) -> None:

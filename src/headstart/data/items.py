@@ -69,8 +69,13 @@ def normalize_value(value: Any) -> str | None:
 
 
 def read_text_file(path: Path) -> str:
-    """Contents of a text file, decoded as UTF-8 (BOM allowed) or else latin-1."""
-    data = path.read_bytes()
+    """Contents of a text file, decoded as ``decode_text`` does."""
+    return decode_text(path.read_bytes())
+
+
+def decode_text(data: bytes) -> str:
+    """Bytes of text as UTF-8 (BOM allowed) or else latin-1, which decodes any bytes: what every text reader
+    (files, tables, stdin) does."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from headstart.data.dataset import Dataset, DataSplits, Skipped
+from headstart.data.dataset import Dataset, DataSplits, Skipped, modality_plural
 from headstart.data.folders import split_layout
 from headstart.data.items import Gate
 from headstart.data.sources import read_source
@@ -55,8 +55,8 @@ def load_data(
     for role, data in given.items():
         if data.modality != train.modality:
             raise DataError(
-                f"Mixed modalities: the training data is {train.modality}s but the {role} data "
-                f"is {data.modality}s. Give {role} data of the same kind as the training data."
+                f"Mixed modalities: the training data holds {modality_plural(train.modality)} but the {role} "
+                f"data holds {modality_plural(data.modality)}. Give {role} data of the same kind as the training data."
             )
     choice = decide_task(task, train.labels, label_sep)
     train = _nonempty(as_task(train, choice, gate, columns.label), "train", gate)
@@ -116,7 +116,8 @@ def load_items(
 ) -> Dataset:
     """Load unlabelled inputs: image/.txt file(s), a folder (recursive), a table, a list or a datasets.Dataset.
 
-    Labels are read from a table's label column when it has one (else ``labels`` is None).
+    Inputs carry no labels (``labels`` is None): a table's label column, if any, is not read, so rows with
+    an empty or odd label are predicted like the others.
     With ``skip_bad`` bad items are dropped and listed in the result's ``skipped``. ``modality``
     (the model's) reads a folder's files of that kind and skips the others, listing them; for a text
     model a string that names no file is a text (see ``sources.is_text_not_path``). ``run_columns``

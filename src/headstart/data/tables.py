@@ -24,7 +24,7 @@ import pandas as pd
 from PIL import Image
 
 from headstart.data.audio import is_audio_name
-from headstart.data.dataset import Dataset
+from headstart.data.dataset import Dataset, modality_plural
 from headstart.data.items import Gate, build_dataset, normalize_label, normalize_value, read_text_file
 from headstart.errors import ConfigError, DataError, option
 
@@ -189,13 +189,11 @@ def _check_unique(columns: tuple[str, ...], shown: str) -> None:
 
 
 def table_dataset(table: Table, columns: Columns, gate: Gate, need_labels: bool) -> Dataset:
-    """Dataset from a table: texts or image paths plus labels (required when ``need_labels``)."""
+    """Dataset from a table: texts or image paths, plus labels when ``need_labels`` (inputs ignore them)."""
     modality, item_col, label_col = choose_columns(table, columns, need_labels)
     labels = None
     if label_col is not None:
         labels = [_label(row.get(label_col), origin, label_col) for row, origin in zip(table.rows, table.origins)]
-        if not need_labels and all(label is None for label in labels):
-            labels = None
     values = [row.get(item_col) for row in table.rows]
     origins = list(table.origins)
     if modality == "image" and _sound_paths(values):
@@ -226,15 +224,31 @@ def _label(value: Any, origin: str, column: str) -> Any:
 
 
 def choose_columns(table: Table, columns: Columns, need_labels: bool) -> tuple[str, str, str | None]:
-    """``(modality, item column, label column or None)`` of a table; only its name and columns are read."""
+    """``(modality, item column, label column)`` of a table; only its name and columns are read. Without
+    ``need_labels`` (inputs to predict) the label column is None: a table's labels are never read then."""
     if columns.text and columns.image:
         raise ConfigError(
             f"Pass only one of {option('text_col')} and {option('image_col')}, not both."
         )
     label = columns.label or columns.of_run("label", table)
-    label_col = _pick(table, label, LABEL_COLUMNS, "label_col", "label", need_labels)
+    label_col = _pick(table, label, LABEL_COLUMNS, "label_col", "label", True) if need_labels else None
     modality, item_col = _item_column(table, columns)
+    if label_col == item_col:
+        if need_labels or columns.label:
+            raise ConfigError(_same_column(table, item_col, modality, columns))
+        label_col = None  # inputs only: the column holds the items, not labels
     return modality, item_col, label_col
+
+
+def _same_column(table: Table, column: str, modality: str, columns: Columns) -> str:
+    """Why one column cannot hold both the items and their labels, and which option to change."""
+    item_option = option("image_col" if modality == "image" else "text_col")
+    item_how = f"{item_option} names it" if columns.text or columns.image else f"a default {modality} column name"
+    label_how = f"{option('label_col')} names it" if columns.label else "a default label column name"
+    return (f"{table.name}: column '{column}' would hold both the {modality_plural(modality)} ({item_how}) and "
+            f"their labels ({label_how}): the model would be shown its own answers. Pass {option('label_col')} "
+            f"with the column that holds the labels and {item_option} with the one that holds the "
+            f"{modality_plural(modality)}; the columns are {list(table.columns)}.")
 
 
 def _sound_paths(values: list) -> bool:

@@ -28,6 +28,9 @@ SEPARATORS = ("|", ";")  # tried in this order when --label-sep is not given
 SEPARATED_SHARE = 0.1  # this share of the string labels holding the separator makes the labels lists
 MAX_NUMERIC_CLASSES = 20  # numbers with more distinct values than this are a quantity, not classes
 NUMERIC_SHARE = 0.9  # auto: at least this share of numbers makes the column numeric (the rest are bad rows)
+# Regression targets larger than this are bad rows: models train and predict in float32 (at most 3.4e38), and
+# the targets' spread is folded into the head's weights, so larger ones overflow to inf and nan.
+MAX_TARGET = 1e30
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,20 @@ def check_task(task: str) -> str:
 
 
 def decide_task(asked: str, labels: Sequence[Any], sep: str | None = None) -> TaskChoice:
-    """The task for these (training) labels: ``asked`` unless it is ``auto``, else as the module says."""
+    """The task for these (training) labels: ``asked`` unless it is ``auto``, else as the module says. A ``sep``
+    given for labels that are not multi-label would be ignored: a ConfigError says so."""
+    choice = _decide(asked, labels, sep)
+    if sep is not None and choice.task != "multi-label":
+        strings = [label for label in labels if isinstance(label, str)]
+        holding = f"; {sum(sep in s for s in strings)} of {len(strings)} labels hold {sep!r}" if strings else ""
+        raise ConfigError(f"{option('label_sep', sep)} separates the labels of a multi-label task, but the task is "
+                          f"{choice.task} ({choice.reason}{holding}), so it would be ignored. Use "
+                          f"{option('task', 'multi-label')} to split the labels on {sep!r}, or leave out "
+                          f"{option('label_sep')}.")
+    return choice
+
+
+def _decide(asked: str, labels: Sequence[Any], sep: str | None) -> TaskChoice:
     asked = check_task(asked)
     present = [label for label in labels if label is not None]
     if asked == "multi-label":
@@ -106,6 +122,9 @@ def _parse_one(choice: TaskChoice, label: Any) -> tuple[Any, str | None]:
         number = as_number(label)
         if number is None:
             return None, f"{str(label)[:40]!r} is not a number"
+        if abs(number) > MAX_TARGET:
+            return None, (f"{str(label)[:40]!r} is too large a target (at most {MAX_TARGET:g} in size, as models "
+                          "compute in float32: rescale the column, e.g. to millions or to its logarithm)")
         return number, None
     if isinstance(label, tuple):
         return None, f"{list(label)!r} is a list, but the task is single-label"

@@ -125,15 +125,17 @@ def summary_card(run: dict) -> str:
             f'<div class="cards">{card}</div></div>')
 
 
-def render_run_report(run_dir: Path) -> Path:
-    """Read one run directory's JSON files and write ``run_dir/report.html``; return its path."""
+def render_run_report(run_dir: Path, shown_as: Path | None = None) -> Path:
+    """Read one run directory's JSON files and write ``run_dir/report.html``; return its path. ``shown_as`` is the
+    run's own folder when ``run_dir`` is where it is staged before the rename (see headstart.runs.save_run)."""
     run_dir = Path(run_dir)
-    run = read_run(run_dir)
+    shown = Path(shown_as or run_dir)
+    run = {**read_run(run_dir), "name": shown.name}
     cfg = run["config"]
     split = run.get("split") or {}
     stamp = datetime.datetime.fromtimestamp((run_dir / "metrics.json").stat().st_mtime)
     meta = {"Data": _data_summary(split), "Model": str(cfg.get("model", "?")),
-            "Strategy": str(run["strategy"]), "Date": stamp.strftime("%Y-%m-%d %H:%M"), "Run": str(run_dir)}
+            "Strategy": str(run["strategy"]), "Date": stamp.strftime("%Y-%m-%d %H:%M"), "Run": str(shown)}
     data = ReportData(
         title=f"{run['strategy']} · {cfg.get('model', 'model')}",
         subtitle=f"How the {cfg.get('model', '?')} backbone did on your data with the {run['strategy']} strategy.",

@@ -47,7 +47,9 @@ class Strategy(Protocol):
     """A way to adapt a backbone: hyperparameters in the dataclass fields, work in ``fit``.
 
     ``fit`` must leave the strategy object and the backbone's pretrained weights untouched and return
-    a new StrategyResult (its model owns a copy of the weights when it changes them).
+    a new StrategyResult (its model owns a copy of the weights when it changes them). A strategy that never
+    changes the backbone may say so up front with a class attribute ``frozen_backbone = True`` (as ``linear``
+    does), so that advice about fine-tuning is not given before its fit.
     """
 
     name: str

@@ -33,7 +33,9 @@ from headstart import distributed
 from headstart.backbones import Backbone
 from headstart.backbones.base import batch_to
 from headstart.data import DataSplits
+from headstart.data.dataset import modality_article
 from headstart.devices import autocast
+from headstart.engine import check_finite_loss
 from headstart.errors import ConfigError
 from headstart.features import Extraction, extract
 from headstart.heads import Classifier
@@ -49,6 +51,7 @@ class Contrastive(ContrastiveOptions):
     name: ClassVar[str] = "contrastive"
 
     def __post_init__(self):
+        super().__post_init__()
         problems = []
         for option in ("steps", "batch_size"):
             value = getattr(self, option)
@@ -56,8 +59,6 @@ class Contrastive(ContrastiveOptions):
                 problems.append(f"{option}={value!r}: must be a whole number of at least 1")
         if isinstance(self.batch_size, int) and self.batch_size == 1:
             problems.append("batch_size=1: a pair needs two texts per step; use 16 (SetFit's) or more")
-        if self.lr is not None and not self.lr > 0:
-            problems.append(f"--lr {self.lr}: must be above 0 (SetFit uses {DEFAULT_LR:g})")
         if not 0 <= self.warmup < 1:
             problems.append(f"warmup={self.warmup!r}: a fraction of the steps, in [0, 1)")
         if problems:
@@ -66,8 +67,9 @@ class Contrastive(ContrastiveOptions):
     def fit(self, backbone: Backbone, splits: DataSplits, ctx: FitContext) -> StrategyResult:
         """Fine-tune a copy of the encoder on pairs of training texts, then fit the head on its embeddings."""
         if backbone.modality != "text":
-            raise ConfigError(f"The contrastive strategy is for text models; {backbone.name!r} is an "
-                              f"{backbone.modality} model. Use linear, partial, full, lp-ft or lora for it.")
+            raise ConfigError(f"The contrastive strategy is for text models; {backbone.name!r} is "
+                              f"{modality_article(backbone.modality)} model. Use linear, partial, full, lp-ft or lora "
+                              "for it.")
         if ctx.task.name != "single-label":
             raise ConfigError(f"The contrastive strategy learns from pairs of the same and of different classes: "
                               f"single-label data only, and this task is {ctx.task.name}. Use linear, partial, "
@@ -121,18 +123,19 @@ class Contrastive(ContrastiveOptions):
         collate, precision = backbone.preprocessing.collate(), training_precision(ctx)
         rng = np.random.default_rng(ctx.settings.seed)
         losses: list[float] = []
-        for _ in range(self.steps):
+        for step in range(1, self.steps + 1):
             rows = rng.choice(len(texts), size=min(self.batch_size, len(texts)), replace=False)
             batch, _ = collate([(texts[i], 0) for i in rows])
             with autocast(ctx.device, precision):
                 embeddings = module(batch_to(batch, ctx.device)).float()
             loss = pair_loss(loss_fn, embeddings, torch.from_numpy(targets[rows]).to(ctx.device))
+            losses.append(loss.item())
+            check_finite_loss(losses[-1], f"contrastive step {step}/{self.steps}", optimizer)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
-            losses.append(loss.item())
             deadline = ctx.settings.deadline
             if deadline is not None and distributed.any_rank(time.perf_counter() > deadline):
                 return losses, "budget"

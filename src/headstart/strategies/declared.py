@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from headstart.strategies.options import option
+from headstart.strategies.options import Checked, check_count, check_decay, check_rate, check_strengths, option
 
 DEFAULT_CS = (0.001, 0.01, 0.1, 1.0, 10.0)  # the linear probe's inverse regularisation strengths
 FINETUNE_LR = {"image": 5e-4, "text": 1e-4, "audio": 5e-4}  # partial / full: learning rate of the top backbone group
@@ -42,63 +42,67 @@ CS_HELP = "Inverse regularisation strengths C tried; the best on validation is k
 
 
 @dataclass(frozen=True)
-class LinearOptions:
+class LinearOptions(Checked):
     """Options of ``linear``."""
 
-    cs: tuple[float, ...] = option(DEFAULT_CS, CS_HELP)
+    cs: tuple[float, ...] = option(DEFAULT_CS, CS_HELP, check_strengths)
 
 
 @dataclass(frozen=True)
-class PartialOptions:
+class PartialOptions(Checked):
     """Options of ``partial``."""
 
-    unfreeze: int = option(2, "Train the last N layer groups (and the head).")
-    lr: float | None = option(None, LR_HELP)
-    head_lr: float | None = option(None, HEAD_LR_HELP)
-    lr_decay: float = option(0.7, DECAY_HELP)
+    unfreeze: int = option(2, "Train the last N layer groups (and the head).", check_count)
+    lr: float | None = option(None, LR_HELP, check_rate)
+    head_lr: float | None = option(None, HEAD_LR_HELP, check_rate)
+    lr_decay: float = option(0.7, DECAY_HELP, check_decay)
 
 
 @dataclass(frozen=True)
-class FullOptions:
+class FullOptions(Checked):
     """Options of ``full``."""
 
-    lr: float | None = option(None, LR_HELP)
-    head_lr: float | None = option(None, HEAD_LR_HELP)
-    lr_decay: float = option(0.7, DECAY_HELP)
+    lr: float | None = option(None, LR_HELP, check_rate)
+    head_lr: float | None = option(None, HEAD_LR_HELP, check_rate)
+    lr_decay: float = option(0.7, DECAY_HELP, check_decay)
 
 
 @dataclass(frozen=True)
-class LPFTOptions:
+class LPFTOptions(Checked):
     """Options of ``lp-ft``."""
 
-    unfreeze: int | None = option(None, "Train the last N layer groups (and the head) [default: all].")
-    lr: float | None = option(None, "Learning rate of the top layer group [default: a tenth of the head's].")
-    lr_decay: float = option(0.7, DECAY_HELP)
+    unfreeze: int | None = option(None, "Train the last N layer groups (and the head) [default: all].",
+                                  check_count)
+    lr: float | None = option(None, "Learning rate of the top layer group [default: a tenth of the head's].",
+                              check_rate)
+    lr_decay: float = option(0.7, DECAY_HELP, check_decay)
 
 
 @dataclass(frozen=True)
-class LoRAOptions:
+class LoRAOptions(Checked):
     """Options of ``lora``."""
 
     rank: int = option(8, "Rank of the low-rank adapters.")
     alpha: float = option(16, "Adapter scaling numerator: updates are scaled by alpha / rank.")
     dropout: float = option(0.05, "Dropout on the adapters' input, in [0, 1).")
-    lr: float | None = option(None, f"Learning rate of the adapters [default: {per_modality(LORA_LR)}].")
-    head_lr: float | None = option(None, f"Learning rate of the head [default: {rate(LORA_HEAD_LR)}].")
+    lr: float | None = option(None, f"Learning rate of the adapters [default: {per_modality(LORA_LR)}].",
+                              check_rate)
+    head_lr: float | None = option(None, f"Learning rate of the head [default: {rate(LORA_HEAD_LR)}].", check_rate)
     target_modules: tuple[str, ...] | None = option(None, "Layers to adapt: module names or name endings such "
                                                     "as query,value [default: chosen per model family].")
 
 
 @dataclass(frozen=True)
-class ContrastiveOptions:
+class ContrastiveOptions(Checked):
     """Options of ``contrastive``."""
 
     steps: int = option(60, "Optimizer steps, each on one batch of distinct training texts.")
     batch_size: int = option(16, "Texts per step; every pair among them is scored.")
-    lr: float | None = option(None, f"Learning rate of the encoder [default: {rate(CONTRASTIVE_LR)}, SetFit's].")
+    lr: float | None = option(None, f"Learning rate of the encoder [default: {rate(CONTRASTIVE_LR)}, SetFit's].",
+                              check_rate)
     warmup: float = option(0.1, "Share of the steps spent warming up, then linear decay to zero.")
     cs: tuple[float, ...] = option(DEFAULT_CS, "Inverse regularisation strengths C tried for the head; the "
-                                   "best on validation is kept.")
+                                   "best on validation is kept.", check_strengths)
 
 
 BUILT_IN: dict[str, type] = {"linear": LinearOptions, "partial": PartialOptions, "full": FullOptions,

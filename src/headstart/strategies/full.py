@@ -7,7 +7,6 @@ from typing import ClassVar
 
 from headstart.backbones import Backbone
 from headstart.data import DataSplits
-from headstart.errors import ConfigError
 from headstart.strategies.base import FitContext, StrategyResult
 from headstart.strategies.declared import FullOptions
 from headstart.strategies.finetune import finetune
@@ -18,10 +17,6 @@ class Full(FullOptions):
     """Fine-tune all layer groups with layer-wise learning-rate decay."""
 
     name: ClassVar[str] = "full"
-
-    def __post_init__(self):
-        if not 0 < self.lr_decay <= 1:
-            raise ConfigError(f"--lr-decay {self.lr_decay}: must be in (0, 1].")
 
     def fit(self, backbone: Backbone, splits: DataSplits, ctx: FitContext) -> StrategyResult:
         """Fine-tune every group of a copy of ``backbone``."""

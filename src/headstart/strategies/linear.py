@@ -20,6 +20,7 @@ class Linear(LinearOptions):
     is picked on validation."""
 
     name: ClassVar[str] = "linear"
+    frozen_backbone: ClassVar[bool] = True  # it never changes the backbone: advice about fine-tuning does not apply
 
     def fit(self, backbone: Backbone, splits: DataSplits, ctx: FitContext) -> StrategyResult:
         """Extract (or reuse cached) features, then fit the head in seconds."""

@@ -45,6 +45,7 @@ class LoRA(LoRAOptions):
     name: ClassVar[str] = "lora"
 
     def __post_init__(self):
+        super().__post_init__()
         targets = self.target_modules
         if isinstance(targets, str):
             targets = (targets,)
@@ -59,10 +60,6 @@ class LoRA(LoRAOptions):
                             "by alpha / rank)")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             problems.append(f"dropout={self.dropout!r}: must be in [0, 1)")
-        for option in ("lr", "head_lr"):
-            value = getattr(self, option)
-            if value is not None and not value > 0:
-                problems.append(f"--{option.replace('_', '-')} {value}: must be above 0")
         if targets is not None and (not targets or not all(isinstance(t, str) and t.strip() for t in targets)):
             problems.append(f"target_modules={targets!r}: must name at least one layer, as non-empty strings "
                             "(full module names or name endings such as 'query')")

@@ -15,7 +15,6 @@ from typing import ClassVar
 
 from headstart.backbones import Backbone
 from headstart.data import DataSplits
-from headstart.errors import ConfigError
 from headstart.strategies.base import FitContext, StrategyResult
 from headstart.strategies.declared import LPFTOptions
 from headstart.strategies.finetune import DEFAULT_LR, finetune
@@ -29,10 +28,6 @@ class LPFT(LPFTOptions):
     """Linear probe, then fine-tune the last ``unfreeze`` groups (all when None) from that head."""
 
     name: ClassVar[str] = "lp-ft"
-
-    def __post_init__(self):
-        if self.unfreeze is not None and self.unfreeze < 1:
-            raise ConfigError(f"--unfreeze {self.unfreeze}: must be at least 1.")
 
     def fit(self, backbone: Backbone, splits: DataSplits, ctx: FitContext) -> StrategyResult:
         """Probe from the feature cache, then fine-tune from its head, the backbone at a tenth of its rate."""

@@ -6,19 +6,89 @@
 
 ``FitConfig`` keeps the options of the strategy it names, the CLI's flags take their help from here, and
 config.json records every value a fit used (see ``option_values``), so a run is rebuilt from it alone.
+
+An option may declare a ``check`` of its values (``check_rate``, ``check_strengths``...): ``Checked`` runs them whenever a
+strategy is made, and ``option_problems`` before one is chosen (``--strategy auto``), so every entry point (flag,
+config file, Python argument) gets the same error.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable
+import math
+from typing import Any, Callable, Iterable
 
 from headstart.errors import ConfigError
 
+Check = Callable[[Any], "str | None"]  # a value -> what is wrong with it, or None
 
-def option(default: Any, help: str) -> Any:
-    """A strategy option: a dataclass field with its default and its help text."""
-    return dataclasses.field(default=default, metadata={"help": help})
+
+def option(default: Any, help: str, check: Check | None = None) -> Any:
+    """A strategy option: a dataclass field with its default, its help text and the ``check`` of its values."""
+    return dataclasses.field(default=default, metadata={"help": help, "check": check})
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_rate(value: Any) -> str | None:
+    """A learning rate: a finite number above 0 (None: the default)."""
+    if value is None or _is_number(value) and value > 0:
+        return None
+    return "must be a finite number above 0, e.g. 1e-4"
+
+
+def check_count(value: Any) -> str | None:
+    """A count such as the layer groups unfrozen: a whole number of at least 1 (None: the default)."""
+    ok = value is None or isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return None if ok else "must be a whole number of at least 1"
+
+
+def check_decay(value: Any) -> str | None:
+    """A factor in (0, 1]."""
+    return None if _is_number(value) and 0 < value <= 1 else "must be a number in (0, 1], e.g. 0.7"
+
+
+def check_strengths(value: Any) -> str | None:
+    """Inverse regularisation strengths: at least one, each a finite number above 0."""
+    values = (value,) if isinstance(value, (str, bytes)) else value
+    try:
+        ok = len(values) > 0 and all(_is_number(c) and c > 0 for c in values)
+    except TypeError:  # not a sequence
+        ok = False
+    return None if ok else "must be one or more finite numbers above 0, e.g. 0.01,0.1,1"
+
+
+def option_problems(cls: type | None, values: dict[str, Any]) -> list[str]:
+    """What is wrong with ``values`` by the checks ``cls``'s options declare, each naming its option."""
+    fields = option_fields(cls)
+    problems = []
+    for name, value in values.items():
+        check = fields[name].metadata.get("check") if name in fields else None
+        problem = check(value) if check else None
+        if problem:
+            problems.append(f"{_spelled(name, value)}: {problem}")
+    return problems
+
+
+def _spelled(name: str, value: Any) -> str:
+    """An option and its value as a flag and as a Python argument: ``--cs 0.1,-1 (cs=(0.1, -1))``."""
+    shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    return f"--{name.replace('_', '-')} {shown or repr(shown)} ({name}={value!r})"
+
+
+class Checked:
+    """Base of the options dataclasses: making one runs its options' declared checks (ConfigError naming them).
+
+    A subclass with its own ``__post_init__`` calls ``super().__post_init__()`` first.
+    """
+
+    def __post_init__(self) -> None:
+        problems = option_problems(type(self), {name: getattr(self, name) for name in option_fields(self)})
+        if problems:
+            raise ConfigError(f"Invalid {getattr(self, 'name', type(self).__name__)} options: "
+                              + "; ".join(problems) + ".")
 
 
 def option_fields(cls: type | None) -> dict[str, dataclasses.Field]:

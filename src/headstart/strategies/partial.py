@@ -7,7 +7,6 @@ from typing import ClassVar
 
 from headstart.backbones import Backbone
 from headstart.data import DataSplits
-from headstart.errors import ConfigError
 from headstart.strategies.base import FitContext, StrategyResult
 from headstart.strategies.declared import PartialOptions
 from headstart.strategies.finetune import finetune
@@ -18,12 +17,6 @@ class Partial(PartialOptions):
     """Fine-tune the last ``unfreeze`` layer groups with layer-wise learning-rate decay."""
 
     name: ClassVar[str] = "partial"
-
-    def __post_init__(self):
-        if self.unfreeze < 1:
-            raise ConfigError(f"--unfreeze {self.unfreeze}: must be at least 1 (use 'linear' to train only the head).")
-        if not 0 < self.lr_decay <= 1:
-            raise ConfigError(f"--lr-decay {self.lr_decay}: must be in (0, 1].")
 
     def fit(self, backbone: Backbone, splits: DataSplits, ctx: FitContext) -> StrategyResult:
         """Fine-tune the later groups of a copy of ``backbone``."""
