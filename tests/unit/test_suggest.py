@@ -14,7 +14,7 @@ import pytest
 import headstart
 from headstart.cli.app import main
 from headstart.data import load_items
-from headstart.label.forecast import forecast
+from headstart.label.forecast import forecast, sampling_error
 from headstart.label.select import margin_doubt, threshold_doubt, typical, uncertain, use_uncertain
 from headstart.tasks import SingleLabel
 
@@ -105,6 +105,7 @@ def test_forecast_extrapolates_a_rising_curve_with_an_interval():
     sizes = [n for n, _ in ahead.curve]
     assert len(sizes) == 3 and sizes[0] < sizes[1] < sizes[2] == 90 and abs(sizes[0] - 22.5) <= 2
     assert "extrapolation" in ahead.sentence() and "with 90 more labels" in ahead.sentence()
+    assert sampling_error(1.0, 6) > 0.2 > sampling_error(0.9, 1000)  # a perfect score on 6 items is no certainty
 
 
 # ---- the CLI ---------------------------------------------------------------------------------------------------

@@ -5,8 +5,8 @@ The curve is measured, not recorded: the run's task probe is fitted on 25, 50 an
 with the task's main metric. A line in log(items), ``metric = a + b ln(n)`` (the log-linear fit learning
 curves of linear probes follow over a few doublings), fitted to those points and carried to n + N, is the
 estimate; the interval is the 5th to 95th percentile of the same extrapolation over bootstrap resamples of the
-points, widened by the validation set's own sampling error. It is an extrapolation of three points, and says
-so. The curve has flattened when one more doubling of the labels is expected to add under ``FLAT`` (a point).
+points, widened by the validation set's own sampling error (Agresti-Coull). It is an extrapolation of three
+points, and says so. The curve has flattened when one more doubling of the labels is expected to add under ``FLAT`` (a point).
 """
 
 from __future__ import annotations
@@ -72,13 +72,20 @@ def forecast(task: Task, train: tuple[np.ndarray, np.ndarray, list], val: tuple[
              for d in (rng.integers(0, len(points), len(points)) for _ in range(BOOTSTRAP))
              if len(set(sizes[d])) > 1]
     now = values[-1]
-    noise = 0.0 if task.name == "regression" else 1.96 * np.sqrt(max(now * (1 - now), 0.0) / max(len(val[1]), 1))
+    noise = 0.0 if task.name == "regression" else sampling_error(now, len(val[1]))
     expected = float(np.polyval((slope, intercept), target))
     low, high = np.percentile(draws, [5, 95]) if draws else (expected, expected)
     bounded = (lambda v: float(min(v, 1.0))) if task.main_metric != "r2" else float
     means = {n: float(np.mean([v for m, v in points if m == n])) for n, _ in points}
     return Forecast(task.main_metric, len(y), more, float(now), bounded(expected), bounded(low - noise),
                     bounded(high + noise), float(slope * np.log(2)), sorted(means.items()), len(val[1]))
+
+
+def sampling_error(p: float, n: int) -> float:
+    """The 95% half-width of a proportion ``p`` measured on ``n`` items, Agresti-Coull style (two successes and
+    two failures added), so that a perfect score on a few items still gets a wide interval."""
+    adjusted = (p * n + 2) / (n + 4)
+    return float(1.96 * np.sqrt(adjusted * (1 - adjusted) / (n + 4)))
 
 
 def score(task: Task, x: np.ndarray, y: np.ndarray, val: tuple[np.ndarray, np.ndarray], seed: int) -> float:
