@@ -6,7 +6,8 @@ with the task's main metric. A line in log(items), ``metric = a + b ln(n)`` (the
 curves of linear probes follow over a few doublings), fitted to those points and carried to n + N, is the
 estimate; the interval is the 5th to 95th percentile of the same extrapolation over bootstrap resamples of the
 points, widened by the validation set's own sampling error (Agresti-Coull). It is an extrapolation of three
-points, and says so. The curve has flattened when one more doubling of the labels is expected to add under ``FLAT`` (a point).
+points, and says so. The curve has flattened when one more doubling of the labels is expected to add under
+``FLAT`` (a point).
 """
 
 from __future__ import annotations
