@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from headstart.cli import advise, audit, cache, compare, demo, evaluate, fit, models, predict
+from headstart.cli import advise, audit, cache, compare, demo, evaluate, fit, models, predict, serve
 from headstart.cli import export as export_verb
 from headstart import __version__
 from headstart.errors import HeadstartError, Interrupted
@@ -41,6 +41,7 @@ app.command("cache")(cache.cache_cli)
 app.command("demo")(demo.demo_cli)
 app.command("audit")(audit.audit_cli)
 app.command("export")(export_verb.export_cli)
+app.command("serve")(serve.serve_cli)
 
 
 def main() -> None:
