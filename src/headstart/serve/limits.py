@@ -122,6 +122,9 @@ def image_item(data: bytes, field: str, limits: Limits) -> Image.Image:
                                  f"of {limits.max_pixels} (--max-pixels): resize it before sending.", 413)
             image.load()
             return to_rgb(image)
+    except Image.DecompressionBombError:  # Pillow refuses twice its own limit before we can read the size
+        raise bad(field, f"'{field}' is an image of over {2 * Image.MAX_IMAGE_PIXELS} pixels, far over the limit of "
+                         f"{limits.max_pixels} (--max-pixels): resize it before sending.", 413) from None
     except DECODE_ERRORS as exc:
         raise bad(field, f"'{field}' cannot be decoded as an image ({' '.join(str(exc).split())[:120]}): send a "
                          "PNG or JPEG file's bytes.") from None
