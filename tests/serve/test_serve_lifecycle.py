@@ -1,0 +1,63 @@
+"""`headstart serve` starting and stopping: SIGTERM during a request finishes it and exits 0; what the CLI
+refuses before it listens (a port in use, a folder that is not a run, two runs of one name) is one `error:`
+line and exit 2, like every verb.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from serving import HOST, Server, fitted_runs
+from headstart.cli.app import main
+
+
+@pytest.fixture(scope="module")
+def topics(tmp_path_factory, tiny_text_dir, text_pairs, image_folder):
+    return fitted_runs(tmp_path_factory.getbasetemp(), ["topics"], tiny_text_dir, text_pairs[0], image_folder)["topics"]
+
+
+def test_sigterm_during_a_request_finishes_it_then_exits_0(topics, tmp_path):
+    # a batch waits up to 2.5 s for more requests: the request below is in flight when SIGTERM comes
+    server = Server([topics, "--max-wait-ms", "2500", "--max-batch", "64"], tmp_path / "server.log")
+    answers = []
+    client = threading.Thread(target=lambda: answers.append(server.predict("topics", {"inputs": ["Bake the bread"]})))
+    client.start()
+    time.sleep(1.0)
+    server.proc.send_signal(15)
+    time.sleep(0.5)
+    with pytest.raises(ConnectionRefusedError), socket.create_connection((HOST, server.port), timeout=5):
+        pass  # no longer accepting
+    client.join(30)
+    assert answers and answers[0].status == 200, server.output()
+    assert answers[0].json()["predictions"][0]["text"] == "Bake the bread"
+    assert server.proc.wait(30) == 0, server.output()
+    assert "Finished server process" in server.output() and "Traceback" not in server.output()
+
+
+def run_cli(args: list, monkeypatch, capsys) -> tuple[int, str]:
+    monkeypatch.setattr("sys.argv", ["headstart", "serve", *map(str, args)])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        main()
+    return done.value.code, " ".join(capsys.readouterr().err.split())
+
+
+def test_a_port_in_use_is_one_error_line(topics, monkeypatch, capsys):
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        code, err = run_cli([topics, "--port", taken.getsockname()[1]], monkeypatch, capsys)
+    assert code == 2 and err.startswith("error: Port") and "is in use" in err and "--port" in err
+
+
+def test_a_folder_that_is_not_a_run_or_a_name_served_twice_is_refused(topics, tmp_path, monkeypatch, capsys):
+    code, err = run_cli([tmp_path], monkeypatch, capsys)
+    assert code == 2 and "is not a headstart run directory" in err
+    code, err = run_cli([topics, f"topics={topics}"], monkeypatch, capsys)
+    assert code == 2 and "Two runs would be served as 'topics'" in err and "NAME=RUN" in err
+    code, err = run_cli([f"my model={topics}"], monkeypatch, capsys)
+    assert code == 2 and "a model name may hold" in err
