@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+import headstart
+
 from serving import HOST, Server, fitted_runs
 from headstart.cli.app import main
 
@@ -61,3 +63,20 @@ def test_a_folder_that_is_not_a_run_or_a_name_served_twice_is_refused(topics, tm
     assert code == 2 and "Two runs would be served as 'topics'" in err and "NAME=RUN" in err
     code, err = run_cli([f"my model={topics}"], monkeypatch, capsys)
     assert code == 2 and "a model name may hold" in err
+
+
+def test_onnx_backend_in_two_worker_processes_answers_as_predict(topics, tmp_path):
+    server = Server([topics, "--backend", "onnx", "--workers", "2"], tmp_path / "server.log")
+    texts = ["The striker scored twice", "Whisk the eggs with sugar"]
+    try:
+        replies = [server.predict("topics", {"inputs": texts}) for _ in range(4)]  # over both workers
+    finally:
+        code = server.stop()
+    expected = headstart.load_run(topics).predict(texts)
+    for reply in replies:
+        assert reply.status == 200, reply.body
+        for row, want in zip(reply.json()["predictions"], expected):
+            assert row["label"] == want["label"] and row["probabilities"] == pytest.approx(want["probabilities"],
+                                                                                           abs=1e-4)
+    assert code == 0, server.output()
+    assert server.output().count("Finished server process") == 2, server.output()

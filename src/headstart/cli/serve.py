@@ -8,13 +8,18 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 import typer
 
 from headstart.errors import ConfigError, RunError
+
+if TYPE_CHECKING:  # the verb's start-up imports neither torch nor the server
+    from headstart.runs import Predictor
+    from headstart.serve.app import ServeOptions
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
@@ -29,7 +34,9 @@ def serve_cli(
     max_batch: int = typer.Option(32, "--max-batch", min=1, help="Most items in one forward pass."),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0, help="Longest wait for more requests to fill "
                                       "a batch, after the first."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda (--backend torch)"),
+    backend: str = typer.Option("torch", "--backend", help="torch | onnx: ONNX Runtime on CPU, from the run's ONNX "
+                                "export (written to a temporary folder at start-up, checked against torch)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="HEADSTART_API_KEY", show_envvar=True,
                                           help="Require 'Authorization: Bearer KEY' on every request but "
                                           "/healthz, /readyz and /docs."),
@@ -51,20 +58,34 @@ def serve_cli(
     Example: headstart serve runs/helpdesk  then
     curl -s localhost:8000/v1/models/helpdesk/predict -H 'Content-Type: application/json' -d '{"inputs": ["refund please"]}'
     """
-    import uvicorn
-
     from headstart.runs import load_predictor
-    from headstart.serve.app import ENVIRONMENT, ServeOptions, create_app
-    from headstart.serve.guards import log_access
+    from headstart.serve.app import ServeOptions
+    from headstart.serve.backends import BACKENDS, export_onnx
     from headstart.serve.limits import Limits
 
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}.")
     named = run_names(runs)
     models = {name: load_predictor(path) for name, path in named.items()}  # predict's refusals, before binding
-    limits = Limits(int(max_body_mb * 1024 * 1024), max_items, max_text_chars, max_pixels, max_audio_seconds)
-    options = ServeOptions({name: str(path) for name, path in named.items()}, limits, max_batch, max_wait_ms,
-                           device, api_key or None, tuple(cors_origin or ()))
     check_port(host, port)
-    if host not in LOOPBACK and not api_key:
+    with tempfile.TemporaryDirectory(prefix="headstart-serve-") as exports:
+        folders = {name: str(export_onnx(path, Path(exports) / name)) for name, path in named.items()} \
+            if backend == "onnx" else {}
+        limits = Limits(int(max_body_mb * 1024 * 1024), max_items, max_text_chars, max_pixels, max_audio_seconds)
+        options = ServeOptions({name: str(path) for name, path in named.items()}, limits, max_batch, max_wait_ms,
+                               device, backend, folders, api_key or None, tuple(cors_origin or ()))
+        serve(models, options, host, port, workers, log_level)
+
+
+def serve(models: dict[str, Predictor], options: ServeOptions, host: str, port: int, workers: int, log_level: str) -> None:
+    """uvicorn on ``host:port`` with the app of ``models`` (one process), or ``workers`` processes that each
+    load the runs; returns after a graceful shutdown."""
+    import uvicorn
+
+    from headstart.serve.app import ENVIRONMENT, create_app
+    from headstart.serve.guards import log_access
+
+    if host not in LOOPBACK and not options.api_key:
         print(f"warning: serving on {host} without --api-key: anyone who can reach this port can use the models.",
               file=sys.stderr)
     log_access(log_level)
@@ -74,7 +95,7 @@ def serve_cli(
         if workers == 1:
             uvicorn.Server(uvicorn.Config(create_app(models, options), **settings)).run()
             return
-        del models  # each worker process loads its own
+        models.clear()  # each worker process loads its own
         os.environ[ENVIRONMENT] = options.to_json()
         uvicorn.run("headstart.serve.app:app_from_environment", factory=True, workers=workers, **settings)
 

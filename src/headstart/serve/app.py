@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException
 from headstart.cli.predict import keep_top
 from headstart.errors import ConfigError, HeadstartError
 from headstart.runs import Predictor, load_predictor
+from headstart.serve.backends import OnnxOutputs, TorchOutputs
 from headstart.serve.batching import Batcher
 from headstart.serve.guards import AccessLog, BearerAuth, BodyLimit, log_access
 from headstart.serve.limits import (Limits, RequestError, bad, base64_bytes, check_count, image_item, json_inputs,
@@ -56,6 +57,8 @@ class ServeOptions:
     max_batch: int = 32
     max_wait_ms: float = 5.0
     device: str = "auto"
+    backend: str = "torch"  # or onnx: then ``exports`` names each run's ONNX export folder
+    exports: dict[str, str] = field(default_factory=dict)
     api_key: str | None = None
     cors_origins: tuple[str, ...] = ()
 
@@ -82,8 +85,8 @@ def app_from_environment() -> FastAPI:
 def create_app(models: dict[str, Predictor], options: ServeOptions) -> FastAPI:
     """The app serving ``models`` by name; their worker threads start (and warm up) with it."""
     metrics = ServeMetrics()
-    batchers = {name: Batcher(name, predictor, metrics, options.max_batch, options.max_wait_ms, options.device)
-                for name, predictor in models.items()}
+    batchers = {name: Batcher(name, predictor, backend_of(name, predictor, options), metrics, options.max_batch,
+                              options.max_wait_ms) for name, predictor in models.items()}
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -105,6 +108,13 @@ def create_app(models: dict[str, Predictor], options: ServeOptions) -> FastAPI:
                            allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(AccessLog)
     return app
+
+
+def backend_of(name: str, predictor: Predictor, options: ServeOptions) -> TorchOutputs | OnnxOutputs:
+    """What computes the outputs of the model called ``name``."""
+    if options.backend == "onnx":
+        return OnnxOutputs(predictor, Path(options.exports[name]), options.max_batch)
+    return TorchOutputs(predictor, options.device, options.max_batch)
 
 
 def add_routes(app: FastAPI, batchers: dict[str, Batcher], limits: Limits, metrics: ServeMetrics) -> None:

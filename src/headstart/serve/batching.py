@@ -2,8 +2,9 @@
 
 A request puts its (already decoded) items on the model's queue and awaits a future. The worker takes the
 first waiting request, then more until ``max_batch`` items are gathered or ``max_wait_ms`` has passed since
-the first, predicts them in one call of ``Predictor.predict`` (the run's preprocessing, device, precision
-and task, exactly as ``headstart predict``), and hands each request its rows. A request is never split: one
+the first, predicts them in one call of the backend (headstart.serve.backends: the run's preprocessing, then torch on
+its device and precision, or ONNX Runtime) and ``Predictor.rows`` (the rows of ``headstart predict``), and
+hands each request its rows. A request is never split: one
 that would overflow the batch waits for the next one (a single request over ``max_batch`` items is a batch
 of its own, cut into forward passes of ``max_batch``).
 """
@@ -15,7 +16,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
@@ -50,10 +51,10 @@ class Job:
 class Batcher:
     """The worker thread of one model: warm-up first (``ready`` is set after it), then batches until stopped."""
 
-    def __init__(self, name: str, predictor: Predictor, metrics: ServeMetrics, max_batch: int = 32,
-                 max_wait_ms: float = 5.0, device: str = "auto"):
-        self.name, self.predictor, self.metrics = name, predictor, metrics
-        self.max_batch, self.max_wait, self.device = max_batch, max_wait_ms / 1000, device
+    def __init__(self, name: str, predictor: Predictor, outputs: Callable[[Dataset], np.ndarray], metrics: ServeMetrics,
+                 max_batch: int = 32, max_wait_ms: float = 5.0):
+        self.name, self.predictor, self.outputs, self.metrics = name, predictor, outputs, metrics
+        self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
         self.ready = threading.Event()
         self.failed: BaseException | None = None  # the warm-up's error, if it failed
         self._queue: queue.Queue[Job | None] = queue.Queue()
@@ -89,8 +90,12 @@ class Batcher:
         """Two forward passes (one item, then a full batch) on a neutral input, before the model is ready."""
         item = neutral_item(self.predictor)
         for size in (1, self.max_batch):
-            self.predictor.predict(Dataset([item] * size, None, self.predictor.backbone.modality,
-                                           ["warm-up"] * size), device=self.device, batch_size=self.max_batch)
+            self.predict_now([item] * size, ["warm-up"] * size)
+
+    def predict_now(self, items: list[Any], origins: list[str]) -> list[dict]:
+        """Rows for ``items`` from one call of the backend, in this thread."""
+        data = Dataset(items, None, self.predictor.backbone.modality, origins)
+        return self.predictor.rows(data, self.outputs(data))
 
     def _gather(self) -> list[Job] | None:
         """The next batch's requests; None once stopped and drained."""
@@ -121,9 +126,7 @@ class Batcher:
         items = [item for job in jobs for item in job.items]
         start = time.perf_counter()
         try:
-            rows = self.predictor.predict(Dataset(items, None, self.predictor.backbone.modality,
-                                                  [o for job in jobs for o in job.origins]),
-                                          device=self.device, batch_size=self.max_batch)
+            rows = self.predict_now(items, [o for job in jobs for o in job.origins])
         except Exception as exc:  # the awaiting requests answer with it; the worker goes on
             for job in jobs:
                 job.settle(error=exc)

@@ -1,0 +1,195 @@
+"""`headstart serve` under load: ``python -m bench.serve`` prints the table and writes bench/serve.json.
+
+Issue 22's bar, on the packaged MiniLM-L6 (a ``linear`` run on BBC News texts) and MobileNetV2 (a ``linear``
+run on MNIST digits at 96 px): a real HTTP client (one keep-alive connection per client thread) against the
+real server process on a port of 127.0.0.1, one item per request, at 1, 8 and 32 concurrent clients;
+against it, ``load_run(...).predict`` on the same items in-process, batched (``--max-batch``). Reported:
+items per second and its ratio to in-process (target at 32 clients: 0.8x), p50/p95/p99 latency, failed
+requests (target 0 over at least 2,000), and the server's resident memory after warm-up and after the run
+(target: under 10% growth). Client and server share this machine's cores, as a load test on one host does.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from bench.startup import small_bbc_csv
+
+HERE = Path(__file__).resolve().parent
+HOST = "127.0.0.1"
+CONCURRENCY = (1, 8, 32)
+REQUESTS = {1: 200, 8: 800, 32: 1000}  # per model: 2,000 requests each
+MAX_BATCH = 32
+IMAGES_PER_CLASS = 20
+
+
+def fit_runs(work: Path) -> dict[str, Path]:
+    """The two runs: MiniLM-L6 on BBC News texts, MobileNetV2 on MNIST digits at 96 px (both ``linear``)."""
+    import headstart
+    from headstart.data import mnist_folder
+
+    runs = {"bbc": work / "bbc", "mnist": work / "mnist"}
+    headstart.fit(str(small_bbc_csv(work / "bbc.csv")), "minilm-l6", "linear", out=str(runs["bbc"]), progress=False)
+    headstart.fit(str(mnist_folder(work / "digits", per_class=IMAGES_PER_CLASS)), "mobilenetv2", "linear",
+                  out=str(runs["mnist"]), progress=False, image_size=96)
+    return runs
+
+
+def request_items(work: Path) -> dict[str, tuple[list, list[str]]]:
+    """Per model: (items for in-process predict, the same as the JSON strings of requests)."""
+    import csv
+
+    with open(work / "bbc.csv", encoding="utf-8") as handle:
+        texts = [row["text"] for row in csv.DictReader(handle)]
+    images = sorted(str(p) for p in (work / "digits").rglob("*.png"))
+    return {"bbc": (texts, texts), "mnist": (images, [base64.b64encode(Path(p).read_bytes()).decode() for p in images])}
+
+
+def in_process(run: Path, items: list, count: int) -> float:
+    """Items per second of ``load_run(run).predict`` on ``count`` items, batched (after one warm-up call)."""
+    from headstart import load_run
+
+    predictor = load_run(run)
+    chosen = [items[i % len(items)] for i in range(count)]
+    predictor.predict(chosen[:MAX_BATCH], batch_size=MAX_BATCH)
+    start = time.perf_counter()
+    predictor.predict(chosen, batch_size=MAX_BATCH)
+    return count / (time.perf_counter() - start)
+
+
+def start_server(runs: dict[str, Path], port: int, log: Path) -> subprocess.Popen:
+    """`headstart serve` on ``port``, returned once /readyz says ready."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "headstart", "serve", *map(str, runs.values()), "--port",
+                                 str(port), "--max-batch", str(MAX_BATCH), "--log-level", "warning"],
+                                stdout=out, stderr=subprocess.STDOUT, env=env)
+    for _ in range(1200):
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited: {log.read_text()[-2000:]}")
+        try:
+            connection = http.client.HTTPConnection(HOST, port, timeout=2)
+            connection.request("GET", "/readyz")
+            if connection.getresponse().status == 200:
+                return proc
+        except OSError:
+            pass
+        time.sleep(0.25)
+    proc.kill()
+    raise RuntimeError("the server was not ready within 5 minutes")
+
+
+def load(port: int, model: str, inputs: list[str], clients: int, total: int) -> dict:
+    """``total`` one-item requests from ``clients`` threads; items/s, latency percentiles (ms), failures."""
+    latencies: list[float] = []
+    failures = [0]
+    lock = threading.Lock()
+    per_client = [total // clients + (1 if c < total % clients else 0) for c in range(clients)]
+
+    def client(c: int) -> None:
+        connection = http.client.HTTPConnection(HOST, port, timeout=60)
+        for n in range(per_client[c]):
+            body = json.dumps({"inputs": [inputs[(c * 7919 + n) % len(inputs)]]})
+            start = time.perf_counter()
+            try:
+                connection.request("POST", f"/v1/models/{model}/predict", body, {"Content-Type": "application/json"})
+                response = connection.getresponse()
+                ok = response.status == 200 and len(json.loads(response.read())["predictions"]) == 1
+            except (OSError, http.client.HTTPException, ValueError):
+                ok = False
+                connection.close()
+                connection = http.client.HTTPConnection(HOST, port, timeout=60)
+            with lock:
+                latencies.append(time.perf_counter() - start)
+                failures[0] += not ok
+        connection.close()
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - start
+    p50, p95, p99 = np.percentile(np.array(latencies) * 1000, [50, 95, 99])
+    return {"clients": clients, "requests": total, "items_per_s": total / seconds, "p50_ms": p50, "p95_ms": p95,
+            "p99_ms": p99, "failed": failures[0]}
+
+
+def rss_mb(proc: subprocess.Popen) -> float:
+    """Resident memory of the server process (and any children), MB."""
+    process = psutil.Process(proc.pid)
+    return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)]) / 2 ** 20
+
+
+def serve_section(work: Path) -> dict:
+    """Every measurement of the table: per model, in-process items/s and the server at each concurrency."""
+    runs = fit_runs(work)
+    items = request_items(work)
+    baseline = {name: in_process(run, items[name][0], REQUESTS[32]) for name, run in runs.items()}
+    port = free_port()
+    proc = start_server(runs, port, work / "server.log")
+    try:
+        memory = {"after_warm_up_mb": rss_mb(proc)}
+        rows = {name: [load(port, name, items[name][1], c, REQUESTS[c]) for c in CONCURRENCY] for name in runs}
+        memory["after_run_mb"] = rss_mb(proc)
+    finally:
+        proc.terminate()
+        code = proc.wait(120)
+    memory["growth"] = memory["after_run_mb"] / memory["after_warm_up_mb"] - 1
+    for name, measured in rows.items():
+        for row in measured:
+            row["over_in_process"] = row["items_per_s"] / baseline[name]
+    return {"in_process_items_per_s": baseline, "rows": rows, "memory": memory, "exit_code": code,
+            "cpus": os.cpu_count(), "max_batch": MAX_BATCH}
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def serve_lines(section: dict) -> list[str]:
+    """The section as a markdown table."""
+    lines = [f"## Serving: `headstart serve` over HTTP against in-process `predict` ({section['cpus']} CPUs, "
+             f"--max-batch {section['max_batch']}, one item per request)", "",
+             "| model | clients | requests | items/s | / in-process | p50 ms | p95 ms | p99 ms | failed |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    names = {"bbc": "MiniLM-L6, BBC News", "mnist": "MobileNetV2 @96, MNIST"}
+    for name, measured in section["rows"].items():
+        lines.append(f"| {names[name]}: in-process predict | - | - | {section['in_process_items_per_s'][name]:.1f} "
+                     "| 1.00 | - | - | - | - |")
+        for r in measured:
+            lines.append(f"| {names[name]} | {r['clients']} | {r['requests']} | {r['items_per_s']:.1f} | "
+                         f"{r['over_in_process']:.2f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | "
+                         f"{r['failed']} |")
+    m = section["memory"]
+    lines += ["", f"Server memory (RSS): {m['after_warm_up_mb']:.0f} MB after warm-up, {m['after_run_mb']:.0f} MB "
+              f"after the run ({m['growth']:+.1%}); exit status after SIGTERM: {section['exit_code']}."]
+    return lines
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="headstart-bench-serve-") as tmp:
+        section = serve_section(Path(tmp))
+    (HERE / "serve.json").write_text(json.dumps(section, indent=2) + "\n", encoding="utf-8")
+    print("\n".join(serve_lines(section)))
+
+
+if __name__ == "__main__":
+    main()
