@@ -6,7 +6,7 @@ real server process on a port of 127.0.0.1, one item per request, at 1, 8 and 32
 against it, ``load_run(...).predict`` on the same items in-process, batched (``--max-batch``). Reported:
 items per second and its ratio to in-process (target at 32 clients: 0.8x), p50/p95/p99 latency, failed
 requests (target 0 over at least 2,000), and the server's resident memory after warm-up and after the run
-(target: under 10% growth). Client and server share this machine's cores, as a load test on one host does.
+(target: under 10% growth); each with ``--backend torch`` and ``--backend onnx``. Client and server share this machine's cores, as a load test on one host does.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ HOST = "127.0.0.1"
 CONCURRENCY = (1, 8, 32)
 REQUESTS = {1: 200, 8: 800, 32: 1000}  # per model: 2,000 requests each
 MAX_BATCH = 32
+BACKENDS = ("torch", "onnx")
 IMAGES_PER_CLASS = 20
 
 
@@ -70,12 +71,13 @@ def in_process(run: Path, items: list, count: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-def start_server(runs: dict[str, Path], port: int, log: Path) -> subprocess.Popen:
-    """`headstart serve` on ``port``, returned once /readyz says ready."""
+def start_server(runs: dict[str, Path], port: int, log: Path, backend: str) -> subprocess.Popen:
+    """`headstart serve --backend BACKEND` on ``port``, returned once /readyz says ready."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "headstart", "serve", *map(str, runs.values()), "--port",
-                                 str(port), "--max-batch", str(MAX_BATCH), "--log-level", "warning"],
+                                 str(port), "--max-batch", str(MAX_BATCH), "--backend", backend,
+                                 "--log-level", "warning"],
                                 stdout=out, stderr=subprocess.STDOUT, env=env)
     for _ in range(1200):
         if proc.poll() is not None:
@@ -136,12 +138,23 @@ def rss_mb(proc: subprocess.Popen) -> float:
 
 
 def serve_section(work: Path) -> dict:
-    """Every measurement of the table: per model, in-process items/s and the server at each concurrency."""
+    """Every measurement of the table: per model, in-process items/s, and per backend the server at each
+    concurrency, its memory and its exit status after SIGTERM."""
     runs = fit_runs(work)
     items = request_items(work)
     baseline = {name: in_process(run, items[name][0], REQUESTS[32]) for name, run in runs.items()}
+    served = {backend: measure_server(runs, items, backend, work) for backend in BACKENDS}
+    for backend in served.values():
+        for name, measured in backend["rows"].items():
+            for row in measured:
+                row["over_in_process"] = row["items_per_s"] / baseline[name]
+    return {"in_process_items_per_s": baseline, "backends": served, "cpus": os.cpu_count(), "max_batch": MAX_BATCH}
+
+
+def measure_server(runs: dict[str, Path], items: dict, backend: str, work: Path) -> dict:
+    """One server process with both runs: its rows at each concurrency, memory, exit status."""
     port = free_port()
-    proc = start_server(runs, port, work / "server.log")
+    proc = start_server(runs, port, work / f"server-{backend}.log", backend)
     try:
         memory = {"after_warm_up_mb": rss_mb(proc)}
         rows = {name: [load(port, name, items[name][1], c, REQUESTS[c]) for c in CONCURRENCY] for name in runs}
@@ -150,11 +163,7 @@ def serve_section(work: Path) -> dict:
         proc.terminate()
         code = proc.wait(120)
     memory["growth"] = memory["after_run_mb"] / memory["after_warm_up_mb"] - 1
-    for name, measured in rows.items():
-        for row in measured:
-            row["over_in_process"] = row["items_per_s"] / baseline[name]
-    return {"in_process_items_per_s": baseline, "rows": rows, "memory": memory, "exit_code": code,
-            "cpus": os.cpu_count(), "max_batch": MAX_BATCH}
+    return {"rows": rows, "memory": memory, "exit_code": code}
 
 
 def free_port() -> int:
@@ -168,19 +177,23 @@ def serve_lines(section: dict) -> list[str]:
     """The section as a markdown table."""
     lines = [f"## Serving: `headstart serve` over HTTP against in-process `predict` ({section['cpus']} CPUs, "
              f"--max-batch {section['max_batch']}, one item per request)", "",
-             "| model | clients | requests | items/s | / in-process | p50 ms | p95 ms | p99 ms | failed |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| model | backend | clients | requests | items/s | / in-process | p50 ms | p95 ms | p99 ms | failed |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     names = {"bbc": "MiniLM-L6, BBC News", "mnist": "MobileNetV2 @96, MNIST"}
-    for name, measured in section["rows"].items():
-        lines.append(f"| {names[name]}: in-process predict | - | - | {section['in_process_items_per_s'][name]:.1f} "
+    for name, label in names.items():
+        lines.append(f"| {label} | in-process predict | - | - | {section['in_process_items_per_s'][name]:.1f} "
                      "| 1.00 | - | - | - | - |")
-        for r in measured:
-            lines.append(f"| {names[name]} | {r['clients']} | {r['requests']} | {r['items_per_s']:.1f} | "
-                         f"{r['over_in_process']:.2f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | "
-                         f"{r['failed']} |")
-    m = section["memory"]
-    lines += ["", f"Server memory (RSS): {m['after_warm_up_mb']:.0f} MB after warm-up, {m['after_run_mb']:.0f} MB "
-              f"after the run ({m['growth']:+.1%}); exit status after SIGTERM: {section['exit_code']}."]
+        for backend, served in section["backends"].items():
+            for r in served["rows"][name]:
+                lines.append(f"| {label} | {backend} | {r['clients']} | {r['requests']} | {r['items_per_s']:.1f} | "
+                             f"{r['over_in_process']:.2f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | "
+                             f"{r['p99_ms']:.0f} | {r['failed']} |")
+    lines.append("")
+    for backend, served in section["backends"].items():
+        m = served["memory"]
+        lines.append(f"Server memory (RSS, {backend}): {m['after_warm_up_mb']:.0f} MB after warm-up, "
+                     f"{m['after_run_mb']:.0f} MB after the run ({m['growth']:+.1%}); exit status after SIGTERM: "
+                     f"{served['exit_code']}.")
     return lines
 
 
