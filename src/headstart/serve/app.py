@@ -230,8 +230,9 @@ async def read_request(request: Request, predictor: Predictor, limits: Limits) -
         fields = origins = [f"inputs[{i}]" for i in range(len(raw))]
     if top_k is not None and predictor.task.name == "regression":
         raise bad("top_k", "'top_k' ranks classes, and this model is a regression (one value per input): drop it.")
-    items = await run_in_threadpool(decode_all, raw, fields, predictor, limits)
-    return items, origins, top_k
+    if predictor.backbone.modality == "text":  # checks only: no need for a thread
+        return decode_all(raw, fields, predictor, limits), origins, top_k
+    return await run_in_threadpool(decode_all, raw, fields, predictor, limits), origins, top_k
 
 
 async def form_parts(request: Request, modality: str, limits: Limits) -> tuple[list, list[str], list[str], int | None]:

@@ -87,7 +87,7 @@ class Batcher:
             self._serve(jobs)
 
     def _warm_up(self) -> None:
-        """Two forward passes (one item, then a full batch) on a neutral input, before the model is ready."""
+        """Forward passes of one item and of a full batch of the largest input, before the model is ready."""
         item = neutral_item(self.predictor)
         for size in (1, self.max_batch):
             self.predict_now([item] * size, ["warm-up"] * size)
@@ -141,10 +141,11 @@ class Batcher:
 
 
 def neutral_item(predictor: Predictor) -> Any:
-    """An input of the run's modality that says nothing: a short text, a grey image, a quiet tone."""
+    """An input of the run's modality that says nothing, as large as the model takes (so that warm-up meets the
+    largest buffers a request can ask for): a text of ``max_length`` words, a grey image, a quiet tone."""
     modality = predictor.backbone.modality
     if modality == "text":
-        return "warm-up"
+        return " ".join(["warm"] * predictor.backbone.preprocessing.max_length)
     if modality == "image":
         return Image.new("RGB", (64, 64), (128, 128, 128))
     rate = predictor.backbone.preprocessing.sample_rate
