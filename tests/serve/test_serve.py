@@ -125,3 +125,11 @@ def test_health_readiness_and_docs(server):
     assert docs.status == 200 and b"swagger" in docs.body.lower()
     spec = server.call("GET", "/openapi.json").json()
     assert "/v1/models/{name}/predict" in spec["paths"]
+
+
+def test_cors_is_off_unless_an_origin_is_given(server):
+    reply = server.call("OPTIONS", "/v1/models/topics/predict", headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    assert "access-control-allow-origin" not in reply.headers
+    reply = server.predict("topics", {"inputs": ["a"]}, headers={"Origin": "https://evil.example"})
+    assert reply.status == 200 and "access-control-allow-origin" not in reply.headers

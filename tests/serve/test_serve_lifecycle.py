@@ -63,13 +63,20 @@ def test_a_folder_that_is_not_a_run_or_a_name_served_twice_is_refused(topics, tm
     assert code == 2 and "Two runs would be served as 'topics'" in err and "NAME=RUN" in err
     code, err = run_cli([f"my model={topics}"], monkeypatch, capsys)
     assert code == 2 and "a model name may hold" in err
+    code, err = run_cli([topics, "--backend", "tensorrt"], monkeypatch, capsys)
+    assert code == 2 and "--backend tensorrt: choose one of torch, onnx" in err
 
 
-def test_onnx_backend_in_two_worker_processes_answers_as_predict(topics, tmp_path):
-    server = Server([topics, "--backend", "onnx", "--workers", "2"], tmp_path / "server.log")
+def test_onnx_backend_in_two_worker_processes_answers_as_predict_with_cors_for_its_origin(topics, tmp_path):
+    server = Server([topics, "--backend", "onnx", "--workers", "2", "--cors-origin", "https://app.example"],
+                    tmp_path / "server.log")
     texts = ["The striker scored twice", "Whisk the eggs with sugar"]
     try:
         replies = [server.predict("topics", {"inputs": texts}) for _ in range(4)]  # over both workers
+        preflight = server.call("OPTIONS", "/v1/models/topics/predict", headers={
+            "Origin": "https://app.example", "Access-Control-Request-Method": "POST"})
+        other = server.call("OPTIONS", "/v1/models/topics/predict", headers={
+            "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
     finally:
         code = server.stop()
     expected = headstart.load_run(topics).predict(texts)
@@ -78,5 +85,7 @@ def test_onnx_backend_in_two_worker_processes_answers_as_predict(topics, tmp_pat
         for row, want in zip(reply.json()["predictions"], expected):
             assert row["label"] == want["label"] and row["probabilities"] == pytest.approx(want["probabilities"],
                                                                                            abs=1e-4)
+    assert preflight.headers.get("access-control-allow-origin") == "https://app.example"
+    assert other.status == 400 and "access-control-allow-origin" not in other.headers
     assert code == 0, server.output()
     assert server.output().count("Finished server process") == 2, server.output()

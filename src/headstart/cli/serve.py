@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the verb's start-up imports neither torch nor the server
     from headstart.serve.app import ServeOptions
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 def serve_cli(
@@ -65,6 +66,8 @@ def serve_cli(
 
     if backend not in BACKENDS:
         raise ConfigError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}.")
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"--log-level {log_level}: choose one of {', '.join(LOG_LEVELS)}.")
     named = run_names(runs)
     models = {name: load_predictor(path) for name, path in named.items()}  # predict's refusals, before binding
     check_port(host, port)
