@@ -5,6 +5,7 @@ line and exit 2, like every verb.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -15,6 +16,9 @@ import headstart
 
 from serving import HOST, Server, fitted_runs
 from headstart.cli.app import main
+from headstart.serve.backends import TorchOutputs
+from headstart.serve.batching import Batcher
+from headstart.serve.metrics import ServeMetrics
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +42,25 @@ def test_sigterm_during_a_request_finishes_it_then_exits_0(topics, tmp_path):
     assert answers[0].json()["predictions"][0]["text"] == "Bake the bread"
     assert server.proc.wait(30) == 0, server.output()
     assert "Finished server process" in server.output() and "Traceback" not in server.output()
+
+
+def test_stopping_while_a_batch_gathers_serves_it_and_ends_the_worker_at_once(topics):
+    predictor = headstart.load_run(topics)
+    batcher = Batcher("topics", predictor, TorchOutputs(predictor, "cpu", 8), ServeMetrics(), 8, max_wait_ms=3000)
+    batcher.start()
+    assert batcher.ready.wait(120), "the warm-up took over 2 minutes"
+    assert batcher.failed is None, repr(batcher.failed)
+
+    async def stop_while_gathering() -> tuple[list[dict], bool, float]:
+        pending = asyncio.ensure_future(batcher.predict(["Bake the bread"], ["inputs[0]"]))
+        await asyncio.sleep(0.5)  # the worker now waits up to 3 s for more requests
+        start = time.monotonic()
+        ended = await asyncio.get_running_loop().run_in_executor(None, batcher.stop, 10.0)
+        return await pending, ended, time.monotonic() - start
+
+    rows, ended, seconds = asyncio.run(stop_while_gathering())
+    assert rows[0]["text"] == "Bake the bread" and rows[0]["input"] == "inputs[0]"
+    assert ended and seconds < 8  # the stop mark is kept, not lost while the batch gathered
 
 
 def run_cli(args: list, monkeypatch, capsys) -> tuple[int, str]:

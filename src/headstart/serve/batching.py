@@ -65,10 +65,11 @@ class Batcher:
         """Start the worker thread (it warms the model up, then serves)."""
         self._thread.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Finish the batches already queued, then end the worker thread."""
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Finish the batches already queued, then end the worker thread; whether it ended within ``timeout``."""
         self._queue.put(None)
         self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     async def predict(self, items: list[Any], origins: list[str]) -> list[dict]:
         """Rows for ``items`` (one per item, as ``predict --json``), from the next batch that holds them."""
@@ -110,8 +111,11 @@ class Batcher:
                 job = self._queue.get(timeout=left)
             except queue.Empty:
                 break
-            if job is None or count + len(job.items) > self.max_batch:
-                self._held = job  # the stop mark, or a request for the next batch
+            if job is None:
+                self._queue.put(None)  # the stop mark: the worker ends after this batch
+                break
+            if count + len(job.items) > self.max_batch:
+                self._held = job  # first of the next batch
                 break
             jobs.append(job)
             count += len(job.items)
