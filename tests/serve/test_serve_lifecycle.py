@@ -27,12 +27,12 @@ def topics(tmp_path_factory, tiny_text_dir, text_pairs, image_folder):
 
 
 def test_sigterm_during_a_request_finishes_it_then_exits_0(topics, tmp_path):
-    # a batch waits up to 2.5 s for more requests: the request below is in flight when SIGTERM comes
-    server = Server([topics, "--max-wait-ms", "2500", "--max-batch", "64"], tmp_path / "server.log")
+    # a batch waits up to 6 s for more requests: the request below is in flight when SIGTERM comes
+    server = Server([topics, "--max-wait-ms", "6000", "--max-batch", "64"], tmp_path / "server.log")
     answers = []
     client = threading.Thread(target=lambda: answers.append(server.predict("topics", {"inputs": ["Bake the bread"]})))
     client.start()
-    time.sleep(1.0)
+    time.sleep(2.5)
     server.proc.send_signal(15)
     time.sleep(0.5)
     with pytest.raises(ConnectionRefusedError), socket.create_connection((HOST, server.port), timeout=5):
