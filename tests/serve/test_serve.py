@@ -133,3 +133,18 @@ def test_cors_is_off_unless_an_origin_is_given(server):
     assert "access-control-allow-origin" not in reply.headers
     reply = server.predict("topics", {"inputs": ["a"]}, headers={"Origin": "https://evil.example"})
     assert reply.status == 200 and "access-control-allow-origin" not in reply.headers
+
+
+def test_an_image_is_read_as_predict_reads_its_file_exif_orientation_included(server, runs, tmp_path):
+    from PIL import Image
+
+    pixels = Image.new("RGB", (48, 24), (220, 30, 30))
+    pixels.paste((30, 200, 30), (0, 0, 16, 24))  # green on the left third: the turn matters
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: shown turned 90 degrees
+    photo = tmp_path / "turned.jpg"
+    pixels.save(photo, "JPEG", exif=exif, quality=95)
+    reply = server.multipart("colours", [("turned.jpg", photo.read_bytes())])
+    assert reply.status == 200, reply.body
+    want = headstart.load_run(runs["colours"]).predict(str(photo))[0]["probabilities"]
+    assert reply.json()["predictions"][0]["probabilities"] == pytest.approx(want, abs=1e-6)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from headstart.data.audio import resample
 from headstart.data.images import DECODE_ERRORS, quiet_pillow, to_rgb
@@ -121,7 +121,7 @@ def image_item(data: bytes, field: str, limits: Limits) -> Image.Image:
                 raise bad(field, f"'{field}' is a {width}x{height} image ({width * height} pixels), over the limit "
                                  f"of {limits.max_pixels} (--max-pixels): resize it before sending.", 413)
             image.load()
-            return to_rgb(image)
+            return to_rgb(ImageOps.exif_transpose(image))  # as `predict` reads a file
     except Image.DecompressionBombError:  # Pillow refuses twice its own limit before we can read the size
         raise bad(field, f"'{field}' is an image of over {2 * Image.MAX_IMAGE_PIXELS} pixels, far over the limit of "
                          f"{limits.max_pixels} (--max-pixels): resize it before sending.", 413) from None
