@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
@@ -34,6 +35,7 @@ from headstart.serve.limits import (Limits, RequestError, bad, base64_bytes, che
                                     sound_item, text_item, top_k_value)
 from headstart.serve.metrics import ServeMetrics
 
+DECODE_THREADS = max(2, os.cpu_count() or 1)
 ENVIRONMENT = "HEADSTART_SERVE"  # what each worker process of ``--workers N`` loads: ServeOptions as JSON
 REQUEST_BODY = {"required": True, "content": {
     "application/json": {"schema": {"type": "object", "required": ["inputs"], "properties": {
@@ -90,6 +92,9 @@ def create_app(models: dict[str, Predictor], options: ServeOptions) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # decoding images and sounds runs in anyio's threads: as many as the cores (anyio's default is 40, each
+        # thread holding memory of its own once it has decoded)
+        to_thread.current_default_thread_limiter().total_tokens = DECODE_THREADS
         for batcher in batchers.values():
             batcher.start()
         yield

@@ -88,9 +88,10 @@ class Batcher:
             self._serve(jobs)
 
     def _warm_up(self) -> None:
-        """Forward passes of one item and of a full batch of the largest input, before the model is ready."""
+        """Forward passes of the largest input in batches of 1, 2, 4... up to a full one, before the model is ready
+        (the kernels of those shapes are then made, and the memory they hold is taken before /readyz says ready)."""
         item = neutral_item(self.predictor)
-        for size in (1, self.max_batch):
+        for size in warm_up_sizes(self.max_batch):
             self.predict_now([item] * size, ["warm-up"] * size)
 
     def predict_now(self, items: list[Any], origins: list[str]) -> list[dict]:
@@ -142,6 +143,11 @@ class Batcher:
         for job in jobs:
             job.settle(rows[offset:offset + len(job.items)])
             offset += len(job.items)
+
+
+def warm_up_sizes(max_batch: int) -> list[int]:
+    """1, 2, 4... below ``max_batch``, then ``max_batch``."""
+    return sorted({min(2 ** k, max_batch) for k in range(max_batch.bit_length() + 1)})
 
 
 def neutral_item(predictor: Predictor) -> Any:
