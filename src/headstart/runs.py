@@ -110,9 +110,13 @@ class Predictor:
         """
         data = inputs if isinstance(inputs, Dataset) else load_items(
             inputs, **{"modality": self.backbone.modality, "run_columns": self.columns, **source_options})
-        answers = self.task.rows(self.outputs(data, device, batch_size))
+        return self.rows(data, self.outputs(data, device, batch_size))
+
+    def rows(self, data: Dataset, outputs: np.ndarray) -> list[dict]:
+        """``predict``'s rows for ``data`` from the model's raw ``outputs`` on it (see ``outputs``; also what an
+        ONNX Runtime session of the run's export gives, for ``headstart serve --backend onnx``)."""
         rows = []
-        for origin, item, answer in zip(data.origins, data.items, answers):
+        for origin, item, answer in zip(data.origins, data.items, self.task.rows(outputs)):
             row = {"input": origin, **answer}
             if data.modality == "text":
                 row["text"] = item

@@ -11,7 +11,7 @@ from typing import Any, Callable, NoReturn
 import typer
 from rich.console import Console
 
-from headstart.cli import advise, audit, cache, compare, demo, evaluate, fit, models, predict, suggest
+from headstart.cli import advise, audit, cache, compare, demo, evaluate, fit, models, predict, serve, suggest
 from headstart.cli import export as export_verb
 from headstart import __version__
 from headstart.errors import HeadstartError, Interrupted
@@ -54,6 +54,7 @@ for _name, _verb in (("fit", fit.fit_cli), ("compare", compare.compare_cli), ("a
                      ("audit", audit.audit_cli), ("export", export_verb.export_cli),
                      ("suggest", suggest.suggest_cli)):
     app.command(_name)(_stoppable(_name, _verb))
+app.command("serve")(serve.serve_cli)  # a server stops on Ctrl-C or SIGTERM by design: not wrapped
 
 
 def main() -> None:
