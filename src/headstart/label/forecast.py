@@ -67,14 +67,16 @@ def forecast(task: Task, train: tuple[np.ndarray, np.ndarray, list], val: tuple[
               for fraction in FRACTIONS for _ in range(1 if fraction == 1 else REPEATS)
               for rows in [subsample(strata, fraction, rng)]]
     sizes, values = np.log([p[0] for p in points]), np.array([p[1] for p in points])
-    target = np.log(len(y) + more)
-    slope, intercept = np.polyfit(sizes, values, 1)
-    draws = [np.polyval(np.polyfit(sizes[d], values[d], 1), target)
+    steps = np.log(len(y) + more) - np.log(len(y))  # how far past today's labels, on the curve's log scale
+    slope = float(np.polyfit(sizes, values, 1)[0])
+    now = values[-1]
+    # From today's score on, at the curve's slope: more labels are not expected to hurt, so a slope below 0
+    # (noise on a flat curve) forecasts no change rather than a loss.
+    draws = [now + max(float(np.polyfit(sizes[d], values[d], 1)[0]), 0.0) * steps
              for d in (rng.integers(0, len(points), len(points)) for _ in range(BOOTSTRAP))
              if len(set(sizes[d])) > 1]
-    now = values[-1]
     noise = 0.0 if task.name == "regression" else sampling_error(now, len(val[1]))
-    expected = float(np.polyval((slope, intercept), target))
+    expected = float(now + max(slope, 0.0) * steps)
     low, high = np.percentile(draws, [5, 95]) if draws else (expected, expected)
     bounded = (lambda v: float(min(v, 1.0))) if task.main_metric != "r2" else float
     means = {n: float(np.mean([v for m, v in points if m == n])) for n, _ in points}
