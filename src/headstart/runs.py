@@ -156,6 +156,14 @@ class Predictor:
         return outputs
 
 
+def keep_top(row: dict, k: int) -> dict:
+    """``row`` with ``top_k`` (the k most probable classes, most probable first) instead of every probability."""
+    ranked = sorted(row["probabilities"].items(), key=lambda item: -item[1])[:k]
+    out = {key: value for key, value in row.items() if key != "probabilities"}
+    out["top_k"] = [{"label": label, "probability": p} for label, p in ranked]
+    return out
+
+
 def save_run(out: Path, predictor: Predictor, records: dict[str, Any], history: list[dict],
              overwrite: bool = False, report: bool = True) -> Path:
     """Write a run directory atomically, report.html included (unless not ``report``): into a hidden temporary

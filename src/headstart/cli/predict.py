@@ -53,6 +53,7 @@ def predict_cli(
     Example: headstart predict runs/pets photos/  |  echo "refund please" | headstart predict runs/helpdesk
     """
     from headstart.api import load_run  # lazy: `--help` need not load torch (start-up time)
+    from headstart.runs import keep_top
 
     predictor = load_run(run)
     if not inputs or inputs == ["-"]:
@@ -90,14 +91,6 @@ def concat(parts: list[Dataset]) -> Dataset:
         return parts[0]
     return Dataset([i for d in parts for i in d.items], None, parts[0].modality,
                    [o for d in parts for o in d.origins], [s for d in parts for s in d.skipped])
-
-
-def keep_top(row: dict, k: int) -> dict:
-    """``row`` with ``top_k`` (the k most probable classes, most probable first) instead of every probability."""
-    ranked = sorted(row["probabilities"].items(), key=lambda item: -item[1])[:k]
-    out = {key: value for key, value in row.items() if key != "probabilities"}
-    out["top_k"] = [{"label": label, "probability": p} for label, p in ranked]
-    return out
 
 
 def stdin_lines(stream: TextIO) -> io.StringIO:
