@@ -167,3 +167,13 @@ def test_too_few_examples_advice_is_for_fine_tuning_fits_only(cli, tmp_path, tin
     assert partial.exit_code == 0 and advice in partial.output, partial.output
     audit = cli(["audit", table, "--model", tiny_text_dir, "--out", tmp_path / "audit", "-q"])
     assert audit.exit_code == 0 and advice not in audit.output, audit.output
+
+
+def test_an_error_is_printed_as_written_brackets_included(cli, text_run, monkeypatch):
+    """rich read `pip install 'headstart[serve]'` in an error as markup and printed `'headstart'`: the install
+    command a user would copy was wrong. Here the serve extra is missing (its module cannot be imported)."""
+    _, run = text_run
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    result = cli(["serve", run, "--port", "1"])
+    assert result.exit_code == 2, result.output
+    assert "pip install 'headstart[serve]'" in result.output, result.output

@@ -10,6 +10,7 @@ from typing import Any, Callable, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from headstart.cli import advise, audit, cache, compare, demo, evaluate, fit, models, predict, serve, suggest
 from headstart.cli import export as export_verb
@@ -63,11 +64,11 @@ def main() -> None:
     try:
         app()
     except (Interrupted, KeyboardInterrupt) as exc:
-        console.print(f"[bold yellow]interrupted:[/] {str(exc) or 'stopped by the user (Ctrl-C).'}", highlight=False,
-                      soft_wrap=True)
+        said = escape(str(exc)) or "stopped by the user (Ctrl-C)."
+        console.print(f"[bold yellow]interrupted:[/] {said}", highlight=False, soft_wrap=True)
         sys.exit(130)
     except HeadstartError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)  # [x] is text
         sys.exit(2)
     except OSError as exc:
         output_failed(exc, console)
@@ -98,6 +99,7 @@ def output_failed(exc: OSError, console: Console) -> NoReturn:
     if isinstance(exc, BrokenPipeError):
         sys.exit(1)
     where = f" to {exc.filename}" if exc.filename else ""
-    console.print(f"[bold red]error:[/] could not write{where}: {exc.strerror or exc}; the output is incomplete. "
-                  "Free some space on that disk, or send the output elsewhere.", highlight=False, soft_wrap=True)
+    said = escape(f"could not write{where}: {exc.strerror or exc}; the output is incomplete.")
+    console.print(f"[bold red]error:[/] {said} Free some space on that disk, or send the output elsewhere.",
+                  highlight=False, soft_wrap=True)
     sys.exit(2)

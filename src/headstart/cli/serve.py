@@ -60,9 +60,13 @@ def serve_cli(
     curl -s localhost:8000/v1/models/helpdesk/predict -H 'Content-Type: application/json' -d '{"inputs": ["refund please"]}'
     """
     from headstart.runs import load_predictor
-    from headstart.serve.app import ServeOptions
-    from headstart.serve.backends import BACKENDS, export_onnx
-    from headstart.serve.limits import Limits
+    try:
+        from headstart.serve.app import ServeOptions
+        from headstart.serve.backends import BACKENDS, export_onnx
+        from headstart.serve.limits import Limits
+    except ModuleNotFoundError as exc:  # the serve extra is optional
+        raise ConfigError(f"headstart serve needs {exc.name}, part of the serve extra: pip install "
+                          "'headstart[serve]'.") from None
 
     if backend not in BACKENDS:
         raise ConfigError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}.")
@@ -80,7 +84,8 @@ def serve_cli(
         serve(models, options, host, port, workers, log_level)
 
 
-def serve(models: dict[str, Predictor], options: ServeOptions, host: str, port: int, workers: int, log_level: str) -> None:
+def serve(models: dict[str, Predictor], options: ServeOptions, host: str, port: int, workers: int,
+          log_level: str) -> None:
     """uvicorn on ``host:port`` with the app of ``models`` (one process), or ``workers`` processes that each
     load the runs; returns after a graceful shutdown."""
     import uvicorn
