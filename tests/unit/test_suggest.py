@@ -230,3 +230,17 @@ def test_cli_cold_start_on_sounds(cli, speech_folder, tmp_path):
     rows = read_csv(out)
     assert list(rows[0]) == ["rank", "path", "reason"] and len({r["path"] for r in rows}) == 4
     assert all(r["path"].endswith(".wav") and Path(r["path"]).is_file() for r in rows)
+
+
+def test_a_broken_pool_file_names_skip_bad_and_skip_bad_leaves_it_out(cli, tmp_path):
+    """The unreadable-file error advises --skip-bad: suggest must take it (it said 'No such option' before)."""
+    pool = write_image_folder(tmp_path / "pool", per_class=2, seed=5)
+    broken = pool / "red" / "broken.png"
+    broken.write_text("not an image")
+    args = ["suggest", pool, "--model", "random:mobilenetv2", "--image-size", "32", "--n", "2", "-q"]
+    code, said = cli(*args, "--out", tmp_path / "a.csv")
+    assert code == 2 and "broken.png" in said and "--skip-bad" in said
+    code, said = cli(*args, "--out", tmp_path / "b.csv", "--skip-bad")
+    assert code == 0, said
+    assert "skipped" in said and "broken.png" in said
+    assert "broken.png" not in (tmp_path / "b.csv").read_text() and len(read_csv(tmp_path / "b.csv")) == 2

@@ -32,6 +32,8 @@ def suggest_cli(
     image_size: Optional[int] = typer.Option(None, help="Input size in pixels [default: from the pool's images]."),
     seed: int = typer.Option(0, help="Seed of the clustering."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out pool items that cannot be read (each named) "
+                                  "instead of stopping."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
@@ -44,7 +46,8 @@ def suggest_cli(
     from headstart.label.suggest import suggest  # lazy: `--help` need not load torch (start-up time)
 
     picks = suggest(pool, n, model=model, run=None if run is None else str(run), text_col=text_col,
-                    image_col=image_col, image_size=image_size, seed=seed, device=device, progress=not quiet)
+                    image_col=image_col, image_size=image_size, seed=seed, device=device, progress=not quiet,
+                    skip_bad=skip_bad)
     write_picks(out, picks.rows)
     console.print(f"{len(picks.rows)} items to label, {picks.method}: {out}", highlight=False, soft_wrap=True)
     if picks.already:

@@ -36,9 +36,9 @@ class Known:
 
 
 def read_pool(pool: Any, modality: str, text_col: str | None = None, image_col: str | None = None,
-              columns: dict[str, str] | None = None) -> Dataset:
+              columns: dict[str, str] | None = None, skip_bad: bool = False) -> Dataset:
     """The pool's items (a folder of files, a table of texts or paths, a list, a Dataset) for a ``modality``
-    model."""
+    model; with ``skip_bad`` unreadable items are left out (``Dataset.skipped``) rather than an error."""
     if isinstance(pool, Dataset) and pool.modality != modality:
         raise DataError(f"The pool holds {pool.modality} items but the model takes {modality} inputs. Pass a pool "
                         f"of {modality} items, or choose a {pool.modality} model.")
@@ -47,7 +47,8 @@ def read_pool(pool: Any, modality: str, text_col: str | None = None, image_col: 
     if isinstance(pool, (str, os.PathLike)) and Path(pool).is_dir() and not any(Path(pool).iterdir()):
         raise DataError(f"The pool {pool} is an empty folder. Put the unlabelled files (images or sounds, no "
                         "class folders needed) in it, or pass a table of texts or paths.")
-    return load_items(pool, text_col=text_col, image_col=image_col, modality=modality, run_columns=columns)
+    return load_items(pool, text_col=text_col, image_col=image_col, modality=modality, run_columns=columns,
+                      skip_bad=skip_bad)
 
 
 def fit_preprocessing(backbone: Backbone, data: Dataset, image_size: int | None) -> Backbone:

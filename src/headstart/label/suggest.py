@@ -60,11 +60,12 @@ class Setup:
 def suggest(pool: Any, n: int, *, model: str | None = None, run: str | Path | None = None,
             text_col: str | None = None, image_col: str | None = None, image_size: int | None = None,
             seed: int = 0, device: str = "auto", cache_dir: str | Path | None = None,
-            progress: bool = True) -> Suggestions:
+            progress: bool = True, skip_bad: bool = False) -> Suggestions:
     """The ``n`` items of ``pool`` (a folder of files, a table of texts or paths) to label next: with ``model``
     (nothing labelled yet) typical-and-diverse picks; with ``run`` (a fitted run) picks that skip its training
     items and, once it has enough labels, are uncertain-and-diverse, with the model's guess and a forecast of
-    the metric after labelling them (see headstart.label.select and headstart.label.forecast)."""
+    the metric after labelling them (see headstart.label.select and headstart.label.forecast). ``skip_bad``
+    leaves out pool items that cannot be read (each named in the notes) instead of stopping."""
     if (model is None) == (run is None):
         raise ConfigError("Pass either --model NAME (nothing labelled yet: cold start) or --run RUN (a fitted "
                           "run, whose training items are never suggested again), not both and not neither.")
@@ -73,19 +74,25 @@ def suggest(pool: Any, n: int, *, model: str | None = None, run: str | Path | No
     setup = Setup.make(device, cache_dir, progress)
     if run is None:
         backbone = load_backbone(model, image_size=image_size)
-        data = read_pool(pool, backbone.modality, text_col, image_col)
+        data = read_pool(pool, backbone.modality, text_col, image_col, skip_bad=skip_bad)
         feats = setup.features(fit_preprocessing(backbone, data, image_size), data)
         picks = typical(feats, min(n, len(data)), seed=seed)
-        return Suggestions(table(data, picks), "typical-and-diverse (nothing labelled yet)")
-    return from_run(Path(run), pool, n, setup, text_col, image_col, seed)
+        return Suggestions(table(data, picks), "typical-and-diverse (nothing labelled yet)",
+                           notes=skipped_notes(data) or None)
+    return from_run(Path(run), pool, n, setup, text_col, image_col, seed, skip_bad)
+
+
+def skipped_notes(data: Dataset) -> list[str]:
+    """One line per pool item left out by ``skip_bad``, as predict says it."""
+    return [f"skipped {item.origin}: {item.reason}" for item in data.skipped]
 
 
 def from_run(run: Path, pool: Any, n: int, setup: Setup, text_col: str | None, image_col: str | None,
-             seed: int) -> Suggestions:
+             seed: int, skip_bad: bool = False) -> Suggestions:
     """Picks from the part of ``pool`` that ``run`` has not labelled, with its guesses and forecast."""
     predictor = load_predictor(run)
     backbone = replace(predictor.backbone, weights_id=state_identity(predictor.model.backbone))
-    whole = read_pool(pool, backbone.modality, text_col, image_col, predictor.columns)
+    whole = read_pool(pool, backbone.modality, text_col, image_col, predictor.columns, skip_bad)
     known = known_items(run)
     fresh = [i for i in range(len(whole)) if not known.holds(whole, i)]
     if not fresh:
@@ -96,7 +103,7 @@ def from_run(run: Path, pool: Any, n: int, setup: Setup, text_col: str | None, i
     with torch.no_grad():
         outputs = predictor.model.head(torch.from_numpy(feats)).double().numpy()
     splits, why = run_splits(run)
-    notes = [f"no forecast: {why}"] if splits is None else []
+    notes = skipped_notes(whole) + ([f"no forecast: {why}"] if splits is None else [])
     train = None if splits is None else labelled_features(setup, backbone, predictor, splits)
     task = predictor.task
     groups = len(predictor.classes) if task.name != "regression" else REGRESSION_GROUPS
