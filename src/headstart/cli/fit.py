@@ -12,7 +12,7 @@ from headstart.cli.options import (DATA_HELP, IMAGE_COL_HELP, LABEL_COL_HELP, LA
                                    SELECT_METRIC_HELP, SHOTS_HELP, TASK_HELP, TEXT_COL_HELP, comma_list, config_option,
                                    number_list, strategy_option)
 from headstart.cli.output import auto_lines, console, print_json, summary_table
-from headstart.errors import ConfigError, Interrupted
+from headstart.core.errors import ConfigError, Interrupted
 
 
 NOT_FIT_OPTIONS = {"data", "model", "strategy", "out", "val", "test", "overwrite", "json_out", "quiet", "resume"}
