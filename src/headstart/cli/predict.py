@@ -52,10 +52,10 @@ def predict_cli(
 
     Example: headstart predict runs/pets photos/  |  echo "refund please" | headstart predict runs/helpdesk
     """
-    from headstart.api import load_run  # lazy: `--help` need not load torch (start-up time)
-    from headstart.runs.folder import keep_top
+    # lazy: `--help` need not load torch; and not headstart.api, which imports every workflow (start-up time)
+    from headstart.runs.folder import keep_top, load_predictor
 
-    predictor = load_run(run)
+    predictor = load_predictor(run)
     if not inputs or inputs == ["-"]:
         if sys.stdin.isatty():
             print("reading texts from stdin, one per line; end with Ctrl-D (or pass files: headstart predict "

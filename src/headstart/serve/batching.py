@@ -1,10 +1,12 @@
 """Dynamic batching: one worker thread per model gathers concurrent requests into one forward pass.
 
-A request puts its (already decoded) items on the model's queue and awaits a future. The worker takes the
-first waiting request, then more until ``max_batch`` items are gathered or ``max_wait_ms`` has passed since
-the first, predicts them in one call of the backend (headstart.serve.backends: the run's preprocessing, then torch on
-its device and precision, or ONNX Runtime) and ``Predictor.rows`` (the rows of ``headstart predict``), and
-hands each request its rows. A request is never split: one
+A request puts its items on the model's queue and awaits a future. The worker takes the first waiting
+request, then more until ``max_batch`` items are gathered or ``max_wait_ms`` has passed since the first,
+decodes each request's files (images, sounds: in this thread, so a request costs no hand-off to a thread of
+its own; a request whose file cannot be decoded gets its error and leaves the batch), predicts the items in
+one call of the backend (headstart.serve.backends: the run's preprocessing, then torch on its device and
+precision, or ONNX Runtime) and ``Predictor.rows`` (the rows of ``headstart predict``), and hands each
+request its rows. A request is never split: one
 that would overflow the batch waits for the next one (a single request over ``max_batch`` items is a batch
 of its own, cut into forward passes of ``max_batch``).
 """
@@ -25,13 +27,16 @@ from headstart.data import Dataset
 from headstart.runs.folder import Predictor
 from headstart.serve.metrics import ServeMetrics
 
+Decode = Callable[[list[Any], list[str]], list[Any]]
+
 
 @dataclass
 class Job:
     """One request's items and where to hand its rows."""
 
-    items: list[Any]
+    items: list[Any]  # as the request sent them until the worker decodes them
     origins: list[str]
+    fields: list[str]  # where each item was in the request, for decoding errors
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
 
@@ -49,11 +54,16 @@ class Job:
 
 
 class Batcher:
-    """The worker thread of one model: warm-up first (``ready`` is set after it), then batches until stopped."""
+    """The worker thread of one model: warm-up first (``ready`` is set after it), then batches until stopped.
+
+    ``decode(items, fields)`` turns a request's items into what the model reads (files into images or samples),
+    raising the error its request answers with; without it items are used as they come.
+    """
 
     def __init__(self, name: str, predictor: Predictor, outputs: Callable[[Dataset], np.ndarray], metrics: ServeMetrics,
-                 max_batch: int = 32, max_wait_ms: float = 5.0):
+                 max_batch: int = 32, max_wait_ms: float = 5.0, decode: Decode | None = None):
         self.name, self.predictor, self.outputs, self.metrics = name, predictor, outputs, metrics
+        self.decode = decode
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
         self.ready = threading.Event()
         self.failed: BaseException | None = None  # the warm-up's error, if it failed
@@ -71,10 +81,11 @@ class Batcher:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    async def predict(self, items: list[Any], origins: list[str]) -> list[dict]:
-        """Rows for ``items`` (one per item, as ``predict --json``), from the next batch that holds them."""
+    async def predict(self, items: list[Any], origins: list[str], fields: list[str] | None = None) -> list[dict]:
+        """Rows for ``items`` (one per item, as ``predict --json``), from the next batch that holds them;
+        ``fields`` name the items in decoding errors (default: their origins)."""
         loop = asyncio.get_running_loop()
-        job = Job(items, origins, loop.create_future(), loop)
+        job = Job(items, origins, fields or origins, loop.create_future(), loop)
         self._queue.put(job)
         return await job.future
 
@@ -128,8 +139,11 @@ class Batcher:
             for job in jobs:
                 job.settle(error=self.failed)
             return
-        items = [item for job in jobs for item in job.items]
         start = time.perf_counter()
+        jobs = self._decoded(jobs)
+        if not jobs:
+            return
+        items = [item for job in jobs for item in job.items]
         try:
             rows = self.predict_now(items, [o for job in jobs for o in job.origins])
         except Exception as exc:  # the awaiting requests answer with it; the worker goes on
@@ -143,6 +157,21 @@ class Batcher:
         for job in jobs:
             job.settle(rows[offset:offset + len(job.items)])
             offset += len(job.items)
+
+
+    def _decoded(self, jobs: list[Job]) -> list[Job]:
+        """``jobs`` with their items decoded; a job whose items cannot be is settled with the error, and dropped."""
+        if self.decode is None:
+            return jobs
+        kept = []
+        for job in jobs:
+            try:
+                job.items = self.decode(job.items, job.fields)
+            except Exception as exc:  # its request answers with it (a RequestError: 4xx naming the field)
+                job.settle(error=exc)
+                continue
+            kept.append(job)
+        return kept
 
 
 def warm_up_sizes(max_batch: int) -> list[int]:

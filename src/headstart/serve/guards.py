@@ -126,6 +126,7 @@ class AccessLog:
         try:
             await self.app(scope, receive, noted)
         finally:
-            client = scope.get("client") or ("", 0)
-            access_log.info(json.dumps({"method": scope["method"], "path": scope["path"], "status": status[0],
-                                        "ms": round((time.perf_counter() - start) * 1000, 2), "client": client[0]}))
+            if access_log.isEnabledFor(logging.INFO):  # the line is built only when it is written
+                access_log.info(json.dumps({"method": scope["method"], "path": scope["path"], "status": status[0],
+                                            "ms": round((time.perf_counter() - start) * 1000, 2),
+                                            "client": (scope.get("client") or ("", 0))[0]}))

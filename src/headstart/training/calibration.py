@@ -25,7 +25,6 @@ import math
 
 import numpy as np
 import torch
-from scipy.optimize import minimize_scalar
 from torch import nn
 
 from headstart.core.metrics import softmax
@@ -47,6 +46,8 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     1.0 when the logits are empty, or when that temperature does not lower the NLL or raises the ECE."""
     if len(y) == 0:
         return 1.0
+    from scipy.optimize import minimize_scalar  # here: predict loads this module and needs no scipy
+
     found = minimize_scalar(lambda log_t: nll(logits, y, math.exp(log_t)),
                             bounds=(math.log(T_MIN), math.log(T_MAX)), method="bounded", options={"xatol": 1e-4})
     t = float(math.exp(found.x))

@@ -9,7 +9,6 @@ from typing import Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import log_loss
 from torch import nn
 
 from headstart.core.metrics import selection_score
@@ -78,6 +77,7 @@ def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
     item_weight = None if class_weight is None else torch.from_numpy(
         np.asarray(class_weight, np.float64)[present]).to(dtype)
     metric = f"val_{select_metric}"
+    from sklearn.metrics import log_loss  # here: predict loads this module and needs no scikit-learn
 
     def score(weight: torch.Tensor, bias: torch.Tensor, c: float) -> dict:
         proba = np.full((len(x_val), n_classes), 1e-12)
