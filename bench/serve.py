@@ -5,8 +5,8 @@ run on MNIST digits at 96 px): a real HTTP client (one keep-alive connection per
 real server process on a port of 127.0.0.1, one item per request, at 1, 8 and 32 concurrent clients;
 against it, ``load_run(...).predict`` on the same items in-process, batched (``--max-batch``). Reported:
 items per second and its ratio to in-process (target at 32 clients: 0.8x), p50/p95/p99 latency, failed
-requests (target 0 over at least 2,000), and the server's resident memory after warm-up and after the run
-(target: under 10% growth); each with ``--backend torch`` and ``--backend onnx``. Client and server share this machine's cores, as a load test on one host does.
+requests (target 0 over at least 2,000), and the server's resident memory after warm-up and after the run,
+each after 2 s idle (target: under 10% growth); each with ``--backend torch`` and ``--backend onnx``. Client and server share this machine's cores, as a load test on one host does.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import numpy as np
 import psutil
 
 from bench.startup import small_bbc_csv
+from headstart.serve.batching import IDLE_SECONDS
 
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -153,6 +154,13 @@ def rss_mb(proc: subprocess.Popen) -> float:
     return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)]) / 2 ** 20
 
 
+def settled_rss_mb(proc: subprocess.Popen) -> float:
+    """``rss_mb`` once the server has been idle long enough to hand freed memory back (its worker does after a
+    second without requests: headstart.serve.batching.IDLE_SECONDS)."""
+    time.sleep(IDLE_SECONDS + 1)
+    return rss_mb(proc)
+
+
 def serve_section(work: Path) -> dict:
     """Every measurement of the table: per model, in-process items/s, and per backend the server at each
     concurrency, its memory and its exit status after SIGTERM."""
@@ -175,9 +183,9 @@ def measure_server(runs: dict[str, Path], items: dict, backend: str, work: Path)
     port = free_port()
     proc = start_server(runs, port, work / f"server-{backend}.log", backend)
     try:
-        memory = {"after_warm_up_mb": rss_mb(proc)}
+        memory = {"after_warm_up_mb": settled_rss_mb(proc)}
         rows = {name: [load(port, name, items[name][1], c, REQUESTS[c]) for c in CONCURRENCY] for name in runs}
-        memory["after_run_mb"] = rss_mb(proc)
+        memory["after_run_mb"] = settled_rss_mb(proc)
     finally:
         proc.terminate()
         code = proc.wait(120)

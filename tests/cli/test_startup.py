@@ -36,3 +36,18 @@ def test_a_verb_that_trains_does_import_torch(tmp_path):
     proc, modules = imported_modules(["cache", "--cache-dir", str(tmp_path)])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "torch" in modules
+
+
+# What a text run's one-line `predict` must not load (issue 22, item 5): the image models' library, the metrics,
+# the optimiser and the plots of fitting, and the workflows behind `headstart.api` (timm alone took 2.8 s of CPU).
+NOT_FOR_PREDICT = {"timm", "sklearn", "scipy.stats", "matplotlib", "headstart.api", "headstart.workflows.pipeline",
+                   "headstart.workflows.advise"}
+
+
+def test_predict_on_a_text_run_imports_only_what_its_family_needs(text_run):
+    _, run = text_run
+    proc, modules = imported_modules(["predict", str(run), "the striker scored twice"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("\n") == 2 and "the striker scored twice" in proc.stdout  # a header and one row
+    assert "transformers" in modules  # the text family's own library is loaded, as it must be
+    assert not modules & NOT_FOR_PREDICT, f"predict imported {sorted(modules & NOT_FOR_PREDICT)}"

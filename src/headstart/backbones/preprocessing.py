@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
-from torchvision.transforms import v2 as T
-from torchvision.transforms.v2 import functional as F
-from torchvision.transforms.functional import InterpolationMode
 
 from headstart.data import load_image
 
-_INTERPOLATION = {
-    "bilinear": InterpolationMode.BILINEAR,
-    "bicubic": InterpolationMode.BICUBIC,
-    "nearest": InterpolationMode.NEAREST,
-}
+if TYPE_CHECKING:
+    from torchvision.transforms import v2 as T
+    from torchvision.transforms.functional import InterpolationMode
+
+# torchvision is imported where images are transformed: its import (with torch._dynamo and sympy, which it
+# pulls in) took 2.2 s of CPU, longer than torch's, and a text or audio run needs none of it
+_INTERPOLATION = {"bilinear": "BILINEAR", "bicubic": "BICUBIC", "nearest": "NEAREST"}  # InterpolationMode's names
 
 
 @dataclass(frozen=True)
@@ -33,12 +32,17 @@ class ImagePreprocessing:
 
     def transform(self, augment: bool = False, hflip: bool = True) -> T.Compose:
         """PIL image -> normalised float tensor; ``augment`` adds a random resized crop and flip."""
+        from torchvision.transforms import v2 as T
+
         tail = [T.ToDtype(torch.float32, scale=True), T.Normalize(self.mean, self.std)]
         return T.Compose([self.geometry(augment, hflip), *tail])
 
     def geometry(self, augment: bool = False, hflip: bool = True) -> Callable:
         """PIL image -> resized, cropped uint8 tensor ``[3, size, size]`` (``transform`` before scaling)."""
-        interp = _INTERPOLATION[self.interpolation]
+        from torchvision.transforms import v2 as T
+        from torchvision.transforms.functional import InterpolationMode
+
+        interp = getattr(InterpolationMode, _INTERPOLATION[self.interpolation])
         if not augment:
             return _CentreCrop(int(round(self.size / self.crop_pct)), self.size, interp)
         steps = [T.RandomResizedCrop(self.size, scale=(0.7, 1.0), interpolation=interp, antialias=True)]
@@ -112,6 +116,8 @@ class _CentreCrop:
         self.resize, self.size, self.interpolation = resize, size, interpolation
 
     def __call__(self, image) -> torch.Tensor:
+        from torchvision.transforms.v2 import functional as F
+
         image = F.resize(image, [self.resize], interpolation=self.interpolation, antialias=True)
         return F.pil_to_tensor(F.center_crop(image, [self.size]))
 

@@ -39,9 +39,7 @@ from headstart.training.engine import predict_logits
 from headstart.training.checkpoints import is_unfinished, saved_epoch
 from headstart.core.errors import ModelNotFoundError, RemoteCodeError, RunError, brief
 from headstart.core.fileio import read_json_object, staged_dir, to_json, write_json, write_text
-from headstart.report.notebook import predictor_html, predictor_repr
 from headstart.runs.outdir import KEPT, check_writable, guard_data, write_marker
-from headstart.report import render_run_report
 from headstart.training.heads import Classifier
 from headstart.tasks import SingleLabel, Task, task_from_spec
 
@@ -95,9 +93,13 @@ class Predictor:
             self.task = SingleLabel(list(self.classes))
 
     def __repr__(self) -> str:
+        from headstart.report.notebook import predictor_repr  # the report (matplotlib) loads when shown
+
         return predictor_repr(self)
 
     def _repr_html_(self) -> str:
+        from headstart.report.notebook import predictor_html
+
         return predictor_html(self)
 
     def predict(self, inputs: Any, device: str = "auto", batch_size: int = 64, **source_options) -> list[dict]:
@@ -178,6 +180,8 @@ def save_run(out: Path, predictor: Predictor, records: dict[str, Any], history: 
             save_model_dir(tmp / "model", predictor)
             keep_logs(out, tmp)
             if report:
+                from headstart.report import render_run_report  # matplotlib: only when a report is written
+
                 render_run_report(tmp, shown_as=out)
             write_marker(tmp, "run")
     except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error

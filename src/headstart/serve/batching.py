@@ -14,6 +14,7 @@ of its own, cut into forward passes of ``max_batch``).
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import queue
 import threading
 import time
@@ -28,6 +29,7 @@ from headstart.runs.folder import Predictor
 from headstart.serve.metrics import ServeMetrics
 
 Decode = Callable[[list[Any], list[str]], list[Any]]
+IDLE_SECONDS = 1.0  # without a request for this long, the worker gives freed memory back (give_back_memory)
 
 
 @dataclass
@@ -104,15 +106,25 @@ class Batcher:
         item = neutral_item(self.predictor)
         for size in warm_up_sizes(self.max_batch):
             self.predict_now([item] * size, ["warm-up"] * size)
+        give_back_memory()
 
     def predict_now(self, items: list[Any], origins: list[str]) -> list[dict]:
         """Rows for ``items`` from one call of the backend, in this thread."""
         data = Dataset(items, None, self.predictor.backbone.modality, origins)
         return self.predictor.rows(data, self.outputs(data))
 
+    def _next_job(self) -> Job | None:
+        """The next request, waiting as long as it takes; after a second without one, the memory the batches
+        freed is handed back to the system (glibc keeps it otherwise, and the process seems to grow)."""
+        try:
+            return self._queue.get(timeout=IDLE_SECONDS)
+        except queue.Empty:
+            give_back_memory()
+            return self._queue.get()
+
     def _gather(self) -> list[Job] | None:
         """The next batch's requests; None once stopped and drained."""
-        first = self._held or self._queue.get()
+        first = self._held or self._next_job()
         self._held = None
         if first is None:
             return None
@@ -172,6 +184,14 @@ class Batcher:
                 continue
             kept.append(job)
         return kept
+
+
+def give_back_memory() -> None:
+    """Return the C heap's free memory to the system (glibc's ``malloc_trim``; elsewhere nothing to do)."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def warm_up_sizes(max_batch: int) -> list[int]:
