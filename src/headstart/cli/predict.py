@@ -98,10 +98,15 @@ def streamed_rows(predictor, parts: Iterable[Dataset], device: str, batch_size: 
 
 def stdin_lines(stream: TextIO) -> Iterator[str]:
     """The lines of ``stream`` (stdin) as they arrive, each line's bytes decoded as the file readers do (UTF-8,
-    else latin-1) whatever the locale says; a stream that has no bytes underneath is read as it is."""
+    else latin-1) whatever the locale says; a line ends at ``\\n``, ``\\r\\n`` or ``\\r``. A stream that has no
+    bytes underneath gives its text lines."""
     raw = getattr(stream, "buffer", None)
     for line in raw if raw is not None else stream:
-        yield decode_text(line) if isinstance(line, bytes) else line
+        newline, ret = (b"\n", b"\r") if isinstance(line, bytes) else ("\n", "\r")
+        line = line[:-1] if line.endswith(newline) else line
+        line = line[:-1] if line.endswith(ret) else line
+        for piece in line.split(ret):
+            yield decode_text(piece) if isinstance(piece, bytes) else piece
 
 
 def stdin_parts(lines: Iterable[str], skip_bad: bool, size: int) -> Iterator[Dataset]:
