@@ -50,7 +50,7 @@ def _timed(owner, name: str, clock: dict, key: str) -> None:
 
 def _peak_mb() -> float:
     """This process's peak resident memory (VmHWM): getrusage's figure keeps the forking parent's peak."""
-    from headstart.devices import peak_memory_mb
+    from headstart.training.devices import peak_memory_mb
 
     return peak_memory_mb()
 
@@ -67,11 +67,11 @@ def linear_parts(spec: dict) -> dict:
 
     import headstart
     import headstart.api
-    import headstart.features
+    import headstart.features.cache
     import headstart.strategies.linear
 
     clock: dict[str, float] = {}
-    _timed(headstart.features.FeatureCache, "features", clock, "extraction")
+    _timed(headstart.features.cache.FeatureCache, "features", clock, "extraction")
     _timed(headstart.strategies.linear, "linear_probe", clock, "head")
     _timed(headstart.api, "cheap_checks", clock, "checks")
     start = time.perf_counter()
@@ -83,8 +83,8 @@ def linear_parts(spec: dict) -> dict:
 
 
 def advise_run(spec: dict) -> dict:
-    """``headstart.advise`` on the cache ``linear_parts`` filled: LogME, H-score, CV probe, learning curve."""
-    advise = importlib.import_module("headstart.advise")  # the package's ``advise`` attribute is the function
+    """``headstart.workflows.advise`` on the cache ``linear_parts`` filled: LogME, H-score, CV probe, learning curve."""
+    advise = importlib.import_module("headstart.workflows.advise")  # the package's ``advise`` attribute is the function
 
     clock: dict[str, float] = {}
     for name in ("logme", "h_score", "probe_cv_accuracy", "learning_curve_slope", "measure_step_seconds"):
@@ -95,8 +95,8 @@ def advise_run(spec: dict) -> dict:
 
 
 def audit_run(spec: dict) -> dict:
-    """``headstart.audit`` on the cache ``linear_parts`` filled: duplicates, label errors, outliers."""
-    import headstart.audit as audit
+    """``headstart.workflows.audit`` on the cache ``linear_parts`` filled: duplicates, label errors, outliers."""
+    import headstart.workflows.audit as audit
 
     clock: dict[str, float] = {}
     _timed(audit, "similarity_scan", clock, "scan")
@@ -147,7 +147,7 @@ def exact_top(queries: np.ndarray, ids: np.ndarray, rows: int, k: int = 10) -> n
 def index_run(spec: dict) -> dict:
     """The neighbour index alone on ``spec["rows"]`` synthetic rows: build, every row's 10 nearest, and
     recall@10 against exact search for ``spec["queries"]`` rows (the exact pass is not in the timings)."""
-    from headstart import neighbours
+    from headstart.features import neighbours
 
     rows = spec["rows"]
     ids = np.sort(np.random.default_rng(1).choice(rows, spec["queries"], replace=False))

@@ -1,12 +1,12 @@
-"""headstart.neighbours: the approximate index agrees with exact search, and is built once per feature set."""
+"""headstart.features.neighbours: the approximate index agrees with exact search, and is built once per feature set."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from headstart import neighbours
-from headstart.audit import similarity_scan
+from headstart.features import neighbours
+from headstart.workflows.audit import similarity_scan
 
 
 def clustered(n: int, dim: int = 48, seed: int = 0) -> np.ndarray:

@@ -20,8 +20,8 @@ import typer
 from headstart.data import Dataset, Skipped, load_items
 from headstart.data.items import decode_text
 from headstart.data.sources import is_text_not_path
-from headstart.errors import ConfigError, DataError
-from headstart.fileio import to_json
+from headstart.core.errors import ConfigError, DataError
+from headstart.core.fileio import to_json
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -82,7 +82,7 @@ def streamed_rows(predictor, parts: Iterable[Dataset], device: str, batch_size: 
     """Each part's rows, one batch of ``batch_size`` inputs at a time (memory holds one batch, whatever the
     inputs' number), in input order; with ``skip_bad`` a row for each skipped input at its place (see
     :func:`in_input_order`). Skipped inputs are also listed on stderr, each part's before its rows."""
-    from headstart.runs import keep_top
+    from headstart.runs.folder import keep_top
 
     for part in parts:
         for skipped in part.skipped:  # on stderr: stdout stays a clean table

@@ -27,7 +27,7 @@ from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge
 
-from headstart.neighbours import nearest
+from headstart.features.neighbours import nearest
 
 UNCERTAIN_FROM = 20  # labelled items per class from which uncertain-and-diverse picks are made
 REGRESSION_GROUPS = 5  # regression: "classes" for the switch rule
@@ -122,7 +122,7 @@ def cluster(x: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 def typicality(x: np.ndarray, seed: int = 0) -> np.ndarray:
     """Each row's inverse mean distance to its ``NEIGHBOURS`` nearest other rows (1 for a lone row), found by
-    :mod:`headstart.neighbours` (exact up to its ``EXACT_ROWS`` rows, an approximate index above)."""
+    :mod:`headstart.features.neighbours` (exact up to its ``EXACT_ROWS`` rows, an approximate index above)."""
     if len(x) == 1:
         return np.ones(1)
     found = nearest(x, NEIGHBOURS, "l2", seed=seed)

@@ -4,7 +4,7 @@ Checks, each finding named by its item's origin (file, "file.csv line N", "list 
 
 - exact duplicates (same item content hash) within train, and across train/val/test (leakage);
 - near duplicates: cosine similarity of L2-normalised embeddings at or above a threshold, found by
-  headstart.neighbours (blocked matrix products up to its EXACT_ROWS items, an approximate index above);
+  headstart.features.neighbours (blocked matrix products up to its EXACT_ROWS items, an approximate index above);
 - likely label errors by confident learning (Northcutt, Jiang and Chuang, "Confident Learning: Estimating
   Uncertainty in Dataset Labels", JAIR 2021): out-of-sample probabilities from a K-fold cross-validated
   logistic probe, per-class thresholds (mean self-confidence), the calibrated confident joint, pruning by
@@ -45,17 +45,17 @@ from headstart.data.split import strata
 from headstart.data.tables import TABLE_EXTENSIONS, frame_table, read_table
 from headstart.data.checks import (FEW_EXAMPLES, IMBALANCE_RATIO, SPLIT_NAMES, Pool, cheap_checks, class_balance,
                                    examples)
-from headstart.errors import DataError
-from headstart.fileio import to_json, write_text
-from headstart.heads import fit_predict_proba
-from headstart.locks import hold
-from headstart import neighbours
-from headstart.metrics import METRIC_NAMES, mean_average_precision, multilabel_score, r2, spearman, wilson_interval
-from headstart.outdir import check_writable, write_marker
-from headstart.pipeline import check_folders, config_for, prepare
+from headstart.core.errors import DataError
+from headstart.core.fileio import to_json, write_text
+from headstart.training.heads import fit_predict_proba
+from headstart.core.locks import hold
+from headstart.features import neighbours
+from headstart.core.metrics import METRIC_NAMES, mean_average_precision, multilabel_score, r2, spearman, wilson_interval
+from headstart.runs.outdir import check_writable, write_marker
+from headstart.workflows.pipeline import check_folders, config_for, prepare
 from headstart.report import plots, render_report
 from headstart.report.render import ReportData
-from headstart.runtime import Runtime
+from headstart.workflows.runtime import Runtime
 from headstart.tasks import Task, make_task
 from headstart.tasks.multilabel import sigmoid
 
@@ -505,7 +505,7 @@ def l2_normalise(feats: np.ndarray) -> np.ndarray:
 def similarity_scan(unit: np.ndarray, threshold: float, k: int, block: int = neighbours.BLOCK,
                     cache_dir: Path | None = None,
                     exact: bool | None = None) -> tuple[list[tuple[int, int, float]], np.ndarray]:
-    """Near-duplicate pairs and nearest neighbours of unit rows, from :mod:`headstart.neighbours`.
+    """Near-duplicate pairs and nearest neighbours of unit rows, from :mod:`headstart.features.neighbours`.
 
     Returns the pairs ``(i, j, similarity)`` with ``i < j`` and cosine similarity >= ``threshold``, and
     ``[n, k]`` cosine distances of each row to its ``k`` nearest other rows (ascending). Up to

@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from headstart.fileio import write_with
+from headstart.core.fileio import write_with
 
 EXACT_ROWS = 10_000  # up to this many rows the search is exact (the two cost the same here; see the docstring)
 BLOCK = 1024  # exact search: query rows per block of the similarity matrix
