@@ -22,7 +22,7 @@ from headstart.data.load import as_task
 from headstart.data.targets import TaskChoice
 from headstart.core.errors import DataError
 from headstart.label.suggest import Suggestions, suggest
-from headstart.core.locks import hold
+from headstart.runs.outdir import hold
 from headstart.runs.overlap import overlap_with_run
 from headstart.workflows.pipeline import FitResult, check_folders, config_for, fit_data, resume_fit
 from headstart.runs.folder import Predictor, check_out, load_predictor

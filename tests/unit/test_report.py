@@ -279,20 +279,21 @@ def test_a_text_fit_gallery_shows_escaped_previews_and_stays_small(tmp_path, tex
 
 def test_misclassified_keeps_the_most_confident_mistakes_within_the_cap():
     from headstart.data import Dataset
-    from headstart.report.previews import GALLERY_SIZE, misclassified
+    from headstart.report.previews import GALLERY_SIZE, gallery
+    from headstart.tasks import SingleLabel
 
     rng = np.random.default_rng(0)
     n = 100
     ds = Dataset([f"text {i}" for i in range(n)], ["a"] * n, "text", [f"list item {i + 1}" for i in range(n)])
     logits = rng.normal(0, 3, (n, 3))
-    targets = np.zeros(n, dtype=np.int64)
-    kept = misclassified(ds, logits, targets, ["a", "b", "c"])
+    kept = gallery(ds, SingleLabel(["a", "b", "c"]).mistakes(ds.labels, logits, GALLERY_SIZE))
     wrong = np.flatnonzero(logits.argmax(1) != 0)
     assert len(wrong) > GALLERY_SIZE and len(kept) == GALLERY_SIZE
     proba = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     best = sorted(wrong, key=lambda i: -proba[i].max())[:GALLERY_SIZE]
     assert [m["origin"] for m in kept] == [f"list item {i + 1}" for i in best]
     assert all(m["true"] == "a" and m["predicted"] in ("b", "c") and m["text"].startswith("text") for m in kept)
+    assert list(kept[0]) == ["origin", "true", "predicted", "probability", "text"]
 
 
 def test_thumbnails_are_small_jpegs_for_every_kind_of_image_and_none_for_a_missing_file(tmp_path):

@@ -3,7 +3,7 @@
     onnx   model.onnx (preprocessed input -> outputs named ``logits``, dynamic batch; text: dynamic batch and
            sequence), preprocessing.json, classes.json (+ tokenizer files for text)
     hf     (text runs) a directory AutoModelForSequenceClassification.from_pretrained loads once
-           ``headstart.runs.hf_model`` is imported: see that module for why a headstart class is needed; its
+           ``headstart.backbones.hf_model`` is imported: see that module for why a headstart class is needed; its
            ``problem_type`` tells transformers' pipelines the task (softmax, sigmoid, or the value itself)
     timm   (image runs) timm runs: model.safetensors + config.json in timm's hub format, loadable with
            ``timm.create_model("local-dir:DIR", pretrained=True)``; the torchvision MobileNetV2 run:

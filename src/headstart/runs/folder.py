@@ -40,7 +40,8 @@ from headstart.training.checkpoints import is_unfinished, saved_epoch
 from headstart.core.errors import ModelNotFoundError, RemoteCodeError, RunError, brief
 from headstart.core.fileio import read_json_object, staged_dir, to_json, write_json, write_text
 from headstart.report.notebook import predictor_html, predictor_repr
-from headstart.runs.outdir import KEPT, check_writable, guard_data, write_marker
+from headstart.runs.outdir import KEPT, check_writable, guard_data
+from headstart.core.fileio import write_marker
 from headstart.report import render_run_report
 from headstart.training.heads import Classifier
 from headstart.tasks import SingleLabel, Task, task_from_spec

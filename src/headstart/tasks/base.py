@@ -8,7 +8,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from headstart.data import Dataset
 from headstart.training.distributed import BatchLoss
 from headstart.core.errors import ConfigError
 from headstart.core.metrics import TASK_METRICS
@@ -64,8 +63,9 @@ class Task(Protocol):
     def metrics(self, outputs: np.ndarray, labels: Sequence) -> dict:
         """The task's metrics of the finished model's ``outputs`` against the dataset's ``labels``."""
 
-    def mistakes(self, data: Dataset, outputs: np.ndarray) -> list[dict]:
-        """The report's gallery: the worst mistakes on ``data`` with previews (``origin``, ``true``, ``predicted``)."""
+    def mistakes(self, labels: Sequence, outputs: np.ndarray, limit: int) -> list[tuple[int, dict]]:
+        """The report's gallery: the ``limit`` worst mistakes of the finished model's ``outputs`` against ``labels``,
+        worst first, as ``(index, {"true", "predicted", ...})`` (the caller adds the item's origin and preview)."""
 
     def probabilities(self, outputs: np.ndarray) -> np.ndarray:
         """The finished model's outputs as probabilities (softmax; each label's sigmoid); a regression's values."""

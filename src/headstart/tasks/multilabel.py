@@ -12,11 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from headstart.training import distributed
-from headstart.data import Dataset
 from headstart.training.distributed import BatchLoss
 from headstart.training.heads import EXACT_VALUES, ProbeFit, lbfgs, moments, one_thread, standardised
 from headstart.core.metrics import f1, multilabel_metrics, multilabel_score
-from headstart.report.previews import GALLERY_SIZE, preview
 from headstart.tasks.base import check_select, linear_from
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)  # candidate thresholds, tuned per label on validation
@@ -136,16 +134,16 @@ class MultiLabel:
     def metrics(self, outputs: np.ndarray, labels: Sequence) -> dict:
         return multilabel_metrics(self.targets(labels), sigmoid(outputs), self.thresholds, self.classes)
 
-    def mistakes(self, data: Dataset, outputs: np.ndarray) -> list[dict]:
+    def mistakes(self, labels: Sequence, outputs: np.ndarray, limit: int) -> list[tuple[int, dict]]:
         """The items with the most wrong labels (missed or extra), the most confident first."""
-        proba, y = sigmoid(outputs), self.targets(data.labels) > 0.5
+        proba, y = sigmoid(outputs), self.targets(labels) > 0.5
         pred = proba >= self.thresholds
         wrong = (pred != y).sum(1)
         confidence = np.abs(proba - 0.5).max(1)
-        ranked = [i for i in np.lexsort((-confidence, -wrong)) if wrong[i]][:GALLERY_SIZE]
-        return [{"origin": str(data.origins[i]), "true": ", ".join(data.labels[i]) or "(none)",
-                 "predicted": ", ".join(c for c, p in zip(self.classes, pred[i]) if p) or "(none)",
-                 **preview(data.items[i], data.modality)} for i in ranked]
+        ranked = [i for i in np.lexsort((-confidence, -wrong)) if wrong[i]][:limit]
+        return [(int(i), {"true": ", ".join(labels[i]) or "(none)",
+                          "predicted": ", ".join(c for c, p in zip(self.classes, pred[i]) if p) or "(none)"})
+                for i in ranked]
 
     def probabilities(self, outputs: np.ndarray) -> np.ndarray:
         return sigmoid(outputs)

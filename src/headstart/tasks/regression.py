@@ -13,11 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from headstart.training import distributed
-from headstart.data import Dataset
 from headstart.training.distributed import BatchLoss
 from headstart.training.heads import ProbeFit, moments
 from headstart.core.metrics import r2, regression_metrics, spearman
-from headstart.report.previews import GALLERY_SIZE, preview
 from headstart.tasks.base import check_select, linear_from
 
 PLOTTED = 2_000  # (true, predicted) pairs per split kept in metrics.json for the report's scatter plot
@@ -150,12 +148,12 @@ class Regression:
         out["predictions"] = kept_predictions(truth, np.asarray(outputs, np.float64)[:, 0])
         return out
 
-    def mistakes(self, data: Dataset, outputs: np.ndarray) -> list[dict]:
+    def mistakes(self, labels: Sequence, outputs: np.ndarray, limit: int) -> list[tuple[int, dict]]:
         """The items with the largest absolute errors."""
-        truth, pred = np.asarray(data.labels, np.float64), np.asarray(outputs, np.float64)[:, 0]
-        ranked = np.argsort(-np.abs(truth - pred), kind="stable")[:GALLERY_SIZE]
-        return [{"origin": str(data.origins[i]), "true": f"{truth[i]:.4g}", "predicted": f"{pred[i]:.4g}",
-                 "error": float(pred[i] - truth[i]), **preview(data.items[i], data.modality)} for i in ranked]
+        truth, pred = np.asarray(labels, np.float64), np.asarray(outputs, np.float64)[:, 0]
+        ranked = np.argsort(-np.abs(truth - pred), kind="stable")[:limit]
+        return [(int(i), {"true": f"{truth[i]:.4g}", "predicted": f"{pred[i]:.4g}", "error": float(pred[i] - truth[i])})
+                for i in ranked]
 
     def probabilities(self, outputs: np.ndarray) -> np.ndarray:
         return np.asarray(outputs, np.float64)  # no probabilities: the values themselves

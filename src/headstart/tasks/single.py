@@ -13,11 +13,9 @@ from torch import nn
 
 from headstart.training import distributed
 from headstart.training.calibration import ECE_BINS, calibration_scores, fit_temperature, fold_temperature
-from headstart.data import Dataset
 from headstart.training.distributed import BatchLoss
 from headstart.training.heads import ProbeFit, linear_probe
 from headstart.core.metrics import classification_metrics, selection_score, softmax
-from headstart.report.previews import misclassified
 from headstart.tasks.base import check_select
 
 
@@ -89,9 +87,14 @@ class SingleLabel:
     def metrics(self, outputs: np.ndarray, labels: Sequence) -> dict:
         return classification_metrics(self.targets(labels), outputs.argmax(1), self.classes)
 
-    def mistakes(self, data: Dataset, outputs: np.ndarray) -> list[dict]:
-        """The most confident misclassified items."""
-        return misclassified(data, outputs, self.targets(data.labels), self.classes)
+    def mistakes(self, labels: Sequence, outputs: np.ndarray, limit: int) -> list[tuple[int, dict]]:
+        """The most confident misclassified items, with the probability of the class predicted."""
+        proba, targets = softmax(np.asarray(outputs, dtype=np.float64)), self.targets(labels)
+        predicted = proba.argmax(1)
+        wrong = np.flatnonzero(predicted != targets)
+        ranked = wrong[np.argsort(-proba[wrong, predicted[wrong]], kind="stable")][:limit]
+        return [(int(i), {"true": str(self.classes[targets[i]]), "predicted": str(self.classes[predicted[i]]),
+                          "probability": round(float(proba[i, predicted[i]]), 4)}) for i in ranked]
 
     def probabilities(self, outputs: np.ndarray) -> np.ndarray:
         return softmax(np.asarray(outputs, np.float64))

@@ -48,9 +48,9 @@ from headstart.data.checks import (FEW_EXAMPLES, IMBALANCE_RATIO, SPLIT_NAMES, P
 from headstart.core.errors import DataError
 from headstart.core.fileio import to_json, write_text
 from headstart.training.heads import fit_predict_proba
-from headstart.core.locks import hold
 from headstart.core.metrics import METRIC_NAMES, mean_average_precision, multilabel_score, r2, spearman, wilson_interval
-from headstart.runs.outdir import check_writable, write_marker
+from headstart.runs.outdir import check_writable, hold
+from headstart.core.fileio import write_marker
 from headstart.workflows.pipeline import check_folders, config_for, prepare
 from headstart.report import plots, render_report
 from headstart.report.render import ReportData

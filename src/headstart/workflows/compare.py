@@ -34,7 +34,8 @@ from headstart.core.errors import ConfigError
 from headstart.core.fileio import write_json, write_text
 from headstart.core.metrics import METRIC_NAMES, clearly_above, metric_range
 from headstart.report import ReportData, read_run, render_report
-from headstart.runs.outdir import check_writable, write_marker
+from headstart.runs.outdir import check_writable
+from headstart.core.fileio import write_marker
 from headstart.workflows.pipeline import FitResult, check_folders, config_for, fit_prepared, for_strategy, prepare
 from headstart.workflows.runtime import Runtime
 from headstart.strategies import STRATEGIES, make_strategy

@@ -32,6 +32,7 @@ from headstart.training.engine import diverged, predict_logits
 from headstart.core.errors import ConfigError, DataError, Diverged, RunError, brief
 from headstart.core.metrics import clearly_above
 from headstart.report.notebook import fit_result_html, fit_result_repr
+from headstart.report.previews import GALLERY_SIZE, gallery
 from headstart.runs.outdir import guard_folders
 from headstart.core.progress import spinner
 from headstart.runs.folder import Predictor, check_out, item_columns, save_run
@@ -352,7 +353,7 @@ def _metrics(result: StrategyResult, backbone: Backbone, splits: DataSplits, ctx
         if name == "train":  # the report plots validation and test predictions (regression), not training ones
             out[name].pop("predictions", None)
         if name == "val":  # the report's gallery: the worst mistakes, with previews
-            out["misclassified"] = task.mistakes(splits.val, finished)
+            out["misclassified"] = gallery(splits.val, task.mistakes(splits.val.labels, finished, GALLERY_SIZE))
     out["overfit_gap"] = out["train"][task.main_metric] - out["val"][task.main_metric]
     return out
 

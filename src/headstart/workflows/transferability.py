@@ -26,7 +26,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from headstart.core.errors import DataError
 from headstart.training.heads import fit_predict_logistic
 from headstart.core.metrics import metric_range
-from headstart.strategies.declared import DEFAULT_CS
+from headstart.training.defaults import DEFAULT_CS
 
 if TYPE_CHECKING:
     from headstart.tasks import Task
