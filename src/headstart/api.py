@@ -29,6 +29,7 @@ from headstart.runs.folder import Predictor, check_out, load_predictor
 from headstart.workflows.runtime import Runtime
 from headstart.runs.tracking import Session
 from headstart.strategies import make_strategy
+from headstart.tasks.kinds import kind
 
 __all__ = ["FitResult", "Suggestions", "evaluate", "fit", "load_run", "models", "predict", "suggest"]
 
@@ -116,7 +117,7 @@ def evaluate(run: str | Path, data: Any, device: str = "auto", **source_options:
     task = predictor.task
     ds = as_task(ds, TaskChoice(task.name, "the run's", getattr(task, "sep", None)),
                  Gate(bool(source_options.get("skip_bad"))))
-    if task.name != "regression":
+    if kind(task.name).has_classes:
         seen = set(predictor.classes)
         unseen = sorted({name for label in ds.labels for name in (label if isinstance(label, tuple) else (label,))}
                         - seen)

@@ -74,10 +74,13 @@ def text_preview(text: Any, chars: int = TEXT_CHARS) -> str:
 
 def preview(item: Any, modality: str) -> dict:
     """``{"thumbnail": data URI}`` for an image, ``{"text": first characters}`` for a text (empty when unreadable)."""
-    if modality == "text":
+    if modality not in _THUMBNAILS:
         return {"text": text_preview(item)}
-    uri = spectrogram_thumbnail(item) if modality == "audio" else thumbnail(item)
+    uri = _THUMBNAILS[modality](item)
     return {"thumbnail": uri} if uri else {}
+
+
+_THUMBNAILS = {"image": thumbnail, "audio": spectrogram_thumbnail}  # per modality of files; texts are quoted
 
 
 def safe_thumbnail(uri: Any) -> str | None:

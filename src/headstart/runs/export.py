@@ -195,16 +195,19 @@ def _sample_batch(run: Path, predictor: Predictor, samples: Any) -> torch.Tensor
             raise ConfigError(f"This run takes {modality_plural(modality)}, but the samples given are "
                               f"{modality_plural(data.modality)}. Give samples of that kind.")
         items = list(data.items[:MAX_SAMPLES])
-    elif modality == "text":
-        items = list(CHECK_TEXTS)
-    elif modality == "audio":
-        items = _run_files(run, AUDIO_EXTENSIONS) or _synthetic_sounds(predictor.backbone.preprocessing)
     else:
-        items = _run_files(run, IMAGE_EXTENSIONS) or _synthetic_images(predictor.backbone.preprocessing.size)
+        items = _DEFAULT_SAMPLES[modality](run, predictor.backbone.preprocessing)
     inputs, _ = predictor.backbone.preprocessing.collate(False)([(item, 0) for item in items])
     if isinstance(inputs, dict):
         return {k: v.contiguous() for k, v in inputs.items()}
     return inputs.contiguous()
+
+
+_DEFAULT_SAMPLES = {  # per modality, without --samples: fixed texts; the run's own files, else synthetic ones
+    "text": lambda run, preprocessing: list(CHECK_TEXTS),
+    "audio": lambda run, preprocessing: _run_files(run, AUDIO_EXTENSIONS) or _synthetic_sounds(preprocessing),
+    "image": lambda run, preprocessing: _run_files(run, IMAGE_EXTENSIONS) or _synthetic_images(preprocessing.size),
+}
 
 
 def _run_files(run: Path, extensions: frozenset[str]) -> list[str]:

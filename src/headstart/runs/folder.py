@@ -33,7 +33,7 @@ from headstart.backbones import Backbone, family_of
 from headstart.backbones.registry import MODALITIES
 from headstart.backbones.sources import refuse_remote_code
 from headstart.data import Dataset, load_items
-from headstart.data.dataset import modality_plural
+from headstart.data.dataset import modality, modality_plural
 from headstart.training.devices import bf16_supported, resolve_device
 from headstart.training.engine import predict_logits
 from headstart.training.checkpoints import is_unfinished, saved_epoch
@@ -119,7 +119,7 @@ class Predictor:
         rows = []
         for origin, item, answer in zip(data.origins, data.items, self.task.rows(outputs)):
             row = {"input": origin, **answer}
-            if data.modality == "text":
+            if modality(data.modality).texts:
                 row["text"] = item
             rows.append(row)
         return rows

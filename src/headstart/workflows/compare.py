@@ -32,7 +32,8 @@ from headstart.data import DataSplits, Dataset
 from headstart.data.split import carve, strata
 from headstart.core.errors import ConfigError
 from headstart.core.fileio import write_json, write_text
-from headstart.core.metrics import METRIC_NAMES, clearly_above, metric_range
+from headstart.tasks.kinds import METRIC_NAMES
+from headstart.core.metrics import clearly_above, metric_range
 from headstart.report import ReportData, read_run, render_report
 from headstart.runs.outdir import check_writable
 from headstart.core.fileio import write_marker
