@@ -504,14 +504,14 @@ def test_fine_tuning_curves_and_notes_of_the_new_tasks_use_their_main_metric(reg
 
     def row(name: str, r2: float) -> dict:
         return {"strategy": name, "status": "done", "main_metric": "r2", "seconds": 3.0, "trainable_params": 10,
-                "val_r2": stat(r2, 0.1), "val_spearman": stat(r2 + 0.05), "test_r2": stat(r2 - 0.02),
+                "val_r2": stat(r2, 0.1), "val_mae": stat(0.5), "test_r2": stat(r2 - 0.02),
                 "gap": {"mean": 0.15}}
 
     curve = {"linear": [{"n": n, "r2": stat(0.2 + 0.001 * n, 0.1)} for n in (20, 40, 80)]}
     comparison = {"rows": [row("linear", 0.42), row("partial", -0.3)], "learning_curve": curve}
     html = render_report(ReportData(title="t", subtitle="s", runs=[], comparison=comparison))
     text = Page(section(html, "comparison")).all_text()
-    assert "Val R²" in text and "Val Spearman ρ" in text and "Test R²" in text and "0.420" in text
+    assert "Val R²" in text and "Val MAE" in text and "Test R²" in text and "0.420" in text  # compare's pair
     assert "-0.300" in text and "+0.150" in text and "accuracy" not in text.lower()
     assert len(Page(html).named("img")) == 2  # the R²/time overview and the learning curve
 

@@ -37,6 +37,7 @@ class TaskKind:
     described: str  # the task in a phrase, ``{n}`` the number of outputs: "10 classes"
     answer: str  # predict's column (and a row's key) holding the answer
     label_issues: str  # what audit's label check finds
+    reading: tuple[str, str]  # an export's task.json: what the outputs are, and what to apply to them
     has_classes: bool  # the outputs are classes or labels with probabilities (not a value)
     one_per_item: bool  # each item has exactly one class
 
@@ -53,15 +54,24 @@ class TaskKind:
 SINGLE_LABEL = TaskKind(
     "single-label", ("accuracy", "macro_f1", "balanced_accuracy"), "macro_f1",
     ("accuracy", "balanced_accuracy", "macro_f1"), ("class", "classes"), "{n} classes", "label",
-    "likely label errors", has_classes=True, one_per_item=True)
+    "likely label errors",
+    ("logits, one per class (the calibration temperature is already folded in)",
+     "softmax over the outputs; the label is the class with the highest probability"),
+    has_classes=True, one_per_item=True)
 MULTI_LABEL = TaskKind(
     "multi-label", ("micro_f1", "macro_f1", "map", "subset_accuracy"), "map",
     ("micro_f1", "macro_f1", "map", "subset_accuracy"), ("label", "labels"), "{n} labels, any number per item",
-    "labels", "likely label errors (item, label pairs)", has_classes=True, one_per_item=False)
+    "labels", "likely label errors (item, label pairs)",
+    ("logits, one per label",
+     "sigmoid to each output; an item has every label whose probability is >= that label's entry in thresholds "
+     "(same order as outputs); no label at all is a valid answer"),
+    has_classes=True, one_per_item=False)
 REGRESSION = TaskKind(
     "regression", ("r2", "spearman"), "mae", ("r2", "spearman", "mae", "rmse"), ("target", "targets"),
-    "one number per item", "value", "large residuals (likely wrong targets)", has_classes=False,
-    one_per_item=False)
+    "one number per item", "value", "large residuals (likely wrong targets)",
+    ("the predicted value of the target, already in the target's own units (the training mean and deviation are "
+     "folded into the head)", "nothing: use the output as it is"),
+    has_classes=False, one_per_item=False)
 
 KINDS: Mapping[str, TaskKind] = {kind.name: kind for kind in (SINGLE_LABEL, MULTI_LABEL, REGRESSION)}
 SELECT_CHOICES = ("auto", *sorted({m for kind in KINDS.values() for m in kind.select_metrics}))
