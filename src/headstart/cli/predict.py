@@ -18,8 +18,10 @@ from typing import Iterable, Iterator, Optional, TextIO
 import typer
 
 from headstart.data import Dataset, Skipped, load_items
+from headstart.data.dataset import modality as data_modality
 from headstart.data.items import decode_text
 from headstart.data.sources import is_text_not_path
+from headstart.tasks.kinds import kind
 from headstart.core.errors import ConfigError, DataError
 from headstart.core.fileio import to_json
 
@@ -55,7 +57,8 @@ def predict_cli(
     from headstart.api import load_run  # lazy: `--help` need not load torch (start-up time)
 
     predictor = load_run(run)
-    if top_k is not None and predictor.task.name == "regression":
+    task = kind(predictor.task.name)
+    if top_k is not None and not task.has_classes:
         raise ConfigError(f"--top-k ranks classes, and {run} is a regression model (one value per input); drop it.")
     if not inputs or inputs == ["-"]:
         if sys.stdin.isatty():
@@ -67,14 +70,14 @@ def predict_cli(
         parts = [load_items(arg, text_col=text_col, image_col=image_col, skip_bad=skip_bad, modality=modality,
                             run_columns=predictor.columns) for arg in inputs]
         parts = [dataclasses.replace(part, origins=[f"argument {n}"])  # a text given on the command line
-                 if modality == "text" and is_text_not_path(arg) else part
+                 if data_modality(modality).texts and is_text_not_path(arg) else part
                  for n, (arg, part) in enumerate(zip(inputs, parts), 1)]
     rows = streamed_rows(predictor, parts, device, batch_size, top_k, skip_bad)
     if json_out:
         write_json_rows(rows)
         return
-    write_csv(rows, [] if predictor.task.name == "regression" else predictor.classes, skip_bad, raw, top_k,
-              ANSWER_COLUMNS[predictor.task.name], text=predictor.backbone.modality == "text")
+    write_csv(rows, predictor.classes if task.has_classes else [], skip_bad, raw, top_k, task.answer,
+              text=data_modality(predictor.backbone.modality).texts)
 
 
 def streamed_rows(predictor, parts: Iterable[Dataset], device: str, batch_size: int, top_k: int | None,
@@ -174,9 +177,6 @@ def in_input_order(rows: Iterable[dict], part: Dataset) -> Iterator[dict]:
 def _place(row: dict) -> list:
     """A row's input name as text and numbers: the key that puts "line 9" before "line 10"."""
     return [int(chunk) if i % 2 else chunk for i, chunk in enumerate(re.split(r"([0-9]+)", row["input"]))]
-
-
-ANSWER_COLUMNS = {"single-label": "label", "multi-label": "labels", "regression": "value"}  # the answer, by task
 
 
 def write_csv(rows: Iterable[dict], classes: list[str], skip_bad: bool, raw: bool, top_k: int | None = None,
