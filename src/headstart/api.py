@@ -22,13 +22,14 @@ from headstart.data.load import as_task
 from headstart.data.targets import TaskChoice
 from headstart.core.errors import DataError
 from headstart.label.suggest import Suggestions, suggest
-from headstart.core.locks import hold
+from headstart.runs.outdir import hold
 from headstart.runs.overlap import overlap_with_run
 from headstart.workflows.pipeline import FitResult, check_folders, config_for, fit_data, resume_fit
 from headstart.runs.folder import Predictor, check_out, load_predictor
 from headstart.workflows.runtime import Runtime
 from headstart.runs.tracking import Session
 from headstart.strategies import make_strategy
+from headstart.tasks.kinds import kind
 
 __all__ = ["FitResult", "Suggestions", "evaluate", "fit", "load_run", "models", "predict", "suggest"]
 
@@ -116,7 +117,7 @@ def evaluate(run: str | Path, data: Any, device: str = "auto", **source_options:
     task = predictor.task
     ds = as_task(ds, TaskChoice(task.name, "the run's", getattr(task, "sep", None)),
                  Gate(bool(source_options.get("skip_bad"))))
-    if task.name != "regression":
+    if kind(task.name).has_classes:
         seen = set(predictor.classes)
         unseen = sorted({name for label in ds.labels for name in (label if isinstance(label, tuple) else (label,))}
                         - seen)

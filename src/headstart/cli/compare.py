@@ -12,7 +12,7 @@ from rich.table import Table
 from headstart.workflows.budget import hms
 from headstart.cli.options import LABEL_SEP_HELP, SELECT_METRIC_HELP, TASK_HELP, config_option
 from headstart.cli.output import SHORT_NAMES, console, fmt_count, print_json
-from headstart.runs.outdir import check_writable
+from headstart.runs.outdir import check_writable, hold
 from headstart.strategies.declared import COMPARED
 
 if TYPE_CHECKING:
@@ -59,7 +59,6 @@ def compare_cli(
 
     Example: headstart compare data/pets --model mobilenetv2 --strategies linear,partial,full --budget 15m
     """
-    from headstart.core.locks import hold  # lazy: `--help` need not load filelock (start-up time)
 
     started = time.perf_counter()
     out = out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -105,7 +105,7 @@ def fit_cli(
     """
     started = time.time()
     try:
-        from headstart import distributed  # lazy: `--help` need not load torch (start-up time)
+        from headstart.training import distributed  # lazy: `--help` need not load torch (start-up time)
         from headstart.api import fit
     except KeyboardInterrupt:
         raise Interrupted("stopped while headstart was starting (loading its libraries), before it read the data; "
@@ -140,7 +140,7 @@ def fit_cli(
 
 def interrupted_note(out: Path, started: float) -> str:
     """What a fit stopped after ``started`` (a time.time()) left in ``out``, and how to go on."""
-    from headstart import checkpoints  # lazy: `--help` need not load torch (start-up time)
+    from headstart.training import checkpoints  # lazy: `--help` need not load torch (start-up time)
 
     if checkpoints.is_unfinished(out) and checkpoints.saved_epoch(out) > 0:
         return (f"epoch {checkpoints.saved_epoch(out)} is saved in {out}; continue with "
