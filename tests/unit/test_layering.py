@@ -112,13 +112,13 @@ def test_the_cycle_finder_finds_a_cycle():
 def test_function_level_and_relative_imports_count(tmp_path):
     modules = {module_name(p) for p in SRC.rglob("*.py")}
     source = tmp_path / "mod.py"
-    source.write_text("def f():\n    from headstart.api import fit\n    from . import pipeline\n")
-    assert imports_of(source, modules, "headstart.mod") == {"headstart.api", "headstart.pipeline"}
+    source.write_text("def f():\n    from headstart.api import fit\n    from .workflows import pipeline\n")
+    assert imports_of(source, modules, "headstart.mod") == {"headstart.api", "headstart.workflows.pipeline"}
 
 
 def test_type_checking_imports_do_not_count(tmp_path):
     modules = {module_name(p) for p in SRC.rglob("*.py")}
     source = tmp_path / "mod.py"
     source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from headstart.api import fit\n"
-                      "import headstart.pipeline\n")
-    assert imports_of(source, modules, "headstart.mod") == {"headstart.pipeline"}
+                      "import headstart.workflows.pipeline\n")
+    assert imports_of(source, modules, "headstart.mod") == {"headstart.workflows.pipeline"}

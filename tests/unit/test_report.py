@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 import headstart
-from headstart.metrics import classification_metrics
+from headstart.core.metrics import classification_metrics
 from headstart.report import ReportData, render_report, render_run_report
 
 EVIL = "<script>alert('x')</script>"
@@ -516,7 +516,7 @@ def test_fine_tuning_curves_and_notes_of_the_new_tasks_use_their_main_metric(reg
 
 
 def test_notebook_reprs_show_the_main_metric_of_the_new_tasks(multi_label_run, regression_run):
-    from headstart.notebook import _lines
+    from headstart.report.notebook import _lines
 
     metrics, _ = multi_label_run
     text = _lines("FitResult", "linear", "tiny", "text", ["cooking", "outdoor", "sports", "sweet"], metrics, "r")

@@ -14,7 +14,7 @@ from headstart.cli.options import LABEL_SEP_HELP, TASK_HELP, config_option
 from headstart.cli.output import SHORT_NAMES, console, print_json
 
 if TYPE_CHECKING:
-    from headstart.audit import AuditReport
+    from headstart.workflows.audit import AuditReport
 
 LISTED = 15  # rows per findings table in the terminal; audit.json and report.html hold more
 
@@ -55,7 +55,7 @@ def audit_cli(
 
     Example: headstart audit reviews.csv --model minilm-l6 --group-col source --out runs/audit
     """
-    from headstart.audit import audit  # lazy: `--help` need not load torch (start-up time)
+    from headstart.workflows.audit import audit  # lazy: `--help` need not load torch (start-up time)
 
     out = out or Path("runs") / f"audit-{Path(data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     report = audit(data, model, val=val, test=test, group_col=group_col, folds=folds, near_threshold=near_threshold,
@@ -158,7 +158,7 @@ def _slices(report: AuditReport) -> None:
 
 
 def _label(label: object) -> str:
-    from headstart.audit import label_text  # loaded by the audit already
+    from headstart.workflows.audit import label_text  # loaded by the audit already
 
     return label_text(label)
 

@@ -9,14 +9,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from headstart.fileio import to_json
+from headstart.core.fileio import to_json
 
 # pipes and CI logs get full rows, unless COLUMNS sets the width
 console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 
 
 def print_json(payload: Any) -> None:
-    """Machine-readable output on stdout: strict JSON, non-finite numbers as null (headstart.fileio)."""
+    """Machine-readable output on stdout: strict JSON, non-finite numbers as null (headstart.core.fileio)."""
     print(to_json(payload, indent=2, default=str))
 
 
@@ -33,7 +33,7 @@ def fmt_count(n: int) -> str:
 TASK_COLUMNS = {"single-label": (("accuracy", "acc"), ("macro_f1", "macro-F1")),
                 "multi-label": (("micro_f1", "micro-F1"), ("map", "mAP")),
                 "regression": (("r2", "R²"), ("mae", "MAE"))}
-# Every metric's short name (headings, terminal lines); headstart.metrics.METRIC_NAMES has the long ones (the
+# Every metric's short name (headings, terminal lines); headstart.core.metrics.METRIC_NAMES has the long ones (the
 # CLI's start-up does not import it).
 SHORT_NAMES = {"accuracy": "acc", "macro_f1": "macro-F1", "balanced_accuracy": "bal. acc", "micro_f1": "micro-F1",
                "map": "mAP", "subset_accuracy": "subset acc", "r2": "R²", "spearman": "Spearman", "mae": "MAE",

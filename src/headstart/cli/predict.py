@@ -21,7 +21,7 @@ from headstart.cli.output import print_json
 from headstart.data import Dataset, Skipped, load_items
 from headstart.data.items import decode_text
 from headstart.data.sources import is_text_not_path
-from headstart.errors import ConfigError, DataError
+from headstart.core.errors import ConfigError, DataError
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -53,7 +53,7 @@ def predict_cli(
     Example: headstart predict runs/pets photos/  |  echo "refund please" | headstart predict runs/helpdesk
     """
     from headstart.api import load_run  # lazy: `--help` need not load torch (start-up time)
-    from headstart.runs import keep_top
+    from headstart.runs.folder import keep_top
 
     predictor = load_run(run)
     if not inputs or inputs == ["-"]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from PIL import Image
 
-from headstart.errors import DataError
+from headstart.core.errors import DataError
 
 MODALITIES = ("image", "text", "audio")
 _MODALITY_WORDS = {"image": ("an image", "images"), "text": ("a text", "texts"), "audio": ("an audio", "sounds")}

@@ -9,14 +9,14 @@ from typing import Any
 
 from headstart.backbones import Backbone, ImagePreprocessing
 from headstart.backbones.audio_preprocessing import AudioPreprocessing
-from headstart.config import FitConfig
+from headstart.core.config import FitConfig
 from headstart.data import DataSplits, Dataset, load_data, load_items
 from headstart.data.audio import choose_clip_seconds
 from headstart.data.load import HASH_CHARS
 from headstart.data.resolution import choose_image_size, native_size
 from headstart.data.shots import keep_shots
-from headstart.errors import DataError, HeadstartError
-from headstart.runs import read_json
+from headstart.core.errors import DataError, HeadstartError
+from headstart.runs.folder import read_json
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,14 @@ from headstart.backbones import Backbone, load_backbone
 from headstart.backbones.sources import state_identity
 from headstart.data import DataSplits, Dataset
 from headstart.data.split import strata
-from headstart.devices import extraction_batch, resolve_device, resolve_precision
-from headstart.errors import ConfigError, DataError
-from headstart.features import Extraction, FeatureCache
+from headstart.training.devices import extraction_batch, resolve_device, resolve_precision
+from headstart.core.errors import ConfigError, DataError
+from headstart.features.cache import Extraction, FeatureCache
 from headstart.label.forecast import Forecast, forecast
 from headstart.label.pool import fit_preprocessing, known_items, read_pool, run_splits
 from headstart.label.select import (REGRESSION_GROUPS, UNCERTAIN_FROM, Pick, margin_doubt, ridge_doubt,
                                     threshold_doubt, typical, uncertain, use_uncertain)
-from headstart.runs import Predictor, load_predictor
+from headstart.runs.folder import Predictor, load_predictor
 
 
 @dataclass

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from headstart.errors import DataError
-from headstart.metrics import softmax
+from headstart.core.errors import DataError
+from headstart.core.metrics import softmax
 
 if TYPE_CHECKING:
     from headstart.data import Dataset

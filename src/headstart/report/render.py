@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 
-from headstart.fileio import write_text
+from headstart.core.fileio import write_text
 from headstart.report import plots, previews, scores
 
 CSS = """
@@ -84,7 +84,7 @@ class ReportData:
     recommendation: dict | None = None
     notes: Sequence[str] = ()
     meta: dict[str, str] = field(default_factory=dict)  # header facts (Data, Model, Strategy, Date); derived if absent
-    audit: dict | None = None  # {"lede": str, "tables": [{"title", "columns", "rows"}]} from headstart.audit
+    audit: dict | None = None  # {"lede": str, "tables": [{"title", "columns", "rows"}]} from headstart.workflows.audit
 
 
 def render_report(sections: ReportData) -> str:
@@ -127,7 +127,7 @@ def summary_card(run: dict) -> str:
 
 def render_run_report(run_dir: Path, shown_as: Path | None = None) -> Path:
     """Read one run directory's JSON files and write ``run_dir/report.html``; return its path. ``shown_as`` is the
-    run's own folder when ``run_dir`` is where it is staged before the rename (see headstart.runs.save_run)."""
+    run's own folder when ``run_dir`` is where it is staged before the rename (see headstart.runs.folder.save_run)."""
     run_dir = Path(run_dir)
     shown = Path(shown_as or run_dir)
     run = {**read_run(run_dir), "name": shown.name}

@@ -25,8 +25,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from headstart.errors import ConfigError, HeadstartError
-from headstart.runs import Predictor, keep_top, load_predictor
+from headstart.core.errors import ConfigError, HeadstartError
+from headstart.runs.folder import Predictor, keep_top, load_predictor
 from headstart.serve.backends import OnnxOutputs, TorchOutputs
 from headstart.serve.batching import Batcher
 from headstart.serve.guards import AccessLog, BearerAuth, BodyLimit, log_access

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from headstart.data import Dataset
-from headstart.runs import Predictor
+from headstart.runs.folder import Predictor
 from headstart.serve.metrics import ServeMetrics
 
 

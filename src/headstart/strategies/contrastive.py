@@ -29,16 +29,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from headstart import distributed
+from headstart.training import distributed
 from headstart.backbones import Backbone
 from headstart.backbones.base import batch_to
 from headstart.data import DataSplits
 from headstart.data.dataset import modality_article
-from headstart.devices import autocast
-from headstart.engine import check_finite_loss
-from headstart.errors import ConfigError
-from headstart.features import Extraction, extract
-from headstart.heads import Classifier
+from headstart.training.devices import autocast
+from headstart.training.engine import check_finite_loss
+from headstart.core.errors import ConfigError
+from headstart.features.cache import Extraction, extract
+from headstart.training.heads import Classifier
 from headstart.strategies.base import FitContext, StrategyResult
 from headstart.strategies.declared import CONTRASTIVE_LR as DEFAULT_LR
 from headstart.strategies.declared import ContrastiveOptions

@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 from headstart.backbones import Backbone
-from headstart.boundary import ActivationCache, Split, boundary_feed, split_at, store_activations
+from headstart.training.boundary import ActivationCache, Split, boundary_feed, split_at, store_activations
 from headstart.data import DataSplits
-from headstart.engine import Feed, TrainSettings, bn_policy, freeze, param_groups, text_lengths, train
-from headstart.errors import ConfigError
-from headstart.heads import Classifier
+from headstart.training.engine import Feed, TrainSettings, bn_policy, freeze, param_groups, text_lengths, train
+from headstart.core.errors import ConfigError
+from headstart.training.heads import Classifier
 from headstart.strategies.base import FitContext, StrategyResult
 from headstart.strategies.declared import FINETUNE_LR as DEFAULT_LR
 from headstart.strategies.declared import FRESH_HEAD_LR

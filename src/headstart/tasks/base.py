@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from headstart.data import Dataset
-from headstart.distributed import BatchLoss
-from headstart.errors import ConfigError
-from headstart.metrics import TASK_METRICS
+from headstart.training.distributed import BatchLoss
+from headstart.core.errors import ConfigError
+from headstart.core.metrics import TASK_METRICS
 
 
 class Task(Protocol):

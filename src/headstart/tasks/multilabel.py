@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from headstart import distributed
+from headstart.training import distributed
 from headstart.data import Dataset
-from headstart.distributed import BatchLoss
-from headstart.heads import EXACT_VALUES, ProbeFit, lbfgs, moments, one_thread, standardised
-from headstart.metrics import f1, multilabel_metrics, multilabel_score
+from headstart.training.distributed import BatchLoss
+from headstart.training.heads import EXACT_VALUES, ProbeFit, lbfgs, moments, one_thread, standardised
+from headstart.core.metrics import f1, multilabel_metrics, multilabel_score
 from headstart.report.previews import GALLERY_SIZE, preview
 from headstart.tasks.base import check_select, linear_from
 

@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from headstart import distributed
+from headstart.training import distributed
 from headstart.data import Dataset
-from headstart.distributed import BatchLoss
-from headstart.heads import ProbeFit, moments
-from headstart.metrics import r2, regression_metrics, spearman
+from headstart.training.distributed import BatchLoss
+from headstart.training.heads import ProbeFit, moments
+from headstart.core.metrics import r2, regression_metrics, spearman
 from headstart.report.previews import GALLERY_SIZE, preview
 from headstart.tasks.base import check_select, linear_from
 

@@ -11,12 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from headstart import distributed
-from headstart.calibration import ECE_BINS, calibration_scores, fit_temperature, fold_temperature
+from headstart.training import distributed
+from headstart.training.calibration import ECE_BINS, calibration_scores, fit_temperature, fold_temperature
 from headstart.data import Dataset
-from headstart.distributed import BatchLoss
-from headstart.heads import ProbeFit, linear_probe
-from headstart.metrics import classification_metrics, selection_score, softmax
+from headstart.training.distributed import BatchLoss
+from headstart.training.heads import ProbeFit, linear_probe
+from headstart.core.metrics import classification_metrics, selection_score, softmax
 from headstart.report.previews import misclassified
 from headstart.tasks.base import check_select
 

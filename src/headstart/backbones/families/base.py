@@ -20,10 +20,10 @@ from headstart.backbones.base import Backbone, Batch, Preprocessing
 from headstart.backbones.preprocessing import ImagePreprocessing
 from headstart.backbones.registry import family_of
 from headstart.backbones.sources import state_identity
-from headstart.errors import ConfigError, ExportError, RunError, brief
+from headstart.core.errors import ConfigError, ExportError, RunError, brief
 
 if TYPE_CHECKING:
-    from headstart.runs import Predictor
+    from headstart.runs.folder import Predictor
 
 CNN_KERNELS = {(1, 1), (3, 3)}
 SQUEEZE_EXCITE = re.compile(r"squeezeexcit|^(?:effective)?semodule$", re.IGNORECASE)

@@ -4,7 +4,7 @@ Architecture record: ``{"family": "hf", "config": {...}}`` (the transformers con
 groups: the embeddings, then one per encoder block. LoRA: every ``nn.Linear`` inside the blocks (on BERT
 and MiniLM: ``attention.self.{query,key,value}``, ``attention.output.dense``, ``intermediate.dense`` and
 ``output.dense``). Partial fine-tuning cuts ``encoder.layer`` of BERT-like models. Export: a Hugging Face
-folder for ``AutoModelForSequenceClassification`` once ``headstart.hf_model`` is imported.
+folder for ``AutoModelForSequenceClassification`` once ``headstart.runs.hf_model`` is imported.
 Nothing here runs code shipped with a model: every load passes ``trust_remote_code=False``.
 """
 
@@ -31,10 +31,10 @@ from headstart.backbones.sources import (
     packaged_file,
     refuse_remote_code,
 )
-from headstart.errors import ExportError, RemoteCodeError, RunError, brief
+from headstart.core.errors import ExportError, RemoteCodeError, RunError, brief
 
 if TYPE_CHECKING:
-    from headstart.runs import Predictor
+    from headstart.runs.folder import Predictor
 
 # Layer groups of a Hugging Face encoder wrapped in MeanPooledEncoder: embeddings, then one per block.
 TEXT_GROUPS = dict(
@@ -163,7 +163,7 @@ class HFEncoder(Family):
         from transformers import AutoModelForSequenceClassification
         from transformers.utils import logging as hf_logging
 
-        from headstart.hf_model import HeadstartTextClassifier
+        from headstart.runs.hf_model import HeadstartTextClassifier
 
         model = HeadstartTextClassifier(_hf_config(predictor)).eval()
         model.load_state_dict(_hf_state(predictor), strict=True)
@@ -180,7 +180,7 @@ class HFEncoder(Family):
                 hf_logging.enable_progress_bar()
         return NativeExport(lambda batch: loaded(**batch).logits, "Hugging Face",
                             "AutoModelForSequenceClassification.from_pretrained",
-                            ["model type 'headstart_text': `import headstart.hf_model` before from_pretrained "
+                            ["model type 'headstart_text': `import headstart.runs.hf_model` before from_pretrained "
                              "(no remote code; see README.md in the export)"])
 
 
@@ -239,7 +239,7 @@ HF_PROBLEM_TYPES = {"single-label": "single_label_classification", "multi-label"
 
 
 def _hf_config(predictor: "Predictor"):
-    from headstart.hf_model import HeadstartTextClassifier, HeadstartTextConfig
+    from headstart.runs.hf_model import HeadstartTextClassifier, HeadstartTextConfig
 
     classes = predictor.classes
     config = HeadstartTextConfig(
@@ -294,7 +294,7 @@ through a dense+tanh pooler), so the architecture ``headstart_text`` lives in th
 It is never loaded as remote code: import it, then use the usual Auto classes.
 
 ```python
-import headstart.hf_model  # noqa: F401  registers model type "headstart_text"
+import headstart.runs.hf_model  # noqa: F401  registers model type "headstart_text"
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 model = AutoModelForSequenceClassification.from_pretrained("THIS_FOLDER")

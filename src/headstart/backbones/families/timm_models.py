@@ -26,11 +26,11 @@ from headstart.backbones.families.base import (
 from headstart.backbones.preprocessing import ImagePreprocessing
 from headstart.backbones.registry import register_backbone, register_family
 from headstart.backbones.sources import hub_cached_file, hub_reachable, load_into, load_state_dict, packaged_file
-from headstart.errors import ExportError, ModelNotFoundError
-from headstart.fileio import write_json
+from headstart.core.errors import ExportError, ModelNotFoundError
+from headstart.core.fileio import write_json
 
 if TYPE_CHECKING:
-    from headstart.runs import Predictor
+    from headstart.runs.folder import Predictor
 
 VIT_LAYERS = ("qkv", "proj", "fc1", "fc2")
 

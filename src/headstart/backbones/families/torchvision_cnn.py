@@ -18,11 +18,11 @@ from torch import nn
 from headstart.backbones.families.base import BoundaryCut, ImageFamily, NativeExport, backbone_state, load_strict
 from headstart.backbones.registry import register_backbone, register_family
 from headstart.backbones.sources import load_state_dict, packaged_file
-from headstart.errors import ModelNotFoundError
-from headstart.fileio import write_json
+from headstart.core.errors import ModelNotFoundError
+from headstart.core.fileio import write_json
 
 if TYPE_CHECKING:
-    from headstart.runs import Predictor
+    from headstart.runs.folder import Predictor
 
 # Layer groups of torchvision's MobileNetV2, one per resolution stage (input side first).
 MOBILENETV2_GROUPS = dict(

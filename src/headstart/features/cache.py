@@ -23,18 +23,19 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 from torch.utils.data import DataLoader
 
-from headstart import distributed, locks
+from headstart.core import locks
+from headstart.training import distributed
 from headstart.backbones import Backbone, TextPreprocessing, batch_to
 from headstart.data import Dataset
-from headstart.devices import autocast
-from headstart.errors import RunError
-from headstart.fileio import write_bytes, write_with
-from headstart.progress import progress_task
+from headstart.training.devices import autocast
+from headstart.core.errors import RunError
+from headstart.core.fileio import write_bytes, write_with
+from headstart.core.progress import progress_task
 
 FORMAT_VERSION = "1"
 SHARD_ITEMS = 2048  # items per shard while extracting: a killed extraction loses at most this many
 # The only files the cache writes: features/KEY/NAME.safetensors and NAME.json, and (while writing) their temporary
-# siblings (see headstart.fileio). ``clear`` deletes these and nothing else.
+# siblings (see headstart.core.fileio). ``clear`` deletes these and nothing else.
 KEY = re.compile(r"[0-9a-f]{24}")
 OWN_FILE = re.compile(r"[0-9a-f]{16}\.(safetensors|json)|\.[0-9a-f]{16}\.(safetensors|json)\.tmp-[0-9]+-[0-9a-f]{8}")
 
@@ -85,7 +86,7 @@ class FeatureCache:
 
         Only the shards that hold this data's items are read (each checked against its checksum), one at a
         time, straight into the returned array: memory is that array and one shard, whatever else the cache
-        holds. Under a launch (see headstart.distributed) the missing items are split across the ranks: each
+        holds. Under a launch (see headstart.training.distributed) the missing items are split across the ranks: each
         forwards and writes only its share, once, then every rank reads the others' shards back. Shards are
         written every ``shard_items`` items, so an interrupted extraction keeps the items it finished.
         """

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from headstart.backbones import Backbone
-from headstart.config import FitConfig
-from headstart.pipeline import fit_prepared, prepare
-from headstart.runtime import Runtime
+from headstart.core.config import FitConfig
+from headstart.workflows.pipeline import fit_prepared, prepare
+from headstart.workflows.runtime import Runtime
 from headstart.strategies import STRATEGIES, Strategy, make_strategy
 from headstart.strategies.options import option_fields, option_values
 

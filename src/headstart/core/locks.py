@@ -22,8 +22,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from headstart.errors import RunError
-from headstart.outdir import guard_data
+from headstart.core.errors import RunError
+from headstart.runs.outdir import guard_data
 
 
 def lock_file(folder: Path) -> Path:
@@ -36,7 +36,7 @@ def lock_file(folder: Path) -> Path:
 def hold(folder: str | Path, what: str, inputs: Iterable[Any] = ()) -> Iterator[None]:
     """Hold ``folder``'s lock while the block writes ``what`` there (e.g. "run"); RunError at once if another
     process holds it. ``inputs`` are the call's data sources: a folder inside them is refused before any lock
-    file is written (see headstart.outdir.guard_data)."""
+    file is written (see headstart.runs.outdir.guard_data)."""
     folder = Path(folder)
     guard_data(folder, inputs)
     busy = (f"{folder} is in use by another headstart process ({{holder}}). Wait for it to finish (or stop it), or "

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from headstart.errors import HeadstartError
+from headstart.core.errors import HeadstartError
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

@@ -23,18 +23,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from headstart.backbones import Backbone, batch_to, load_backbone
-from headstart.budget import Budget
-from headstart.config import FitConfig
+from headstart.workflows.budget import Budget
+from headstart.core.config import FitConfig
 from headstart.data import DataSplits
-from headstart.devices import autocast, resolve_precision
-from headstart.features import Extraction, FeatureCache
-from headstart.heads import Classifier
-from headstart.metrics import METRIC_NAMES
-from headstart.pipeline import check_folders, config_for, prepare
-from headstart.runtime import Runtime
+from headstart.training.devices import autocast, resolve_precision
+from headstart.features.cache import Extraction, FeatureCache
+from headstart.training.heads import Classifier
+from headstart.core.metrics import METRIC_NAMES
+from headstart.workflows.pipeline import check_folders, config_for, prepare
+from headstart.workflows.runtime import Runtime
 from headstart.strategies import STRATEGIES
 from headstart.tasks import Task, make_task
-from headstart.transferability import h_score, logme, probe_curve_slope, probe_cv_score
+from headstart.workflows.transferability import h_score, logme, probe_curve_slope, probe_cv_score
 
 CEILING = 0.97  # probe score (the task's main metric) above which fine-tuning has little left to add
 FEW_SHOT = 10  # examples per class (per label; items for regression) below which fine-tuning overfits

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence
 
-from headstart.errors import ConfigError, option
+from headstart.core.errors import ConfigError, option
 
 TRACKERS = ("tensorboard", "mlflow")
 EPOCH_KEYS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_micro_f1", "val_r2", "seconds",

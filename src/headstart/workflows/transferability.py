@@ -23,9 +23,9 @@ import numpy as np
 from scipy import stats
 from sklearn.model_selection import KFold, StratifiedKFold
 
-from headstart.errors import DataError
-from headstart.heads import fit_predict_logistic
-from headstart.metrics import metric_range
+from headstart.core.errors import DataError
+from headstart.training.heads import fit_predict_logistic
+from headstart.core.metrics import metric_range
 from headstart.strategies.declared import DEFAULT_CS
 
 if TYPE_CHECKING:

@@ -7,8 +7,8 @@ import os
 
 import torch
 
-from headstart.distributed import launched, local_rank
-from headstart.errors import ConfigError
+from headstart.training.distributed import launched, local_rank
+from headstart.core.errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -16,7 +16,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` picks CUDA when present, else the CPU; anything else must be a valid torch device.
 
-    Under a multi-process launch (headstart.distributed) ``auto`` and ``cuda`` mean this process's own
+    Under a multi-process launch (headstart.training.distributed) ``auto`` and ``cuda`` mean this process's own
     GPU, ``cuda:LOCAL_RANK`` (modulo the GPUs visible), as accelerate assigns them.
     """
     if device in ("auto", "cuda") and torch.cuda.is_available() and launched():

@@ -12,7 +12,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from headstart.errors import ConfigError
+from headstart.core.errors import ConfigError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 FORWARD_PER_STEP = 1 / 3  # a forward pass costs about a third of a training step (forward + 2x backward)

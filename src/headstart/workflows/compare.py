@@ -24,19 +24,19 @@ import torch
 from scipy import stats
 from sklearn.model_selection import StratifiedKFold
 
-from headstart.advise import measure_step_seconds
+from headstart.workflows.advise import measure_step_seconds
 from headstart.backbones import Backbone
-from headstart.budget import FORWARD_PER_STEP, Budget, CostModel
-from headstart.config import FitConfig, split_options
+from headstart.workflows.budget import FORWARD_PER_STEP, Budget, CostModel
+from headstart.core.config import FitConfig, split_options
 from headstart.data import DataSplits, Dataset
 from headstart.data.split import carve, strata
-from headstart.errors import ConfigError
-from headstart.fileio import write_json, write_text
-from headstart.metrics import METRIC_NAMES, clearly_above, metric_range
+from headstart.core.errors import ConfigError
+from headstart.core.fileio import write_json, write_text
+from headstart.core.metrics import METRIC_NAMES, clearly_above, metric_range
 from headstart.report import ReportData, read_run, render_report
-from headstart.outdir import check_writable, write_marker
-from headstart.pipeline import FitResult, check_folders, config_for, fit_prepared, for_strategy, prepare
-from headstart.runtime import Runtime
+from headstart.runs.outdir import check_writable, write_marker
+from headstart.workflows.pipeline import FitResult, check_folders, config_for, fit_prepared, for_strategy, prepare
+from headstart.workflows.runtime import Runtime
 from headstart.strategies import STRATEGIES, make_strategy
 from headstart.strategies.declared import COMPARED
 from headstart.strategies.options import check_option_names, option_values

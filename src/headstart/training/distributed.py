@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, WeightedRandomSampler
 
-from headstart.errors import ConfigError, RunError
+from headstart.core.errors import ConfigError, RunError
 
 if TYPE_CHECKING:
     from headstart.data import Dataset

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from sklearn.metrics import log_loss
 from torch import nn
 
-from headstart.metrics import selection_score
+from headstart.core.metrics import selection_score
 from headstart.strategies.declared import DEFAULT_CS  # declared with the options that default to it
 
 PATH_ROWS = 4096  # above this many training rows the C path is walked on a stratified sample of this size

@@ -15,13 +15,13 @@ from typing import Callable
 
 import torch
 
-from headstart import distributed
+from headstart.training import distributed
 from headstart.backbones import Backbone
-from headstart.balance import resolve_balance
-from headstart.config import FitConfig
+from headstart.training.balance import resolve_balance
+from headstart.core.config import FitConfig
 from headstart.data import DataSplits
-from headstart.devices import extraction_batch, resolve_device, resolve_precision, resolve_workers
-from headstart.features import Extraction, FeatureCache
+from headstart.training.devices import extraction_batch, resolve_device, resolve_precision, resolve_workers
+from headstart.features.cache import Extraction, FeatureCache
 from headstart.strategies import FitContext
 from headstart.tasks import make_task
 

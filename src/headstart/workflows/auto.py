@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from headstart.advise import advise_prepared
+from headstart.workflows.advise import advise_prepared
 from headstart.backbones import Backbone
-from headstart.budget import Budget
-from headstart.config import FitConfig
-from headstart.pipeline import FitResult, fit_prepared, for_strategy, prepare
-from headstart.runtime import Runtime
+from headstart.workflows.budget import Budget
+from headstart.core.config import FitConfig
+from headstart.workflows.pipeline import FitResult, fit_prepared, for_strategy, prepare
+from headstart.workflows.runtime import Runtime
 from headstart.strategies import make_strategy
 from headstart.tasks.base import check_select
 

@@ -23,11 +23,11 @@ from torch.utils.data import DataLoader
 from headstart.backbones import Backbone, batch_to
 from headstart.backbones.preprocessing import target_tensor
 from headstart.data import Dataset
-from headstart.devices import autocast
-from headstart.engine import Feed, TrainSettings
-from headstart.features import length_order
-from headstart.errors import RunError
-from headstart.progress import progress_task
+from headstart.training.devices import autocast
+from headstart.training.engine import Feed, TrainSettings
+from headstart.features.cache import length_order
+from headstart.core.errors import RunError
+from headstart.core.progress import progress_task
 
 FP16_MAX = 65504.0
 

@@ -3,7 +3,7 @@
     onnx   model.onnx (preprocessed input -> outputs named ``logits``, dynamic batch; text: dynamic batch and
            sequence), preprocessing.json, classes.json (+ tokenizer files for text)
     hf     (text runs) a directory AutoModelForSequenceClassification.from_pretrained loads once
-           ``headstart.hf_model`` is imported: see that module for why a headstart class is needed; its
+           ``headstart.runs.hf_model`` is imported: see that module for why a headstart class is needed; its
            ``problem_type`` tells transformers' pipelines the task (softmax, sigmoid, or the value itself)
     timm   (image runs) timm runs: model.safetensors + config.json in timm's hub format, loadable with
            ``timm.create_model("local-dir:DIR", pretrained=True)``; the torchvision MobileNetV2 run:
@@ -44,10 +44,10 @@ import torch
 from headstart.data import IMAGE_EXTENSIONS, load_items
 from headstart.data.audio import AUDIO_EXTENSIONS
 from headstart.data.dataset import modality_plural
-from headstart.errors import ConfigError, ExportError, RunError
-from headstart.fileio import staged_dir, write_json
-from headstart.outdir import enclosing_folder, guard_data
-from headstart.runs import Predictor, load_predictor
+from headstart.core.errors import ConfigError, ExportError, RunError
+from headstart.core.fileio import staged_dir, write_json
+from headstart.runs.outdir import enclosing_folder, guard_data
+from headstart.runs.folder import Predictor, load_predictor
 
 FORMATS = ("onnx", "hf", "timm")
 # What each family-specific format is for, when a run's family does not write it.

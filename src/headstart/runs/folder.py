@@ -5,11 +5,11 @@
     RUN/history.jsonl   one line per epoch (or per probe candidate)
     RUN/metrics.json    validation and test metrics, parameters, time, memory
     RUN/model/          model.safetensors + headstart.json (+ tokenizer files): rebuilds without the data
-                        (+ adapter.safetensors, adapter_config.json for LoRA: see headstart.adapters)
+                        (+ adapter.safetensors, adapter_config.json for LoRA: see headstart.training.adapters)
     RUN/checkpoints/    only while a fit is in progress: its state after every epoch, for --resume
-                        (see headstart.checkpoints); the final save replaces the folder without it
+                        (see headstart.training.checkpoints); the final save replaces the folder without it
     RUN/tensorboard/    with --track tensorboard and no --track-dir: a folder of event files per fit
-                        (see headstart.tracking), kept by every save here, --overwrite included
+                        (see headstart.runs.tracking), kept by every save here, --overwrite included
 """
 
 from __future__ import annotations
@@ -28,21 +28,21 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 
-from headstart.adapters import Adapter
+from headstart.training.adapters import Adapter
 from headstart.backbones import Backbone, family_of
 from headstart.backbones.registry import MODALITIES
 from headstart.backbones.sources import refuse_remote_code
 from headstart.data import Dataset, load_items
 from headstart.data.dataset import modality_plural
-from headstart.devices import bf16_supported, resolve_device
-from headstart.engine import predict_logits
-from headstart.checkpoints import is_unfinished, saved_epoch
-from headstart.errors import ModelNotFoundError, RemoteCodeError, RunError, brief
-from headstart.fileio import read_json_object, staged_dir, to_json, write_json, write_text
-from headstart.notebook import predictor_html, predictor_repr
-from headstart.outdir import KEPT, check_writable, guard_data, write_marker
+from headstart.training.devices import bf16_supported, resolve_device
+from headstart.training.engine import predict_logits
+from headstart.training.checkpoints import is_unfinished, saved_epoch
+from headstart.core.errors import ModelNotFoundError, RemoteCodeError, RunError, brief
+from headstart.core.fileio import read_json_object, staged_dir, to_json, write_json, write_text
+from headstart.report.notebook import predictor_html, predictor_repr
+from headstart.runs.outdir import KEPT, check_writable, guard_data, write_marker
 from headstart.report import render_run_report
-from headstart.heads import Classifier
+from headstart.training.heads import Classifier
 from headstart.tasks import SingleLabel, Task, task_from_spec
 
 MODEL_FORMAT = 1
@@ -187,7 +187,7 @@ def save_run(out: Path, predictor: Predictor, records: dict[str, Any], history: 
 
 
 def keep_logs(out: Path, new: Path) -> None:
-    """Copy the trackers' logs of the folder ``out`` (see headstart.outdir.KEPT) into the run about to replace it."""
+    """Copy the trackers' logs of the folder ``out`` (see headstart.runs.outdir.KEPT) into the run about to replace it."""
     for name in KEPT["run"]:
         if (out / name).is_dir():
             shutil.copytree(out / name, new / name, symlinks=True)
@@ -196,9 +196,9 @@ def keep_logs(out: Path, new: Path) -> None:
 
 
 def check_out(out: Path, overwrite: bool = False, resume: bool = False, inputs: Iterable[Any] = ()) -> None:
-    """RunError unless ``out`` may receive a run (see headstart.outdir); checked before any work.
+    """RunError unless ``out`` may receive a run (see headstart.runs.outdir); checked before any work.
 
-    With ``resume`` ``out`` must instead hold an unfinished run (``out/checkpoints/``, see headstart.checkpoints).
+    With ``resume`` ``out`` must instead hold an unfinished run (``out/checkpoints/``, see headstart.training.checkpoints).
     """
     out = Path(out)
     guard_data(out, inputs)

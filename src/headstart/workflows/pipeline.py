@@ -1,7 +1,7 @@
 """The fit pipeline below the public API: load and check, fit a strategy, score, cost, record, save.
 
 ``api.fit`` and ``compare``, ``advise``, ``audit`` and ``auto`` all walk it: ``prepare`` loads the data and the
-backbone, ``fit_prepared`` fits one strategy on them under a Runtime (see headstart.runtime) and returns a
+backbone, ``fit_prepared`` fits one strategy on them under a Runtime (see headstart.workflows.runtime) and returns a
 FitResult with its metrics, costs and the config that ran.
 """
 
@@ -17,25 +17,25 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from headstart import checkpoints, distributed
+from headstart.training import checkpoints, distributed
 from headstart.backbones import Backbone, ImagePreprocessing, load_backbone
 from headstart.backbones.audio_preprocessing import AudioPreprocessing
-from headstart.config import FitConfig
+from headstart.core.config import FitConfig
 from headstart.data import DataSplits, Skipped, load_data
 from headstart.data.checks import cheap_checks
 from headstart.data.dataset import modality_article, modality_plural
 from headstart.data.audio import choose_clip_seconds
 from headstart.data.resolution import MIN_SIZE, choose_image_size, native_size
 from headstart.data.shots import keep_shots
-from headstart.devices import peak_memory_mb, reset_peak_memory
-from headstart.engine import diverged, predict_logits
-from headstart.errors import ConfigError, DataError, Diverged, RunError, brief
-from headstart.metrics import clearly_above
-from headstart.notebook import fit_result_html, fit_result_repr
-from headstart.outdir import guard_folders
-from headstart.progress import spinner
-from headstart.runs import Predictor, check_out, item_columns, save_run
-from headstart.runtime import Runtime
+from headstart.training.devices import peak_memory_mb, reset_peak_memory
+from headstart.training.engine import diverged, predict_logits
+from headstart.core.errors import ConfigError, DataError, Diverged, RunError, brief
+from headstart.core.metrics import clearly_above
+from headstart.report.notebook import fit_result_html, fit_result_repr
+from headstart.runs.outdir import guard_folders
+from headstart.core.progress import spinner
+from headstart.runs.folder import Predictor, check_out, item_columns, save_run
+from headstart.workflows.runtime import Runtime
 from headstart.strategies import STRATEGIES, FitContext, Strategy, StrategyResult, make_strategy
 from headstart.strategies.options import option_fields, option_values
 
@@ -102,7 +102,7 @@ def config_for(model: str | Backbone, strategy: Any, options: dict) -> FitConfig
 
 def check_folders(cfg: FitConfig, inputs: Iterable[Any]) -> None:
     """RunError, before any work, when the feature cache (``cache_dir``, else ``$HEADSTART_CACHE``) or the trackers'
-    ``track_dir`` is or lies inside a data folder in ``inputs`` (see headstart.outdir.guard_folders)."""
+    ``track_dir`` is or lies inside a data folder in ``inputs`` (see headstart.runs.outdir.guard_folders)."""
     env = None if cfg.cache_dir else os.environ.get("HEADSTART_CACHE")
     guard_folders({"cache_dir": cfg.cache_dir, "HEADSTART_CACHE": env, "track_dir": cfg.track_dir}, inputs)
 

@@ -28,7 +28,7 @@ import torch
 from scipy.optimize import minimize_scalar
 from torch import nn
 
-from headstart.metrics import softmax
+from headstart.core.metrics import softmax
 
 T_MIN, T_MAX = 0.05, 20.0
 ECE_BINS = 15

@@ -24,19 +24,19 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from headstart import distributed
+from headstart.training import distributed
 from headstart.backbones import Backbone, batch_to
-from headstart.checkpoints import (load_checkpoint, load_optimizer, load_scheduler, optimizer_tensors,
+from headstart.training.checkpoints import (load_checkpoint, load_optimizer, load_scheduler, optimizer_tensors,
                                    rng_state, save_checkpoint, scheduler_state, set_rng_state)
 from headstart.data import Dataset
-from headstart.devices import autocast
-from headstart.errors import Diverged, RunError
-from headstart.lr_range import lr_range_test
+from headstart.training.devices import autocast
+from headstart.core.errors import Diverged, RunError
+from headstart.training.lr_range import lr_range_test
 
 if TYPE_CHECKING:
     from headstart.tasks import Task
-from headstart.metrics import selection_score
-from headstart.progress import epoch_line, progress_task, say, spinner
+from headstart.core.metrics import selection_score
+from headstart.core.progress import epoch_line, progress_task, say, spinner
 
 BN_TRAIN_ITEMS = 5000  # below this many training items (or BN_BATCH per batch) BatchNorm statistics stay frozen
 BN_BATCH = 16
@@ -68,7 +68,7 @@ class TrainSettings:
     evaluate_start: bool = False  # score the model before the first step (epoch 0); it can be the one kept
     find_lr: bool = False  # a learning-rate range test scales every group's rate before training (lr_range)
     on_epoch: Callable[[dict], None] | None = None  # given each epoch's history row (e.g. experiment trackers)
-    balance: str = "none"  # none | weights (class-weighted loss) | sampler (class-balanced batches): headstart.balance
+    balance: str = "none"  # none | weights (class-weighted loss) | sampler (class-balanced batches): headstart.training.balance
     class_weights: tuple[float, ...] | None = None  # per class, inverse frequency: the loss's or the sampler's
     select_metric: str = "accuracy"  # what selects the epoch kept and stops early (metrics.TASK_METRICS)
     task: Task | None = None  # the loss and the validation scores (headstart.tasks); None: single-label
@@ -234,7 +234,7 @@ def train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dat
     The best state, early stopping (``s.patience``), the deadline (``s.deadline``) and checkpoints
     (``s.checkpoint``) are callbacks (see ``callbacks``). With ``s.checkpoint`` (a folder) the whole training
     state (model, optimizer, scheduler, history, best epoch, every RNG stream) is saved there after every
-    epoch (see headstart.checkpoints); when the folder already holds a state, training continues after its
+    epoch (see headstart.training.checkpoints); when the folder already holds a state, training continues after its
     epoch and ends as an uninterrupted run would.
 
     Random draws (dropout, augmentation) come from ``s.seed``; the caller's random generators are left as

@@ -45,16 +45,16 @@ from headstart.data.split import strata
 from headstart.data.tables import TABLE_EXTENSIONS, frame_table, read_table
 from headstart.data.checks import (FEW_EXAMPLES, IMBALANCE_RATIO, SPLIT_NAMES, Pool, cheap_checks, class_balance,
                                    examples)
-from headstart.errors import DataError
-from headstart.fileio import to_json, write_text
-from headstart.heads import fit_predict_proba
-from headstart.locks import hold
-from headstart.metrics import METRIC_NAMES, mean_average_precision, multilabel_score, r2, spearman, wilson_interval
-from headstart.outdir import check_writable, write_marker
-from headstart.pipeline import check_folders, config_for, prepare
+from headstart.core.errors import DataError
+from headstart.core.fileio import to_json, write_text
+from headstart.training.heads import fit_predict_proba
+from headstart.core.locks import hold
+from headstart.core.metrics import METRIC_NAMES, mean_average_precision, multilabel_score, r2, spearman, wilson_interval
+from headstart.runs.outdir import check_writable, write_marker
+from headstart.workflows.pipeline import check_folders, config_for, prepare
 from headstart.report import plots, render_report
 from headstart.report.render import ReportData
-from headstart.runtime import Runtime
+from headstart.workflows.runtime import Runtime
 from headstart.tasks import Task, make_task
 from headstart.tasks.multilabel import sigmoid
 

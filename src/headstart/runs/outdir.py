@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from headstart.errors import RunError, option
+from headstart.core.errors import RunError, option
 
 MARKER = ".headstart"
 # What each kind of folder holds, beside the marker; anything else is the user's and blocks --overwrite.
@@ -25,7 +25,7 @@ CONTENTS = {
     "comparison": {"comparison.json", "report.html", "runs"},
     "audit": {"audit.json", "report.html"},
 }
-# What a new folder of each kind keeps from the one it replaces: the trackers' logs (see headstart.tracking).
+# What a new folder of each kind keeps from the one it replaces: the trackers' logs (see headstart.runs.tracking).
 KEPT = {"run": ("tensorboard",), "comparison": (), "audit": ()}
 # Folders written before the marker existed are recognised by a file only headstart writes there.
 LEGACY_SIGNS = {"run": ("model/headstart.json", "checkpoints/config.json"), "comparison": ("comparison.json",),

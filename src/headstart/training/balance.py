@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from headstart.data.checks import IMBALANCE_RATIO
-from headstart.errors import ConfigError, option
+from headstart.core.errors import ConfigError, option
 
 BALANCE_MODES = ("auto", "none", "weights", "sampler")
 

@@ -35,9 +35,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from headstart.errors import RunError
-from headstart.fileio import read_json_object, write_json, write_with
-from headstart.outdir import MARKER, write_marker
+from headstart.core.errors import RunError
+from headstart.core.fileio import read_json_object, write_json, write_with
+from headstart.runs.outdir import MARKER, write_marker
 
 CHECKPOINTS = "checkpoints"
 STATE = "state.json"

@@ -14,14 +14,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from headstart.balance import BALANCE_MODES
-from headstart.devices import PRECISIONS
-from headstart.engine import TrainSettings
-from headstart.errors import ConfigError
+from headstart.training.balance import BALANCE_MODES
+from headstart.training.devices import PRECISIONS
+from headstart.training.engine import TrainSettings
+from headstart.core.errors import ConfigError
 from headstart.data.targets import TASK_CHOICES, check_task
 from headstart.tasks.regression import REGRESSION_LOSSES
-from headstart.metrics import SELECT_CHOICES
-from headstart.tracking import parse_trackers
+from headstart.core.metrics import SELECT_CHOICES
+from headstart.runs.tracking import parse_trackers
 from headstart.strategies import STRATEGIES, make_strategy
 from headstart.strategies.options import check_option_names, option_fields, option_problems
 
@@ -68,7 +68,7 @@ class FitConfig:
     bn: str = "auto"  # BatchNorm statistics while fine-tuning: frozen | train | auto (frozen on small data)
     label_smoothing: float = 0.0
     regression_loss: str = "mse"  # fine-tuning a regression: mse | huber (robust to a few wild targets)
-    balance: str = "auto"  # class imbalance: none | weights | sampler | auto (see headstart.balance)
+    balance: str = "auto"  # class imbalance: none | weights | sampler | auto (see headstart.training.balance)
     select_metric: str = "auto"  # what selects the epoch kept / the probe's strength; auto: the task's main metric
     calibrate: bool = True  # temperature scaling fitted on validation logits, folded into the saved head
     find_lr: bool = False  # fine-tuning: a learning-rate range test picks the rates (the default ones scaled)
@@ -77,7 +77,7 @@ class FitConfig:
     precision: str = "auto"
     num_workers: int | None = None  # None: chosen from the device and core count
     cache_dir: str | None = None
-    # tracking (headstart.tracking): where the config, each epoch, the final metrics and the report are logged
+    # tracking (headstart.runs.tracking): where the config, each epoch, the final metrics and the report are logged
     track: tuple[str, ...] = ()  # tensorboard, mlflow (several allowed)
     track_dir: str | None = None  # TensorBoard's log folder / MLflow's SQLite store (defaults: see tracking)
 
