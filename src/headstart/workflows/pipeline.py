@@ -119,7 +119,7 @@ def fit_data(data: Any, model: str | Backbone, strat: Strategy, cfg: FitConfig, 
              test: Any = None, out: Path | None = None, overwrite: bool = False) -> FitResult:
     """Load ``data`` and ``model``, say what was chosen and what looks wrong, fit ``strat``; with ``out``,
     fine-tuning keeps its state there after every epoch and the run is saved there."""
-    splits, backbone = prepare(data, model, cfg, val, test)
+    splits, backbone = prepare(data, model, cfg, val, test, frozen=getattr(strat, "frozen_backbone", False))
     chose_size = cfg.image_size is None
     cfg = replace(cfg, **input_size(backbone))  # recorded as chosen (from the data when not given)
     if runtime.progress and backbone.modality == "image" and chose_size:
@@ -199,8 +199,9 @@ def _saved_config(run: Path) -> tuple[FitConfig, dict]:
 
 
 def prepare(data: Any, model: str | Backbone, cfg: FitConfig, val: Any = None,
-            test: Any = None) -> tuple[DataSplits, Backbone]:
-    """Load and check the data (keeping ``cfg.shots`` per class when set) and the backbone."""
+            test: Any = None, frozen: bool = False) -> tuple[DataSplits, Backbone]:
+    """Load and check the data (keeping ``cfg.shots`` per class when set) and the backbone; ``frozen``: only
+    cached features will be used (``linear``), so images are fed at the weights' own size."""
     splits = load_data(data, val=val, test=test, text_col=cfg.text_col, label_col=cfg.label_col,
                        image_col=cfg.image_col, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
                        seed=cfg.seed, skip_bad=cfg.skip_bad, task=cfg.task, label_sep=cfg.label_sep)
@@ -214,7 +215,7 @@ def prepare(data: Any, model: str | Backbone, cfg: FitConfig, val: Any = None,
             backbone = load_backbone(cfg.model, weights=cfg.weights, image_size=cfg.image_size,
                                      max_length=cfg.max_length)
         if cfg.image_size is None and isinstance(backbone.preprocessing, ImagePreprocessing):  # from the data
-            size = choose_image_size(native_size(splits.train), backbone.preprocessing.size)
+            size = choose_image_size(native_size(splits.train), backbone.preprocessing.size, frozen)
             backbone.preprocessing = backbone.preprocessing.with_size(size)
         if isinstance(backbone.preprocessing, AudioPreprocessing) and splits.train.modality == "audio":
             seconds = cfg.clip_seconds or choose_clip_seconds(list(splits.train.items))
@@ -302,8 +303,12 @@ def task_note(splits: DataSplits) -> str:
 
 def image_size_note(splits: DataSplits, backbone: Backbone) -> str:
     """Why images are fed at their size: the data's native size against the backbone's pretrained one."""
+    native = native_size(splits.train)
+    if native is not None and backbone.preprocessing.size != choose_image_size(native, backbone.preprocessing.size):
+        return (f"images are fed at the weights' own {backbone.preprocessing.size} px (median short side "
+                f"{native} px): a frozen backbone's features are extracted once; --image-size changes it.")
     return (f"images are fed at {backbone.preprocessing.size} px, chosen from their median short side of "
-            f"{native_size(splits.train)} px (twice that, at least {MIN_SIZE} px, at most the weights' own size); "
+            f"{native} px (twice that, at least {MIN_SIZE} px, at most the weights' own size); "
             "--image-size changes it.")
 
 
