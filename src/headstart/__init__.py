@@ -15,7 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from headstart.api import FitResult, evaluate, fit, load_run, models, predict, suggest
+    from headstart.api import FitResult, advise, audit, compare, evaluate, export, fit, load_run, models, predict, suggest
     from headstart.backbones import Backbone, Family, ImageFamily, load_backbone, register_backbone, register_family
     from headstart.strategies.check import check_strategy
     from headstart.core.config import FitConfig
@@ -29,7 +29,8 @@ __version__ = "0.1.0"
 # The public names load on first use (PEP 562): the CLI imports this package, and `headstart --help` must not
 # wait for torch (start-up time; no import cycle is involved).
 _HOMES = {
-    **dict.fromkeys(("FitResult", "evaluate", "fit", "load_run", "models", "predict", "suggest"), "headstart.api"),
+    **dict.fromkeys(("FitResult", "advise", "audit", "compare", "evaluate", "export", "fit", "load_run", "models",
+                     "predict", "suggest"), "headstart.api"),
     **dict.fromkeys(("Backbone", "Family", "ImageFamily", "load_backbone", "register_backbone", "register_family"),
                     "headstart.backbones"),
     "check_strategy": "headstart.strategies.check",
@@ -55,8 +56,12 @@ __all__ = [
     "ModelNotFoundError",
     "Regressor",
     "RunError",
+    "advise",
+    "audit",
     "check_strategy",
+    "compare",
     "evaluate",
+    "export",
     "fit",
     "load_backbone",
     "load_data",

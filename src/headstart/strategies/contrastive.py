@@ -52,17 +52,9 @@ class Contrastive(ContrastiveOptions):
 
     def __post_init__(self):
         super().__post_init__()
-        problems = []
-        for option in ("steps", "batch_size"):
-            value = getattr(self, option)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                problems.append(f"{option}={value!r}: must be a whole number of at least 1")
-        if isinstance(self.batch_size, int) and self.batch_size == 1:
-            problems.append("batch_size=1: a pair needs two texts per step; use 16 (SetFit's) or more")
-        if not 0 <= self.warmup < 1:
-            problems.append(f"warmup={self.warmup!r}: a fraction of the steps, in [0, 1)")
-        if problems:
-            raise ConfigError("Invalid contrastive options: " + "; ".join(problems) + ".")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ConfigError(f"Invalid contrastive options: steps={self.steps!r}: must be a whole number of at "
+                              "least 1.")
 
     def fit(self, backbone: Backbone, splits: DataSplits, ctx: FitContext) -> StrategyResult:
         """Fine-tune a copy of the encoder on pairs of training texts, then fit the head on its embeddings."""
@@ -74,6 +66,10 @@ class Contrastive(ContrastiveOptions):
             raise ConfigError(f"The contrastive strategy learns from pairs of the same and of different classes: "
                               f"single-label data only, and this task is {ctx.task.name}. Use linear, partial, "
                               "full, lp-ft or lora.")
+        if ctx.settings.batch_size < 2:
+            raise ConfigError(f"--batch-size {ctx.settings.batch_size} (batch_size={ctx.settings.batch_size}): the "
+                              "contrastive strategy needs two texts per step to make a pair; use 16 (SetFit's, its "
+                              "default) or more.")
         targets = ctx.targets["train"]
         if len(np.unique(targets)) < 2:
             raise ConfigError("The contrastive strategy needs training examples of at least two classes "
@@ -100,9 +96,9 @@ class Contrastive(ContrastiveOptions):
         module.cpu()
         model = Classifier(module, probe.head)
         tail = max(1, len(losses) // 10)
-        per_step = pair_count(min(self.batch_size, len(targets)))
+        per_step = pair_count(min(ctx.settings.batch_size, len(targets)))
         info = {"C": probe.C, "steps": len(losses), "pairs": len(losses) * per_step,
-                "lr": self.lr or DEFAULT_LR, "batch_size": self.batch_size,
+                "lr": self.lr or DEFAULT_LR, "batch_size": ctx.settings.batch_size,
                 "loss": "CosineSimilarityLoss", "stopped": stopped, "train_precision": training_precision(ctx),
                 "first_loss": float(np.mean(losses[:tail])) if losses else None,
                 "last_loss": float(np.mean(losses[-tail:])) if losses else None,
@@ -119,12 +115,12 @@ class Contrastive(ContrastiveOptions):
         loss_fn = CosineSimilarityLoss(module)  # used on embeddings: the module is headstart's own encoder
         module.to(ctx.device).train()
         optimizer = torch.optim.AdamW(module.parameters(), lr=self.lr or DEFAULT_LR, weight_decay=0.01)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(self.steps, self.warmup))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(self.steps, ctx.settings.warmup))
         collate, precision = backbone.preprocessing.collate(), training_precision(ctx)
         rng = np.random.default_rng(ctx.settings.seed)
         losses: list[float] = []
         for step in range(1, self.steps + 1):
-            rows = rng.choice(len(texts), size=min(self.batch_size, len(texts)), replace=False)
+            rows = rng.choice(len(texts), size=min(ctx.settings.batch_size, len(texts)), replace=False)
             batch, _ = collate([(texts[i], 0) for i in rows])
             with autocast(ctx.device, precision):
                 embeddings = module(batch_to(batch, ctx.device)).float()

@@ -97,7 +97,7 @@ class FitResult:
 def config_for(model: str | Backbone, strategy: Any, options: dict) -> FitConfig:
     """The FitConfig of a call, with the model and strategy named."""
     name = model.name if isinstance(model, Backbone) else model
-    return FitConfig(model=name, strategy=strategy if isinstance(strategy, str) else strategy.name, **options)
+    return FitConfig.of(**options, model=name, strategy=strategy if isinstance(strategy, str) else strategy.name)
 
 
 def check_folders(cfg: FitConfig, inputs: Iterable[Any]) -> None:
@@ -320,8 +320,7 @@ def resolved_config(cfg: FitConfig, backbone: Backbone, strat: Strategy, info: d
         values["bn"] = info["bn"]
     if info.get("balance"):  # auto's choice (and the probe's weights in place of a sampler), as what ran
         values["balance"] = info["balance"]
-    if info.get("batch_size"):
-        values["batch_size"] = info["batch_size"]
+    values["batch_size"] = info.get("batch_size") or cfg.batch()  # as given, else the strategy's default
     if info.get("lr_range"):  # the rates found are recorded as given: a rerun from this config uses them
         values["find_lr"] = False
     return replace(cfg, **values)
