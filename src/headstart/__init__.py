@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from headstart.core.errors import ConfigError, DataError, HeadstartError, ModelNotFoundError, RunError
     from headstart.estimator import Classifier, Regressor
     from headstart.strategies import STRATEGIES, register_strategy
+    from headstart.training.engine import Callback
 
 __version__ = "0.1.0"
 
@@ -40,11 +41,13 @@ _HOMES = {
     **dict.fromkeys(("ConfigError", "DataError", "HeadstartError", "ModelNotFoundError", "RunError"),
                     "headstart.core.errors"),
     "STRATEGIES": "headstart.strategies", "register_strategy": "headstart.strategies",
+    "Callback": "headstart.training.engine",
 }
 
 __all__ = [
     "STRATEGIES",
     "Backbone",
+    "Callback",
     "Classifier",
     "ConfigError",
     "DataError",

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 
 from headstart.training import distributed
+from headstart.training.engine import Callback
 from headstart.workflows.auto import fit_auto
 from headstart.backbones import Backbone, available_models
 from headstart.data import Dataset, load_labelled
@@ -43,7 +44,7 @@ __all__ = ["FitResult", "Suggestions", "advise", "audit", "compare", "evaluate",
 
 def fit(data: Any = None, model: str | Backbone = "minilm-l6", strategy: str = "linear", *, val: Any = None,
         test: Any = None, out: str | Path | None = None, overwrite: bool = False, progress: bool = True,
-        resume: str | Path | None = None, **options: Any) -> FitResult:
+        resume: str | Path | None = None, callbacks: Sequence[Callback] = (), **options: Any) -> FitResult:
     """Adapt a pretrained ``model`` to labelled ``data`` with ``strategy`` (linear, partial, full, lp-ft, lora, auto).
 
     ``data`` is an image folder, a table file, a DataFrame or an ``(items, labels)`` pair; ``options``
@@ -55,14 +56,17 @@ def fit(data: Any = None, model: str | Backbone = "minilm-l6", strategy: str = "
     when the data came from files; in-memory data (a DataFrame, an ``(items, labels)`` pair) must be
     passed again, and must give the same split. ``model`` may be passed again as a Backbone object.
 
+    ``callbacks`` (headstart.Callback subclasses) run in the training loop of every strategy that trains with it
+    (partial, full, lp-ft, lora, contrastive), after each batch and epoch, after its own.
+
     Under ``accelerate launch`` or ``torchrun`` every process calls ``fit`` alike; the work is shared
     (see headstart.training.distributed) and only the main process writes ``out`` and shows progress.
     """
     if resume is not None:
         with run_lock(resume):
-            return resume_fit(Path(resume), data, model, strategy, val, test, progress, options)
+            return resume_fit(Path(resume), data, model, strategy, val, test, progress, options, callbacks)
     with run_lock(out, (data, val, test)):
-        return _fit_new(data, model, strategy, val, test, out, overwrite, progress, options)
+        return _fit_new(data, model, strategy, val, test, out, overwrite, progress, options, callbacks)
 
 
 def run_lock(out: str | Path | None, inputs: tuple = ()) -> AbstractContextManager:
@@ -75,11 +79,11 @@ def run_lock(out: str | Path | None, inputs: tuple = ()) -> AbstractContextManag
 
 
 def _fit_new(data: Any, model: str | Backbone, strategy: str, val: Any, test: Any, out: str | Path | None,
-             overwrite: bool, progress: bool, options: dict) -> FitResult:
+             overwrite: bool, progress: bool, options: dict, callbacks: Sequence[Callback] = ()) -> FitResult:
     """``fit`` of a new run (``out`` already locked)."""
     cfg = config_for(model, strategy, options)
     check_folders(cfg, (data, val, test))
-    runtime = Runtime.from_config(cfg, progress)
+    runtime = Runtime.from_config(cfg, progress).calling(callbacks)
     if out is not None and distributed.is_main():
         check_out(Path(out), overwrite, inputs=(data, val, test))  # before any work: never train for nothing
     stamp = time.strftime("%Y%m%d-%H%M%S")

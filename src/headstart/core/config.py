@@ -105,17 +105,17 @@ class FitConfig(FitFields):
         return dict(self.options)
 
     def train_settings(self, num_workers: int | None = None, deadline: float | None = None,
-                       checkpoint: str | None = None,
-                       on_epoch: Callable[[dict], None] | None = None) -> TrainSettings:
+                       checkpoint: str | None = None, on_epoch: Callable[[dict], None] | None = None,
+                       callbacks: tuple = ()) -> TrainSettings:
         """The fine-tuning loop's settings; ``num_workers`` (default: as configured, else 0), ``deadline``,
-        ``checkpoint`` and ``on_epoch`` come from the runtime."""
+        ``checkpoint``, ``on_epoch`` and the user's ``callbacks`` come from the runtime."""
         return TrainSettings(
             epochs=self.epochs, batch_size=self.batch(), patience=self.patience, augment=self.augment,
             hflip=self.hflip, weight_decay=self.weight_decay, warmup=self.warmup, l2sp=self.l2sp,
             label_smoothing=self.label_smoothing, find_lr=self.find_lr, select_metric=self.select_metric,
             frozen_bn={"auto": None, "frozen": True, "train": False}[self.bn],
             num_workers=self.num_workers or 0 if num_workers is None else num_workers, seed=self.seed,
-            deadline=deadline, checkpoint=checkpoint, on_epoch=on_epoch,
+            deadline=deadline, checkpoint=checkpoint, on_epoch=on_epoch, callbacks=tuple(callbacks),
         )
 
     def to_dict(self) -> dict[str, Any]:

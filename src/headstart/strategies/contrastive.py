@@ -137,7 +137,10 @@ class Contrastive(ContrastiveOptions):
         val_targets = ctx.targets["val"][np.random.default_rng(s.seed).permutation(len(splits.val))[:VAL_TEXTS]]
         outcome = train(module, backbone, splits.train, val, {"train": targets, "val": val_targets}, groups, loop,
                         ctx.device, precision, ctx.progress, feed)
-        counted.steps += outcome.resumed_from * batches  # the epochs a checkpoint held were not counted here
+        items = len(texts) * repeats  # the epochs a checkpoint held were not counted here
+        counted.steps += outcome.resumed_from * batches
+        counted.pairs += outcome.resumed_from * sum(pair_count(min(s.batch_size, items - first))
+                                                    for first in range(0, items, s.batch_size))
         return outcome, counted
 
 

@@ -78,8 +78,8 @@ def advise_prepared(splits: DataSplits, models: Sequence[str | Backbone], cfg: F
     rank_by_evidence(ranking)
     best = first if ranking[0]["model"] == first.name else load_backbone(
         ranking[0]["model"], image_size=cfg.image_size, max_length=cfg.max_length)
-    step = measure_step_seconds(best, splits, cfg.batch_size, runtime.device)
-    rec = recommend(ranking[0], splits, step, cfg.batch_size, cfg.epochs, Budget.parse(budget).total,
+    step = measure_step_seconds(best, splits, cfg.batch(), runtime.device)
+    rec = recommend(ranking[0], splits, step, cfg.batch(), cfg.epochs, Budget.parse(budget).total,
                     best.modality)
     return Advice(ranking, rec)
 
@@ -169,8 +169,8 @@ def recommend(top: dict, splits: DataSplits, step: dict, batch_size: int, epochs
     steps = math.ceil(len(splits.train) / batch_size) * epochs
     est = {name: seconds * steps * 1.3 for name, seconds in step.items()}  # + validation passes
     est["lp-ft"] = est["full"]  # every group trains (the probe before it costs seconds)
-    pairs = STRATEGIES["contrastive"]()
-    est["contrastive"] = step["full"] * pairs.steps * pairs.batch_size / batch_size  # one pass per text and step
+    pairs = STRATEGIES["contrastive"]()  # one pass per text and step, of its default batch
+    est["contrastive"] = step["full"] * pairs.steps * pairs.default_batch_size / batch_size
     fits = {name: budget_s is None or t <= budget_s for name, t in est.items()}
     numbers = {count_key: per_class, f"probe_{metric}": probe, "probe_ci95": top["probe"]["ci95"],
                "slope_per_doubling": slope, "estimated_partial_s": est["partial"], "estimated_full_s": est["full"],

@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -160,14 +160,15 @@ def _fit_checkpointed(run: Path, splits: DataSplits, backbone: Backbone, cfg: Fi
 
 
 def resume_fit(run: Path, data: Any, model: Any, strategy: Any, val: Any, test: Any, progress: bool,
-               options: dict) -> FitResult:
-    """``fit(resume=RUN)``: rebuild config, data, backbone and split from RUN; training continues."""
+               options: dict, callbacks: Sequence = ()) -> FitResult:
+    """``fit(resume=RUN)``: rebuild config, data, backbone and split from RUN; training continues (with the user's
+    training-loop ``callbacks``)."""
     check_out(run, resume=True)
     if options:
         raise ConfigError(f"resume={str(run)!r} takes its options from {run}/checkpoints/config.json; "
                           f"do not pass {', '.join(sorted(options))}. Start a new run to change them.")
     cfg, sources = _saved_config(run)
-    runtime = Runtime.from_config(cfg, progress)  # every process reads RUN: it must be on a shared file system
+    runtime = Runtime.from_config(cfg, progress).calling(callbacks)  # every process reads RUN: a shared file system
     for given, saved, what in ((model, cfg.model, "model"), (strategy, cfg.strategy, "strategy")):
         name = given.name if isinstance(given, Backbone) else given
         if name not in (saved, "minilm-l6" if what == "model" else "linear"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -20,6 +20,7 @@ from headstart.backbones import Backbone
 from headstart.training.balance import resolve_balance
 from headstart.core.config import FitConfig
 from headstart.data import DataSplits
+from headstart.training.engine import Callback
 from headstart.training.devices import extraction_batch, resolve_device, resolve_precision, resolve_workers
 from headstart.features.cache import Extraction, FeatureCache
 from headstart.strategies import FitContext
@@ -39,6 +40,7 @@ class Runtime:
     deadline: float | None = None  # time.perf_counter() value: fine-tuning stops after the batch that passes it
     checkpoint: str | None = None  # folder: fine-tuning's state after every epoch, resumed from when present
     on_epoch: Callable[[dict], None] | None = None  # given each fine-tuning epoch's history row (tracking)
+    callbacks: tuple[Callback, ...] = ()  # the user's, run by the training loop after its own
 
     @classmethod
     def from_config(cls, cfg: FitConfig, progress: bool = True) -> "Runtime":
@@ -59,6 +61,10 @@ class Runtime:
     def listening(self, on_epoch: Callable[[dict], None] | None) -> "Runtime":
         """The same runtime handing each fine-tuning epoch's history row to ``on_epoch``."""
         return replace(self, on_epoch=on_epoch)
+
+    def calling(self, callbacks: Sequence[Callback]) -> "Runtime":
+        """The same runtime with the user's training-loop ``callbacks`` (headstart.training.engine.Callback)."""
+        return replace(self, callbacks=tuple(callbacks))
 
     def workers(self, modality: str) -> int:
         """DataLoader workers for items of ``modality``."""
@@ -83,7 +89,8 @@ class Runtime:
         balance = resolve_balance(cfg.balance, targets["train"], splits.classes, task.name)
         weights = balance["class_weights"]
         settings = replace(cfg.train_settings(num_workers=self.workers(backbone.modality), deadline=self.deadline,
-                                              checkpoint=self.checkpoint, on_epoch=self.on_epoch),
+                                              checkpoint=self.checkpoint, on_epoch=self.on_epoch,
+                                              callbacks=self.callbacks),
                            balance=balance["used"], class_weights=tuple(weights.values()) if weights else None,
                            select_metric=task.select_metric, task=task)
         return FitContext(targets, self.cache, self.extraction(backbone.modality), self.device,
