@@ -82,3 +82,11 @@ def test_a_user_callback_can_stop_fine_tuning(text_pairs, text_backbone):
     result = headstart.fit(text_pairs, text_backbone, "partial", unfreeze=1, epochs=4, patience=10,
                            callbacks=[stop], progress=False)
     assert [row["epoch"] for row in stop.rows] == [1] and len(result.history) == 1
+
+
+def test_the_linear_decay_contrastive_trains_with_reaches_zero_in_a_straight_line():
+    from headstart.training.engine import warmup_cosine
+
+    f = warmup_cosine(10, 0.2, "linear")
+    assert [round(f(step), 3) for step in range(11)] == [0.5, 1.0, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125,
+                                                          0.0]

@@ -175,27 +175,16 @@ def param_groups(model: nn.Module, groups: Sequence[Sequence[str]], prefix: str,
     return out
 
 
-def warmup_linear(total_steps: int, warmup: float) -> Callable[[int], float]:
-    """Learning-rate multiplier: linear warm-up over ``warmup`` of the steps, then linear decay to zero."""
+def warmup_cosine(total_steps: int, warmup: float, decay: str = "cosine") -> Callable[[int], float]:
+    """Learning-rate multiplier: linear warm-up over ``warmup`` of the steps, then ``decay`` to zero: cosine, or
+    linear (SetFit's, for contrastive)."""
     warm = max(1, int(total_steps * warmup))
 
     def factor(step: int) -> float:
         if step < warm:
             return (step + 1) / warm
-        return max(0.0, (total_steps - step) / max(1, total_steps - warm))
-
-    return factor
-
-
-def warmup_cosine(total_steps: int, warmup: float) -> Callable[[int], float]:
-    """Learning-rate multiplier: linear warm-up over ``warmup`` of the steps, then cosine to zero."""
-    warm = max(1, int(total_steps * warmup))
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        progress = (step - warm) / max(1, total_steps - warm)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+        return 0.5 * (1.0 + math.cos(math.pi * progress)) if decay == "cosine" else 1.0 - progress
 
     return factor
 
@@ -396,8 +385,7 @@ def _train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Da
     net = distributed.wrap(model, device)  # DDP under a launch: gradients averaged over the ranks
     optimizer = torch.optim.AdamW(groups)
     total = s.epochs * len(loader)
-    schedule = warmup_linear if s.decay == "linear" else warmup_cosine
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(total, s.warmup))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, s.warmup, s.decay))
     anchored = [(p, p.detach().clone().float()) for g in groups if g.get("name") != "head" for p in g["params"]
                 if s.l2sp > 0]
     state = LoopState(model, optimizer, scheduler, anchored, generator, s, total)
