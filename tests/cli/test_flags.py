@@ -101,3 +101,16 @@ def test_values_arrive_typed_and_a_bad_one_names_its_flag(cli, text_csv, tiny_te
             "--cs 0.1,x: 'x' is not a number")
     wrong = cli(["fit", text_csv, "--model", tiny_text_dir, "--epochs", "two", "--out", tmp_path / "r"])
     assert wrong.exit_code == 2 and "Invalid value for '--epochs'" in wrong.output  # click's usage error
+
+
+def test_the_declared_choices_are_those_fitconfig_accepts():
+    """A field's ``choices`` (shown with its flag) are the values its check takes, no more and no fewer."""
+    from headstart.core.config import BN_POLICIES
+    from headstart.data.targets import TASK_CHOICES
+    from headstart.tasks.regression import REGRESSION_LOSSES
+    from headstart.training.balance import BALANCE_MODES
+    from headstart.training.devices import PRECISIONS
+
+    declared = {name: set(f.metadata["choices"]) for name, f in fields.shared_fields().items() if f.metadata["choices"]}
+    assert declared == {"bn": set(BN_POLICIES), "task": set(TASK_CHOICES), "regression_loss": set(REGRESSION_LOSSES),
+                        "balance": set(BALANCE_MODES), "precision": set(PRECISIONS)}
