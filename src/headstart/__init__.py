@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from headstart.api import FitResult, advise, audit, compare, evaluate, export, fit, load_run, models, predict, suggest
     from headstart.backbones import Backbone, Family, ImageFamily, load_backbone, register_backbone, register_family
-    from headstart.strategies.check import check_strategy
+    from headstart.workflows.check import check_strategy
     from headstart.core.config import FitConfig
     from headstart.data import load_data, load_items
     from headstart.core.errors import ConfigError, DataError, HeadstartError, ModelNotFoundError, RunError
@@ -34,7 +34,7 @@ _HOMES = {
                      "predict", "suggest"), "headstart.api"),
     **dict.fromkeys(("Backbone", "Family", "ImageFamily", "load_backbone", "register_backbone", "register_family"),
                     "headstart.backbones"),
-    "check_strategy": "headstart.strategies.check",
+    "check_strategy": "headstart.workflows.check",
     "FitConfig": "headstart.core.config",
     "load_data": "headstart.data", "load_items": "headstart.data",
     "Classifier": "headstart.estimator", "Regressor": "headstart.estimator",

@@ -23,7 +23,7 @@ from headstart.data.load import as_task
 from headstart.data.targets import TaskChoice
 from headstart.core.errors import DataError
 from headstart.label.suggest import Suggestions, suggest
-from headstart.core.locks import hold
+from headstart.runs.outdir import hold
 from headstart.runs.overlap import overlap_with_run
 from headstart.workflows.pipeline import FitResult, check_folders, config_for, fit_data, resume_fit
 from headstart.runs.folder import Predictor, check_out, load_predictor
@@ -34,6 +34,7 @@ from headstart.runs.export import export as export_run
 from headstart.runs.outdir import check_writable
 from headstart.strategies import make_strategy
 from headstart.strategies.declared import COMPARED
+from headstart.tasks.kinds import kind
 from headstart.workflows import advise as advising
 from headstart.workflows import audit as auditing
 from headstart.workflows import compare as comparing
@@ -128,7 +129,7 @@ def evaluate(run: str | Path, data: Any, device: str = "auto", **source_options:
     task = predictor.task
     ds = as_task(ds, TaskChoice(task.name, "the run's", getattr(task, "sep", None)),
                  Gate(bool(source_options.get("skip_bad"))))
-    if task.name != "regression":
+    if kind(task.name).has_classes:
         seen = set(predictor.classes)
         unseen = sorted({name for label in ds.labels for name in (label if isinstance(label, tuple) else (label,))}
                         - seen)

@@ -11,16 +11,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from headstart.training.balance import BALANCE_MODES
-from headstart.training.devices import PRECISIONS
-from headstart.training.engine import TrainSettings
+from headstart.core.choices import BALANCE_MODES, PRECISIONS, REGRESSION_LOSSES
 from headstart.core.errors import ConfigError
 from headstart.core.fields import DEFAULT_BATCH_SIZE, FitFields, shared_fields, shared_names
 from headstart.data.targets import TASK_CHOICES, check_task
-from headstart.tasks.regression import REGRESSION_LOSSES
-from headstart.core.metrics import SELECT_CHOICES
+from headstart.tasks.kinds import SELECT_CHOICES
 from headstart.runs.tracking import parse_trackers
 from headstart.strategies import STRATEGIES, make_strategy
 from headstart.strategies.options import check_option_names, option_fields, option_problems
@@ -103,20 +100,6 @@ class FitConfig(FitFields):
     def strategy_options(self) -> dict[str, Any]:
         """The strategy's own options as given (those not given take the strategy's defaults)."""
         return dict(self.options)
-
-    def train_settings(self, num_workers: int | None = None, deadline: float | None = None,
-                       checkpoint: str | None = None, on_epoch: Callable[[dict], None] | None = None,
-                       callbacks: tuple = ()) -> TrainSettings:
-        """The fine-tuning loop's settings; ``num_workers`` (default: as configured, else 0), ``deadline``,
-        ``checkpoint``, ``on_epoch`` and the user's ``callbacks`` come from the runtime."""
-        return TrainSettings(
-            epochs=self.epochs, batch_size=self.batch(), patience=self.patience, augment=self.augment,
-            hflip=self.hflip, weight_decay=self.weight_decay, warmup=self.warmup, l2sp=self.l2sp,
-            label_smoothing=self.label_smoothing, find_lr=self.find_lr, select_metric=self.select_metric,
-            frozen_bn={"auto": None, "frozen": True, "train": False}[self.bn],
-            num_workers=self.num_workers or 0 if num_workers is None else num_workers, seed=self.seed,
-            deadline=deadline, checkpoint=checkpoint, on_epoch=on_epoch, callbacks=tuple(callbacks),
-        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict (tuples as lists)."""

@@ -17,6 +17,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+from headstart.core.choices import BALANCE_MODES, PRECISIONS, REGRESSION_LOSSES
+
 DEFAULT_BATCH_SIZE = 32  # a strategy may declare its own (``default_batch_size``: contrastive's is 16)
 GROUPS = ("model", "input", "data", "budget", "training", "hardware", "tracking")
 
@@ -81,10 +83,10 @@ class FitFields:
     label_smoothing: float = setting(0.0, "Label smoothing of the fine-tuning loss (0 = off).", "training")
     regression_loss: str = setting("mse", "Fine-tuning a regression: mse | huber (Huber at one standard deviation "
                                    "of the target: a few wild targets pull less).", "training",
-                                   choices=("mse", "huber"))
+                                   choices=REGRESSION_LOSSES)
     balance: str = setting("auto", "Class imbalance: none | weights | sampler | auto (class weights when the "
                            "largest class has over 3x the smallest's examples).", "training",
-                           choices=("none", "weights", "sampler", "auto"))
+                           choices=BALANCE_MODES)
     select_metric: str = setting("auto", SELECT_HELP, "training")
     calibrate: bool = setting(True, "Temperature scaling fitted on validation: the probabilities of predict and "
                               "exports (ECE in metrics.json).", "training")
@@ -92,7 +94,7 @@ class FitFields:
                             "scaled together; recorded in config.json).", "training")
     device: str = setting("auto", "auto | cpu | cuda | cuda:N", "hardware")
     precision: str = setting("auto", "auto | fp32 | bf16 (auto: bf16 where the hardware has it).", "hardware",
-                             choices=("auto", "fp32", "bf16"))
+                             choices=PRECISIONS)
     num_workers: int | None = setting(None, "DataLoader worker processes [default: by device and cores].",
                                       "hardware")
     cache_dir: str | None = setting(None, "Feature cache [default: ~/.cache/headstart].", "hardware")

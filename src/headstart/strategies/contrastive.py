@@ -33,7 +33,7 @@ from torch import nn
 from headstart.training import distributed
 from headstart.backbones import Backbone
 from headstart.data import DataSplits
-from headstart.data.dataset import modality_article
+from headstart.data.dataset import modality, modality_article
 from headstart.training.engine import Feed, TrainOutcome, predict_logits, train
 from headstart.core.errors import ConfigError
 from headstart.features.cache import Extraction, extract
@@ -41,6 +41,7 @@ from headstart.training.heads import Classifier
 from headstart.strategies.base import FitContext, StrategyResult
 from headstart.strategies.declared import CONTRASTIVE_LR as DEFAULT_LR
 from headstart.strategies.declared import ContrastiveOptions
+from headstart.tasks.kinds import kind
 
 EPOCHS = 10  # the steps are trained in this many epochs, each validated (early stopping, the best one kept)
 VAL_TEXTS = 256  # validation texts whose pairs score an epoch (all pairs: 32,640 at most)
@@ -60,11 +61,11 @@ class Contrastive(ContrastiveOptions):
 
     def fit(self, backbone: Backbone, splits: DataSplits, ctx: FitContext) -> StrategyResult:
         """Fine-tune a copy of the encoder on pairs of training texts, then fit the head on its embeddings."""
-        if backbone.modality != "text":
+        if not modality(backbone.modality).texts:
             raise ConfigError(f"The contrastive strategy is for text models; {backbone.name!r} is "
                               f"{modality_article(backbone.modality)} model. Use linear, partial, full, lp-ft or lora "
                               "for it.")
-        if ctx.task.name != "single-label":
+        if not kind(ctx.task.name).one_per_item:
             raise ConfigError(f"The contrastive strategy learns from pairs of the same and of different classes: "
                               f"single-label data only, and this task is {ctx.task.name}. Use linear, partial, "
                               "full, lp-ft or lora.")

@@ -29,11 +29,13 @@ from headstart.backbones import Backbone, batch_to
 from headstart.training.checkpoints import (load_checkpoint, load_optimizer, load_scheduler, optimizer_tensors,
                                    rng_state, save_checkpoint, scheduler_state, set_rng_state)
 from headstart.data import Dataset
+from headstart.data.dataset import modality
 from headstart.training.devices import autocast
 from headstart.core.errors import Diverged, RunError
 from headstart.training.lr_range import lr_range_test
 
 if TYPE_CHECKING:
+    from headstart.core.config import FitConfig
     from headstart.tasks import Task
 from headstart.core.metrics import selection_score
 from headstart.core.progress import epoch_line, progress_task, say, spinner
@@ -74,6 +76,21 @@ class TrainSettings:
     task: Task | None = None  # the loss and the validation scores (headstart.tasks); None: single-label
     decay: str = "cosine"  # the learning rate after warm-up: cosine | linear (to zero)
     callbacks: tuple[Callback, ...] = ()  # the user's (``headstart.fit(..., callbacks=[...])``), after the built-ins
+
+    @classmethod
+    def from_config(cls, cfg: FitConfig, num_workers: int | None = None, deadline: float | None = None,
+                    checkpoint: str | None = None, on_epoch: Callable[[dict], None] | None = None,
+                    callbacks: Sequence[Callback] = ()) -> "TrainSettings":
+        """The fine-tuning loop's settings from a fit's options; ``num_workers`` (default: as configured, else 0),
+        ``deadline``, ``checkpoint``, ``on_epoch`` and the user's ``callbacks`` come from the runtime."""
+        return cls(
+            epochs=cfg.epochs, batch_size=cfg.batch(), patience=cfg.patience, augment=cfg.augment,
+            hflip=cfg.hflip, weight_decay=cfg.weight_decay, warmup=cfg.warmup, l2sp=cfg.l2sp,
+            label_smoothing=cfg.label_smoothing, find_lr=cfg.find_lr, select_metric=cfg.select_metric,
+            frozen_bn={"auto": None, "frozen": True, "train": False}[cfg.bn],
+            num_workers=cfg.num_workers or 0 if num_workers is None else num_workers, seed=cfg.seed,
+            deadline=deadline, checkpoint=checkpoint, on_epoch=on_epoch, callbacks=tuple(callbacks),
+        )
 
 
 @dataclass
@@ -224,7 +241,7 @@ def item_feed(backbone: Backbone, train_set: Dataset, val_set: Dataset, train_ta
 
 def text_lengths(data: Dataset) -> list[int] | None:
     """Characters per text (they order texts as token counts do, with no tokenizer pass); None for images."""
-    return [len(text) for text in data.items] if data.modality == "text" else None
+    return [len(text) for text in data.items] if modality(data.modality).texts else None
 
 
 def train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dataset, targets: dict,

@@ -13,7 +13,7 @@ from sklearn.metrics import log_loss
 from torch import nn
 
 from headstart.core.metrics import selection_score
-from headstart.strategies.declared import DEFAULT_CS  # declared with the options that default to it
+from headstart.training.defaults import DEFAULT_CS
 
 PATH_ROWS = 4096  # above this many training rows the C path is walked on a stratified sample of this size
 # Up to this many training values: float64 to a gradient of 1e-6 (sklearn's exact optimum); above, float32 to

@@ -29,7 +29,8 @@ from headstart.data import DataSplits
 from headstart.training.devices import autocast, resolve_precision
 from headstart.features.cache import Extraction, FeatureCache
 from headstart.training.heads import Classifier
-from headstart.core.metrics import METRIC_NAMES
+from headstart.tasks.kinds import METRIC_NAMES, kind
+from headstart.data.dataset import modality as data_modality
 from headstart.workflows.pipeline import check_folders, config_for, prepare
 from headstart.workflows.runtime import Runtime
 from headstart.strategies import STRATEGIES
@@ -108,12 +109,12 @@ def score_backbone(backbone: Backbone, splits: DataSplits, cache: FeatureCache, 
     feats = np.concatenate([cache.features(backbone, splits.train, extraction),
                             cache.features(backbone, splits.val, extraction)])
     labels = list(splits.train.labels) + list(splits.val.labels)
-    single = task.name == "single-label"
-    targets = np.array(labels) if single else task.targets(labels) if task.name == "multi-label" else labels
+    targets = task.targets(labels)  # class codes, a label matrix, standardised values
     return {
         "model": backbone.name, "source": backbone.source, "feature_dim": backbone.feature_dim,
         "parameters": sum(p.numel() for p in backbone.module.parameters()),
-        "logme": logme(feats, targets, task.name), "h_score": h_score(feats, targets) if single else None,
+        "logme": logme(feats, targets, task.name),
+        "h_score": h_score(feats, targets) if kind(task.name).one_per_item else None,
         "probe": probe_cv_score(feats, labels, task), "curve": probe_curve_slope(feats, labels, task),
         "seconds": time.perf_counter() - start,
     }
@@ -183,7 +184,8 @@ def recommend(top: dict, splits: DataSplits, step: dict, batch_size: int, epochs
     if probe >= CEILING:
         reasons.append(f"The probe is at the ceiling (>= {CEILING}): fine-tuning could add at most "
                        f"{1 - probe:.3f} {said} for {est['full']:.0f} s of training.")
-    elif per_class < FEW_SHOT and modality == "text" and splits.task == "single-label" and fits["contrastive"]:
+    elif (per_class < FEW_SHOT and data_modality(modality).texts and kind(splits.task).one_per_item
+          and fits["contrastive"]):
         candidates = ["contrastive"]
         reasons.append(f"Only {per_class} {unit} (< {FEW_SHOT}): too few to fine-tune "
                        "on labels, enough for contrastive pairs (SetFit), estimated at "
@@ -214,9 +216,10 @@ def recommend(top: dict, splits: DataSplits, step: dict, batch_size: int, epochs
 def smallest_group(splits: DataSplits) -> tuple[str, str, str, int]:
     """``(numbers key, words, short words, count)``: the training examples of the smallest class, the positives
     of the rarest label (of those present), or the training items of a regression."""
-    if splits.task == "regression":
+    task = kind(splits.task)
+    if not task.has_classes:
         return "training_items", "training items", "training items", len(splits.train)
-    if splits.task == "multi-label":
+    if not task.one_per_item:
         counts = Counter(name for names in splits.train.labels for name in names)
         return ("examples_per_label_min", "positive examples of the rarest label", "positives per label",
                 min((counts[c] for c in splits.classes if counts[c]), default=0))

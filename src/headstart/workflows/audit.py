@@ -48,9 +48,10 @@ from headstart.data.checks import (FEW_EXAMPLES, IMBALANCE_RATIO, SPLIT_NAMES, P
 from headstart.core.errors import DataError
 from headstart.core.fileio import to_json, write_text
 from headstart.training.heads import fit_predict_proba
-from headstart.core.locks import hold
-from headstart.core.metrics import METRIC_NAMES, mean_average_precision, multilabel_score, r2, spearman, wilson_interval
-from headstart.runs.outdir import check_writable, write_marker
+from headstart.tasks.kinds import METRIC_NAMES, kind
+from headstart.core.metrics import mean_average_precision, multilabel_score, r2, spearman, wilson_interval
+from headstart.runs.outdir import check_writable, hold
+from headstart.core.fileio import write_marker
 from headstart.workflows.pipeline import check_folders, config_for, prepare
 from headstart.report import plots, render_report
 from headstart.report.render import ReportData
@@ -71,10 +72,6 @@ OUTLIER_K = 10
 FOLDS = 5
 PROBE_CS = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)  # inverse strengths tried
 MAX_LISTED = 2000  # findings of one kind kept in audit.json (the count is always exact)
-ISSUE_CHECKS = {"single-label": "likely label errors", "multi-label": "likely label errors (item, label pairs)",
-                "regression": "large residuals (likely wrong targets)"}  # the summary's row of label_issues
-PROBE_SCORES = {"single-label": ("accuracy", "macro_f1"), "multi-label": ("micro_f1", "map"),
-                "regression": ("r2", "mae")}  # what the audit says of its probe
 PREVIEWS = 48  # items per report table shown with a thumbnail or text preview (keeps report.html small)
 
 
@@ -126,19 +123,19 @@ class AuditReport:
         """One row per check: ``check``, ``count`` and ``status`` (ok / warn)."""
         within = sum(1 for g in self.exact_duplicates if g["kind"] != "cross-split")
         near_x = sum(1 for p in self.near_duplicates if p["kind"] == "cross-split")
-        kind, kinds = {"single-label": ("class", "classes"), "multi-label": ("label", "labels")}.get(self.task,
-                                                                                                 (None, None))
+        task = kind(self.task)
+        one, many = task.output
         rows = [
             ("exact duplicates (within a split)", within, within > 0),
             ("exact duplicates across splits (leakage)", len(self.leakage), bool(self.leakage)),
             ("near duplicates", self.near_duplicate_count, self.near_duplicate_count > 0),
             ("near duplicates across splits", near_x, near_x > 0),
-            (ISSUE_CHECKS[self.task], len(self.label_issues), bool(self.label_issues)),
+            (task.label_issues, len(self.label_issues), bool(self.label_issues)),
             ("outliers", len(self.outliers), bool(self.outliers)),
         ]
-        if kind:  # a regression has no classes to balance
-            rows += [(f"imbalance (max/min {kind} count)", round(self.balance["ratio"], 2), self.balance["imbalanced"]),
-                     (f"{kinds} with < {self.balance['few_threshold']} training examples", len(self.balance["few"]),
+        if task.has_classes:  # a numeric target has no classes to balance
+            rows += [(f"imbalance (max/min {one} count)", round(self.balance["ratio"], 2), self.balance["imbalanced"]),
+                     (f"{many} with < {self.balance['few_threshold']} training examples", len(self.balance["few"]),
                       bool(self.balance["few"]))]
         if self.slices:
             worst, metric = self.slices["worst"], self.probe.get("main_metric", "accuracy")
@@ -148,7 +145,7 @@ class AuditReport:
 
     def probe_summary(self) -> str:
         """The cross-validated probe's scores in words: "5-fold probe accuracy 0.900, macro-F1 0.880"."""
-        main, second = PROBE_SCORES[self.task]
+        main, second = kind(self.task).main_metric, kind(self.task).second_metric
         return (f"{self.probe['folds']}-fold probe {METRIC_NAMES[main]} {_score(self.probe.get(main))}, "
                 f"{METRIC_NAMES[second]} {_score(self.probe.get(second))}")
 
@@ -197,8 +194,7 @@ def report_data(report: AuditReport):
     tables.append(_balance_table(report))
     if report.slices:
         tables.append(_slice_table(report))
-    what = {"single-label": f"{len(report.classes)} classes", "multi-label": f"{len(report.classes)} labels",
-            "regression": "a numeric target"}[report.task]
+    what = kind(report.task).describe(len(report.classes))
     audit = {"lede": f"{sum(report.sizes.values()):,} items, {what}; a cross-validated probe on {report.model} "
                      f"features: {report.probe_summary()}.", "tables": tables}
     meta = {"Data": report.data, "Model": report.model, "Date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}
@@ -209,26 +205,38 @@ def report_data(report: AuditReport):
 
 def _issue_table(task: str, issues: list[dict]) -> tuple[str, list[str], list[list]]:
     """The title, columns and rows of the report's table of label findings."""
-    def who(i: dict) -> dict:
-        return {"items": [{k: i[k] for k in ("origin", "split")}]}
+    return _ISSUE_TABLES[task](issues)
 
-    if task == "regression":
-        return ("Large residuals (largest first)", ["rank", "item", "given", "predicted (CV probe)", "robust z"],
-                [[i["rank"], who(i), f"{i['label']:.4g}", f"{i['predicted']:.4g}", f"{i['z']:+.1f}"] for i in issues])
-    if task == "multi-label":
-        return ("Likely label errors, per label (most likely first)",
-                ["rank", "item", "labels given", "label", "given", "suggested", "self-confidence"],
-                [[i["rank"], who(i), label_text(i["label"]), i["label_name"], i["given"], i["suggested"],
-                  f"{i['self_confidence']:.3f}"] for i in issues])
+
+def _who(i: dict) -> dict:
+    return {"items": [{k: i[k] for k in ("origin", "split")}]}
+
+
+def _residual_table(issues: list[dict]) -> tuple[str, list[str], list[list]]:
+    return ("Large residuals (largest first)", ["rank", "item", "given", "predicted (CV probe)", "robust z"],
+            [[i["rank"], _who(i), f"{i['label']:.4g}", f"{i['predicted']:.4g}", f"{i['z']:+.1f}"] for i in issues])
+
+
+def _label_pair_table(issues: list[dict]) -> tuple[str, list[str], list[list]]:
+    return ("Likely label errors, per label (most likely first)",
+            ["rank", "item", "labels given", "label", "given", "suggested", "self-confidence"],
+            [[i["rank"], _who(i), label_text(i["label"]), i["label_name"], i["given"], i["suggested"],
+              f"{i['self_confidence']:.3f}"] for i in issues])
+
+
+def _label_error_table(issues: list[dict]) -> tuple[str, list[str], list[list]]:
     return ("Likely label errors (most likely first)", ["rank", "item", "given", "suggested", "self-confidence"],
-            [[i["rank"], who(i), i["label"], i["suggested"], f"{i['self_confidence']:.3f}"] for i in issues])
+            [[i["rank"], _who(i), i["label"], i["suggested"], f"{i['self_confidence']:.3f}"] for i in issues])
+
+
+_ISSUE_TABLES = {"single-label": _label_error_table, "multi-label": _label_pair_table, "regression": _residual_table}
 
 
 def _issue_figure(task: str, issues: list[dict]) -> dict:
-    if task == "regression":
+    if not kind(task).has_classes:
         return {"caption": f"Each flagged item's target and the probe's out-of-sample prediction; robust z of the "
                            f"residual beyond ±{OUTLIER_Z}."}
-    given = "given label" if task == "single-label" else "given presence or absence of the label"
+    given = "given label" if kind(task).one_per_item else "given presence or absence of the label"
     return {"figure": plots.label_issue_plot(issues),
             "caption": f"The probe's out-of-sample probability of each flagged item's {given}: the lower, the "
                        "likelier it is wrong."}
@@ -237,15 +245,15 @@ def _issue_figure(task: str, issues: list[dict]) -> dict:
 def _balance_table(report: AuditReport) -> dict:
     """Training counts per class or label, or the numeric target's summary and histogram."""
     target = report.balance.get("target")
-    if report.task == "regression" and target:
+    if target:  # a numeric target's summary
         stats = [[name, f"{target[name]:.4g}"] for name in ("mean", "std", "min", "q25", "median", "q75", "max")]
         edges, counts = target["histogram"]["edges"], target["histogram"]["counts"]
         bins = [[f"{lo:.4g} – {hi:.4g}", n] for lo, hi, n in zip(edges, edges[1:], counts)]
         return {"title": f"Target (train, {target['n']:,} items)", "columns": ["statistic / range", "value / items"],
                 "rows": stats + bins}
     counts = report.balance["counts"]
-    kind = "label" if report.task == "multi-label" else "class"
-    return {"title": f"{kind.capitalize()} counts (train)", "columns": [kind, "train", "all splits"],
+    one = kind(report.task).output[0]
+    return {"title": f"{one.capitalize()} counts (train)", "columns": [one, "train", "all splits"],
             "rows": [[c, counts[c], report.balance["counts_all"][c]] for c in report.classes]}
 
 
@@ -253,7 +261,7 @@ def _slice_table(report: AuditReport) -> dict:
     """Per slice, the probe's accuracy (interval, macro-F1) or the task's main metric; the worst marked."""
     worst, title = report.slices["worst"]["group"], f"Slices of '{report.slices['column']}' (cross-validated probe)"
     mark = {s["group"]: ("▼ " if s["group"] == worst else "") + str(s["group"]) for s in report.slices["rows"]}
-    if report.task != "single-label":
+    if not kind(report.task).one_per_item:
         metric = report.slices["metric"]
         return {"title": title, "columns": ["group", "n", METRIC_NAMES[metric]],
                 "rows": [[mark[s["group"]], s["n"], _score(s[metric])] for s in report.slices["rows"]]}
@@ -358,8 +366,9 @@ def audit_features(feats: np.ndarray, pool: Pool, splits: DataSplits, *, data: s
     probe = checked.probe
     slices = None
     if group_values is not None:
-        slices = (slice_metrics(pool.codes, checked.predicted, group_values, group_col) if task.name == "single-label"
-                  else slice_scores(group_values, checked.score, task.main_metric, group_col))
+        slices = (slice_metrics(pool.codes, checked.predicted, group_values, group_col)
+                  if kind(task.name).one_per_item else slice_scores(group_values, checked.score, task.main_metric,
+                                                                     group_col))
     warnings = cheap_checks(splits)
     if checked.issues:
         warnings.append(checked.warning + weak_probe_caveat(probe))
@@ -373,7 +382,7 @@ def audit_features(feats: np.ndarray, pool: Pool, splits: DataSplits, *, data: s
         warnings.append(f"Slice {group_col}={w['group']} is the weakest: {_score_text(metric, w[metric])} probe "
                         f"{said} (n={w['n']}) against {_score_text(metric, probe[metric])} overall.")
     balance = class_balance(splits)
-    if task.name == "regression":
+    if not kind(task.name).has_classes:  # a numeric target: its distribution instead of class counts
         balance["target"] = target_summary(splits.train.labels)
     settings = {"task": task.name, "near_threshold": threshold, "outlier_k": int(knn.shape[1]),
                 "outlier_z": OUTLIER_Z, "folds": probe["folds"], "imbalance_ratio": IMBALANCE_RATIO,
@@ -608,7 +617,7 @@ def out_of_sample_outputs(feats: np.ndarray, pool: Pool, task: Task, folds: int 
             head = task.probe(f[train], y[train], f[test], y[test], (strength,), seed, None).head
             weight, bias = (t.detach().double().numpy() for t in (head.weight, head.bias))
             outputs[test] = f[test] @ weight.T + bias
-        if task.name == "regression":  # absolute error: a mistyped target would dominate the squared one
+        if not kind(task.name).has_classes:  # a value's absolute error: a mistyped target would dominate the squared one
             return float(np.abs(outputs[:, 0] - y).mean()), outputs
         return float(task.loss(torch.from_numpy(outputs), torch.from_numpy(np.asarray(y, np.float64))).mean()), outputs
 

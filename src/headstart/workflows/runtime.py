@@ -20,11 +20,12 @@ from headstart.backbones import Backbone
 from headstart.training.balance import resolve_balance
 from headstart.core.config import FitConfig
 from headstart.data import DataSplits
-from headstart.training.engine import Callback
 from headstart.training.devices import extraction_batch, resolve_device, resolve_precision, resolve_workers
+from headstart.training.engine import Callback, TrainSettings
 from headstart.features.cache import Extraction, FeatureCache
 from headstart.strategies import FitContext
 from headstart.tasks import make_task
+from headstart.tasks.kinds import kind
 
 
 @dataclass(frozen=True)
@@ -86,11 +87,12 @@ class Runtime:
         targets = {name: task.targets(ds.labels)
                    for name, ds in (("train", splits.train), ("val", splits.val), ("test", splits.test))
                    if ds is not None}
-        balance = resolve_balance(cfg.balance, targets["train"], splits.classes, task.name)
+        balance = resolve_balance(cfg.balance, targets["train"], splits.classes,
+                                  None if kind(task.name).one_per_item else task.name)
         weights = balance["class_weights"]
-        settings = replace(cfg.train_settings(num_workers=self.workers(backbone.modality), deadline=self.deadline,
-                                              checkpoint=self.checkpoint, on_epoch=self.on_epoch,
-                                              callbacks=self.callbacks),
+        settings = replace(TrainSettings.from_config(cfg, num_workers=self.workers(backbone.modality),
+                                                     deadline=self.deadline, checkpoint=self.checkpoint,
+                                                     on_epoch=self.on_epoch, callbacks=self.callbacks),
                            balance=balance["used"], class_weights=tuple(weights.values()) if weights else None,
                            select_metric=task.select_metric, task=task)
         return FitContext(targets, self.cache, self.extraction(backbone.modality), self.device,
