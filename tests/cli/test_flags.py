@@ -85,15 +85,15 @@ def test_batch_size_reaches_contrastive_and_config_json_records_it(cli, text_csv
     runs = {}
     for name, extra in (("four", ["--batch-size", "4"]), ("default", [])):
         out = tmp_path / name
-        done = cli(["fit", text_csv, "--model", tiny_text_dir, "--strategy", "contrastive", "--steps", "2",
+        done = cli(["fit", text_csv, "--model", tiny_text_dir, "--strategy", "contrastive", "--steps", "6",
                     "--out", out, "-q", *extra])
         assert done.exit_code == 0, done.output
         runs[name] = (json.loads((out / "config.json").read_text())["config"],
                       json.loads((out / "metrics.json").read_text())["strategy_info"])
     config, info = runs["four"]
-    assert config["batch_size"] == 4 and info["batch_size"] == 4 and info["pairs"] == 2 * 6  # 6 pairs of 4 texts
-    config, info = runs["default"]
-    assert config["batch_size"] == 16 and info["pairs"] == 2 * 120  # contrastive's own default: 16 texts a step
+    assert config["batch_size"] == 4 and info["batch_size"] == 4 and info["pairs"] == 6 * 6  # 6 pairs of 4 texts
+    config, info = runs["default"]  # contrastive's own default: 16 texts a step; 24 texts are 16 + 8, 3 times
+    assert config["batch_size"] == 16 and info["steps"] == 6 and info["pairs"] == 3 * (120 + 28)
 
 
 def test_values_arrive_typed_and_a_bad_one_names_its_flag(cli, text_csv, tiny_text_dir, tmp_path):
@@ -105,11 +105,9 @@ def test_values_arrive_typed_and_a_bad_one_names_its_flag(cli, text_csv, tiny_te
 
 def test_the_declared_choices_are_those_fitconfig_accepts():
     """A field's ``choices`` (shown with its flag) are the values its check takes, no more and no fewer."""
+    from headstart.core.choices import BALANCE_MODES, PRECISIONS, REGRESSION_LOSSES
     from headstart.core.config import BN_POLICIES
     from headstart.data.targets import TASK_CHOICES
-    from headstart.tasks.regression import REGRESSION_LOSSES
-    from headstart.training.balance import BALANCE_MODES
-    from headstart.training.devices import PRECISIONS
 
     declared = {name: set(f.metadata["choices"]) for name, f in fields.shared_fields().items() if f.metadata["choices"]}
     assert declared == {"bn": set(BN_POLICIES), "task": set(TASK_CHOICES), "regression_loss": set(REGRESSION_LOSSES),

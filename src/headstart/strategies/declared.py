@@ -99,8 +99,8 @@ class ContrastiveOptions(Checked):
 
     default_batch_size: ClassVar[int] = 16  # texts per step (--batch-size), SetFit's; every pair is scored
 
-    steps: int = option(60, "Optimizer steps, each on one batch of distinct training texts (--batch-size of them, "
-                        "16 unless given; every pair among them is scored).")
+    steps: int = option(60, "Optimizer steps (rounded up to whole passes over the training texts), each on one "
+                        "batch of distinct texts (--batch-size of them, 16 unless given; every pair is scored).")
     lr: float | None = option(None, f"Learning rate of the encoder [default: {rate(CONTRASTIVE_LR)}, SetFit's].",
                               check_rate)
     cs: tuple[float, ...] = option(DEFAULT_CS, "Inverse regularisation strengths C tried for the head; the "
