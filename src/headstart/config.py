@@ -53,6 +53,7 @@ class FitConfig:
     seed: int = 0
     shots: int | None = None  # keep this many training examples per class (few-shot)
     budget: str | float | None = None  # strategy auto: time for the recommended fine-tuning ("15m")
+    unlabelled: str | None = None  # linear: a pool of unlabelled items to learn from (headstart.label.spread)
     # the strategy's own options (fields of its dataclass), by name; a None value means its default
     options: dict[str, Any] = field(default_factory=dict)
     # training loop (fine-tuning strategies)
@@ -92,6 +93,8 @@ class FitConfig:
             (self.epochs >= 1, "--epochs must be at least 1"),
             (0 <= self.seed < 2**32, "--seed must be a whole number from 0 to 2**32 - 1"),
             (self.shots is None or self.shots >= 1, "--shots must be at least 1 example per class"),
+            (self.unlabelled is None or self.strategy == "linear", f"--unlabelled learns from the pool with "
+             f"--strategy linear only (got {self.strategy}); fit linear with the pool, or drop --unlabelled"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.patience >= 1, "--patience must be at least 1"),
             (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),

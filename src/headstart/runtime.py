@@ -22,6 +22,7 @@ from headstart.config import FitConfig
 from headstart.data import DataSplits
 from headstart.devices import extraction_batch, resolve_device, resolve_precision, resolve_workers
 from headstart.features import Extraction, FeatureCache
+from headstart.label.pool import read_pool
 from headstart.strategies import FitContext
 from headstart.tasks import make_task
 
@@ -86,6 +87,8 @@ class Runtime:
                                               checkpoint=self.checkpoint, on_epoch=self.on_epoch),
                            balance=balance["used"], class_weights=tuple(weights.values()) if weights else None,
                            select_metric=task.select_metric, task=task)
+        pool = None if cfg.unlabelled is None else read_pool(cfg.unlabelled, backbone.modality, cfg.text_col,
+                                                             cfg.image_col, skip_bad=cfg.skip_bad)
         return FitContext(targets, self.cache, self.extraction(backbone.modality), self.device,
                           self.train_precision(backbone), settings, self.progress, self.cache_boundary, balance,
-                          task)
+                          task, pool)

@@ -38,6 +38,9 @@ def fit_cli(
     seed: int = typer.Option(0, help="Seed of the split, the head and the training order."),
     shots: Optional[int] = typer.Option(None, help=SHOTS_HELP),
     budget: Optional[str] = typer.Option(None, help="--strategy auto: time for the recommended fine-tuning, e.g. 15m."),
+    unlabelled: Optional[str] = typer.Option(None, "--unlabelled", help="--strategy linear: a folder or table of "
+                                             "unlabelled items to learn from (label spreading on the features; "
+                                             "kept only if it validates at least as well)."),
     unfreeze: Optional[int] = strategy_option("unfreeze"),
     lr: Optional[float] = strategy_option("lr"),
     head_lr: Optional[float] = strategy_option("head_lr"),
