@@ -28,7 +28,7 @@ def test_spreading_labels_a_clustered_pool_from_one_label_a_cluster():
     x, y = blobs(40)
     labelled = np.array([0, 40, 80])
     pool = np.setdiff1d(np.arange(120), labelled)
-    spread = spread_labels(x[labelled], y[labelled], x[pool])
+    spread = spread_labels(x[labelled], y[labelled], x[pool], keep=1.0)
     assert len(spread.rows) == len(pool) and (spread.labels == y[pool][spread.rows]).mean() > 0.95
     half = spread_labels(x[labelled], y[labelled], x[pool], keep=0.5)
     assert len(half.rows) == len(pool) // 2 and half.confidence.min() >= np.median(spread.confidence) - 1e-9
@@ -55,11 +55,12 @@ def test_fit_unlabelled_records_its_pseudo_labels(cli, image_folder, tmp_path):
     done = cli(["fit", image_folder, "--model", "random:mobilenetv2", "--image-size", "32", "--unlabelled", pool,
                 "--out", run])
     assert done.exit_code == 0, done.output
-    assert "--unlabelled: 30 of 30 pool items got spread labels" in done.output
+    assert "--unlabelled: 15 of 30 pool items got spread labels" in done.output  # the surer half
     record = json.loads((run / "metrics.json").read_text())["strategy_info"]["unlabelled"]
-    assert record["pool"] == 30 and record["spread_labels"] == 30
-    assert record["pseudo_labels"] == (30 if record["kept"] else 0)
+    assert record["pool"] == 30 and record["spread_labels"] == 15
+    assert record["pseudo_labels"] == (15 if record["kept"] else 0)
     assert record["val_accuracy_with_pool"] >= 0 and 0 <= record["domain_auc"] <= 1
+    assert "15 of 30 pool items got spread labels" in (run / "report.html").read_text(encoding="utf-8")
     config = json.loads((run / "config.json").read_text())["config"]
     assert config["unlabelled"] == str(pool)
 

@@ -21,6 +21,7 @@ from sklearn.semi_supervised import LabelSpreading
 
 from headstart.errors import ConfigError
 from headstart.heads import ProbeFit
+from headstart.label.notes import pool_sentence
 from headstart.label.select import embedded
 from headstart.tasks import Task
 
@@ -94,16 +95,9 @@ def probe_with_pool(task: Task, train: tuple[np.ndarray, np.ndarray], val: tuple
     record = {"pool": len(pool), "pseudo_labels": int(len(spread.rows)) if kept else 0,
               "spread_labels": int(len(spread.rows)), f"{key}_with_pool": scores["with"],
               f"{key}_without_pool": scores["without"], "kept": kept, "domain_auc": auc,
-              "method": f"label spreading, {NEIGHBOURS}-nearest-neighbour graph, alpha {ALPHA}"}
+              "metric": key, "method": f"label spreading, {NEIGHBOURS}-nearest-neighbour graph, alpha {ALPHA}, the surer "
+              f"{KEEP:.0%} of the pool"}
     if progress:
-        print(f"note: {pool_sentence(record, key)}", file=sys.stderr)
+        print(f"note: {pool_sentence(record)}", file=sys.stderr)
     return (pooled if kept else without), {"unlabelled": record}
 
-
-def pool_sentence(record: dict, key: str) -> str:
-    """What the pool did, in words, for the terminal and the report."""
-    verdict = ("helped or tied on validation: kept" if record["kept"]
-               else "did not help on validation: the labelled-only probe was kept")
-    return (f"--unlabelled: {record['spread_labels']} of {record['pool']} pool items got spread labels; "
-            f"{key.removeprefix('val_')} on validation {record[f'{key}_with_pool']:.3f} with them, "
-            f"{record[f'{key}_without_pool']:.3f} without: the pool {verdict}.")
