@@ -71,4 +71,10 @@ def test_fit_unlabelled_refuses_what_it_cannot_use(cli, image_folder, tmp_path):
                  "partial", "--unlabelled", pool, "--out", tmp_path / "r1"]), "--strategy linear only")
     refused(cli(["fit", image_folder, "--model", "random:mobilenetv2", "--image-size", "32", "--unlabelled",
                  tmp_path / "missing", "--out", tmp_path / "r2"]), "missing")
-    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+    known = tmp_path / "known"
+    known.mkdir()
+    for image in image_folder.rglob("*.png"):
+        shutil.copy(image, known / image.name)
+    refused(cli(["fit", image_folder, "--model", "random:mobilenetv2", "--image-size", "32", "--unlabelled",
+                 known, "--out", tmp_path / "r3"]), "Every item of --unlabelled", "is one of the labelled items")
+    assert not any((tmp_path / r).exists() for r in ("r1", "r2", "r3"))

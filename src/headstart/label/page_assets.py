@@ -9,7 +9,7 @@ main{max-width:820px;margin:2em auto;background:#fff;padding:1.5em 2em;border-ra
 #progress{color:#555}#item{margin:1em 0;min-height:120px}#item img{max-width:100%;max-height:420px;
 image-rendering:pixelated;min-width:160px}#item p{font-size:1.15em;white-space:pre-wrap}
 #guess,#reason{color:#555;margin:.3em 0}#classes button{margin:.25em;padding:.5em 1em;font-size:1em}
-#classes button.guess{border:2px solid #4C72B0}kbd{background:#eee;border-radius:3px;padding:0 .3em}
+#classes button.guess{border:2px solid #4C72B0}#classes kbd{color:#4C72B0}kbd{background:#eee;border-radius:3px;padding:0 .3em}
 #status{color:#4C72B0;min-height:1.2em}
 </style></head>
 <body><main>
@@ -20,7 +20,7 @@ image-rendering:pixelated;min-width:160px}#item p{font-size:1.15em;white-space:p
 <div id="classes"></div>
 <p><button id="skip">skip <kbd>s</kbd></button> <button id="undo">undo <kbd>u</kbd></button></p>
 <div id="status"></div>
-<p id="help">Keys: <kbd>1</kbd>-<kbd>9</kbd> a class, <kbd>s</kbd> skip, <kbd>u</kbd> undo. Each answer is
+<p id="help">Keys: <kbd>1</kbd>-<kbd>9</kbd>, <kbd>0</kbd> a class (as on its button), <kbd>s</kbd> skip, <kbd>u</kbd> undo. Each answer is
 written to the labels file at once; close the page or stop the server at any time.</p>
 </main><script src="/page.js"></script></body></html>
 """
@@ -36,6 +36,9 @@ function element(tag, text, attrs) {
   for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
   return node;
 }
+
+// Keys 1-9 answer the first nine classes, 0 the tenth.
+const keyOf = (i) => String((i + 1) % 10);
 
 function show(next) {
   state = next;
@@ -63,7 +66,9 @@ function show(next) {
   if (item.guess) $('guess').textContent = 'model: ' + item.guess + (item.probability ? ' ' + item.probability : '');
   if (item.reason) $('reason').textContent = 'why: ' + item.reason;
   state.classes.forEach((name, i) => {
-    const button = element('button', (i < 9 ? (i + 1) + ' ' : '') + name, {'data-label': name});
+    const button = element('button', '', {'data-label': name});
+    if (i < 10) button.append(element('kbd', keyOf(i)), ' ');
+    button.append(name);
     if (name === item.guess) button.className = 'guess';
     button.addEventListener('click', () => send('/api/label', {id: item.id, label: name}));
     $('classes').append(button);
@@ -92,10 +97,8 @@ document.addEventListener('keydown', (event) => {
   if (event.key === 'u') return send('/api/undo', {id: -1});
   if (!item) return;
   if (event.key === 's') return send('/api/skip', {id: item.id});
-  const n = Number(event.key);
-  if (Number.isInteger(n) && n >= 1 && n <= Math.min(9, state.classes.length)) {
-    send('/api/label', {id: item.id, label: state.classes[n - 1]});
-  }
+  const index = [...Array(Math.min(10, state.classes.length)).keys()].find((i) => keyOf(i) === event.key);
+  if (index !== undefined) send('/api/label', {id: item.id, label: state.classes[index]});
 });
 $('skip').addEventListener('click', () => state && state.item && send('/api/skip', {id: state.item.id}));
 $('undo').addEventListener('click', () => send('/api/undo', {id: -1}));
