@@ -44,7 +44,7 @@ def _timed(owner, name: str, clock: dict, key: str) -> None:
 
 def _peak_mb() -> float:
     """This process's peak resident memory (VmHWM): getrusage's figure keeps the forking parent's peak."""
-    from headstart.devices import peak_memory_mb
+    from headstart.training.devices import peak_memory_mb
 
     return peak_memory_mb()
 
@@ -61,11 +61,11 @@ def linear_parts(spec: dict) -> dict:
 
     import headstart
     import headstart.api
-    import headstart.features
+    import headstart.features.cache
     import headstart.strategies.linear
 
     clock: dict[str, float] = {}
-    _timed(headstart.features.FeatureCache, "features", clock, "extraction")
+    _timed(headstart.features.cache.FeatureCache, "features", clock, "extraction")
     _timed(headstart.strategies.linear, "linear_probe", clock, "head")
     _timed(headstart.api, "cheap_checks", clock, "checks")
     start = time.perf_counter()
@@ -77,8 +77,8 @@ def linear_parts(spec: dict) -> dict:
 
 
 def advise_run(spec: dict) -> dict:
-    """``headstart.advise`` on the cache ``linear_parts`` filled: LogME, H-score, CV probe, learning curve."""
-    advise = importlib.import_module("headstart.advise")  # the package's ``advise`` attribute is the function
+    """``headstart.workflows.advise`` on the cache ``linear_parts`` filled: LogME, H-score, CV probe, learning curve."""
+    advise = importlib.import_module("headstart.workflows.advise")  # the package's ``advise`` attribute is the function
 
     clock: dict[str, float] = {}
     for name in ("logme", "h_score", "probe_cv_accuracy", "learning_curve_slope", "measure_step_seconds"):
@@ -89,8 +89,8 @@ def advise_run(spec: dict) -> dict:
 
 
 def audit_run(spec: dict) -> dict:
-    """``headstart.audit`` on the cache ``linear_parts`` filled: duplicates, label errors, outliers."""
-    import headstart.audit as audit
+    """``headstart.workflows.audit`` on the cache ``linear_parts`` filled: duplicates, label errors, outliers."""
+    import headstart.workflows.audit as audit
 
     clock: dict[str, float] = {}
     _timed(audit, "similarity_scan", clock, "scan")

@@ -8,7 +8,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 
-from headstart.heads import DEFAULT_CS, Classifier, linear_probe
+from headstart.training.heads import DEFAULT_CS, Classifier, linear_probe
 
 
 def blobs(n_classes: int, n: int, dim: int = 6, seed: int = 0, spread: float = 1.5):

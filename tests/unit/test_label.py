@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from headstart.errors import DataError, RunError
+from headstart.core.errors import DataError, RunError
 from headstart.label.answers import Answers
 from headstart.label.page import Item, Session
 

@@ -9,7 +9,7 @@ import typer
 
 from headstart.cli.output import console
 from headstart.cli.suggest import check_out
-from headstart.errors import ConfigError, RunError
+from headstart.core.errors import ConfigError, RunError
 
 HOST = "127.0.0.1"
 
@@ -79,7 +79,7 @@ def class_names(classes: str | None, run: Path | None) -> list[str]:
         return names
     if run is None:
         raise ConfigError("With --model (nothing labelled yet) pass the class names, e.g. --classes cat,dog.")
-    from headstart.runs import read_json
+    from headstart.runs.folder import read_json
 
     spec = read_json(run, "model/headstart.json")
     task = (spec.get("task") or {}).get("name", "single-label")

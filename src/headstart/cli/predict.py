@@ -19,9 +19,11 @@ import typer
 
 from headstart.cli.output import print_json
 from headstart.data import Dataset, Skipped, load_items
+from headstart.data.dataset import modality as data_modality
 from headstart.data.items import decode_text
 from headstart.data.sources import is_text_not_path
-from headstart.errors import ConfigError, DataError
+from headstart.tasks.kinds import kind
+from headstart.core.errors import ConfigError, DataError
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -53,7 +55,7 @@ def predict_cli(
     Example: headstart predict runs/pets photos/  |  echo "refund please" | headstart predict runs/helpdesk
     """
     from headstart.api import load_run  # lazy: `--help` need not load torch (start-up time)
-    from headstart.runs import keep_top
+    from headstart.runs.folder import keep_top
 
     predictor = load_run(run)
     if not inputs or inputs == ["-"]:
@@ -66,13 +68,14 @@ def predict_cli(
         parts = [load_items(arg, text_col=text_col, image_col=image_col, skip_bad=skip_bad, modality=modality,
                             run_columns=predictor.columns) for arg in inputs]
         parts = [dataclasses.replace(part, origins=[f"argument {n}"])  # a text given on the command line
-                 if modality == "text" and is_text_not_path(arg) else part
+                 if data_modality(modality).texts and is_text_not_path(arg) else part
                  for n, (arg, part) in enumerate(zip(inputs, parts), 1)]
     data = concat(parts)
     for skipped in data.skipped:  # on stderr: stdout stays a clean table
         print(f"skipped {skipped.origin}: {skipped.reason}", file=sys.stderr)
     rows = predictor.predict(data, device=device, batch_size=batch_size) if len(data) else []
-    if top_k is not None and predictor.task.name == "regression":
+    task = kind(predictor.task.name)
+    if top_k is not None and not task.has_classes:
         raise ConfigError(f"--top-k ranks classes, and {run} is a regression model (one value per input); drop it.")
     if top_k is not None:
         rows = [keep_top(row, top_k) for row in rows]
@@ -81,8 +84,7 @@ def predict_cli(
     if json_out:
         print_json(rows)
         return
-    write_csv(rows, [] if predictor.task.name == "regression" else predictor.classes, skip_bad, raw, top_k,
-              ANSWER_COLUMNS[predictor.task.name])
+    write_csv(rows, predictor.classes if task.has_classes else [], skip_bad, raw, top_k, task.answer)
 
 
 def concat(parts: list[Dataset]) -> Dataset:
@@ -151,7 +153,6 @@ def _place(row: dict) -> list:
     return [int(chunk) if i % 2 else chunk for i, chunk in enumerate(re.split(r"([0-9]+)", row["input"]))]
 
 
-ANSWER_COLUMNS = {"single-label": "label", "multi-label": "labels", "regression": "value"}  # the answer, by task
 
 
 def write_csv(rows: list[dict], classes: list[str], skip_bad: bool, raw: bool, top_k: int | None = None,
@@ -159,7 +160,7 @@ def write_csv(rows: list[dict], classes: list[str], skip_bad: bool, raw: bool, t
     """CSV on stdout: input, text (for texts, whole), the answer (``label``; multi-label: ``labels`` above their
     thresholds, joined by ``|``; regression: ``value``), one probability per class, or with ``top_k`` the k
     most probable classes as label_1, p_1, ... (+ skipped with skip_bad)."""
-    text = any("text" in r for r in rows)
+    text = any(r.get("text") is not None for r in rows)  # the run's rows carry their texts
     cell = (lambda v: v) if raw else neutralise
     k = min(top_k, len(classes)) if top_k else 0
     scores = [name for i in range(1, k + 1) for name in (f"label_{i}", f"p_{i}")] if k else [f"p_{c}" for c in classes]

@@ -14,8 +14,8 @@ import io
 import os
 from pathlib import Path
 
-from headstart.errors import DataError, RunError
-from headstart.fileio import write_text
+from headstart.core.errors import DataError, RunError
+from headstart.core.fileio import write_text
 
 LABEL = "label"
 

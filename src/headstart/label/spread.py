@@ -19,11 +19,11 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.metrics import roc_auc_score
 from sklearn.semi_supervised import LabelSpreading
 
-from headstart.errors import ConfigError
-from headstart.heads import ProbeFit
+from headstart.core.errors import ConfigError
 from headstart.label.notes import pool_sentence
 from headstart.label.select import embedded
 from headstart.tasks import Task
+from headstart.training.heads import ProbeFit
 
 NEIGHBOURS = 10
 ALPHA = 0.2
