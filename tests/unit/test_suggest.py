@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import headstart
-from headstart.advise import advise
+from headstart.workflows.advise import advise
 from headstart.cli.app import main
 from headstart.data import load_items
 from headstart.label.forecast import forecast, sampling_error
