@@ -29,7 +29,7 @@ import headstart
 from headstart.data import Dataset, bbc_news_folder, load_labelled, mnist_folder
 from headstart.training.heads import linear_probe
 from headstart.label.select import margin_doubt, typical, uncertain
-from headstart.label.spread import spread_labels
+from headstart.strategies.spread import spread_labels
 from headstart.label.suggest import Setup
 from headstart.core.metrics import softmax
 
@@ -96,7 +96,7 @@ def probe(x: np.ndarray, y: np.ndarray):
 def accuracy(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
              pool: np.ndarray | None = None) -> float:
     """Test accuracy of the probe fitted on the ``train`` positions; with ``pool``, also on the labels spread
-    from them over the rest of the pool (what ``fit --unlabelled`` adds, headstart.label.spread)."""
+    from them over the rest of the pool (what ``fit --unlabelled`` adds, headstart.strategies.spread)."""
     xt, yt = x[train], y[train]
     if pool is not None:
         rest = np.setdiff1d(pool, train)

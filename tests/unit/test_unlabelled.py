@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from headstart.label.spread import domain_auc, spread_labels
+from headstart.strategies.spread import domain_auc, spread_labels
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from adversarial.cli_harness import cli, refused  # noqa: E402,F401

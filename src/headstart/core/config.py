@@ -50,7 +50,7 @@ class FitConfig:
     seed: int = 0
     shots: int | None = None  # keep this many training examples per class (few-shot)
     budget: str | float | None = None  # strategy auto: time for the recommended fine-tuning ("15m")
-    unlabelled: str | None = None  # linear: a pool of unlabelled items to learn from (headstart.label.spread)
+    unlabelled: str | None = None  # linear: a pool of unlabelled items to learn from (headstart.strategies.spread)
     # the strategy's own options (fields of its dataclass), by name; a None value means its default
     options: dict[str, Any] = field(default_factory=dict)
     # training loop (fine-tuning strategies)

@@ -16,7 +16,7 @@ from html import escape
 from pathlib import Path
 
 from headstart.core.fileio import write_text
-from headstart.label.notes import pool_sentence
+from headstart.report.unlabelled import pool_sentence
 from headstart.report import plots, previews, scores
 from headstart.tasks.kinds import TaskKind, kind_of
 

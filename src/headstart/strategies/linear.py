@@ -10,9 +10,9 @@ import numpy as np
 from headstart.backbones import Backbone
 from headstart.data import DataSplits
 from headstart.training.heads import Classifier
-from headstart.label.spread import probe_with_pool
 from headstart.strategies.base import FitContext, StrategyResult
 from headstart.strategies.declared import LinearOptions
+from headstart.strategies.spread import probe_with_pool
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Linear(LinearOptions):
         train, val = (x_train, ctx.targets["train"]), (x_val, ctx.targets["val"])
         if ctx.unlabelled is None:
             probe, pool = ctx.task.probe(*train, *val, self.cs, s.seed, weights), {}
-        else:  # label spreading over the unlabelled pool's features (headstart.label.spread)
+        else:  # label spreading over the unlabelled pool's features (headstart.strategies.spread)
             x_pool = ctx.cache.features(backbone, ctx.unlabelled, ctx.extraction)
             probe, pool = probe_with_pool(ctx.task, train, val, x_pool, self.cs, s.seed, weights, ctx.progress)
         head_params = sum(p.numel() for p in probe.head.parameters())

@@ -2,7 +2,7 @@
 scikit-learn's ``LabelSpreading``), and a check that the pool looks like the labelled data.
 
 The graph joins each item (labelled or not) to its ``NEIGHBOURS`` nearest items in the space clustering uses
-(headstart.label.select.embedded: unit length, leading principal components); the labels flow along it, each
+(headstart.features.space.embedded: unit length, leading principal components); the labels flow along it, each
 labelled item keeping ``1 - ALPHA`` of its own. Each pool item gets the class that reaches it most, with that
 share as its confidence; the probe is then fitted on the labelled items and the pool items whose confidence is
 in the top ``KEEP`` of the pool's.
@@ -20,8 +20,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.semi_supervised import LabelSpreading
 
 from headstart.core.errors import ConfigError
-from headstart.label.notes import pool_sentence
-from headstart.label.select import embedded
+from headstart.features.space import embedded
+from headstart.report.unlabelled import pool_sentence
 from headstart.tasks import Task
 from headstart.training.heads import ProbeFit
 
@@ -95,8 +95,8 @@ def probe_with_pool(task: Task, train: tuple[np.ndarray, np.ndarray], val: tuple
     record = {"pool": len(pool), "pseudo_labels": int(len(spread.rows)) if kept else 0,
               "spread_labels": int(len(spread.rows)), f"{key}_with_pool": scores["with"],
               f"{key}_without_pool": scores["without"], "kept": kept, "domain_auc": auc,
-              "metric": key, "method": f"label spreading, {NEIGHBOURS}-nearest-neighbour graph, alpha {ALPHA}, the surer "
-              f"{KEEP:.0%} of the pool"}
+              "metric": key,
+              "method": f"label spreading, {NEIGHBOURS}-nearest-neighbour graph, alpha {ALPHA}, the surer {KEEP:.0%}"}
     if progress:
         print(f"note: {pool_sentence(record)}", file=sys.stderr)
     return (pooled if kept else without), {"unlabelled": record}

@@ -1,5 +1,4 @@
-"""What ``fit --unlabelled`` did, in words (the terminal's note and the report's); no heavy imports, so that the
-report can say it."""
+"""What ``fit --unlabelled`` did, in words: the report's note and the terminal's (headstart.strategies.spread)."""
 
 from __future__ import annotations
 
