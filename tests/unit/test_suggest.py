@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 import headstart
-from headstart.workflows.advise import advise
 from headstart.cli.app import main
 from headstart.data import load_items
 from headstart.label.forecast import forecast, sampling_error
 from headstart.label.select import margin_doubt, threshold_doubt, typical, uncertain, use_uncertain
 from headstart.tasks import SingleLabel
+from headstart.workflows.advise import advise
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from conftest import COOKING, SPORTS, write_image_folder  # noqa: E402

@@ -9,7 +9,8 @@ main{max-width:820px;margin:2em auto;background:#fff;padding:1.5em 2em;border-ra
 #progress{color:#555}#item{margin:1em 0;min-height:120px}#item img{max-width:100%;max-height:420px;
 image-rendering:pixelated;min-width:160px}#item p{font-size:1.15em;white-space:pre-wrap}
 #guess,#reason{color:#555;margin:.3em 0}#classes button{margin:.25em;padding:.5em 1em;font-size:1em}
-#classes button.guess{border:2px solid #4C72B0}#classes kbd{color:#4C72B0}kbd{background:#eee;border-radius:3px;padding:0 .3em}
+#classes button.guess{border:2px solid #4C72B0}#classes kbd{color:#4C72B0}
+kbd{background:#eee;border-radius:3px;padding:0 .3em}
 #status{color:#4C72B0;min-height:1.2em}
 </style></head>
 <body><main>
@@ -20,7 +21,8 @@ image-rendering:pixelated;min-width:160px}#item p{font-size:1.15em;white-space:p
 <div id="classes"></div>
 <p><button id="skip">skip <kbd>s</kbd></button> <button id="undo">undo <kbd>u</kbd></button></p>
 <div id="status"></div>
-<p id="help">Keys: <kbd>1</kbd>-<kbd>9</kbd>, <kbd>0</kbd> a class (as on its button), <kbd>s</kbd> skip, <kbd>u</kbd> undo. Each answer is
+<p id="help">Keys: <kbd>1</kbd>-<kbd>9</kbd>, <kbd>0</kbd> a class (as on its button), <kbd>s</kbd> skip,
+<kbd>u</kbd> undo. Each answer is
 written to the labels file at once; close the page or stop the server at any time.</p>
 </main><script src="/page.js"></script></body></html>
 """
@@ -80,7 +82,8 @@ async function send(path, body) {
   busy = true;
   try {
     const response = await fetch(path, {method: path === '/api/state' ? 'GET' : 'POST',
-      headers: {'Content-Type': 'application/json'}, body: path === '/api/state' ? undefined : JSON.stringify(body || {})});
+      headers: {'Content-Type': 'application/json'},
+      body: path === '/api/state' ? undefined : JSON.stringify(body || {})});
     const next = await response.json();
     $('status').textContent = next.ok === false ? 'not saved: the page was out of date' : '';
     show(next);
