@@ -11,7 +11,7 @@ import pytest
 
 from headstart.core.errors import DataError, RunError
 from headstart.label.answers import Answers
-from headstart.label.page import Item, Session
+from headstart.label.page import WRITING, Item, Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from adversarial.cli_harness import cli, refused  # noqa: E402,F401
@@ -24,7 +24,7 @@ def rows(path: Path) -> list[list[str]]:
 
 def session(out: Path, texts: list[str], classes=("cat", "dog")) -> Session:
     answers = Answers(out, "text")
-    return Session([Item(t, answers.item(t), "text") for t in texts], list(classes), answers)
+    return Session([Item(t, answers.item(t), WRITING) for t in texts], list(classes), answers)
 
 
 def test_answers_are_written_at_once_and_undo_takes_back_the_last(tmp_path):

@@ -80,10 +80,11 @@ def class_names(classes: str | None, run: Path | None) -> list[str]:
     if run is None:
         raise ConfigError("With --model (nothing labelled yet) pass the class names, e.g. --classes cat,dog.")
     from headstart.runs.folder import read_json
+    from headstart.tasks.kinds import kind
 
     spec = read_json(run, "model/headstart.json")
-    task = (spec.get("task") or {}).get("name", "single-label")
-    if task != "single-label":
-        raise RunError(f"{run} is a {task} run; the labelling page takes one class per item. Pass --classes to "
+    task = kind((spec.get("task") or {}).get("name"))
+    if not task.one_per_item:
+        raise RunError(f"{run} is a {task.name} run; the labelling page takes one class per item. Pass --classes to "
                        "label one class per item, or label that task in a table.")
     return list(spec["classes"])

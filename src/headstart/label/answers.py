@@ -18,6 +18,7 @@ from headstart.core.errors import DataError, RunError
 from headstart.core.fileio import write_text
 
 LABEL = "label"
+PATH, TEXT = "path", "text"  # the item column: files, texts (as picks.csv and fit name them)
 
 
 class Answers:
@@ -33,7 +34,7 @@ class Answers:
 
     def item(self, shown: str) -> str:
         """How an item (a path as the pool gives it, or a text) is written in the table."""
-        if self.key == "text":
+        if self.key != PATH:  # a text is written as it is
             return shown
         relative = os.path.relpath(os.path.realpath(shown), os.path.realpath(self.out.parent))
         if relative.startswith(os.pardir):

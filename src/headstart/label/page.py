@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 
 from headstart.data.audio import is_audio_name
-from headstart.label.answers import Answers
+from headstart.label.answers import PATH, TEXT, Answers
 from headstart.label.page_assets import PAGE, SCRIPT
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self'; "
        "media-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 HOSTS = ("127.0.0.1", "localhost")
+WRITING, PICTURE, SOUND = "writing", "picture", "sound"  # how an item is shown (page_assets' script)
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Item:
 
     shown: str
     written: str
-    kind: str  # text | image | audio
+    shown_as: str  # how the page shows it: WRITING (a text), PICTURE (an image file) or SOUND (a player)
     guess: str = ""
     probability: str = ""
     reason: str = ""
@@ -56,8 +57,9 @@ class Session:
             return {"classes": self.classes, "total": len(self.items), "labelled": self.given,
                     "left": len(self.pending), "out": str(self.answers.out),
                     "item": None if item is None else {
-                        "id": current, "kind": item.kind, "text": item.shown if item.kind == "text" else "",
-                        "name": "" if item.kind == "text" else Path(item.shown).name, "guess": item.guess,
+                        "id": current, "shown_as": item.shown_as,
+                        "text": item.shown if item.shown_as == WRITING else "",
+                        "name": "" if item.shown_as == WRITING else Path(item.shown).name, "guess": item.guess,
                         "probability": item.probability, "reason": item.reason}}
 
     def label(self, index: int, label: str) -> bool:
@@ -92,14 +94,14 @@ class Session:
 
     def file(self, index: int) -> Item | None:
         """The item ``index`` if it is a file (image or sound)."""
-        if 0 <= index < len(self.items) and self.items[index].kind != "text":
+        if 0 <= index < len(self.items) and self.items[index].shown_as != WRITING:
             return self.items[index]
         return None
 
 
-def kind_of(shown: str, text: bool) -> str:
-    """text, audio or image."""
-    return "text" if text else "audio" if is_audio_name(shown) else "image"
+def shown_as(shown: str, writing: bool) -> str:
+    """How the page shows an item: WRITING, SOUND (a file the audio readers take) or PICTURE."""
+    return WRITING if writing else SOUND if is_audio_name(shown) else PICTURE
 
 
 def make_app(session: Session):
@@ -159,7 +161,7 @@ def make_app(session: Session):
     @app.get("/api/spectrogram/{index}")
     def spectrogram(index: int) -> Response:
         item = session.file(index)
-        if item is None or item.kind != "audio":
+        if item is None or item.shown_as != SOUND:
             raise HTTPException(404)
         return Response(spectrogram_png(item.shown), media_type="image/png")
 
@@ -200,9 +202,8 @@ def labelling_session(pool: Any, out: Path, classes: list[str], n: int, **option
     from headstart.label.suggest import suggest
 
     picks = suggest(pool, n, **options)
-    text = any("text" in row for row in picks.rows)
-    answers = Answers(out, "text" if text else "path")
-    items = [Item(row["text" if text else "path"], answers.item(row["text" if text else "path"]),
-                  kind_of(row.get("path", ""), text), row.get("guess", ""), row.get("probability", ""),
-                  row.get("reason", "")) for row in picks.rows]
+    key = TEXT if any(TEXT in row for row in picks.rows) else PATH
+    answers = Answers(out, key)
+    items = [Item(row[key], answers.item(row[key]), shown_as(row[key], key == TEXT), row.get("guess", ""),
+                  row.get("probability", ""), row.get("reason", "")) for row in picks.rows]
     return Session(items, classes, answers), picks.method

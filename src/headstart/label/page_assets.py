@@ -58,9 +58,9 @@ function show(next) {
     return;
   }
   document.body.dataset.id = String(item.id);
-  if (item.kind === 'text') box.append(element('p', item.text));
-  if (item.kind === 'image') box.append(element('img', '', {src: '/api/file/' + item.id, alt: item.name}));
-  if (item.kind === 'audio') {
+  if (item.shown_as === 'writing') box.append(element('p', item.text));
+  if (item.shown_as === 'picture') box.append(element('img', '', {src: '/api/file/' + item.id, alt: item.name}));
+  if (item.shown_as === 'sound') {
     box.append(element('audio', '', {src: '/api/file/' + item.id, controls: '', preload: 'auto'}));
     box.append(element('img', '', {src: '/api/spectrogram/' + item.id, alt: 'spectrogram of ' + item.name}));
   }

@@ -23,6 +23,7 @@ from headstart.core.errors import ConfigError
 from headstart.features.space import embedded
 from headstart.report.unlabelled import pool_sentence
 from headstart.tasks import Task
+from headstart.tasks.kinds import kind
 from headstart.training.heads import ProbeFit
 
 NEIGHBOURS = 10
@@ -76,7 +77,7 @@ def probe_with_pool(task: Task, train: tuple[np.ndarray, np.ndarray], val: tuple
     ``train`` alone; the one that validates better on ``val`` (the pool's on a tie), with what happened in
     ``{"unlabelled": ...}``: pool size, pseudo-labels used, both validation scores, whether the pool was kept,
     how unlike the labelled data the pool looks. Warns (stderr) when the pool looks unlike the labelled data."""
-    if task.name != "single-label":
+    if not kind(task.name).one_per_item:
         raise ConfigError(f"--unlabelled learns from the pool for single-label tasks; this is a {task.name} task. "
                           "Drop --unlabelled.")
     x, y = train
