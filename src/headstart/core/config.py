@@ -48,6 +48,8 @@ class FitConfig(FitFields):
             (self.epochs >= 1, "--epochs must be at least 1"),
             (0 <= self.seed < 2**32, "--seed must be a whole number from 0 to 2**32 - 1"),
             (self.shots is None or self.shots >= 1, "--shots must be at least 1 example per class"),
+            (self.unlabelled is None or self.strategy == "linear", f"--unlabelled learns from the pool with "
+             f"--strategy linear only (got {self.strategy}); fit linear with the pool, or drop --unlabelled"),
             (self.batch_size is None or self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.patience >= 1, "--patience must be at least 1"),
             (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),

@@ -20,7 +20,7 @@ from typing import Any
 from headstart.core.choices import BALANCE_MODES, PRECISIONS, REGRESSION_LOSSES
 
 DEFAULT_BATCH_SIZE = 32  # a strategy may declare its own (``default_batch_size``: contrastive's is 16)
-GROUPS = ("model", "input", "data", "budget", "training", "hardware", "tracking")
+GROUPS = ("model", "input", "data", "budget", "pool", "training", "hardware", "tracking")
 
 
 def setting(default: Any, help: str, group: str, *, flags: tuple[str, ...] = (), metavar: str | None = None,
@@ -64,6 +64,9 @@ class FitFields:
                         "repeats use seed+1, seed+2...).", "data")
     shots: int | None = setting(None, "Few-shot: keep this many training examples per class.", "data")
     budget: str | float | None = setting(None, "--strategy auto: time for the recommended fine-tuning, e.g. 15m.", "budget")
+    unlabelled: str | None = setting(None, "--strategy linear: a folder or table of unlabelled items to learn from "
+                                     "(label spreading on the features; kept only if it validates at least as "
+                                     "well).", "pool")
     epochs: int = setting(10, "Most epochs of fine-tuning (early stopping may end sooner).", "training")
     batch_size: int | None = setting(None, f"Training batch size [default: {DEFAULT_BATCH_SIZE}; contrastive: 16 "
                                      "texts per step].", "training")

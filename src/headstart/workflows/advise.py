@@ -14,7 +14,7 @@ import copy
 import math
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -26,6 +26,7 @@ from headstart.backbones import Backbone, batch_to, load_backbone
 from headstart.workflows.budget import Budget
 from headstart.core.config import FitConfig
 from headstart.data import DataSplits
+from headstart.data.split import strata
 from headstart.training.devices import autocast, resolve_precision
 from headstart.features.cache import Extraction, FeatureCache
 from headstart.training.heads import Classifier
@@ -33,6 +34,7 @@ from headstart.tasks.kinds import METRIC_NAMES, kind
 from headstart.data.dataset import modality as data_modality
 from headstart.workflows.pipeline import check_folders, config_for, prepare
 from headstart.workflows.runtime import Runtime
+from headstart.label.forecast import Forecast, forecast
 from headstart.strategies import STRATEGIES
 from headstart.tasks import Task, make_task
 from headstart.workflows.transferability import h_score, logme, probe_curve_slope, probe_cv_score
@@ -82,7 +84,21 @@ def advise_prepared(splits: DataSplits, models: Sequence[str | Backbone], cfg: F
     step = measure_step_seconds(best, splits, cfg.batch(), runtime.device)
     rec = recommend(ranking[0], splits, step, cfg.batch(), cfg.epochs, Budget.parse(budget).total,
                     best.modality)
+    ahead = labelling_forecast(best, splits, runtime.cache, runtime.extraction(best.modality), task, cfg.seed)
+    rec["forecast"] = {**asdict(ahead), "flattened": ahead.flattened}
+    rec["reasons"].append(f"What labelling more buys: {ahead.sentence()}")
     return Advice(ranking, rec)
+
+
+def labelling_forecast(backbone: Backbone, splits: DataSplits, cache: FeatureCache, extraction: Extraction,
+                       task: Task, seed: int = 0) -> Forecast:
+    """The task's main metric on validation after labelling as many items again as there are training items
+    (one doubling), from the probe's learning curve on cached features (headstart.label.forecast)."""
+    x_train, x_val = cache.features(backbone, splits.train, extraction), cache.features(backbone, splits.val,
+                                                                                       extraction)
+    labels = list(splits.train.labels)
+    return forecast(task, (x_train, task.targets(labels), strata(task.name, labels)),
+                    (x_val, task.targets(list(splits.val.labels))), len(labels), seed)
 
 
 def rank_by_evidence(ranking: list[dict]) -> None:

@@ -3,8 +3,8 @@
 Checks, each finding named by its item's origin (file, "file.csv line N", "list item N"):
 
 - exact duplicates (same item content hash) within train, and across train/val/test (leakage);
-- near duplicates: cosine similarity of L2-normalised embeddings at or above a threshold, found with
-  blocked matrix products (no Python loop over pairs);
+- near duplicates: cosine similarity of L2-normalised embeddings at or above a threshold, found by
+  headstart.features.neighbours (blocked matrix products up to its EXACT_ROWS items, an approximate index above);
 - likely label errors by confident learning (Northcutt, Jiang and Chuang, "Confident Learning: Estimating
   Uncertainty in Dataset Labels", JAIR 2021): out-of-sample probabilities from a K-fold cross-validated
   logistic probe, per-class thresholds (mean self-confidence), the calibrated confident joint, pruning by
@@ -49,6 +49,7 @@ from headstart.core.errors import DataError
 from headstart.core.fileio import to_json, write_text
 from headstart.training.heads import fit_predict_proba
 from headstart.tasks.kinds import METRIC_NAMES, kind
+from headstart.features import neighbours
 from headstart.core.metrics import mean_average_precision, multilabel_score, r2, spearman, wilson_interval
 from headstart.runs.outdir import check_writable, hold
 from headstart.core.fileio import write_marker
@@ -69,6 +70,7 @@ from headstart.tasks.multilabel import sigmoid
 NEAR_THRESHOLD = {"image": 0.98, "text": 0.97, "audio": 0.98}
 OUTLIER_Z = 3.5  # modified z-score cut (Iglewicz and Hoaglin 1993)
 OUTLIER_K = 10
+NEAR_K = 32  # above neighbours.EXACT_ROWS rows, near duplicates are sought among each item's NEAR_K nearest
 FOLDS = 5
 PROBE_CS = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)  # inverse strengths tried
 MAX_LISTED = 2000  # findings of one kind kept in audit.json (the count is always exact)
@@ -333,7 +335,7 @@ def audit(data: Any, model: Any = "minilm-l6", *, val: Any = None, test: Any = N
         report = audit_features(feats, pool, splits, data=_describe(data), model=backbone.name,
                                 group_values=group_values, group_col=group_col or "group", folds=folds,
                                 near_threshold=near_threshold, outlier_k=outlier_k, seed=cfg.seed,
-                                task=make_task(splits, target=cfg.label_col))
+                                task=make_task(splits, target=cfg.label_col), index_dir=runtime.cache.root)
         if out is not None:
             report.save(out, overwrite=True)
         return report
@@ -342,15 +344,16 @@ def audit(data: Any, model: Any = "minilm-l6", *, val: Any = None, test: Any = N
 def audit_features(feats: np.ndarray, pool: Pool, splits: DataSplits, *, data: str = "data", model: str = "features",
                    group_values: Sequence | None = None, group_col: str = "group", folds: int = FOLDS,
                    near_threshold: float | None = None, outlier_k: int = OUTLIER_K, seed: int = 0,
-                   task: Task | None = None) -> AuditReport:
+                   task: Task | None = None, index_dir: Path | None = None) -> AuditReport:
     """The audit on already computed features (rows in ``pool`` order); ``task`` (default: ``splits``') says
-    how labels are checked: confident learning per class or per label, or large residuals of a regression."""
+    how labels are checked: confident learning per class or per label, or large residuals of a regression.
+    ``index_dir`` (the feature cache's folder) keeps the neighbour index of a large pool for the next audit."""
     task = task or make_task(splits)
     modality = splits.train.modality
     threshold = NEAR_THRESHOLD[modality] if near_threshold is None else float(near_threshold)
     exact = pool.duplicates()
     unit = l2_normalise(feats)
-    pairs, knn = similarity_scan(unit, threshold, min(outlier_k, len(unit) - 1))
+    pairs, knn = similarity_scan(unit, threshold, min(outlier_k, len(unit) - 1), cache_dir=index_dir)
     hashes = np.array(pool.hashes)
     pairs = [(i, j, s) for i, j, s in pairs if hashes[i] != hashes[j]]  # exact copies are reported above
     near = [{"similarity": round(float(s), 6), "kind": _pair_kind(pool.split[i], pool.split[j]), "a": pool.item(i),
@@ -508,30 +511,25 @@ def l2_normalise(feats: np.ndarray) -> np.ndarray:
     return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
 
 
-def similarity_scan(unit: np.ndarray, threshold: float, k: int,
-                    block: int = 1024) -> tuple[list[tuple[int, int, float]], np.ndarray]:
-    """One blocked pass over the cosine-similarity matrix of unit rows.
+def similarity_scan(unit: np.ndarray, threshold: float, k: int, block: int = neighbours.BLOCK,
+                    cache_dir: Path | None = None,
+                    exact: bool | None = None) -> tuple[list[tuple[int, int, float]], np.ndarray]:
+    """Near-duplicate pairs and nearest neighbours of unit rows, from :mod:`headstart.features.neighbours`.
 
-    Returns the pairs ``(i, j, similarity)`` with ``i < j`` and similarity >= ``threshold``, and
-    ``[n, k]`` cosine distances of each row to its ``k`` nearest other rows (ascending). Memory is
-    ``block * n`` floats; time is one ``n x n x d`` product.
+    Returns the pairs ``(i, j, similarity)`` with ``i < j`` and cosine similarity >= ``threshold``, and
+    ``[n, k]`` cosine distances of each row to its ``k`` nearest other rows (ascending). Up to
+    ``neighbours.EXACT_ROWS`` rows (or with ``exact``) the search is exact, ``block x n`` floats at a time, and
+    finds every pair; above, an approximate index (kept in ``cache_dir``) lists each row's ``NEAR_K`` nearest,
+    and the pairs are found among those.
     """
-    n = len(unit)
-    k = max(0, min(k, n - 1))
-    knn = np.zeros((n, k), dtype=np.float32)
-    pairs: list[tuple[int, int, float]] = []
-    for start in range(0, n, block):
-        stop = min(n, start + block)
-        sim = unit[start:stop] @ unit.T
-        rows = np.arange(stop - start)
-        sim[rows, rows + start] = -np.inf  # never one's own neighbour
-        r, c = np.nonzero(sim >= threshold)
-        keep = c > r + start
-        pairs += [(int(a) + start, int(b), float(sim[a, b])) for a, b in zip(r[keep], c[keep])]
-        if k:
-            top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-            knn[start:stop] = np.sort(1.0 - np.take_along_axis(sim, top, 1), axis=1)
-    return pairs, knn
+    if exact if exact is not None else len(unit) <= neighbours.EXACT_ROWS:
+        pairs: list[tuple[int, int, float]] = []
+        found = neighbours.exact_search(neighbours.prepared(unit, "cosine"), max(0, min(k, len(unit) - 1)),
+                                        "cosine", 1.0 - threshold, pairs, block)
+    else:
+        found = neighbours.nearest(unit, max(k, NEAR_K), "cosine", cache_dir, exact=False)
+        pairs = found.close_pairs(1.0 - threshold)
+    return [(i, j, 1.0 - d) for i, j, d in pairs], found.distances[:, :max(0, min(k, len(unit) - 1))]
 
 
 def robust_z(scores: np.ndarray) -> np.ndarray:

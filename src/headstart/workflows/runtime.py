@@ -19,10 +19,12 @@ from headstart.training import distributed
 from headstart.backbones import Backbone
 from headstart.training.balance import resolve_balance
 from headstart.core.config import FitConfig
-from headstart.data import DataSplits
+from headstart.data import DataSplits, Dataset
 from headstart.training.devices import extraction_batch, resolve_device, resolve_precision, resolve_workers
 from headstart.training.engine import Callback, TrainSettings
 from headstart.features.cache import Extraction, FeatureCache
+from headstart.core.errors import DataError
+from headstart.label.pool import read_pool
 from headstart.strategies import FitContext
 from headstart.tasks import make_task
 from headstart.tasks.kinds import kind
@@ -95,6 +97,19 @@ class Runtime:
                                                      on_epoch=self.on_epoch, callbacks=self.callbacks),
                            balance=balance["used"], class_weights=tuple(weights.values()) if weights else None,
                            select_metric=task.select_metric, task=task)
+        pool = None if cfg.unlabelled is None else unlabelled_rest(cfg, splits, backbone.modality)
         return FitContext(targets, self.cache, self.extraction(backbone.modality), self.device,
                           self.train_precision(backbone), settings, self.progress, self.cache_boundary, balance,
-                          task)
+                          task, pool)
+
+
+def unlabelled_rest(cfg: FitConfig, splits: DataSplits, modality: str) -> Dataset:
+    """The ``--unlabelled`` pool without the items the fit has labels for (training, validation and test, by
+    content): a validation item among the pool's would help the pool's probe win on validation."""
+    pool = read_pool(cfg.unlabelled, modality, cfg.text_col, cfg.image_col, skip_bad=cfg.skip_bad)
+    labelled = {h for ds in (splits.train, splits.val, splits.test) if ds is not None for h in ds.item_hashes()}
+    rest = [i for i, h in enumerate(pool.item_hashes()) if h not in labelled]
+    if not rest:
+        raise DataError(f"Every item of --unlabelled {cfg.unlabelled} is one of the labelled items; give a pool of "
+                        "items nobody has labelled yet, or drop --unlabelled.")
+    return pool if len(rest) == len(pool) else pool.subset(rest)
