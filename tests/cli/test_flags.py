@@ -56,10 +56,10 @@ def test_without_them_the_flags_are_not_there(cli):
     assert "--ema-decay" not in shown.output and "--temperature" not in shown.output
 
 
-def test_compare_takes_every_option_of_fit_but_its_own_budget_and_tracking(cli):
+def test_compare_takes_every_option_of_fit_but_its_own_budget_tracking_and_the_pool(cli):
     fit, compare = (cli([verb, "--help"]).output for verb in ("fit", "compare"))
     flags = [f"--{name.replace('_', '-')}" for name in shared_names() | {"lr", "head_lr", "unfreeze", "cs", "rank"}
-             if name not in ("strategy", "budget", "track", "track_dir")]
+             if name not in ("strategy", "budget", "track", "track_dir", "unlabelled")]
     assert all(flag in fit and flag in compare for flag in flags), [f for f in flags if f not in compare]
     assert "--lr RATE partial / full / lp-ft / lora / contrastive: Learning rate" in compare
 
