@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from headstart.backbones import Backbone, batch_to, load_backbone
+from headstart.backbones.registry import BACKBONES
 from headstart.budget import Budget
 from headstart.config import FitConfig
 from headstart.data import DataSplits
@@ -81,6 +82,9 @@ def advise_prepared(splits: DataSplits, models: Sequence[str | Backbone], cfg: F
     step = measure_step_seconds(best, splits, cfg.batch_size, runtime.device)
     rec = recommend(ranking[0], splits, step, cfg.batch_size, cfg.epochs, Budget.parse(budget).total,
                     best.modality)
+    named = BACKBONES.get(rec["model"])
+    if named is not None and named.caveat:  # what the backbone is not for (aisfx-cnn: speech)
+        rec["reasons"].append(named.caveat)
     return Advice(ranking, rec)
 
 
