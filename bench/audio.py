@@ -20,7 +20,7 @@ import torch
 
 import headstart
 from headstart.data.audio import choose_clip_seconds
-from headstart.features import Extraction, FeatureCache
+from headstart.features.cache import Extraction, FeatureCache
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from headstart.audit import FOLDS, audit, find_label_issues, out_of_sample_proba
+from headstart.workflows.audit import FOLDS, audit, find_label_issues, out_of_sample_proba
 from headstart.data import bbc_news_folder, load_labelled, mnist_folder
-from headstart.pipeline import config_for, prepare
-from headstart.runtime import Runtime
+from headstart.workflows.pipeline import config_for, prepare
+from headstart.workflows.runtime import Runtime
 
 FLIP = 0.10
 CLEANLAB_FILTERS = ("prune_by_noise_rate", "both", "confident_learning", "prune_by_class", "predicted_neq_given")

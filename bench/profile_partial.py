@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from headstart.backbones import load_backbone
-from headstart.boundary import split_at
+from headstart.training.boundary import split_at
 from headstart.data import bbc_news_folder
-from headstart.engine import freeze, set_train_mode
-from headstart.heads import Classifier
+from headstart.training.engine import freeze, set_train_mode
+from headstart.training.heads import Classifier
 
 BATCHES, BATCH = 6, 32
 

@@ -25,10 +25,10 @@ import torch
 
 import headstart
 from headstart.data import Dataset, bbc_news_folder, load_labelled, mnist_folder
-from headstart.heads import linear_probe
+from headstart.training.heads import linear_probe
 from headstart.label.select import margin_doubt, typical, uncertain
 from headstart.label.suggest import Setup
-from headstart.metrics import softmax
+from headstart.core.metrics import softmax
 
 BUDGETS = (2, 5, 10, 20)
 SEEDS = range(5)

@@ -4,7 +4,7 @@
 
 ``SPEC`` names the workload (data folder, model, image size, split) and the task's settings; ``OUT``
 gets the task's figures plus ``peak_rss_mb`` (the process's peak resident memory, from getrusage).
-Every task loads the same split: ``headstart.pipeline.prepare`` with the workload's seed and fractions.
+Every task loads the same split: ``headstart.workflows.pipeline.prepare`` with the workload's seed and fractions.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import headstart
-from headstart.pipeline import config_for, prepare
+from headstart.workflows.pipeline import config_for, prepare
 from headstart.backbones import batch_to
 from headstart.data import Dataset
-from headstart.devices import autocast, extraction_batch, resolve_device, resolve_precision, resolve_workers
-from headstart.features import Extraction, FeatureCache, length_order
+from headstart.training.devices import autocast, extraction_batch, resolve_device, resolve_precision, resolve_workers
+from headstart.features.cache import Extraction, FeatureCache, length_order
 
 TASKS: dict[str, Callable[[dict], dict]] = {}
 

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from headstart.api import FitResult, evaluate, fit, load_run, models, predict, suggest
     from headstart.backbones import Backbone, Family, ImageFamily, load_backbone, register_backbone, register_family
-    from headstart.check import check_strategy
-    from headstart.config import FitConfig
+    from headstart.workflows.check import check_strategy
+    from headstart.core.config import FitConfig
     from headstart.data import load_data, load_items
-    from headstart.errors import ConfigError, DataError, HeadstartError, ModelNotFoundError, RunError
+    from headstart.core.errors import ConfigError, DataError, HeadstartError, ModelNotFoundError, RunError
     from headstart.estimator import Classifier, Regressor
     from headstart.strategies import STRATEGIES, register_strategy
 
@@ -32,12 +32,12 @@ _HOMES = {
     **dict.fromkeys(("FitResult", "evaluate", "fit", "load_run", "models", "predict", "suggest"), "headstart.api"),
     **dict.fromkeys(("Backbone", "Family", "ImageFamily", "load_backbone", "register_backbone", "register_family"),
                     "headstart.backbones"),
-    "check_strategy": "headstart.check",
-    "FitConfig": "headstart.config",
+    "check_strategy": "headstart.workflows.check",
+    "FitConfig": "headstart.core.config",
     "load_data": "headstart.data", "load_items": "headstart.data",
     "Classifier": "headstart.estimator", "Regressor": "headstart.estimator",
     **dict.fromkeys(("ConfigError", "DataError", "HeadstartError", "ModelNotFoundError", "RunError"),
-                    "headstart.errors"),
+                    "headstart.core.errors"),
     "STRATEGIES": "headstart.strategies", "register_strategy": "headstart.strategies",
 }
 

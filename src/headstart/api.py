@@ -1,7 +1,7 @@
 """What users and the CLI call: fit, predict, evaluate, load_run, models, suggest.
 
-A facade: the work is in headstart.pipeline (loading, fitting, scoring, saving), headstart.runtime (device,
-precision, cache, deadline, checkpoints) and headstart.auto (``--strategy auto``). Nothing below imports it.
+A facade: the work is in headstart.workflows.pipeline (loading, fitting, scoring, saving), headstart.workflows.runtime (device,
+precision, cache, deadline, checkpoints) and headstart.workflows.auto (``--strategy auto``). Nothing below imports it.
 """
 
 from __future__ import annotations
@@ -13,22 +13,23 @@ from pathlib import Path
 from typing import Any
 
 
-from headstart import distributed
-from headstart.auto import fit_auto
+from headstart.training import distributed
+from headstart.workflows.auto import fit_auto
 from headstart.backbones import Backbone, available_models
 from headstart.data import Dataset, load_labelled
 from headstart.data.items import Gate
 from headstart.data.load import as_task
 from headstart.data.targets import TaskChoice
-from headstart.errors import DataError
+from headstart.core.errors import DataError
 from headstart.label.suggest import Suggestions, suggest
-from headstart.locks import hold
-from headstart.overlap import overlap_with_run
-from headstart.pipeline import FitResult, check_folders, config_for, fit_data, resume_fit
-from headstart.runs import Predictor, check_out, load_predictor
-from headstart.runtime import Runtime
-from headstart.tracking import Session
+from headstart.runs.outdir import hold
+from headstart.runs.overlap import overlap_with_run
+from headstart.workflows.pipeline import FitResult, check_folders, config_for, fit_data, resume_fit
+from headstart.runs.folder import Predictor, check_out, load_predictor
+from headstart.workflows.runtime import Runtime
+from headstart.runs.tracking import Session
 from headstart.strategies import make_strategy
+from headstart.tasks.kinds import kind
 
 __all__ = ["FitResult", "Suggestions", "evaluate", "fit", "load_run", "models", "predict", "suggest"]
 
@@ -48,7 +49,7 @@ def fit(data: Any = None, model: str | Backbone = "minilm-l6", strategy: str = "
     passed again, and must give the same split. ``model`` may be passed again as a Backbone object.
 
     Under ``accelerate launch`` or ``torchrun`` every process calls ``fit`` alike; the work is shared
-    (see headstart.distributed) and only the main process writes ``out`` and shows progress.
+    (see headstart.training.distributed) and only the main process writes ``out`` and shows progress.
     """
     if resume is not None:
         with run_lock(resume):
@@ -58,7 +59,7 @@ def fit(data: Any = None, model: str | Backbone = "minilm-l6", strategy: str = "
 
 
 def run_lock(out: str | Path | None, inputs: tuple = ()) -> AbstractContextManager:
-    """The lock of the run folder ``out`` (see headstart.locks), held by the main process from the checks to the
+    """The lock of the run folder ``out`` (see headstart.core.locks), held by the main process from the checks to the
     save: a second fit to the same folder is refused before any work. The process group is not formed yet: the
     launcher's rank says which process is the main one."""
     if out is None or distributed.launch_rank() != 0:
@@ -116,7 +117,7 @@ def evaluate(run: str | Path, data: Any, device: str = "auto", **source_options:
     task = predictor.task
     ds = as_task(ds, TaskChoice(task.name, "the run's", getattr(task, "sep", None)),
                  Gate(bool(source_options.get("skip_bad"))))
-    if task.name != "regression":
+    if kind(task.name).has_classes:
         seen = set(predictor.classes)
         unseen = sorted({name for label in ds.labels for name in (label if isinstance(label, tuple) else (label,))}
                         - seen)

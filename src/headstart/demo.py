@@ -7,7 +7,7 @@ from pathlib import Path
 
 from headstart.api import FitResult, fit
 from headstart.data import bbc_news_folder, load_labelled, mnist_folder
-from headstart.features import default_cache_dir
+from headstart.features.cache import default_cache_dir
 
 
 @dataclass(frozen=True)

@@ -41,16 +41,16 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from headstart.api import FitResult, fit
-from headstart.config import FitConfig
+from headstart.core.config import FitConfig
 from headstart.data import Dataset, load_items
 from headstart.data.hf import is_hf_column, is_hf_dataset
 from headstart.data.items import normalize_label
 from headstart.data.targets import as_number
 from headstart.data.sources import as_items
-from headstart.devices import resolve_device
-from headstart.errors import DataError
-from headstart.features import Extraction, extract
-from headstart.runs import load_predictor, save_run
+from headstart.training.devices import resolve_device
+from headstart.core.errors import DataError
+from headstart.features.cache import Extraction, extract
+from headstart.runs.folder import load_predictor, save_run
 
 
 

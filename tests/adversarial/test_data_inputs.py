@@ -26,7 +26,7 @@ import headstart
 from headstart.backbones.preprocessing import ImagePreprocessing
 from headstart.cli.app import app
 from headstart.data import load_data, load_image, load_items
-from headstart.errors import ConfigError, DataError
+from headstart.core.errors import ConfigError, DataError
 from headstart.report.plots import confusion_plot
 
 WIDE = {"COLUMNS": "200", "NO_COLOR": "1", "HF_HUB_OFFLINE": "1"}

@@ -30,11 +30,12 @@ import torch
 from safetensors.torch import save_file
 
 import headstart
-from headstart import engine, errors
+from headstart.core import errors
+from headstart.training import engine
 from headstart.cli.app import main
-from headstart.errors import HeadstartError, ModelNotFoundError, RunError
-from headstart.features import Extraction, FeatureCache
-from headstart.runs import read_json
+from headstart.core.errors import HeadstartError, ModelNotFoundError, RunError
+from headstart.features.cache import Extraction, FeatureCache
+from headstart.runs.folder import read_json
 
 from conftest import write_image_folder
 

@@ -12,7 +12,7 @@ import pytest
 import soundfile
 
 import headstart
-from headstart.errors import ConfigError, DataError
+from headstart.core.errors import ConfigError, DataError
 from tests.conftest import COOKING, SPORTS
 from cli_harness import cli, refused  # noqa: F401  (cli is a fixture)
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 import headstart
-from headstart import engine
-from headstart.advise import advise
-from headstart.compare import compare
+from headstart.training import engine
+from headstart.workflows.advise import advise
+from headstart.workflows.compare import compare
 from headstart.data import load_data
-from headstart.errors import DataError, RunError
+from headstart.core.errors import DataError, RunError
 
 from conftest import write_image_folder
 from cli_harness import cli  # noqa: F401  (cli is a fixture)

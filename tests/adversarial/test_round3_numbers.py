@@ -16,8 +16,8 @@ from safetensors.torch import load_file, save_file
 
 import headstart
 from conftest import COOKING, SPORTS, write_image_folder
-from headstart.errors import ConfigError, RunError
-from headstart.metrics import wilson_interval
+from headstart.core.errors import ConfigError, RunError
+from headstart.core.metrics import wilson_interval
 from headstart.strategies import Contrastive, LoRA, Partial
 from cli_harness import cli, refused  # noqa: F401  (cli is a fixture)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import headstart
-from headstart import engine
+from headstart.training import engine
 from cli_harness import ENV, cli  # noqa: F401  (cli is a fixture)
 
 SRC = str(Path(headstart.__file__).parents[1])
@@ -98,7 +98,7 @@ def test_a_second_fit_to_a_folder_being_written_is_refused_up_front_and_a_kill_9
 @pytest.mark.parametrize("verb", ["compare", "audit"])
 def test_compare_and_audit_refuse_a_folder_another_process_writes(cli, tmp_path, text_csv, tiny_text_dir, verb):
     out = tmp_path / "out"
-    holder = spawn([], f"from headstart.locks import hold\nheld = hold({str(out)!r}, {verb!r})\nheld.__enter__()\n"
+    holder = spawn([], f"from headstart.runs.outdir import hold\nheld = hold({str(out)!r}, {verb!r})\nheld.__enter__()\n"
                        "print('held', flush=True)\nimport time\ntime.sleep(600)")
     try:
         assert holder.stdout.readline().strip() == "held", holder.stderr.read()
@@ -153,7 +153,7 @@ def test_ctrl_c_while_saving_a_fine_tune_keeps_its_epochs_for_resume(cli, tmp_pa
 def test_ctrl_c_just_after_the_save_says_the_run_was_saved(cli, tmp_path, monkeypatch, text_csv, tiny_text_dir):
     run = tmp_path / "run"
     with monkeypatch.context() as patch:  # the trackers are told last, after the run folder was renamed in place
-        patch.setattr("headstart.tracking.Session.finish", stop_in_the_report)
+        patch.setattr("headstart.runs.tracking.Session.finish", stop_in_the_report)
         stopped = cli(linear_fit(tiny_text_dir, text_csv, run))
     assert stopped.exit_code == 130, stopped.output
     assert f"stopped after the run was saved: {run} holds it, complete" in stopped.output

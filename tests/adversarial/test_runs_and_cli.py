@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 import headstart
-from headstart.audit import audit
-from headstart.errors import ConfigError, RunError
+from headstart.workflows.audit import audit
+from headstart.core.errors import ConfigError, RunError
 from headstart.strategies import make_strategy
 from cli_harness import ENV, Outcome, cli  # noqa: F401  (cli is a fixture)
 

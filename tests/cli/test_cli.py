@@ -270,7 +270,7 @@ def test_every_strategy_option_is_a_fit_flag_with_the_fields_help():
     import inspect
 
     from headstart.cli.fit import fit_cli
-    from headstart.config import FitConfig
+    from headstart.core.config import FitConfig
     from headstart.strategies import STRATEGIES
     from headstart.strategies.options import option_fields, option_help
 

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 import headstart
-from headstart import engine
+from headstart.training import engine
 from headstart.cli.app import app
 from headstart.strategies.declared import FINETUNE_LR, rate
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import headstart
-from headstart.export import export
+from headstart.runs.export import export
 
 pytestmark = pytest.mark.integration
 WORDS, TAKES = 8, 24

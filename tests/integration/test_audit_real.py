@@ -1,4 +1,4 @@
-"""Integration: headstart.audit on real data and packaged weights (the issue's acceptance criteria).
+"""Integration: headstart.workflows.audit on real data and packaged weights (the issue's acceptance criteria).
 
 - BBC News (200 articles per topic) under minilm-l6 with 10% of the labels flipped (seeded): confident
   learning finds at least 80% of the flips with precision at least 0.8 (measured over seeds 0-5:
@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 import pytest
 
-from headstart.audit import audit
+from headstart.workflows.audit import audit
 from headstart.data import bbc_news_folder, load_labelled, mnist_folder
 
 pytestmark = pytest.mark.integration

@@ -7,8 +7,8 @@ import pytest
 from test_report_browser import assert_painted, chromium, screenshot  # noqa: F401  (chromium is a fixture)
 
 import headstart
-from headstart.advise import advise
-from headstart.compare import compare
+from headstart.workflows.advise import advise
+from headstart.workflows.compare import compare
 from headstart.data import bbc_news_folder, load_labelled, mnist_folder
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 import headstart
 from headstart.data import load_items, mnist_folder, nrc_emotions_jsonl, vader_valence_csv
-from headstart.export import export
+from headstart.runs.export import export
 
 pytestmark = pytest.mark.integration
 

@@ -164,7 +164,7 @@ def test_comparison_report_paints_in_chromium(chromium, tmp_path):
 def test_audit_report_paints_its_thumbnails_and_plots_in_chromium(chromium, image_folder, image_backbone, tmp_path):
     """The colour squares' thumbnails paint: pixels near their red (220, 30, 30, with +-25 noise) number about
     100,000 in the viewport, 120 on a text audit's page (no CSS colour is near it); one 64 px thumbnail is 4,096."""
-    from headstart.audit import audit
+    from headstart.workflows.audit import audit
 
     audit(str(image_folder), image_backbone, out=tmp_path / "audit", progress=False)
     pixels = screenshot(chromium, tmp_path / "audit" / "report.html", tmp_path)

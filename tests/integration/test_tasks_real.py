@@ -17,7 +17,7 @@ import pytest
 
 import headstart
 from headstart.data import nrc_emotions_jsonl, vader_valence_csv
-from headstart.metrics import f1
+from headstart.core.metrics import f1
 
 pytestmark = pytest.mark.integration
 ROWS = 1500
@@ -54,7 +54,7 @@ def test_nrc_emotions_multi_label_beats_the_prior_and_its_thresholds_beat_a_half
                            out=tmp_path / "nrc", progress=False)
     m = result.metrics
     assert m["task"] == "multi-label" and len(result.classes) == 10
-    split = headstart.runs.read_json(tmp_path / "nrc", "split.json")
+    split = headstart.runs.folder.read_json(tmp_path / "nrc", "split.json")
     by_origin = dict(zip([f"DataFrame row {i}" for i in range(len(nrc))], map(tuple, nrc["labels"])))
     train = [by_origin[o] for o in split["train_origins"]]
     test = [by_origin[o] for o in split["test_origins"]]

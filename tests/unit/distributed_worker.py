@@ -40,8 +40,8 @@ def texts() -> tuple[list[str], list[str], list[str], list[str]]:
 def run(model_dir: str, out: Path) -> dict:
     """Extract features and fine-tune; returns what this process saw and produced."""
     import headstart
-    from headstart import distributed
-    from headstart.features import Extraction, FeatureCache
+    from headstart.training import distributed
+    from headstart.features.cache import Extraction, FeatureCache
 
     distributed.setup(torch.device("cpu"))
     train_items, train_labels, val_items, val_labels = texts()
@@ -60,10 +60,10 @@ def run(model_dir: str, out: Path) -> dict:
 
 def count_writes() -> Counter:
     """Count, in this process, every call that writes a run directory, a checkpoint or a cache shard."""
-    import headstart.pipeline
-    import headstart.checkpoints
-    import headstart.engine
-    from headstart.features import FeatureCache
+    import headstart.workflows.pipeline
+    import headstart.training.checkpoints
+    import headstart.training.engine
+    from headstart.features.cache import FeatureCache
 
     calls: Counter = Counter()
 
@@ -76,8 +76,8 @@ def count_writes() -> Counter:
 
         setattr(owner, name, wrapper)
 
-    for owner, name in ((headstart.pipeline, "save_run"), (headstart.checkpoints, "start_run"),
-                        (headstart.engine, "save_checkpoint"), (FeatureCache, "_write_shard")):
+    for owner, name in ((headstart.workflows.pipeline, "save_run"), (headstart.training.checkpoints, "start_run"),
+                        (headstart.training.engine, "save_checkpoint"), (FeatureCache, "_write_shard")):
         counted(owner, name)
     return calls
 

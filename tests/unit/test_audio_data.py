@@ -14,7 +14,7 @@ import torch
 from headstart.backbones.audio_preprocessing import AudioPreprocessing
 from headstart.data import load_data, load_items
 from headstart.data.audio import MAX_SECONDS, choose_clip_seconds, read_audio
-from headstart.errors import DataError
+from headstart.core.errors import DataError
 
 WORDS = 8
 

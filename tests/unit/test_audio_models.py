@@ -23,7 +23,7 @@ from headstart.backbones.families.sfx_cnn import (
     htk_mel_filters,
     load_checkpoint,
 )
-from headstart.export import export
+from headstart.runs.export import export
 
 transformers = pytest.importorskip("transformers")
 
@@ -195,9 +195,9 @@ def test_hf_audio_fits_reloads_and_exports(tiny_audio_dirs, speech_folder, tmp_p
 
 
 def test_compare_audit_and_advise_take_sound(audio_backbone, three_words, tmp_path):
-    from headstart.advise import advise
-    from headstart.audit import audit
-    from headstart.compare import compare
+    from headstart.workflows.advise import advise
+    from headstart.workflows.audit import audit
+    from headstart.workflows.compare import compare
 
     torch.manual_seed(0)
     compared = compare(str(three_words), audio_backbone, ["linear", "partial"], progress=False, epochs=1, seeds=1,

@@ -1,4 +1,4 @@
-"""headstart.audit: confident learning, duplicates and leakage, near duplicates, outliers, balance, slices, CLI."""
+"""headstart.workflows.audit: confident learning, duplicates and leakage, near duplicates, outliers, balance, slices, CLI."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from headstart.audit import (
+from headstart.workflows.audit import (
     PREVIEWS, audit, audit_features, find_label_issues, fold_groups, l2_normalise,
     out_of_sample_proba, report_data, robust_z, similarity_scan, slice_metrics,
 )
 from headstart.cli.app import app
 from headstart.data import load_data
 from headstart.data.checks import Pool, cheap_checks, class_balance, exact_duplicates
-from headstart.errors import DataError
-from headstart.heads import fit_predict_proba
+from headstart.core.errors import DataError
+from headstart.training.heads import fit_predict_proba
 from headstart.report.render import ReportData, render_report
 
 from conftest import COOKING, SPORTS
@@ -353,7 +353,7 @@ def test_report_renders_an_escaped_audit_section():
 
 
 def test_label_findings_of_a_weak_probe_carry_a_caveat():
-    from headstart.audit import weak_probe_caveat
+    from headstart.workflows.audit import weak_probe_caveat
 
     assert "many findings will be its own mistakes" in weak_probe_caveat({"main_metric": "micro_f1", "micro_f1": 0.77})
     assert weak_probe_caveat({"main_metric": "accuracy", "accuracy": 0.95}) == ""

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import headstart
-from headstart.errors import ModelNotFoundError
+from headstart.core.errors import ModelNotFoundError
 
 # For each tiny backbone: a parameter that must sit in the first group, and one in the last group.
 GROUP_ENDS = {

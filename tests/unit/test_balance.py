@@ -7,13 +7,13 @@ import pytest
 import torch
 
 import headstart
-from headstart.balance import class_weights, resolve_balance
-from headstart.config import FitConfig
-from headstart.distributed import train_loader
-from headstart.engine import TrainSettings, _selection_key
-from headstart.errors import ConfigError
-from headstart.heads import linear_probe
-from headstart.metrics import balanced_accuracy, classification_metrics, selection_score
+from headstart.training.balance import class_weights, resolve_balance
+from headstart.core.config import FitConfig
+from headstart.training.distributed import train_loader
+from headstart.training.engine import TrainSettings, _selection_key
+from headstart.core.errors import ConfigError
+from headstart.training.heads import linear_probe
+from headstart.core.metrics import balanced_accuracy, classification_metrics, selection_score
 
 from conftest import COOKING, SPORTS
 

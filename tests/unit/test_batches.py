@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from headstart.distributed import LengthBuckets, train_loader
+from headstart.training.distributed import LengthBuckets, train_loader
 
 
 def _padding(batches, lengths) -> int:

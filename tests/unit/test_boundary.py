@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import headstart
-from headstart.boundary import split_at, store_activations
+from headstart.training.boundary import split_at, store_activations
 from headstart.data import load_labelled
 
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import headstart
-from headstart.calibration import (T_MAX, T_MIN, calibration_scores, expected_calibration_error, fit_temperature,
+from headstart.training.calibration import (T_MAX, T_MIN, calibration_scores, expected_calibration_error, fit_temperature,
                                    nll, reliability)
-from headstart.metrics import softmax
+from headstart.core.metrics import softmax
 
 TEXTS = ["the striker scored twice", "simmer the onions slowly", "a late goal won the cup", "knead the dough"]
 
@@ -111,7 +111,7 @@ def test_onnx_export_of_a_calibrated_run_gives_the_calibrated_probabilities(cali
     ort = pytest.importorskip("onnxruntime")
     from transformers import AutoTokenizer
 
-    from headstart.export import export
+    from headstart.runs.export import export
 
     _, _, run = calibrated_pair
     out = export(run, "onnx", tmp_path / "onnx").path

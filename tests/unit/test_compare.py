@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 import headstart
-from headstart.advise import advise, rank_by_evidence, recommend
-from headstart.budget import Budget, CostModel
+from headstart.workflows.advise import advise, rank_by_evidence, recommend
+from headstart.workflows.budget import Budget, CostModel
 from headstart.cli.output import auto_lines
-from headstart.compare import Comparison, _lost_to_probe, _plan, _resplit, _subsample, compare, mean_ci, repeat_count
+from headstart.workflows.compare import Comparison, _lost_to_probe, _plan, _resplit, _subsample, compare, mean_ci, repeat_count
 from headstart.data import DataSplits, Dataset, load_data
-from headstart.errors import ConfigError
+from headstart.core.errors import ConfigError
 
 from conftest import COOKING, SPORTS
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import headstart
-from headstart.errors import ConfigError, DataError
+from headstart.core.errors import ConfigError, DataError
 
 
 @pytest.mark.parametrize("options,flag", [

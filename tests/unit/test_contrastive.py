@@ -8,12 +8,12 @@ import pytest
 import torch
 
 import headstart
-from headstart.pipeline import config_for, fit_prepared, prepare
-from headstart.runtime import Runtime
-from headstart.engine import TrainSettings
-from headstart.errors import ConfigError
-from headstart.features import Extraction, FeatureCache
-from headstart.heads import Classifier
+from headstart.workflows.pipeline import config_for, fit_prepared, prepare
+from headstart.workflows.runtime import Runtime
+from headstart.training.engine import TrainSettings
+from headstart.core.errors import ConfigError
+from headstart.features.cache import Extraction, FeatureCache
+from headstart.training.heads import Classifier
 from headstart.tasks import SingleLabel
 from headstart.strategies import Contrastive, FitContext, make_strategy
 from headstart.strategies.contrastive import pair_loss
@@ -55,7 +55,7 @@ def test_contrastive_fits_saves_and_predicts_like_any_run(tiny_text_dir, text_cs
     assert result.metrics["trainable_params"] == sum(p.numel() for p in model.parameters())
     info = result.info
     assert info["steps"] == 60 and info["pairs"] == 60 * 120 and info["stopped"] is None  # 16 of 24 texts a step
-    assert info["C"] in headstart.heads.DEFAULT_CS
+    assert info["C"] in headstart.training.heads.DEFAULT_CS
     texts = ["The keeper saved a penalty", "Fold the cream into the batter"]
     saved = headstart.load_run(out).predict(texts)
     assert [p["label"] for p in saved] == [p["label"] for p in result.predict(texts)]

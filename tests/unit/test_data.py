@@ -20,7 +20,7 @@ from headstart.data import (
     load_items,
     mnist_folder,
 )
-from headstart.errors import ConfigError, DataError
+from headstart.core.errors import ConfigError, DataError
 
 COLORS = {"cat": (200, 30, 30), "dog": (30, 200, 30), "fox": (30, 30, 200)}
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from headstart.data import load_data, load_items
-from headstart.errors import ConfigError, DataError
+from headstart.core.errors import ConfigError, DataError
 
 REVIEWS = [
     ("Loved it, would buy again", "pos"),

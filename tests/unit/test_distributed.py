@@ -36,8 +36,8 @@ import torch
 from safetensors.numpy import load_file
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
-from headstart import distributed
-from headstart.errors import ConfigError, RunError
+from headstart.training import distributed
+from headstart.core.errors import ConfigError, RunError
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 ATOL = 1e-5

@@ -7,8 +7,8 @@ import copy
 import pytest
 from torch import nn
 
-from headstart.engine import TrainSettings, freeze, param_groups, set_train_mode, warmup_cosine
-from headstart.heads import Classifier
+from headstart.training.engine import TrainSettings, freeze, param_groups, set_train_mode, warmup_cosine
+from headstart.training.heads import Classifier
 
 
 def classifier_with_last_groups(backbone, unfrozen: int) -> tuple[Classifier, list[list[str]]]:
@@ -126,7 +126,7 @@ def test_l2sp_penalty_equals_an_independent_computation_on_a_known_perturbation(
     import numpy as np
     import torch
 
-    from headstart.engine import l2sp_penalty
+    from headstart.training.engine import l2sp_penalty
 
     model, chosen = classifier_with_last_groups(image_backbone, 2)
     s = TrainSettings(l2sp=0.3, weight_decay=0.05)
@@ -175,7 +175,7 @@ def test_train_leaves_the_callers_random_generators_as_they_were(text_backbone, 
     import torch
 
     from headstart.data import load_data
-    from headstart.engine import train
+    from headstart.training.engine import train
 
     splits = load_data(text_pairs)
     index = {c: i for i, c in enumerate(splits.classes)}

@@ -16,7 +16,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 import headstart
-from headstart.errors import ConfigError, DataError
+from headstart.core.errors import ConfigError, DataError
 from tests.conftest import COOKING, SPORTS
 
 TEXTS = SPORTS + COOKING

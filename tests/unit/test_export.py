@@ -13,10 +13,10 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 import headstart
-from headstart import export as export_module
+from headstart.runs import export as export_module
 from headstart.cli.app import app
-from headstart.errors import ConfigError, RunError
-from headstart.export import ExportError, export
+from headstart.core.errors import ConfigError, RunError
+from headstart.runs.export import ExportError, export
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -123,7 +123,7 @@ def test_onnx_text_export_matches_onnxruntime_with_dynamic_batch_and_sequence(te
 
 
 def test_hf_export_loads_with_auto_class_and_predicts_the_same(text_run, tmp_path):
-    import headstart.hf_model  # noqa: F401  registers the headstart_text architecture
+    import headstart.backbones.hf_model  # noqa: F401  registers the headstart_text architecture
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     _, run = text_run

@@ -15,10 +15,10 @@ from PIL import Image
 
 import headstart
 from conftest import COOKING, SPORTS
-from headstart import export as export_module
+from headstart.runs import export as export_module
 from headstart.data import load_items
-from headstart.errors import RunError
-from headstart.export import export
+from headstart.core.errors import RunError
+from headstart.runs.export import export
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -268,7 +268,7 @@ def test_onnx_export_of_a_regression_in_large_units_passes_its_check(tmp_path, t
                                                    ("regression", "linear", "regression"),
                                                    ("single-label", "linear", "single_label_classification")])
 def test_hf_export_tells_transformers_the_task(runs, task, strategy, problem, tmp_path):
-    import headstart.hf_model  # noqa: F401  registers the headstart_text architecture
+    import headstart.backbones.hf_model  # noqa: F401  registers the headstart_text architecture
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
     _, run = runs[task, strategy]
@@ -294,7 +294,7 @@ def test_hf_export_tells_transformers_the_task(runs, task, strategy, problem, tm
 
 
 def test_hf_model_loss_follows_the_problem_type(runs, tmp_path):
-    import headstart.hf_model  # noqa: F401
+    import headstart.backbones.hf_model  # noqa: F401
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     for task in ("multi-label", "regression"):

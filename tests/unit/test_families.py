@@ -10,8 +10,8 @@ from torch import nn
 
 import headstart
 from headstart.backbones.registry import BACKBONES, FAMILIES
-from headstart.boundary import split_at
-from headstart.errors import ModelNotFoundError
+from headstart.training.boundary import split_at
+from headstart.core.errors import ModelNotFoundError
 
 FAMILY_OF_FIXTURE = {"text_backbone": "hf", "image_backbone": "torchvision", "effnet_backbone": "timm"}
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import headstart
-from headstart.features import Extraction, FeatureCache, default_cache_dir
+from headstart.features.cache import Extraction, FeatureCache, default_cache_dir
 
 
 def linear(data, backbone, cache: Path, **options):

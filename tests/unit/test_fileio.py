@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from headstart.errors import RunError
-from headstart.fileio import read_json_object, staged_dir, write_json, write_text, write_with
+from headstart.core.errors import RunError
+from headstart.core.fileio import read_json_object, staged_dir, write_json, write_text, write_with
 
 
 def _disk_full_halfway(tmp):

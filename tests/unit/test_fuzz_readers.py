@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from headstart.data import load_data, load_items
-from headstart.errors import HeadstartError
+from headstart.core.errors import HeadstartError
 
 EXAMPLES_BYTES = 300  # raw bytes under every table extension
 EXAMPLES_DELIMITED = 300  # CSV/TSV text: random columns, quoting, NULs, huge fields, encodings

@@ -10,7 +10,7 @@ from PIL import Image
 
 import headstart
 from headstart.data import load_data, load_items
-from headstart.errors import DataError
+from headstart.core.errors import DataError
 from tests.conftest import COOKING, SPORTS
 
 
@@ -76,7 +76,7 @@ def test_repr_and_notebook_card(text_run):
 def test_evaluate_counts_items_the_run_has_seen(text_run, text_csv, tmp_path):
     _, run = text_run
     seen = headstart.evaluate(run, text_csv)
-    sizes = headstart.runs.read_json(run, "split.json")["sizes"]
+    sizes = headstart.runs.folder.read_json(run, "split.json")["sizes"]
     assert seen["overlap"]["train"] == sizes["train"] and seen["overlap"]["val"] == sizes["val"]
     assert seen["warnings"][0].startswith(f"{sizes['train']} were training items and {sizes['val']} were "
                                           "validation items of the run (30 evaluated")

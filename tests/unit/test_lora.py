@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 import headstart
-from headstart.adapters import Adapter
-from headstart.engine import set_train_mode
-from headstart.errors import ConfigError
-from headstart.heads import Classifier
+from headstart.training.adapters import Adapter
+from headstart.training.engine import set_train_mode
+from headstart.core.errors import ConfigError
+from headstart.training.heads import Classifier
 from headstart.strategies import LoRA
 
 BERT_LAYERS = {"attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",

@@ -12,7 +12,7 @@ from conftest import write_image_folder
 import headstart
 from headstart.data.resolution import choose_image_size, native_size
 from headstart.data import load_items
-from headstart.lr_range import LrRange, suggest
+from headstart.training.lr_range import LrRange, suggest
 
 
 def bn_stats(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -21,8 +21,8 @@ import torch
 from safetensors.torch import load_file
 
 import headstart
-from headstart import engine
-from headstart.errors import RunError
+from headstart.training import engine
+from headstart.core.errors import RunError
 
 from conftest import write_image_folder
 

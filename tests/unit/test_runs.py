@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import headstart
-from headstart.errors import RunError
+from headstart.core.errors import RunError
 
 NEW_TEXTS = ["The keeper caught the ball in the rain", "Fold the cream into the warm custard", "a b c"]
 

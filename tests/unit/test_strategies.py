@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import headstart
-from headstart.errors import ConfigError
+from headstart.core.errors import ConfigError
 
 
 def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -15,8 +15,8 @@ from sklearn.metrics import average_precision_score, f1_score, r2_score
 import headstart
 from headstart.data import load_data
 from headstart.data.targets import TaskChoice, decide_task, parse_labels
-from headstart.errors import ConfigError, DataError
-from headstart.metrics import average_precision, f1, multilabel_metrics, regression_metrics
+from headstart.core.errors import ConfigError, DataError
+from headstart.core.metrics import average_precision, f1, multilabel_metrics, regression_metrics
 from headstart.tasks import MultiLabel, Regression, SingleLabel
 
 from conftest import COOKING, SPORTS
@@ -169,7 +169,7 @@ def test_the_ridge_probe_is_scikit_learns_ridge_at_the_chosen_strength():
 
 def test_regression_finish_folds_the_units_into_the_head():
     task = Regression(mean=100.0, std=20.0)
-    model = headstart.heads.Classifier(torch.nn.Identity(), torch.nn.Linear(3, 1))
+    model = headstart.training.heads.Classifier(torch.nn.Identity(), torch.nn.Linear(3, 1))
     x = torch.randn(5, 3)
     before = model(x).detach().numpy()
     task.finish(model, {"val": before}, {"val": np.zeros(5)}, calibrate=True)

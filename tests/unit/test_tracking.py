@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from headstart.errors import ConfigError
-from headstart.tracking import MLflowTracker, TensorBoardTracker, open_trackers, parse_trackers
+from headstart.core.errors import ConfigError
+from headstart.runs.tracking import MLflowTracker, TensorBoardTracker, open_trackers, parse_trackers
 
 CONFIG = {"model": "minilm-l6", "strategy": "partial", "lr": None, "epochs": 3, "cs": [0.1, 1.0]}
 HISTORY = [{"epoch": e, "train_loss": 1.0 / e, "train_accuracy": 0.5 + e / 10, "val_loss": 1.2 / e,
@@ -105,7 +105,7 @@ def test_a_fit_that_fails_ends_its_mlflow_run_as_failed(tmp_path, monkeypatch):
     import mlflow
 
     import headstart
-    from headstart.errors import DataError
+    from headstart.core.errors import DataError
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(DataError, match="no such file"):

@@ -9,9 +9,9 @@ import pytest
 from scipy.stats import multivariate_normal
 from sklearn.covariance import ledoit_wolf
 
-from headstart.errors import DataError
+from headstart.core.errors import DataError
 from headstart.tasks import MultiLabel, Regression
-from headstart.transferability import (h_score, learning_curve_slope, logme, probe_curve_slope, probe_cv_accuracy,
+from headstart.workflows.transferability import (h_score, learning_curve_slope, logme, probe_curve_slope, probe_cv_accuracy,
                                        probe_cv_score)
 
 
@@ -326,7 +326,7 @@ def test_pretrained_minilm_outranks_a_random_one_on_bbc_news():
 
     from headstart.backbones import load_backbone
     from headstart.data import bbc_news_folder, load_labelled
-    from headstart.features import Extraction, extract
+    from headstart.features.cache import Extraction, extract
 
     data = load_labelled(bbc_news_folder())
     rng = np.random.default_rng(0)

@@ -9,8 +9,8 @@ from headstart.backbones.families import assemble
 from headstart.backbones.preprocessing import ImagePreprocessing
 from headstart.backbones.registry import BACKBONES, FAMILIES
 from headstart.backbones.sources import load_into, packaged_file, refuse_remote_code, state_identity
-from headstart.errors import ModelNotFoundError
-from headstart.fileio import read_json_object
+from headstart.core.errors import ModelNotFoundError
+from headstart.core.fileio import read_json_object
 
 RANDOM_PREFIX = "random:"
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from torch import nn
 
-from headstart.errors import ConfigError, ModelNotFoundError
+from headstart.core.errors import ConfigError, ModelNotFoundError
 
 if TYPE_CHECKING:
     from headstart.backbones.families.base import Family

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from headstart.errors import ModelNotFoundError, RemoteCodeError
+from headstart.core.errors import ModelNotFoundError, RemoteCodeError
 
 # Keys of transformers' config files that make it import Python code shipped with the model.
 REMOTE_CODE_KEYS = ("auto_map", "custom_pipelines")

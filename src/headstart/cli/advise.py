@@ -36,7 +36,7 @@ def advise_cli(
 
     Example: headstart advise data/pets --models mobilenetv2,efficientnet-lite0 --budget 10m
     """
-    from headstart.advise import advise  # lazy: `--help` need not load torch (start-up time)
+    from headstart.workflows.advise import advise  # lazy: `--help` need not load torch (start-up time)
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     advice = advise(data, names, budget=budget, progress=not quiet, text_col=text_col, label_col=label_col,

@@ -15,7 +15,7 @@ from rich.markup import escape
 from headstart.cli import advise, audit, cache, compare, demo, evaluate, fit, models, predict, serve, suggest
 from headstart.cli import export as export_verb
 from headstart import __version__
-from headstart.errors import HeadstartError, Interrupted
+from headstart.core.errors import HeadstartError, Interrupted
 
 app = typer.Typer(
     name="headstart", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -73,7 +73,7 @@ def main() -> None:
     except OSError as exc:
         output_failed(exc, console)
     except SystemExit as done:
-        distributed = sys.modules.get("headstart.distributed")  # loaded only by the verbs that train
+        distributed = sys.modules.get("headstart.training.distributed")  # loaded only by the verbs that train
         if not done.code and distributed:  # a clean finish (every process is past its collectives): leave the
             distributed.teardown()  # process group
         try:

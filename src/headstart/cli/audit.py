@@ -12,9 +12,10 @@ from rich.table import Table
 
 from headstart.cli.options import LABEL_SEP_HELP, TASK_HELP, config_option
 from headstart.cli.output import SHORT_NAMES, console, print_json
+from headstart.tasks.kinds import kind as task_kind
 
 if TYPE_CHECKING:
-    from headstart.audit import AuditReport
+    from headstart.workflows.audit import AuditReport
 
 LISTED = 15  # rows per findings table in the terminal; audit.json and report.html hold more
 
@@ -55,7 +56,7 @@ def audit_cli(
 
     Example: headstart audit reviews.csv --model minilm-l6 --group-col source --out runs/audit
     """
-    from headstart.audit import audit  # lazy: `--help` need not load torch (start-up time)
+    from headstart.workflows.audit import audit  # lazy: `--help` need not load torch (start-up time)
 
     out = out or Path("runs") / f"audit-{Path(data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     report = audit(data, model, val=val, test=test, group_col=group_col, folds=folds, near_threshold=near_threshold,
@@ -100,27 +101,37 @@ def print_report(report: AuditReport, data: str) -> None:
 
 def _label_findings(report: AuditReport) -> None:
     """Likely label errors (per class or per label), or a regression's large residuals."""
-    if report.task == "regression":
-        _findings("Large residuals of the cross-validated probe (largest first)",
-                  ("rank", "item", "split", "given", "predicted", "robust z"),
-                  [(str(i["rank"]), i["origin"], i["split"], _label(i["label"]), f"{i['predicted']:.4g}",
-                    f"{i['z']:+.1f}") for i in report.label_issues])
-    elif report.task == "multi-label":
-        _findings("Likely label errors per label (most likely first)",
-                  ("rank", "item", "split", "labels given", "label", "given", "suggested", "self-conf."),
-                  [(str(i["rank"]), i["origin"], i["split"], _label(i["label"]), i["label_name"], i["given"],
-                    i["suggested"], f"{i['self_confidence']:.3f}") for i in report.label_issues])
-    else:
-        _findings("Likely label errors (most likely first)",
-                  ("rank", "item", "split", "given", "suggested", "self-conf."),
-                  [(str(i["rank"]), i["origin"], i["split"], i["label"], i["suggested"], f"{i['self_confidence']:.3f}")
-                   for i in report.label_issues])
+    _LABEL_FINDINGS[report.task](report.label_issues)
+
+
+def _residuals(issues: list[dict]) -> None:
+    _findings("Large residuals of the cross-validated probe (largest first)",
+              ("rank", "item", "split", "given", "predicted", "robust z"),
+              [(str(i["rank"]), i["origin"], i["split"], _label(i["label"]), f"{i['predicted']:.4g}",
+                f"{i['z']:+.1f}") for i in issues])
+
+
+def _label_pairs(issues: list[dict]) -> None:
+    _findings("Likely label errors per label (most likely first)",
+              ("rank", "item", "split", "labels given", "label", "given", "suggested", "self-conf."),
+              [(str(i["rank"]), i["origin"], i["split"], _label(i["label"]), i["label_name"], i["given"],
+                i["suggested"], f"{i['self_confidence']:.3f}") for i in issues])
+
+
+def _label_errors(issues: list[dict]) -> None:
+    _findings("Likely label errors (most likely first)",
+              ("rank", "item", "split", "given", "suggested", "self-conf."),
+              [(str(i["rank"]), i["origin"], i["split"], i["label"], i["suggested"], f"{i['self_confidence']:.3f}")
+               for i in issues])
+
+
+_LABEL_FINDINGS = {"single-label": _label_errors, "multi-label": _label_pairs, "regression": _residuals}  # per task
 
 
 def _balance(report: AuditReport) -> None:
     """Training counts per class or label, or the regression target's summary."""
     target = report.balance.get("target")
-    if report.task == "regression" and target:
+    if target:  # a numeric target's summary
         table = Table(title=f"Target (train, {target['n']} items)")
         names = ("mean", "std", "min", "q25", "median", "q75", "max")
         for name in names:
@@ -128,8 +139,8 @@ def _balance(report: AuditReport) -> None:
         table.add_row(*(f"{target[name]:.4g}" for name in names))
         console.print(table)
         return
-    kind = "label" if report.task == "multi-label" else "class"
-    balance = Table(title=f"{'Labels' if kind == 'label' else 'Classes'} (max/min ratio {report.balance['ratio']:.2f})")
+    kind, kinds = task_kind(report.task).output
+    balance = Table(title=f"{kinds.capitalize()} (max/min ratio {report.balance['ratio']:.2f})")
     for col in (kind, "train", "all splits"):
         balance.add_column(col, justify="left" if col == kind else "right")
     for c in report.classes:
@@ -158,7 +169,7 @@ def _slices(report: AuditReport) -> None:
 
 
 def _label(label: object) -> str:
-    from headstart.audit import label_text  # loaded by the audit already
+    from headstart.workflows.audit import label_text  # loaded by the audit already
 
     return label_text(label)
 

@@ -18,7 +18,7 @@ def cache_cli(
 
     Example: headstart cache --clear
     """
-    from headstart.features import FeatureCache  # lazy: `--help` need not load torch (start-up time)
+    from headstart.features.cache import FeatureCache  # lazy: `--help` need not load torch (start-up time)
 
     cache = FeatureCache(cache_dir)
     if clear:

@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.table import Table
 
-from headstart.budget import hms
+from headstart.workflows.budget import hms
 from headstart.cli.options import LABEL_SEP_HELP, SELECT_METRIC_HELP, TASK_HELP, config_option
 from headstart.cli.output import SHORT_NAMES, console, fmt_count, print_json
-from headstart.outdir import check_writable
+from headstart.runs.outdir import check_writable, hold
 from headstart.strategies.declared import COMPARED
 
 if TYPE_CHECKING:
-    from headstart.compare import Comparison
+    from headstart.workflows.compare import Comparison
 
 
 def compare_cli(
@@ -59,14 +59,13 @@ def compare_cli(
 
     Example: headstart compare data/pets --model mobilenetv2 --strategies linear,partial,full --budget 15m
     """
-    from headstart.locks import hold  # lazy: `--help` need not load filelock (start-up time)
 
     started = time.perf_counter()
     out = out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
     with hold(out, "comparison", inputs=(data, val, test)):  # a second compare to OUT is refused up front
         check_writable(out, "comparison", overwrite, inputs=(data, val, test))  # before any work
         names = [s.strip() for s in strategies.split(",") if s.strip()]
-        from headstart.compare import compare  # lazy: `--help` need not load torch (start-up time)
+        from headstart.workflows.compare import compare  # lazy: `--help` need not load torch (start-up time)
 
         result = compare(
             data, model, names, budget=budget, seeds=seeds, folds=folds, val=val, test=test, progress=not quiet,

@@ -23,7 +23,7 @@ def export_cli(
 
     Example: headstart export runs/pets --format onnx --out exported/pets-onnx
     """
-    from headstart.export import export
+    from headstart.runs.export import export
 
     source = None if not samples else samples[0] if len(samples) == 1 else samples
     result = export(run, format.lower(), out, samples=source)

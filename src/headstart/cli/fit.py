@@ -12,7 +12,7 @@ from headstart.cli.options import (DATA_HELP, IMAGE_COL_HELP, LABEL_COL_HELP, LA
                                    SELECT_METRIC_HELP, SHOTS_HELP, TASK_HELP, TEXT_COL_HELP, comma_list, config_option,
                                    number_list, strategy_option)
 from headstart.cli.output import auto_lines, console, print_json, summary_table
-from headstart.errors import ConfigError, Interrupted
+from headstart.core.errors import ConfigError, Interrupted
 
 
 NOT_FIT_OPTIONS = {"data", "model", "strategy", "out", "val", "test", "overwrite", "json_out", "quiet", "resume"}
@@ -106,7 +106,7 @@ def fit_cli(
     """
     started = time.time()
     try:
-        from headstart import distributed  # lazy: `--help` need not load torch (start-up time)
+        from headstart.training import distributed  # lazy: `--help` need not load torch (start-up time)
         from headstart.api import fit
     except KeyboardInterrupt:
         raise Interrupted("stopped while headstart was starting (loading its libraries), before it read the data; "
@@ -141,7 +141,7 @@ def fit_cli(
 
 def interrupted_note(out: Path, started: float) -> str:
     """What a fit stopped after ``started`` (a time.time()) left in ``out``, and how to go on."""
-    from headstart import checkpoints  # lazy: `--help` need not load torch (start-up time)
+    from headstart.training import checkpoints  # lazy: `--help` need not load torch (start-up time)
 
     if checkpoints.is_unfinished(out) and checkpoints.saved_epoch(out) > 0:
         return (f"epoch {checkpoints.saved_epoch(out)} is saved in {out}; continue with "

@@ -19,7 +19,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from headstart.errors import ConfigError
+from headstart.core.errors import ConfigError
 from headstart.strategies.declared import BUILT_IN
 from headstart.strategies.options import option_fields, option_help
 

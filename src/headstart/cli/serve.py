@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Iterator, Optional
 
 import typer
 
-from headstart.errors import ConfigError, RunError
+from headstart.core.errors import ConfigError, RunError
 
 if TYPE_CHECKING:  # the verb's start-up imports neither torch nor the server
-    from headstart.runs import Predictor
+    from headstart.runs.folder import Predictor
     from headstart.serve.app import ServeOptions
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -59,7 +59,7 @@ def serve_cli(
     Example: headstart serve runs/helpdesk  then
     curl -s localhost:8000/v1/models/helpdesk/predict -H 'Content-Type: application/json' -d '{"inputs": ["refund please"]}'
     """
-    from headstart.runs import load_predictor
+    from headstart.runs.folder import load_predictor
     try:
         from headstart.serve.app import ServeOptions
         from headstart.serve.backends import BACKENDS, export_onnx

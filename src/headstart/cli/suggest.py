@@ -11,9 +11,9 @@ import typer
 
 from headstart.cli.output import console
 from headstart.cli.predict import neutralise
-from headstart.errors import RunError
-from headstart.fileio import write_text
-from headstart.outdir import guard_data
+from headstart.core.errors import RunError
+from headstart.core.fileio import write_text
+from headstart.runs.outdir import guard_data
 
 COLUMNS = ("rank", "path", "text", "guess", "probability", "reason")
 

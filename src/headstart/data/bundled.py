@@ -15,8 +15,8 @@ from PIL import Image
 
 from headstart.data.folders import read_folder
 from headstart.data.items import Gate
-from headstart.errors import DataError
-from headstart.fileio import replace, write_with
+from headstart.core.errors import DataError
+from headstart.core.fileio import replace, write_with
 
 MNIST_PER_CLASS = 500
 

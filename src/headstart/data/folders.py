@@ -9,7 +9,7 @@ from headstart.data.audio import AUDIO_EXTENSIONS, is_audio_name
 from headstart.data.dataset import Dataset, Skipped, modality_article, modality_plural
 from headstart.data.images import IMAGE_EXTENSIONS, is_image_name
 from headstart.data.items import SKIP_BAD, Gate, build_dataset, read_text_file
-from headstart.errors import DataError
+from headstart.core.errors import DataError
 
 TEXT_EXTENSIONS = frozenset({".txt"})
 JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini"})

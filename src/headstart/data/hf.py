@@ -19,7 +19,7 @@ from PIL import Image
 from headstart.data.dataset import Dataset
 from headstart.data.items import Gate
 from headstart.data.tables import TEXT_COLUMNS, Columns, Table, choose_columns, table_dataset
-from headstart.errors import DataError
+from headstart.core.errors import DataError
 
 
 def is_hf_dataset(source: Any) -> bool:

@@ -14,7 +14,7 @@ from PIL import Image
 from headstart.data.audio import audio_file_problem
 from headstart.data.dataset import Dataset, Skipped
 from headstart.data.images import array_problem, array_to_image, image_file_problem
-from headstart.errors import DataError, option
+from headstart.core.errors import DataError, option
 
 SKIP_BAD = option("skip_bad", True)
 

@@ -14,7 +14,7 @@ from headstart.data.sources import read_source
 from headstart.data.split import carve, drop_rare_classes, drop_unseen, strata
 from headstart.data.tables import Columns
 from headstart.data.targets import TaskChoice, decide_task, parse_labels
-from headstart.errors import ConfigError, DataError, option
+from headstart.core.errors import ConfigError, DataError, option
 
 
 def load_data(

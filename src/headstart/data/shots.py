@@ -10,7 +10,7 @@ import numpy as np
 from headstart.data.dataset import DataSplits
 from headstart.data.load import content_record
 from headstart.data.split import strata
-from headstart.errors import ConfigError
+from headstart.core.errors import ConfigError
 
 
 def keep_shots(splits: DataSplits, shots: int, seed: int) -> DataSplits:

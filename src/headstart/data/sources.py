@@ -18,7 +18,7 @@ from headstart.data.hf import column_values, hf_dataset, is_hf_column, is_hf_dat
 from headstart.data.images import is_image_name, pixel_problem, to_uint8
 from headstart.data.items import Gate, build_dataset, normalize_label, read_text_file
 from headstart.data.tables import TABLE_EXTENSIONS, Columns, frame_table, read_table, table_dataset
-from headstart.errors import DataError
+from headstart.core.errors import DataError
 
 SEQUENCES = (list, tuple, pd.Series, np.ndarray, Sequence)  # Sequence: a datasets Column, among others
 ACCEPTED = (

@@ -9,7 +9,7 @@ import numpy as np
 
 from headstart.data.dataset import Dataset, Skipped
 from headstart.data.items import SKIP_BAD, Gate
-from headstart.errors import DataError
+from headstart.core.errors import DataError
 
 MIN_PER_CLASS = 2
 

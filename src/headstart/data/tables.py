@@ -26,7 +26,7 @@ from PIL import Image
 from headstart.data.audio import is_audio_name
 from headstart.data.dataset import Dataset, modality_plural
 from headstart.data.items import Gate, build_dataset, normalize_label, normalize_value, read_text_file
-from headstart.errors import ConfigError, DataError, option
+from headstart.core.errors import ConfigError, DataError, option
 
 TABLE_EXTENSIONS = (".csv", ".tsv", ".jsonl", ".ndjson", ".parquet")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "y")

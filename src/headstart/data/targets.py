@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from headstart.errors import ConfigError, option
+from headstart.core.errors import ConfigError, option
 
 TASKS = ("single-label", "multi-label", "regression")
 TASK_CHOICES = ("auto", *TASKS)

@@ -26,7 +26,8 @@ import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge
-from sklearn.neighbors import NearestNeighbors
+
+from headstart.features.neighbours import nearest
 
 UNCERTAIN_FROM = 20  # labelled items per class from which uncertain-and-diverse picks are made
 REGRESSION_GROUPS = 5  # regression: "classes" for the switch rule
@@ -65,7 +66,7 @@ def typical(pool: np.ndarray, n: int, labelled: np.ndarray | None = None, seed: 
     picks = []
     for c in order[:n]:
         members = np.flatnonzero(clusters[:len(pool)] == c)
-        best = members[int(np.argmax(typicality(every[members])))]
+        best = members[int(np.argmax(typicality(every[members], seed)))]
         items = f"{len(members)} unlabelled item{'s' if len(members) > 1 else ''}"
         picks.append(Pick(int(best), f"typical of group {ranked[c]} of {k} ({items})"))
     return picks
@@ -119,13 +120,13 @@ def cluster(x: np.ndarray, k: int, seed: int) -> np.ndarray:
     return model.fit_predict(x)
 
 
-def typicality(x: np.ndarray) -> np.ndarray:
-    """Each row's inverse mean distance to its ``NEIGHBOURS`` nearest other rows (1 for a lone row)."""
+def typicality(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Each row's inverse mean distance to its ``NEIGHBOURS`` nearest other rows (1 for a lone row), found by
+    :mod:`headstart.features.neighbours` (exact up to its ``EXACT_ROWS`` rows, an approximate index above)."""
     if len(x) == 1:
         return np.ones(1)
-    k = min(NEIGHBOURS, len(x) - 1)
-    distances, _ = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
-    return 1 / (distances[:, 1:].mean(axis=1) + 1e-8)
+    found = nearest(x, NEIGHBOURS, "l2", seed=seed)
+    return 1 / (found.distances.mean(axis=1) + 1e-8)
 
 
 def embedded(x: np.ndarray, seed: int = 0) -> np.ndarray:

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from headstart.data import Dataset
-from headstart.errors import ConfigError
-from headstart.runs import Predictor
+from headstart.core.errors import ConfigError
+from headstart.runs.folder import Predictor
 
 BACKENDS = ("torch", "onnx")
 
@@ -53,6 +53,6 @@ def export_onnx(run: Path, folder: Path) -> Path:
     except ImportError:
         raise ConfigError("--backend onnx needs onnxruntime: pip install 'headstart[export]', or serve with "
                           "--backend torch.") from None
-    from headstart.export import export
+    from headstart.runs.export import export
 
     return export(run, "onnx", folder).path

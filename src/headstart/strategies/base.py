@@ -11,8 +11,8 @@ from torch import nn
 
 from headstart.backbones import Backbone
 from headstart.data import DataSplits
-from headstart.engine import TrainSettings
-from headstart.features import Extraction, FeatureCache
+from headstart.training.engine import TrainSettings
+from headstart.features.cache import Extraction, FeatureCache
 from headstart.tasks import Task
 
 
@@ -28,7 +28,7 @@ class FitContext:
     settings: TrainSettings
     progress: bool = True
     cache_boundary: bool | None = None  # partial, no augmentation: frozen groups run once; None: on CPUs
-    balance: dict | None = None  # how class imbalance is handled (headstart.balance.resolve_balance)
+    balance: dict | None = None  # how class imbalance is handled (headstart.training.balance.resolve_balance)
     task: Task | None = None  # what the labels ask: head width, loss, probe, scores (headstart.tasks)
 
 

@@ -29,19 +29,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from headstart import distributed
+from headstart.training import distributed
 from headstart.backbones import Backbone
 from headstart.backbones.base import batch_to
 from headstart.data import DataSplits
-from headstart.data.dataset import modality_article
-from headstart.devices import autocast
-from headstart.engine import check_finite_loss
-from headstart.errors import ConfigError
-from headstart.features import Extraction, extract
-from headstart.heads import Classifier
+from headstart.data.dataset import modality, modality_article
+from headstart.training.devices import autocast
+from headstart.training.engine import check_finite_loss
+from headstart.core.errors import ConfigError
+from headstart.features.cache import Extraction, extract
+from headstart.training.heads import Classifier
 from headstart.strategies.base import FitContext, StrategyResult
 from headstart.strategies.declared import CONTRASTIVE_LR as DEFAULT_LR
 from headstart.strategies.declared import ContrastiveOptions
+from headstart.tasks.kinds import kind
 
 
 @dataclass(frozen=True)
@@ -66,11 +67,11 @@ class Contrastive(ContrastiveOptions):
 
     def fit(self, backbone: Backbone, splits: DataSplits, ctx: FitContext) -> StrategyResult:
         """Fine-tune a copy of the encoder on pairs of training texts, then fit the head on its embeddings."""
-        if backbone.modality != "text":
+        if not modality(backbone.modality).texts:
             raise ConfigError(f"The contrastive strategy is for text models; {backbone.name!r} is "
                               f"{modality_article(backbone.modality)} model. Use linear, partial, full, lp-ft or lora "
                               "for it.")
-        if ctx.task.name != "single-label":
+        if not kind(ctx.task.name).one_per_item:
             raise ConfigError(f"The contrastive strategy learns from pairs of the same and of different classes: "
                               f"single-label data only, and this task is {ctx.task.name}. Use linear, partial, "
                               "full, lp-ft or lora.")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from headstart.training.defaults import DEFAULT_CS
 from headstart.strategies.options import Checked, check_count, check_decay, check_rate, check_strengths, option
 
-DEFAULT_CS = (0.001, 0.01, 0.1, 1.0, 10.0)  # the linear probe's inverse regularisation strengths
 FINETUNE_LR = {"image": 5e-4, "text": 1e-4, "audio": 5e-4}  # partial / full: learning rate of the top backbone group
 FRESH_HEAD_LR = 1e-3  # a fresh head's learning rate while fine-tuning
 LORA_LR = {"image": 2e-3, "text": 2e-3, "audio": 2e-3}  # adapters start at zero and need larger steps than full weights

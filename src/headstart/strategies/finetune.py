@@ -9,11 +9,12 @@ import torch
 from torch import nn
 
 from headstart.backbones import Backbone
-from headstart.boundary import ActivationCache, Split, boundary_feed, split_at, store_activations
+from headstart.training.boundary import ActivationCache, Split, boundary_feed, split_at, store_activations
 from headstart.data import DataSplits
-from headstart.engine import Feed, TrainSettings, bn_policy, freeze, param_groups, text_lengths, train
-from headstart.errors import ConfigError
-from headstart.heads import Classifier
+from headstart.data.dataset import modality
+from headstart.training.engine import Feed, TrainSettings, bn_policy, freeze, param_groups, text_lengths, train
+from headstart.core.errors import ConfigError
+from headstart.training.heads import Classifier
 from headstart.strategies.base import FitContext, StrategyResult
 from headstart.strategies.declared import FINETUNE_LR as DEFAULT_LR
 from headstart.strategies.declared import FRESH_HEAD_LR
@@ -90,7 +91,7 @@ def _can_cache(backbone: Backbone, cache_boundary: bool | None, augment: bool, d
     (``cache_boundary`` None) only on CPUs: on a GPU, the frozen forward of the backbones we measured cost
     less than reading the cache back (bench/device_check.py)."""
     wanted = device.type == "cpu" if cache_boundary is None else cache_boundary
-    return wanted and (backbone.modality == "text" or not augment)
+    return wanted and (modality(backbone.modality).texts or not augment)  # texts are never augmented
 
 
 def _boundary_feed(split: Split, backbone: Backbone, splits: DataSplits, ctx: FitContext, s: TrainSettings,

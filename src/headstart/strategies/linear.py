@@ -9,7 +9,7 @@ import numpy as np
 
 from headstart.backbones import Backbone
 from headstart.data import DataSplits
-from headstart.heads import Classifier
+from headstart.training.heads import Classifier
 from headstart.strategies.base import FitContext, StrategyResult
 from headstart.strategies.declared import LinearOptions
 

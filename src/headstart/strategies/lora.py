@@ -5,7 +5,7 @@ Hu et al. 2022, "LoRA: Low-Rank Adaptation of Large Language Models": a layer's 
 ``W`` frozen. The adapters come from peft. After training they are merged into the weights, so the
 returned model is a plain Classifier with the backbone's own architecture (it saves, loads and exports
 like any other); the adapter itself rides along as ``model.adapter`` and is written next to the model
-(see headstart.adapters).
+(see headstart.training.adapters).
 
 Layers adapted by default are the backbone family's choice (``backbone.family.lora_targets``; see
 headstart.backbones.families): every ``nn.Linear`` inside the blocks of Hugging Face encoders; ``qkv``,
@@ -25,12 +25,12 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from headstart.adapters import Adapter, config_to_json
+from headstart.training.adapters import Adapter, config_to_json
 from headstart.backbones import Backbone
 from headstart.data import DataSplits
-from headstart.engine import freeze, param_groups, train
-from headstart.errors import ConfigError
-from headstart.heads import Classifier
+from headstart.training.engine import freeze, param_groups, train
+from headstart.core.errors import ConfigError
+from headstart.training.heads import Classifier
 from headstart.strategies.base import FitContext, StrategyResult
 from headstart.strategies.declared import LORA_HEAD_LR, LORA_LR, LoRAOptions
 

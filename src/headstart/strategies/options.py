@@ -18,7 +18,7 @@ import dataclasses
 import math
 from typing import Any, Callable, Iterable
 
-from headstart.errors import ConfigError
+from headstart.core.errors import ConfigError
 
 Check = Callable[[Any], "str | None"]  # a value -> what is wrong with it, or None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from headstart.errors import ConfigError
+from headstart.core.errors import ConfigError
 from headstart.strategies.base import Strategy
 from headstart.strategies.contrastive import Contrastive
 from headstart.strategies.full import Full

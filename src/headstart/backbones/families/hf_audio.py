@@ -26,7 +26,7 @@ from headstart.backbones.families.base import DictBatchGraph, Family, OnnxGraph,
 from headstart.backbones.families.sfx_cnn import audio_preprocessing_record
 from headstart.backbones.registry import register_family
 from headstart.backbones.sources import REMOTE_CODE_KEYS, hub_cached_file, hub_reachable, refuse_remote_code
-from headstart.errors import ModelNotFoundError, RemoteCodeError, RunError, brief
+from headstart.core.errors import ModelNotFoundError, RemoteCodeError, RunError, brief
 
 AUDIO_TYPES = frozenset({"wav2vec2", "hubert", "wavlm", "data2vec-audio", "audio-spectrogram-transformer",
                          "whisper"})

@@ -33,7 +33,7 @@ from headstart.backbones.audio_preprocessing import AudioPreprocessing
 from headstart.backbones.base import Backbone, Batch, Preprocessing
 from headstart.backbones.families.base import Family, OnnxGraph, cnn_lora_targets
 from headstart.backbones.registry import register_backbone, register_family
-from headstart.errors import ModelNotFoundError, RunError, brief
+from headstart.core.errors import ModelNotFoundError, RunError, brief
 
 PACKAGE, WEIGHTS_FILE = "aisfx", "aisfx/models/checkpoint.pth"
 SAMPLE_RATE, N_FFT, HOP, MEL_BINS = 44100, 2048, 1024, 96

@@ -1,0 +1,1 @@
+"""The basics every layer uses: configuration, errors, atomic file I/O, locks, metrics, progress."""

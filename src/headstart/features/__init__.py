@@ -1,0 +1,1 @@
+"""The feature cache: frozen-backbone features computed once, content-addressed, kept on disk."""

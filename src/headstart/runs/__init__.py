@@ -1,0 +1,1 @@
+"""Run folders: writing and loading a fitted run, what an --out may replace, exports, trackers."""

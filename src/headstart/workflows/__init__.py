@@ -1,0 +1,1 @@
+"""What the verbs do below the API: fit's pipeline, compare, advise, audit, auto, budgets."""
