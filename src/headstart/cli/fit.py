@@ -54,8 +54,9 @@ def fit_cli(
     epochs: int = typer.Option(10, help="Most epochs of fine-tuning (early stopping may end sooner)."),
     batch_size: int = typer.Option(32, help="Fine-tuning batch size."),
     patience: int = typer.Option(3, help="Epochs without validation improvement before stopping."),
-    augment: bool = typer.Option(True, "--augment/--no-augment", help="Light augmentation when fine-tuning "
-                                 "(images: crops, flips; sound: time shift, gain, noise, time/frequency masks)."),
+    augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="Light augmentation when "
+                                           "fine-tuning (images: crops, flips; sound: time shift, gain, noise, "
+                                           "time/frequency masks) [default: on; off for aisfx-cnn]."),
     hflip: bool = typer.Option(True, "--hflip/--no-hflip", help="Random horizontal flips (turn off for digits, text)."),
     weight_decay: float = typer.Option(0.01, help="AdamW weight decay of the fine-tuned weights."),
     warmup: float = typer.Option(0.1, help="Share of the fine-tuning steps spent warming the learning rate up."),

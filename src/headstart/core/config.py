@@ -57,7 +57,7 @@ class FitConfig:
     epochs: int = 10
     batch_size: int = 32
     patience: int = 3
-    augment: bool = True
+    augment: bool | None = None  # None: the model family's default (on; off for aisfx-cnn)
     hflip: bool = True
     weight_decay: float = 0.01
     warmup: float = 0.1
