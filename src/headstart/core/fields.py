@@ -71,8 +71,9 @@ class FitFields:
     batch_size: int | None = setting(None, f"Training batch size [default: {DEFAULT_BATCH_SIZE}; contrastive: 16 "
                                      "texts per step].", "training")
     patience: int = setting(3, "Epochs without validation improvement before stopping.", "training")
-    augment: bool = setting(True, "Light augmentation when fine-tuning (images: crops, flips; sound: time shift, "
-                            "gain, noise, time/frequency masks).", "training")
+    augment: bool | None = setting(None, "Light augmentation when fine-tuning (images: crops, flips; sound: time "
+                                   "shift, gain, noise, time/frequency masks) [default: on; off for aisfx-cnn].",
+                                   "training")
     hflip: bool = setting(True, "Random horizontal flips (turn off for digits, text).", "training")
     weight_decay: float = setting(0.01, "AdamW weight decay of the fine-tuned weights.", "training")
     warmup: float = setting(0.1, "Share of the training steps spent warming the learning rate up.", "training")

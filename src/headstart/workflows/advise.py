@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from headstart.backbones import Backbone, batch_to, load_backbone
+from headstart.backbones.registry import BACKBONES
 from headstart.workflows.budget import Budget
 from headstart.core.config import FitConfig
 from headstart.data import DataSplits
@@ -87,6 +88,9 @@ def advise_prepared(splits: DataSplits, models: Sequence[str | Backbone], cfg: F
     ahead = labelling_forecast(best, splits, runtime.cache, runtime.extraction(best.modality), task, cfg.seed)
     rec["forecast"] = {**asdict(ahead), "flattened": ahead.flattened}
     rec["reasons"].append(f"What labelling more buys: {ahead.sentence()}")
+    named = BACKBONES.get(rec["model"])
+    if named is not None and named.caveat:  # what the backbone is not for (aisfx-cnn: speech)
+        rec["reasons"].append(named.caveat)
     return Advice(ranking, rec)
 
 

@@ -320,6 +320,8 @@ def resolved_config(cfg: FitConfig, backbone: Backbone, strat: Strategy, info: d
     values["options"] = options
     if info.get("bn"):
         values["bn"] = info["bn"]
+    if info.get("augment") is not None:  # the family's default where the fit left it open
+        values["augment"] = info["augment"]
     if info.get("balance"):  # auto's choice (and the probe's weights in place of a sampler), as what ran
         values["balance"] = info["balance"]
     values["batch_size"] = info.get("batch_size") or cfg.batch()  # as given, else the strategy's default

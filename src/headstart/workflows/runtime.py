@@ -17,6 +17,7 @@ import torch
 
 from headstart.training import distributed
 from headstart.backbones import Backbone
+from headstart.backbones.registry import family_of
 from headstart.training.balance import resolve_balance
 from headstart.core.config import FitConfig
 from headstart.data import DataSplits, Dataset
@@ -97,6 +98,11 @@ class Runtime:
                                                      on_epoch=self.on_epoch, callbacks=self.callbacks),
                            balance=balance["used"], class_weights=tuple(weights.values()) if weights else None,
                            select_metric=task.select_metric, task=task)
+        family = family_of(backbone.arch)  # what the fit left open, the model's family decides
+        if settings.augment is None:
+            settings = replace(settings, augment=family.augment)
+        if settings.frozen_bn is None and family.bn_auto is not None:
+            settings = replace(settings, frozen_bn=family.bn_auto == "frozen")
         pool = None if cfg.unlabelled is None else unlabelled_rest(cfg, splits, backbone.modality)
         return FitContext(targets, self.cache, self.extraction(backbone.modality), self.device,
                           self.train_precision(backbone), settings, self.progress, self.cache_boundary, balance,
