@@ -30,7 +30,7 @@ demo: setup
 # Debian's Chromium renders report.html in the browser test (needs root or sudo-less apt, as on CI).
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: the report's browser test will skip"
+		apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: the browser tests (report, labelling page) will skip"
 
 # Debian's espeak-ng and sox synthesise the spoken-word test set of the audio tests (as root, as on CI).
 audio-tools:

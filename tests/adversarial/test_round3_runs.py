@@ -98,7 +98,7 @@ def test_a_second_fit_to_a_folder_being_written_is_refused_up_front_and_a_kill_9
 @pytest.mark.parametrize("verb", ["compare", "audit"])
 def test_compare_and_audit_refuse_a_folder_another_process_writes(cli, tmp_path, text_csv, tiny_text_dir, verb):
     out = tmp_path / "out"
-    holder = spawn([], f"from headstart.core.locks import hold\nheld = hold({str(out)!r}, {verb!r})\nheld.__enter__()\n"
+    holder = spawn([], f"from headstart.runs.outdir import hold\nheld = hold({str(out)!r}, {verb!r})\nheld.__enter__()\n"
                        "print('held', flush=True)\nimport time\ntime.sleep(600)")
     try:
         assert holder.stdout.readline().strip() == "held", holder.stderr.read()

@@ -123,7 +123,7 @@ def test_onnx_text_export_matches_onnxruntime_with_dynamic_batch_and_sequence(te
 
 
 def test_hf_export_loads_with_auto_class_and_predicts_the_same(text_run, tmp_path):
-    import headstart.runs.hf_model  # noqa: F401  registers the headstart_text architecture
+    import headstart.backbones.hf_model  # noqa: F401  registers the headstart_text architecture
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     _, run = text_run

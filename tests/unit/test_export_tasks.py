@@ -268,7 +268,7 @@ def test_onnx_export_of_a_regression_in_large_units_passes_its_check(tmp_path, t
                                                    ("regression", "linear", "regression"),
                                                    ("single-label", "linear", "single_label_classification")])
 def test_hf_export_tells_transformers_the_task(runs, task, strategy, problem, tmp_path):
-    import headstart.runs.hf_model  # noqa: F401  registers the headstart_text architecture
+    import headstart.backbones.hf_model  # noqa: F401  registers the headstart_text architecture
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
     _, run = runs[task, strategy]
@@ -294,7 +294,7 @@ def test_hf_export_tells_transformers_the_task(runs, task, strategy, problem, tm
 
 
 def test_hf_model_loss_follows_the_problem_type(runs, tmp_path):
-    import headstart.runs.hf_model  # noqa: F401
+    import headstart.backbones.hf_model  # noqa: F401
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     for task in ("multi-label", "regression"):

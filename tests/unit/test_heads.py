@@ -8,7 +8,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 
-from headstart.training.heads import DEFAULT_CS, Classifier, linear_probe
+from headstart.training.heads import DEFAULT_CS, Classifier, Scaled, linear_probe, moments, standardised
 
 
 def blobs(n_classes: int, n: int, dim: int = 6, seed: int = 0, spread: float = 1.5):
@@ -108,3 +108,15 @@ def test_the_probe_on_20000_rows_is_quick_and_predicts_like_sklearn():
     sample = np.random.default_rng(0).choice(len(y_val), 1_000, replace=False)
     ours = head_proba(probe.head, x_val[sample]).argmax(1)
     assert (ours == clf.predict((x_val[sample] - mean) / std)).mean() >= 0.99
+
+
+def test_the_float32_solve_reads_the_callers_features_without_a_copy():
+    """Standardisation is folded into the weights: the solver's rows are the caller's array itself, and the
+    products equal those on a standardised copy."""
+    x = np.random.default_rng(3).normal(2.0, 3.0, (500, 40)).astype(np.float32)
+    mean, std = moments(x)
+    scaled = Scaled.of(x, mean, std, torch.float32)
+    assert np.shares_memory(scaled.x.numpy(), x)
+    weight = torch.from_numpy(np.random.default_rng(4).normal(size=(3, 40)).astype(np.float32))
+    want = standardised(x, mean, std, torch.float64) @ weight.double().T
+    np.testing.assert_allclose(scaled.product(weight).numpy(), want.numpy(), rtol=1e-4, atol=1e-4)

@@ -279,20 +279,21 @@ def test_a_text_fit_gallery_shows_escaped_previews_and_stays_small(tmp_path, tex
 
 def test_misclassified_keeps_the_most_confident_mistakes_within_the_cap():
     from headstart.data import Dataset
-    from headstart.report.previews import GALLERY_SIZE, misclassified
+    from headstart.report.previews import GALLERY_SIZE, gallery
+    from headstart.tasks import SingleLabel
 
     rng = np.random.default_rng(0)
     n = 100
     ds = Dataset([f"text {i}" for i in range(n)], ["a"] * n, "text", [f"list item {i + 1}" for i in range(n)])
     logits = rng.normal(0, 3, (n, 3))
-    targets = np.zeros(n, dtype=np.int64)
-    kept = misclassified(ds, logits, targets, ["a", "b", "c"])
+    kept = gallery(ds, SingleLabel(["a", "b", "c"]).mistakes(ds.labels, logits, GALLERY_SIZE))
     wrong = np.flatnonzero(logits.argmax(1) != 0)
     assert len(wrong) > GALLERY_SIZE and len(kept) == GALLERY_SIZE
     proba = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     best = sorted(wrong, key=lambda i: -proba[i].max())[:GALLERY_SIZE]
     assert [m["origin"] for m in kept] == [f"list item {i + 1}" for i in best]
     assert all(m["true"] == "a" and m["predicted"] in ("b", "c") and m["text"].startswith("text") for m in kept)
+    assert list(kept[0]) == ["origin", "true", "predicted", "probability", "text"]
 
 
 def test_thumbnails_are_small_jpegs_for_every_kind_of_image_and_none_for_a_missing_file(tmp_path):
@@ -503,14 +504,14 @@ def test_fine_tuning_curves_and_notes_of_the_new_tasks_use_their_main_metric(reg
 
     def row(name: str, r2: float) -> dict:
         return {"strategy": name, "status": "done", "main_metric": "r2", "seconds": 3.0, "trainable_params": 10,
-                "val_r2": stat(r2, 0.1), "val_spearman": stat(r2 + 0.05), "test_r2": stat(r2 - 0.02),
+                "val_r2": stat(r2, 0.1), "val_mae": stat(0.5), "test_r2": stat(r2 - 0.02),
                 "gap": {"mean": 0.15}}
 
     curve = {"linear": [{"n": n, "r2": stat(0.2 + 0.001 * n, 0.1)} for n in (20, 40, 80)]}
     comparison = {"rows": [row("linear", 0.42), row("partial", -0.3)], "learning_curve": curve}
     html = render_report(ReportData(title="t", subtitle="s", runs=[], comparison=comparison))
     text = Page(section(html, "comparison")).all_text()
-    assert "Val R²" in text and "Val Spearman ρ" in text and "Test R²" in text and "0.420" in text
+    assert "Val R²" in text and "Val MAE" in text and "Test R²" in text and "0.420" in text  # compare's pair
     assert "-0.300" in text and "+0.150" in text and "accuracy" not in text.lower()
     assert len(Page(html).named("img")) == 2  # the R²/time overview and the learning curve
 

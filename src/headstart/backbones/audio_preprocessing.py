@@ -46,6 +46,10 @@ class AudioPreprocessing:
         """A DataLoader collate_fn over ``(item, label)`` pairs (``hflip`` means nothing for sound)."""
         return _AudioCollate(self, augment)
 
+    def neutral_item(self) -> np.ndarray:
+        """An input that says nothing much (a quiet 440 Hz tone, one second): serving's warm-up."""
+        return (0.1 * np.sin(np.linspace(0, 2 * np.pi * 440, self.sample_rate))).astype(np.float32)
+
     def with_clip(self, seconds: float) -> "AudioPreprocessing":
         """The same preprocessing with clips of ``seconds``."""
         return replace(self, clip_seconds=float(seconds))

@@ -1,5 +1,5 @@
 """Which transformers encoders are BERT-like: shared by their family (backbones.families.bert) and by the
-exported text classifier (headstart.runs.hf_model), which must not import the family."""
+exported text classifier (headstart.backbones.hf_model), which must not import the family."""
 
 from __future__ import annotations
 

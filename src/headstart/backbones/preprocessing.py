@@ -8,6 +8,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as F
 from torchvision.transforms.functional import InterpolationMode
@@ -51,6 +52,10 @@ class ImagePreprocessing:
         one scaling and normalisation for the whole batch (as ``transform``, in a fraction of the time)."""
         return _ImageCollate(self.geometry(augment, hflip), self.mean, self.std)
 
+    def neutral_item(self) -> Image.Image:
+        """An input that says nothing (a grey image; the transform brings it to ``size``): serving's warm-up."""
+        return Image.new("RGB", (64, 64), (128, 128, 128))
+
     def with_size(self, size: int) -> "ImagePreprocessing":
         """The same preprocessing at another input size."""
         return ImagePreprocessing(size, self.mean, self.std, self.interpolation, self.crop_pct)
@@ -80,6 +85,10 @@ class TextPreprocessing:
     def collate(self, augment: bool = False, hflip: bool = True):
         """A DataLoader collate_fn over ``(text, label)`` pairs (dynamic padding)."""
         return _TextCollate(self.tokenizer, self.max_length)
+
+    def neutral_item(self) -> str:
+        """An input that says nothing, as long as the model takes (``max_length`` words): serving's warm-up."""
+        return " ".join(["warm"] * self.max_length)
 
     def lengths(self, texts: Sequence[str]) -> list[int]:
         """Token counts after truncation, used to bucket texts of similar length."""

@@ -10,10 +10,7 @@ import typer
 from rich.table import Table
 
 from headstart.cli.output import console, print_json
-
-
-HEADLINES = {"single-label": ("accuracy", "balanced_accuracy", "macro_f1"), "multi-label": ("micro_f1", "macro_f1", "map"),
-             "regression": ("r2", "spearman", "mae", "rmse")}  # the scores shown with their intervals, by task
+from headstart.tasks.kinds import kind_of
 
 
 def evaluate_cli(
@@ -43,16 +40,17 @@ def evaluate_cli(
         return
     for s in m.get("skipped", []):
         console.print(f"[yellow]skipped[/] {s['input']}: {s['reason']}", highlight=False)
+    task = kind_of(m)
     shown = [f"{scores.name(key)} {m[key]:.4f}" + (f" (95% CI {m[f'{key}_ci95'][0]:.3f}-{m[f'{key}_ci95'][1]:.3f})"
                                                     if f"{key}_ci95" in m else "")
-             for key in HEADLINES[m.get("task", "single-label")] if key in m]
+             for key in task.headline if key in m]
     console.print("   ".join(shown) + f"   n={m['n']}", highlight=False)
-    if "per_class" not in m:  # regression
+    if not task.has_classes:
         console.print(f"predicting the training mean instead: MAE {m['train_mean_baseline_mae']:.4f}, R² "
                       f"{m['train_mean_baseline_r2']:.4f}", highlight=False)
         return
-    per_class = Table(title="per class" if m.get("task") != "multi-label" else "per label")
-    extra = ("AP", "threshold") if m.get("task") == "multi-label" else ()
+    per_class = Table(title=f"per {task.output[0]}")
+    extra = ("AP", "threshold") if any("threshold" in s for s in m["per_class"].values()) else ()
     for col in ("class", "precision", "recall", "F1", *extra, "support"):
         per_class.add_column(col, justify="left" if col == "class" else "right")
     for c, s in m["per_class"].items():

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from headstart.core.fileio import to_json
+from headstart.tasks.kinds import SHORT_NAMES, kind_of
 
 # pipes and CI logs get full rows, unless COLUMNS sets the width
 console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
@@ -28,24 +29,15 @@ def fmt_count(n: int) -> str:
     return str(n)
 
 
-# Per task: the main metric (shown on validation, and on test with its interval) and a second one, as
-# (key in metrics.json, its short name in a column heading).
-TASK_COLUMNS = {"single-label": (("accuracy", "acc"), ("macro_f1", "macro-F1")),
-                "multi-label": (("micro_f1", "micro-F1"), ("map", "mAP")),
-                "regression": (("r2", "R²"), ("mae", "MAE"))}
-# Every metric's short name (headings, terminal lines); headstart.core.metrics.METRIC_NAMES has the long ones (the
-# CLI's start-up does not import it).
-SHORT_NAMES = {"accuracy": "acc", "macro_f1": "macro-F1", "balanced_accuracy": "bal. acc", "micro_f1": "micro-F1",
-               "map": "mAP", "subset_accuracy": "subset acc", "r2": "R²", "spearman": "Spearman", "mae": "MAE",
-               "rmse": "RMSE"}
 
 
 def summary_table(rows: list[dict], title: str) -> Table:
     """One row per fitted strategy: the task's main metric on validation and test (with its interval), a second
     metric, trainable/total parameters, time, memory."""
     table = Table(title=title)
-    task = (rows[0]["metrics"].get("task") if rows else None) or "single-label"
-    (main, main_name), (second, second_name) = TASK_COLUMNS[task]
+    task = kind_of(rows[0]["metrics"] if rows else None)
+    main, second = task.main_metric, task.second_metric
+    main_name, second_name = SHORT_NAMES[main], SHORT_NAMES[second]
     for col in ("strategy", f"val {main_name}", f"test {main_name}", f"test {second_name}", "trainable / total",
                 "time", "peak mem"):
         table.add_column(col, justify="left" if col == "strategy" else "right")

@@ -9,19 +9,21 @@ from __future__ import annotations
 import csv
 import dataclasses
 import heapq
-import io
 import re
 import sys
+import textwrap
 from pathlib import Path
-from typing import Iterable, Optional, TextIO
+from typing import Iterable, Iterator, Optional, TextIO
 
 import typer
 
-from headstart.cli.output import print_json
 from headstart.data import Dataset, Skipped, load_items
+from headstart.data.dataset import modality as data_modality
 from headstart.data.items import decode_text
 from headstart.data.sources import is_text_not_path
+from headstart.tasks.kinds import kind
 from headstart.core.errors import ConfigError, DataError
+from headstart.core.fileio import to_json
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -53,56 +55,86 @@ def predict_cli(
     Example: headstart predict runs/pets photos/  |  echo "refund please" | headstart predict runs/helpdesk
     """
     from headstart.api import load_run  # lazy: `--help` need not load torch (start-up time)
-    from headstart.runs.folder import keep_top
 
     predictor = load_run(run)
+    task = kind(predictor.task.name)
+    if top_k is not None and not task.has_classes:
+        raise ConfigError(f"--top-k ranks classes, and {run} is a regression model (one value per input); drop it.")
     if not inputs or inputs == ["-"]:
         if sys.stdin.isatty():
             print("reading texts from stdin, one per line; end with Ctrl-D (or pass files: headstart predict "
                   "--help)", file=sys.stderr)
-        parts = [stdin_dataset(stdin_lines(sys.stdin), skip_bad)]
+        parts: Iterable[Dataset] = stdin_parts(stdin_lines(sys.stdin), skip_bad, batch_size)
     else:
         modality = predictor.backbone.modality
         parts = [load_items(arg, text_col=text_col, image_col=image_col, skip_bad=skip_bad, modality=modality,
                             run_columns=predictor.columns) for arg in inputs]
         parts = [dataclasses.replace(part, origins=[f"argument {n}"])  # a text given on the command line
-                 if modality == "text" and is_text_not_path(arg) else part
+                 if data_modality(modality).texts and is_text_not_path(arg) else part
                  for n, (arg, part) in enumerate(zip(inputs, parts), 1)]
-    data = concat(parts)
-    for skipped in data.skipped:  # on stderr: stdout stays a clean table
-        print(f"skipped {skipped.origin}: {skipped.reason}", file=sys.stderr)
-    rows = predictor.predict(data, device=device, batch_size=batch_size) if len(data) else []
-    if top_k is not None and predictor.task.name == "regression":
-        raise ConfigError(f"--top-k ranks classes, and {run} is a regression model (one value per input); drop it.")
-    if top_k is not None:
-        rows = [keep_top(row, top_k) for row in rows]
-    if skip_bad:
-        rows = in_input_order(rows, parts)
+    rows = streamed_rows(predictor, parts, device, batch_size, top_k, skip_bad)
     if json_out:
-        print_json(rows)
+        write_json_rows(rows)
         return
-    write_csv(rows, [] if predictor.task.name == "regression" else predictor.classes, skip_bad, raw, top_k,
-              ANSWER_COLUMNS[predictor.task.name])
+    write_csv(rows, predictor.classes if task.has_classes else [], skip_bad, raw, top_k, task.answer,
+              text=data_modality(predictor.backbone.modality).texts)
 
 
-def concat(parts: list[Dataset]) -> Dataset:
-    """One Dataset from the inputs of several arguments, in argument order, each item keeping its origin."""
-    if len(parts) == 1:
-        return parts[0]
-    return Dataset([i for d in parts for i in d.items], None, parts[0].modality,
-                   [o for d in parts for o in d.origins], [s for d in parts for s in d.skipped])
+def streamed_rows(predictor, parts: Iterable[Dataset], device: str, batch_size: int, top_k: int | None,
+                  skip_bad: bool) -> Iterator[dict]:
+    """Each part's rows, one batch of ``batch_size`` inputs at a time (memory holds one batch, whatever the
+    inputs' number), in input order; with ``skip_bad`` a row for each skipped input at its place (see
+    :func:`in_input_order`). Skipped inputs are also listed on stderr, each part's before its rows."""
+    from headstart.runs.folder import keep_top
+
+    for part in parts:
+        for skipped in part.skipped:  # on stderr: stdout stays a clean table
+            print(f"skipped {skipped.origin}: {skipped.reason}", file=sys.stderr)
+        batches = (part.subset(range(start, min(len(part), start + batch_size)))
+                   for start in range(0, len(part), batch_size))
+        rows: Iterable[dict] = (row for batch in batches
+                                for row in predictor.predict(batch, device=device, batch_size=batch_size))
+        if top_k is not None:
+            rows = (keep_top(row, top_k) for row in rows)
+        yield from in_input_order(rows, part) if skip_bad else rows
 
 
-def stdin_lines(stream: TextIO) -> io.StringIO:
-    """The lines of ``stream`` (stdin), its bytes decoded as the file readers do (UTF-8, else latin-1) whatever the
-    locale says; a stream that has no bytes underneath is read as it is."""
+def stdin_lines(stream: TextIO) -> Iterator[str]:
+    """The lines of ``stream`` (stdin) as they arrive, each line's bytes decoded as the file readers do (UTF-8,
+    else latin-1) whatever the locale says; a line ends at ``\\n``, ``\\r\\n`` or ``\\r``. A stream that has no
+    bytes underneath gives its text lines."""
     raw = getattr(stream, "buffer", None)
-    return io.StringIO(decode_text(raw.read()) if raw is not None else stream.read(), newline=None)
+    for line in raw if raw is not None else stream:
+        newline, ret = (b"\n", b"\r") if isinstance(line, bytes) else ("\n", "\r")
+        line = line[:-1] if line.endswith(newline) else line
+        line = line[:-1] if line.endswith(ret) else line
+        for piece in line.split(ret):
+            yield decode_text(piece) if isinstance(piece, bytes) else piece
 
 
-def stdin_dataset(lines: Iterable[str], skip_bad: bool) -> Dataset:
-    """One text per line, named "stdin line N"; a blank line or one holding a NUL byte (binary data, not text) is
-    an error, or skipped with ``skip_bad``.
+def stdin_parts(lines: Iterable[str], skip_bad: bool, size: int) -> Iterator[Dataset]:
+    """:func:`stdin_dataset`'s texts in parts of at most ``size`` lines, each part given as soon as its lines
+    have been read (rows can be written while later lines are still being typed or piped in); lines are
+    numbered across parts."""
+    pending: list[str] = []
+    blank: list[str] = []  # blank lines held back: at the very end they are not inputs
+    first, any_input = 1, False
+    for line in lines:
+        if not line.strip("\r\n").strip():
+            blank.append(line)
+            continue
+        pending += blank + [line]
+        blank = []
+        if len(pending) >= size:
+            yield stdin_dataset(pending, skip_bad, first)
+            first, pending, any_input = first + len(pending), [], True
+    if pending or not any_input:
+        yield stdin_dataset(pending, skip_bad, first)
+
+
+def stdin_dataset(lines: Iterable[str], skip_bad: bool, first: int = 1) -> Dataset:
+    """One text per line, named "stdin line N" (N from ``first``); a blank line or one holding a NUL byte (binary
+    data, not text) is an error, or skipped with ``skip_bad``.
 
     Blank lines at the very end (an editor's trailing newline) are not inputs.
     """
@@ -110,7 +142,7 @@ def stdin_dataset(lines: Iterable[str], skip_bad: bool) -> Dataset:
     while lines and not lines[-1].strip():
         lines.pop()
     texts, origins, skipped = [], [], []
-    for n, text in enumerate(lines, 1):
+    for n, text in enumerate(lines, first):
         origin, problem = f"stdin line {n}", _line_problem(text)
         if problem is None:
             texts.append(text)
@@ -119,7 +151,7 @@ def stdin_dataset(lines: Iterable[str], skip_bad: bool) -> Dataset:
             skipped.append(Skipped(origin, problem[0]))
         else:
             raise DataError(f"{origin} {problem[1]}, or pass --skip-bad to give such lines a row marked skipped.")
-    if not texts and not skipped:
+    if not texts and not skipped and first == 1:
         raise DataError("No input: pass image files, a folder or a table, or pipe text lines on stdin.")
     return Dataset(texts, None, "text", origins, skipped)
 
@@ -134,16 +166,12 @@ def _line_problem(text: str) -> tuple[str, str] | None:
     return None
 
 
-def in_input_order(rows: list[dict], parts: list[Dataset]) -> list[dict]:
-    """Predicted rows (those of ``parts``, in order) with a row for each skipped input at its place: among its
-    own argument's rows, before the first that comes after it (names compared with their numbers as numbers, so
-    "t.csv line 9" comes before "t.csv line 10"). Predicted rows keep their order."""
-    out, start = [], 0
-    for part in parts:
-        predicted, start = rows[start:start + len(part)], start + len(part)
-        skipped = sorted(({"input": s.origin, "skipped": s.reason} for s in part.skipped), key=_place)
-        out.extend(heapq.merge(predicted, skipped, key=_place))
-    return out
+def in_input_order(rows: Iterable[dict], part: Dataset) -> Iterator[dict]:
+    """``part``'s predicted rows (in order) with a row for each of its skipped inputs at its place: before the
+    first row that comes after it (names compared with their numbers as numbers, so "t.csv line 9" comes before
+    "t.csv line 10"). Predicted rows keep their order."""
+    skipped = sorted(({"input": s.origin, "skipped": s.reason} for s in part.skipped), key=_place)
+    return heapq.merge(rows, skipped, key=_place)
 
 
 def _place(row: dict) -> list:
@@ -151,15 +179,12 @@ def _place(row: dict) -> list:
     return [int(chunk) if i % 2 else chunk for i, chunk in enumerate(re.split(r"([0-9]+)", row["input"]))]
 
 
-ANSWER_COLUMNS = {"single-label": "label", "multi-label": "labels", "regression": "value"}  # the answer, by task
-
-
-def write_csv(rows: list[dict], classes: list[str], skip_bad: bool, raw: bool, top_k: int | None = None,
-              answer: str = "label") -> None:
-    """CSV on stdout: input, text (for texts, whole), the answer (``label``; multi-label: ``labels`` above their
-    thresholds, joined by ``|``; regression: ``value``), one probability per class, or with ``top_k`` the k
-    most probable classes as label_1, p_1, ... (+ skipped with skip_bad)."""
-    text = any("text" in r for r in rows)
+def write_csv(rows: Iterable[dict], classes: list[str], skip_bad: bool, raw: bool, top_k: int | None = None,
+              answer: str = "label", text: bool = False) -> None:
+    """CSV on stdout, each row written (and flushed) as it comes: input, text (with ``text``: texts, whole), the
+    answer (``label``; multi-label: ``labels`` above their thresholds, joined by ``|``; regression: ``value``),
+    one probability per class, or with ``top_k`` the k most probable classes as label_1, p_1, ... (+ skipped
+    with skip_bad)."""
     cell = (lambda v: v) if raw else neutralise
     k = min(top_k, len(classes)) if top_k else 0
     scores = [name for i in range(1, k + 1) for name in (f"label_{i}", f"p_{i}")] if k else [f"p_{c}" for c in classes]
@@ -178,6 +203,18 @@ def write_csv(rows: list[dict], classes: list[str], skip_bad: bool, raw: bool, t
                                                                       else value)
         writer.writerow([cell(r["input"]), *shown, value, *probs]
                         + ([r.get("skipped", "")] if skip_bad else []))
+        sys.stdout.flush()
+
+
+def write_json_rows(rows: Iterable[dict]) -> None:
+    """The rows as one JSON array on stdout (as ``print_json`` writes a list), each row written as it comes."""
+    out, opened = sys.stdout, False
+    for row in rows:
+        out.write(",\n" if opened else "[\n")
+        out.write(textwrap.indent(to_json(row, indent=2, default=str), "  "))
+        out.flush()
+        opened = True
+    out.write("\n]\n" if opened else "[]\n")
 
 
 def neutralise(value: str) -> str:

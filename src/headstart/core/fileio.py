@@ -26,6 +26,14 @@ import numpy as np
 from headstart.core.errors import HeadstartError
 
 
+MARKER = ".headstart"  # the file that marks a folder headstart wrote (a run, comparison, audit: runs.outdir)
+
+
+def write_marker(folder: Path, kind: str) -> None:
+    """Mark ``folder`` as one headstart wrote (called on the temporary folder before it is moved in place)."""
+    (Path(folder) / MARKER).write_text(json.dumps({"kind": kind}) + "\n")
+
+
 def write_bytes(path: str | Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` atomically (see the module doc)."""
 

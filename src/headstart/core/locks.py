@@ -15,15 +15,13 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from filelock import FileLock, Timeout
 
 from headstart.core.errors import RunError
-from headstart.runs.outdir import guard_data
 
 
 def lock_file(folder: Path) -> Path:
@@ -33,12 +31,10 @@ def lock_file(folder: Path) -> Path:
 
 
 @contextmanager
-def hold(folder: str | Path, what: str, inputs: Iterable[Any] = ()) -> Iterator[None]:
+def hold(folder: str | Path, what: str) -> Iterator[None]:
     """Hold ``folder``'s lock while the block writes ``what`` there (e.g. "run"); RunError at once if another
-    process holds it. ``inputs`` are the call's data sources: a folder inside them is refused before any lock
-    file is written (see headstart.runs.outdir.guard_data)."""
+    process holds it. (``headstart.runs.outdir.hold`` first refuses a folder inside the call's data.)"""
     folder = Path(folder)
-    guard_data(folder, inputs)
     busy = (f"{folder} is in use by another headstart process ({{holder}}). Wait for it to finish (or stop it), or "
             f"choose another --out for the {what}; two processes never write one folder.")
     with _locked(folder, f"the {what}", 0, busy):

@@ -1,6 +1,6 @@
 """Metrics of each task, with 95% intervals: single-label (accuracy, balanced accuracy, macro-F1, per class,
 confusion matrix), multi-label (micro/macro-F1, mAP, subset accuracy, per label) and regression (MAE, RMSE, R²,
-Spearman); and the scores a fit may select on (``TASK_METRICS``)."""
+Spearman). Which of them each task is judged and selected by, and what they are called, is ``tasks.kinds``."""
 
 from __future__ import annotations
 
@@ -12,15 +12,8 @@ import numpy as np
 from scipy.stats import spearmanr
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
-# What early stopping and the probe's strength may optimise, per task; the first is the task's main metric.
-SELECT_METRICS = ("accuracy", "macro_f1", "balanced_accuracy")
-TASK_METRICS = {"single-label": SELECT_METRICS, "multi-label": ("micro_f1", "macro_f1", "map", "subset_accuracy"),
-                "regression": ("r2", "spearman")}
-SELECT_CHOICES = ("auto", *sorted({m for names in TASK_METRICS.values() for m in names}))
-# How a metric is named in sentences and headings, and the range its values (and intervals) can take.
-METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "balanced_accuracy": "balanced accuracy",
-                "micro_f1": "micro-F1", "map": "mAP", "subset_accuracy": "subset accuracy", "r2": "R²",
-                "spearman": "Spearman's rho", "mae": "MAE", "rmse": "RMSE"}
+SELECT_METRICS = ("accuracy", "macro_f1", "balanced_accuracy")  # what ``selection_score`` computes
+# The range a metric's values (and intervals) can take.
 METRIC_RANGES = {"r2": (-math.inf, 1.0), "spearman": (-1.0, 1.0), "mae": (0.0, math.inf), "rmse": (0.0, math.inf)}
 SCORE_TOLERANCE = 1e-9  # scores closer than this are equal: their difference is floating-point rounding
 

@@ -11,18 +11,36 @@ from PIL import Image
 
 from headstart.core.errors import DataError
 
-MODALITIES = ("image", "text", "audio")
-_MODALITY_WORDS = {"image": ("an image", "images"), "text": ("a text", "texts"), "audio": ("an audio", "sounds")}
+@dataclass(frozen=True)
+class Modality:
+    """What the code outside the readers and the model families may ask of a kind of item, instead of comparing
+    its name: what it is called, and whether an item is a text held in memory or a file that a path names."""
+
+    name: str  # image | text | audio: Dataset.modality and Backbone.modality
+    article: str  # "an image": "is an audio model"
+    plural: str  # "images": "takes sounds"
+    texts: bool  # items are strings in memory (a text), not files a path names (and previews, rows, serving follow)
+
+
+MODALITY = {m.name: m for m in (Modality("image", "an image", "images", texts=False),
+                                 Modality("text", "a text", "texts", texts=True),
+                                 Modality("audio", "an audio", "sounds", texts=False))}
+MODALITIES = tuple(MODALITY)
+
+
+def modality(name: str) -> Modality:
+    """The modality called ``name`` (one of ``MODALITIES``)."""
+    return MODALITY[name]
 
 
 def modality_article(modality: str) -> str:
     """The modality with its article, for "is an audio model": ``an image``, ``a text``, ``an audio``."""
-    return _MODALITY_WORDS.get(modality, (f"a {modality}",))[0]
+    return MODALITY[modality].article if modality in MODALITY else f"a {modality}"
 
 
 def modality_plural(modality: str) -> str:
     """What items of the modality are called, for "takes sounds": ``images``, ``texts``, ``sounds``."""
-    return _MODALITY_WORDS.get(modality, ("", f"{modality} items"))[1]
+    return MODALITY[modality].plural if modality in MODALITY else f"{modality} items"
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from headstart.tasks import Task
+from headstart.tasks.kinds import kind
 
 FRACTIONS = (0.25, 0.5, 1.0)
 REPEATS = 3
@@ -75,7 +76,7 @@ def forecast(task: Task, train: tuple[np.ndarray, np.ndarray, list], val: tuple[
     draws = [now + max(float(np.polyfit(sizes[d], values[d], 1)[0]), 0.0) * steps
              for d in (rng.integers(0, len(points), len(points)) for _ in range(BOOTSTRAP))
              if len(set(sizes[d])) > 1]
-    noise = 0.0 if task.name == "regression" else sampling_error(now, len(val[1]))
+    noise = sampling_error(now, len(val[1])) if kind(task.name).has_classes else 0.0  # a share's binomial error
     expected = float(now + max(slope, 0.0) * steps)
     low, high = np.percentile(draws, [5, 95]) if draws else (expected, expected)
     bounded = (lambda v: float(min(v, 1.0))) if task.main_metric != "r2" else float

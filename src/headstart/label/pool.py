@@ -12,6 +12,7 @@ from headstart.backbones.audio_preprocessing import AudioPreprocessing
 from headstart.core.config import FitConfig
 from headstart.data import DataSplits, Dataset, load_data, load_items
 from headstart.data.audio import choose_clip_seconds
+from headstart.data.dataset import modality
 from headstart.data.load import HASH_CHARS
 from headstart.data.resolution import choose_image_size, native_size
 from headstart.data.shots import keep_shots
@@ -30,7 +31,7 @@ class Known:
     def holds(self, data: Dataset, index: int) -> bool:
         """Whether item ``index`` of ``data`` is one of them, by content or by path."""
         item = data.items[index]
-        if isinstance(item, (str, os.PathLike)) and data.modality != "text" and _real(item) in self.paths:
+        if isinstance(item, (str, os.PathLike)) and not modality(data.modality).texts and _real(item) in self.paths:
             return True
         return data.item_hashes()[index][:HASH_CHARS] in self.hashes
 
@@ -53,11 +54,11 @@ def read_pool(pool: Any, modality: str, text_col: str | None = None, image_col: 
 
 def fit_preprocessing(backbone: Backbone, data: Dataset, image_size: int | None) -> Backbone:
     """``backbone`` with the image size (from the pool's images, unless given) or clip length (from its sounds)
-    that ``fit`` would choose for this data."""
+    that ``fit`` would choose for this data (``read_pool`` made sure it is of the backbone's modality)."""
     if isinstance(backbone.preprocessing, ImagePreprocessing) and image_size is None:
         size = choose_image_size(native_size(data), backbone.preprocessing.size)
         backbone.preprocessing = backbone.preprocessing.with_size(size)
-    if isinstance(backbone.preprocessing, AudioPreprocessing) and data.modality == "audio":
+    if isinstance(backbone.preprocessing, AudioPreprocessing):
         backbone.preprocessing = backbone.preprocessing.with_clip(choose_clip_seconds(list(data.items)))
     return backbone
 

@@ -16,6 +16,8 @@ import torch
 from headstart.backbones import Backbone, load_backbone
 from headstart.backbones.sources import state_identity
 from headstart.data import DataSplits, Dataset
+from headstart.data.dataset import modality
+from headstart.tasks.kinds import kind
 from headstart.data.split import strata
 from headstart.training.devices import extraction_batch, resolve_device, resolve_precision
 from headstart.core.errors import ConfigError, DataError
@@ -105,9 +107,9 @@ def from_run(run: Path, pool: Any, n: int, setup: Setup, text_col: str | None, i
     splits, why = run_splits(run)
     notes = skipped_notes(whole) + ([f"no forecast: {why}"] if splits is None else [])
     train = None if splits is None else labelled_features(setup, backbone, predictor, splits)
-    task = predictor.task
-    groups = len(predictor.classes) if task.name != "regression" else REGRESSION_GROUPS
-    if use_uncertain(known.count, groups) and (task.name != "regression" or train is not None):
+    task, classes = predictor.task, kind(predictor.task.name).has_classes
+    groups = len(predictor.classes) if classes else REGRESSION_GROUPS
+    if use_uncertain(known.count, groups) and (classes or train is not None):
         doubt, reasons = doubts(predictor, outputs, feats, train, seed)
         picks, method = uncertain(feats, min(n, len(data)), doubt, reasons, seed), "uncertain-and-diverse"
     else:
@@ -115,7 +117,7 @@ def from_run(run: Path, pool: Any, n: int, setup: Setup, text_col: str | None, i
         picks = typical(feats, min(n, len(data)), labelled, seed)
         method = "typical-and-diverse"
     method += (f" ({known.count} labelled, {'at least' if method[0] == 'u' else 'under'} {UNCERTAIN_FROM} a "
-               f"{'class' if task.name != 'regression' else 'fifth of the range'})")
+               f"{'class' if classes else 'fifth of the range'})")
     ahead = None if splits is None else forecast(task, train[:3], train[3:], n, seed)
     return Suggestions(table(data, picks, predictor, outputs), method, known.count, len(whole) - len(data), ahead,
                        notes or None)
@@ -131,12 +133,13 @@ def labelled_features(setup: Setup, backbone: Backbone, predictor: Predictor, sp
 
 def doubts(predictor: Predictor, outputs: np.ndarray, feats: np.ndarray, train: tuple | None,
            seed: int) -> tuple[np.ndarray, list[str]]:
-    """How unsure the run is of each pool item, and why in words, by task (see headstart.label.select)."""
+    """How unsure the run is of each pool item, and why in words (see headstart.label.select): a value's by the
+    disagreement of bootstrapped ridge heads, a label's by its distance to its threshold, a class's by the margin."""
     task = predictor.task
-    if task.name == "regression":
+    if not kind(task.name).has_classes:
         return ridge_doubt(feats, train[0], train[1], seed)
     proba = task.probabilities(outputs)
-    if task.name == "multi-label":
+    if not kind(task.name).one_per_item:
         return threshold_doubt(proba, np.asarray(task.thresholds), predictor.classes)
     return margin_doubt(proba, predictor.classes)
 
@@ -147,7 +150,7 @@ def table(data: Dataset, picks: list[Pick], predictor: Predictor | None = None,
     answers = None if predictor is None else predictor.task.rows(outputs)
     rows = []
     for rank, pick in enumerate(picks, 1):
-        row = {"rank": rank, ("text" if data.modality == "text" else "path"): str(data.items[pick.index])}
+        row = {"rank": rank, ("text" if modality(data.modality).texts else "path"): str(data.items[pick.index])}
         if answers is not None:
             row.update(guess(answers[pick.index]))
         rows.append({**row, "reason": pick.reason})

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from headstart.report import scores, summary_card
+from headstart.tasks.kinds import KINDS, kind_of
 
 
 SHOWN_CLASSES = 5
@@ -55,12 +56,12 @@ def predictor_html(predictor: Any) -> str:
 
 def _lines(kind: str, strategy: str | None, model: str, modality: str, classes: list[str], metrics: dict,
            where: str, task: str | None = None) -> str:
-    task = task if task in scores.HEADLINE else scores.task(metrics)
+    task = KINDS[task] if task in KINDS else kind_of(metrics)
     main = scores.main_metric(metrics)
     shown = ", ".join(classes[:SHOWN_CLASSES]) + (", …" if len(classes) > SHOWN_CLASSES else "")
     what = {"single-label": f"{modality} classification, {len(classes)} classes ({shown})",
             "multi-label": f"{modality} multi-label classification, {len(classes)} labels ({shown})",
-            "regression": f"{modality} regression of {classes[0] if classes else 'a number'}"}[task]
+            "regression": f"{modality} regression of {classes[0] if classes else 'a number'}"}[task.name]
     head = f"{kind}: {strategy + ' on ' if strategy else ''}{model}, {what}"
     scored = [f"{label} {scores.name(main)} {metrics[split][main]:.3f} (n={metrics[split].get('n', '?')})"
               for split, label in (("val", "validation"), ("test", "test"))

@@ -3,7 +3,7 @@ sound, the first characters of a text.
 
 Previews are made from the items in memory (file paths, PIL images, numpy arrays, texts) while the
 data is at hand, and only ever embedded as data URIs: a report never points at the user's files.
-:func:`misclassified` keeps a fit's most confident validation mistakes, previews included, small
+:func:`gallery` keeps a fit's worst validation mistakes (as its task picks them), previews included, small
 enough for metrics.json, so a run's report can be rebuilt where the data is not.
 """
 
@@ -19,14 +19,13 @@ import numpy as np
 from PIL import Image
 
 from headstart.core.errors import DataError
-from headstart.core.metrics import softmax
 
 if TYPE_CHECKING:
     from headstart.data import Dataset
 
 THUMB_PX = 64  # longest side of a thumbnail, in pixels
 TEXT_CHARS = 160  # characters of a text shown
-GALLERY_SIZE = 24  # misclassified validation items a fit keeps (most confident first)
+GALLERY_SIZE = 24  # validation mistakes a fit keeps (the worst first)
 _URI = re.compile(r"data:image/(jpeg|png);base64,[A-Za-z0-9+/]+={0,2}")
 
 
@@ -75,10 +74,13 @@ def text_preview(text: Any, chars: int = TEXT_CHARS) -> str:
 
 def preview(item: Any, modality: str) -> dict:
     """``{"thumbnail": data URI}`` for an image, ``{"text": first characters}`` for a text (empty when unreadable)."""
-    if modality == "text":
+    if modality not in _THUMBNAILS:
         return {"text": text_preview(item)}
-    uri = spectrogram_thumbnail(item) if modality == "audio" else thumbnail(item)
+    uri = _THUMBNAILS[modality](item)
     return {"thumbnail": uri} if uri else {}
+
+
+_THUMBNAILS = {"image": thumbnail, "audio": spectrogram_thumbnail}  # per modality of files; texts are quoted
 
 
 def safe_thumbnail(uri: Any) -> str | None:
@@ -87,14 +89,7 @@ def safe_thumbnail(uri: Any) -> str | None:
     return uri if isinstance(uri, str) and _URI.fullmatch(uri) else None
 
 
-def misclassified(ds: Dataset, logits: np.ndarray, targets: np.ndarray, classes: Sequence[str],
-                  limit: int = GALLERY_SIZE) -> list[dict]:
-    """The ``limit`` most confident mistakes on ``ds``: ``{"origin", "true", "predicted", "probability"}`` and a
-    preview, highest predicted probability first (the report's gallery, kept in metrics.json)."""
-    proba = softmax(np.asarray(logits, dtype=np.float64))
-    predicted = proba.argmax(1)
-    wrong = np.flatnonzero(predicted != np.asarray(targets))
-    ranked = wrong[np.argsort(-proba[wrong, predicted[wrong]], kind="stable")][:limit]
-    return [{"origin": str(ds.origins[i]), "true": str(classes[targets[i]]), "predicted": str(classes[predicted[i]]),
-             "probability": round(float(proba[i, predicted[i]]), 4), **preview(ds.items[i], ds.modality)}
-            for i in ranked]
+def gallery(ds: Dataset, picked: Sequence[tuple[int, dict]]) -> list[dict]:
+    """The report's gallery, kept in metrics.json: for each ``(index, fields)`` a task picked on ``ds`` (its
+    ``mistakes``), the item's origin, those fields and a preview."""
+    return [{"origin": str(ds.origins[i]), **fields, **preview(ds.items[i], ds.modality)} for i, fields in picked]

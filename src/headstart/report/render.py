@@ -16,7 +16,9 @@ from html import escape
 from pathlib import Path
 
 from headstart.core.fileio import write_text
+from headstart.report.unlabelled import pool_sentence
 from headstart.report import plots, previews, scores
+from headstart.tasks.kinds import TaskKind, kind_of
 
 CSS = """
 *{box-sizing:border-box} dl{margin:0} .scroll{overflow-x:auto} .muted{color:#6e7781}
@@ -207,6 +209,9 @@ def run_notes(run: dict) -> list[str]:
         notes.append(f"LP-FT first fitted a linear probe (C = {_value(probe.get('C'))}, validation "
                      f"{scores.name(main)} {scores.value(main, probe_score)}); fine-tuning started from its head "
                      "(epoch 0 in the curves).")
+    pool = (metrics.get("strategy_info") or {}).get("unlabelled")
+    if pool:
+        notes.append(pool_sentence(pool))
     calibration = metrics.get("calibration")
     if calibration:
         chose = "the epoch kept" if epochs else "the regularisation strength C"
@@ -348,7 +353,7 @@ def _comparison(comp: dict | None, recommended: str | None) -> str:
         return ""
     rows = comp.get("rows") or []
     main = _comparison_metric(comp)
-    second = scores.SECOND.get(main, "macro_f1")
+    second = kind_of({"task": comp.get("task"), "main_metric": main}).second_metric
     head = (f"<tr><th>Strategy</th><th>Status</th><th>Val {scores.name(main)}</th><th>Val {scores.name(second)}</th>"
             f"<th>Test {scores.name(main)}</th><th>Train−val gap</th><th>Trainable params</th><th>Time</th>"
             "<th>Memory</th></tr>")
@@ -430,15 +435,15 @@ def _bar_place(score: float | None) -> float:
 
 def _card(run: dict, recommended: str | None) -> str:
     m = run.get("metrics") or {}
-    main, kind = scores.main_metric(m), scores.task(m)
+    main, kind = scores.main_metric(m), kind_of(m)
     split, headline = _headline(m)
     value, ci = headline.get(main), headline.get(f"{main}_ci95")
     lo, hi = ([plots.finite(b) for b in (ci or [])[:2]] + [None, None])[:2]
     left, right = _bar_place(lo), _bar_place(hi)
     bar = (f'<div class="cibar" title="95% CI"><span class="range" style="left:{left:.1f}%;width:{right - left:.1f}%">'
            f'</span><span class="dot" style="left:{_bar_place(value):.1f}%"></span></div>')
-    rows = [(scores.title(key), scores.value(key, headline.get(key))) for key in scores.HEADLINE[kind][1:]]
-    if kind == "regression":
+    rows = [(scores.title(key), scores.value(key, headline.get(key))) for key in kind.headline[1:]]
+    if "train_mean_baseline_mae" in headline:
         rows.append(("Train-mean baseline", f"MAE {scores.value('mae', headline.get('train_mean_baseline_mae'))}"
                                             f" · R² {scores.value('r2', headline.get('train_mean_baseline_r2'))}"))
     if split == "test" and m.get("val"):
@@ -469,7 +474,7 @@ def _run_details(index: int, run: dict) -> str:
     caption = (f"Chosen by validation {scores.name(main)}{at_half}; the highlighted C is the one kept." if probe else
                f"Dashed: training set; solid: validation set{at_half}. The dotted line marks the epoch kept.")
     curves = _figure(plots.history_plot(history, main), "training curves", caption)
-    body = {"multi-label": _multi_label, "regression": _regression}.get(scores.task(metrics), _single_label)
+    body = _SECTIONS[kind_of(metrics).name]
     return (f'<section id="run-{index}" class="run"><h2>{escape(str(run.get("name", "")))} '
             f'<span class="tag">{escape(str(run.get("strategy", "")))}</span></h2>'
             f'<h3>Training curves</h3>{curves or "<p class=muted>No training history was recorded.</p>"}'
@@ -597,31 +602,30 @@ def _gallery(metrics: dict) -> str:
     mistakes = [m for m in metrics.get("misclassified") or [] if isinstance(m, dict)]
     if not mistakes:
         return ""
-    kind = scores.task(metrics)
-    anchor, heading, which = _GALLERIES[kind]
+    kind = kind_of(metrics)
+    anchor, heading, which = _GALLERIES[kind.name]
     val = metrics.get("val") or {}
-    if kind == "single-label":
+    if kind.one_per_item:
         accuracy, n = plots.finite(val.get("accuracy")), plots.finite(val.get("n")) or 0
         wrong = max(len(mistakes), round(n * (1 - accuracy)) if accuracy is not None else 0)
         count = f"{len(mistakes)} of {wrong:,}"
     else:
         count = f"{len(mistakes)} shown"
-    why = "a wrong value, sometimes an unusual item" if kind == "regression" else \
-        "a wrong or missing label, sometimes an ambiguous item"
-    cards = "".join(_mistake(m, kind) for m in mistakes)
+    why = "a wrong or missing label, sometimes an ambiguous item" if kind.has_classes else \
+        "a wrong value, sometimes an unusual item"
+    cards = "".join(_mistake(m) for m in mistakes)
     return (f'<h3 id="{anchor}">{heading}</h3><p class="muted">{which} ({count}): often {why}.</p>'
             f'<div class="gallery">{cards}</div>')
 
 
-def _mistake(m: dict, kind: str) -> str:
+def _mistake(m: dict) -> str:
     """One gallery card: the item's preview, origin, true and predicted labels or values (and the error)."""
     uri = previews.safe_thumbnail(m.get("thumbnail"))
     shown = (f'<img class="thumb" src="{uri}" alt="">' if uri else
              f'<q class="preview">{escape(str(m["text"]))}</q>' if m.get("text") else "")
     probability = f" {_pct(m['probability'])}" if plots.finite(m.get("probability")) is not None else ""
     error = plots.finite(m.get("error"))
-    extra = f'<span class="wrong">error <b>{error:+.4g}</b></span>' if kind == "regression" and error is not None \
-        else ""
+    extra = f'<span class="wrong">error <b>{error:+.4g}</b></span>' if error is not None else ""
     return (f'<figure class="mistake">{shown}<figcaption><span class="origin">{escape(str(m.get("origin", "")))}'
             f'</span><span>true <b>{escape(str(m.get("true", "?")))}</b></span><span class="wrong">predicted '
             f'<b>{escape(str(m.get("predicted", "?")))}</b>{probability}</span>{extra}</figcaption></figure>')
@@ -637,7 +641,7 @@ def _multi_label(metrics: dict) -> str:
     per_item = (f" Items carry {labels['true']:.2f} labels on average; the model predicts {labels['predicted']:.2f}."
                 if plots.finite(labels.get("true")) is not None and plots.finite(labels.get("predicted")) is not None
                 else "")
-    return (f'<h3 id="scores">Scores ({_SPLITS[split]} set)</h3>{_scores_table(headline, "multi-label", per_item)}'
+    return (f'<h3 id="scores">Scores ({_SPLITS[split]} set)</h3>{_scores_table(headline, kind_of(metrics), per_item)}'
             f'<h3 id="per-label">Per label ({_SPLITS[split]} set)</h3>{chart}'
             f'{_per_class(headline, multi_label=True)}{_thresholds(metrics)}')
 
@@ -660,20 +664,23 @@ def _regression(metrics: dict) -> str:
     baseline = (f" The baseline predicts the training mean ({mean:.4g}) for every item: a useful model has a "
                 "lower MAE and a higher R²." if mean is not None else "")
     return (f'<h3 id="predicted-vs-true">Predicted vs true ({_SPLITS[split]} set)</h3>'
-            f'<div class="pair">{figure}{_scores_table(headline, "regression", baseline)}</div>')
+            f'<div class="pair">{figure}{_scores_table(headline, kind_of(metrics), baseline)}</div>')
 
 
-def _scores_table(headline: dict, kind: str, note: str = "") -> str:
-    """The task's headline scores with their 95% intervals (and, for regression, the train-mean baseline's)."""
+_SECTIONS = {"single-label": _single_label, "multi-label": _multi_label, "regression": _regression}  # per task
+
+
+def _scores_table(headline: dict, kind: TaskKind, note: str = "") -> str:
+    """The task's headline scores with their 95% intervals (and the train-mean baseline's, where it has one)."""
     baseline = {"mae": headline.get("train_mean_baseline_mae"), "r2": headline.get("train_mean_baseline_r2")} \
-        if kind == "regression" else {}
+        if "train_mean_baseline_mae" in headline else {}
     head = ["Score", "Value", "95% interval", *(["Train-mean baseline"] if baseline else [])]
     rows = "".join(
         f'<tr><td class="name">{scores.title(key)}<div class="reason">{scores.MEANINGS.get(key, "")}</div></td>'
         f'<td><b>{scores.value(key, headline.get(key))}</b></td>'
         f'<td>{scores.interval(key, headline.get(f"{key}_ci95")) or "—"}</td>'
         + (f"<td>{scores.value(key, baseline.get(key))}</td>" if baseline else "") + "</tr>"
-        for key in scores.HEADLINE[kind])
+        for key in kind.headline)
     caption = f"Bootstrap 95% intervals over the {headline.get('n', 0):,} items.{note}"
     return (f'<div class="scroll"><table class="scores"><caption>{escape(caption)}</caption><thead><tr>'
             f'{"".join(f"<th>{h}</th>" for h in head)}</tr></thead><tbody>{rows}</tbody></table></div>')

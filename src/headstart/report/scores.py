@@ -2,7 +2,7 @@
 Spearman's rho as signed numbers, errors (MAE, RMSE) in the target's own units.
 
 metrics.json says its task and main metric (``"task"``, ``"main_metric"``); a run written before tasks existed
-has neither and is single-label, scored by accuracy.
+has neither and is single-label, scored by accuracy. Which scores each task shows is ``tasks.kinds``.
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-NAMES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1",
-         "micro_f1": "micro-F1", "map": "mAP", "subset_accuracy": "subset accuracy", "r2": "R²",
-         "spearman": "Spearman ρ", "mae": "MAE", "rmse": "RMSE"}
+from headstart.tasks.kinds import METRIC_NAMES
+
 MEANINGS = {"micro_f1": "every label decision pooled", "macro_f1": "each label counting the same",
             "map": "mean average precision: how well each label's probabilities rank the items, at any threshold",
             "subset_accuracy": "items with every label right, none missing, none extra",
@@ -21,11 +20,6 @@ MEANINGS = {"micro_f1": "every label decision pooled", "macro_f1": "each label c
             "mae": "mean absolute error, in the target's units",
             "rmse": "root mean squared error: big misses weigh more"}
 SHARES = frozenset({"accuracy", "balanced_accuracy", "macro_f1", "micro_f1", "map", "subset_accuracy"})
-HEADLINE = {"single-label": ("accuracy", "macro_f1"),  # the main metric first
-            "multi-label": ("micro_f1", "macro_f1", "map", "subset_accuracy"),
-            "regression": ("r2", "spearman", "mae", "rmse")}
-SECOND = {"accuracy": "macro_f1", "micro_f1": "macro_f1", "r2": "spearman"}  # a comparison's second column
-TASKS = {"accuracy": "single-label", "micro_f1": "multi-label", "r2": "regression"}
 
 
 def finite(value: object) -> float | None:
@@ -42,15 +36,9 @@ def main_metric(metrics: dict | None) -> str:
     return str((metrics or {}).get("main_metric") or "accuracy")
 
 
-def task(metrics: dict | None) -> str:
-    """``"single-label"``, ``"multi-label"`` or ``"regression"``, from metrics.json (its main metric if unnamed)."""
-    named = (metrics or {}).get("task")
-    return str(named) if named in HEADLINE else TASKS.get(main_metric(metrics), "single-label")
-
-
 def name(key: str) -> str:
     """A metric as a sentence says it: ``micro_f1`` -> "micro-F1"."""
-    return NAMES.get(key, key.replace("_", " "))
+    return METRIC_NAMES.get(key, key.replace("_", " "))
 
 
 def title(key: str) -> str:

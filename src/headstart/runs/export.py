@@ -3,7 +3,7 @@
     onnx   model.onnx (preprocessed input -> outputs named ``logits``, dynamic batch; text: dynamic batch and
            sequence), preprocessing.json, classes.json (+ tokenizer files for text)
     hf     (text runs) a directory AutoModelForSequenceClassification.from_pretrained loads once
-           ``headstart.runs.hf_model`` is imported: see that module for why a headstart class is needed; its
+           ``headstart.backbones.hf_model`` is imported: see that module for why a headstart class is needed; its
            ``problem_type`` tells transformers' pipelines the task (softmax, sigmoid, or the value itself)
     timm   (image runs) timm runs: model.safetensors + config.json in timm's hub format, loadable with
            ``timm.create_model("local-dir:DIR", pretrained=True)``; the torchvision MobileNetV2 run:
@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from headstart.tasks.kinds import kind
 from headstart.data import IMAGE_EXTENSIONS, load_items
 from headstart.data.audio import AUDIO_EXTENSIONS
 from headstart.data.dataset import modality_plural
@@ -56,16 +57,6 @@ FORMAT_IS_FOR = {"hf": "--format hf is for text runs (Hugging Face encoders)",
 ONNX_TOLERANCE = 1e-4  # max |output difference| between onnxruntime and PyTorch, per unit of the largest |output|
 TORCH_TOLERANCE = 1e-5  # the same, for exports reloaded into PyTorch (same kernels: differences are ~0)
 TASK_FORMAT = 1  # task.json's layout
-# How to read each task's outputs (task.json's "outputs_are" and "apply"); see the module docstring.
-READING = {
-    "single-label": ("logits, one per class (the calibration temperature is already folded in)",
-                     "softmax over the outputs; the label is the class with the highest probability"),
-    "multi-label": ("logits, one per label",
-                    "sigmoid to each output; an item has every label whose probability is >= that label's entry "
-                    "in thresholds (same order as outputs); no label at all is a valid answer"),
-    "regression": ("the predicted value of the target, already in the target's own units (the training mean "
-                   "and deviation are folded into the head)", "nothing: use the output as it is"),
-}
 ONNX_OPSET = 17
 MAX_SAMPLES = 6
 
@@ -148,7 +139,7 @@ def task_record(predictor: Predictor) -> dict[str, Any]:
         raise RunError(f"{predictor.run_dir}/model/headstart.json says the regression head gives standardised "
                        "values, not the target's units: the file was edited. Restore it from a copy of the "
                        "run, or fit again.")
-    outputs_are, apply = READING[task.name]
+    outputs_are, apply = kind(task.name).reading
     return {"format": TASK_FORMAT, "task": task.name, "outputs": list(task.classes), "outputs_are": outputs_are,
             "apply": apply, **{k: v for k, v in spec.items() if k != "name"}}
 
@@ -195,16 +186,19 @@ def _sample_batch(run: Path, predictor: Predictor, samples: Any) -> torch.Tensor
             raise ConfigError(f"This run takes {modality_plural(modality)}, but the samples given are "
                               f"{modality_plural(data.modality)}. Give samples of that kind.")
         items = list(data.items[:MAX_SAMPLES])
-    elif modality == "text":
-        items = list(CHECK_TEXTS)
-    elif modality == "audio":
-        items = _run_files(run, AUDIO_EXTENSIONS) or _synthetic_sounds(predictor.backbone.preprocessing)
     else:
-        items = _run_files(run, IMAGE_EXTENSIONS) or _synthetic_images(predictor.backbone.preprocessing.size)
+        items = _DEFAULT_SAMPLES[modality](run, predictor.backbone.preprocessing)
     inputs, _ = predictor.backbone.preprocessing.collate(False)([(item, 0) for item in items])
     if isinstance(inputs, dict):
         return {k: v.contiguous() for k, v in inputs.items()}
     return inputs.contiguous()
+
+
+_DEFAULT_SAMPLES = {  # per modality, without --samples: fixed texts; the run's own files, else synthetic ones
+    "text": lambda run, preprocessing: list(CHECK_TEXTS),
+    "audio": lambda run, preprocessing: _run_files(run, AUDIO_EXTENSIONS) or _synthetic_sounds(preprocessing),
+    "image": lambda run, preprocessing: _run_files(run, IMAGE_EXTENSIONS) or _synthetic_images(preprocessing.size),
+}
 
 
 def _run_files(run: Path, extensions: frozenset[str]) -> list[str]:

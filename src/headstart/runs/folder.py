@@ -33,14 +33,15 @@ from headstart.backbones import Backbone, family_of
 from headstart.backbones.registry import MODALITIES
 from headstart.backbones.sources import refuse_remote_code
 from headstart.data import Dataset, load_items
-from headstart.data.dataset import modality_plural
+from headstart.data.dataset import modality, modality_plural
 from headstart.training.devices import bf16_supported, resolve_device
 from headstart.training.engine import predict_logits
 from headstart.training.checkpoints import is_unfinished, saved_epoch
 from headstart.core.errors import ModelNotFoundError, RemoteCodeError, RunError, brief
 from headstart.core.fileio import read_json_object, staged_dir, to_json, write_json, write_text
 from headstart.report.notebook import predictor_html, predictor_repr
-from headstart.runs.outdir import KEPT, check_writable, guard_data, write_marker
+from headstart.runs.outdir import KEPT, check_writable, guard_data
+from headstart.core.fileio import write_marker
 from headstart.report import render_run_report
 from headstart.training.heads import Classifier
 from headstart.tasks import SingleLabel, Task, task_from_spec
@@ -118,7 +119,7 @@ class Predictor:
         rows = []
         for origin, item, answer in zip(data.origins, data.items, self.task.rows(outputs)):
             row = {"input": origin, **answer}
-            if data.modality == "text":
+            if modality(data.modality).texts:
                 row["text"] = item
             rows.append(row)
         return rows

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from headstart.core.errors import RunError, option
+from headstart.core.fileio import MARKER
 
-MARKER = ".headstart"
 # What each kind of folder holds, beside the marker; anything else is the user's and blocks --overwrite.
 CONTENTS = {
     "run": {"config.json", "split.json", "history.jsonl", "metrics.json", "model", "report.html", "checkpoints",
@@ -30,11 +31,6 @@ KEPT = {"run": ("tensorboard",), "comparison": (), "audit": ()}
 # Folders written before the marker existed are recognised by a file only headstart writes there.
 LEGACY_SIGNS = {"run": ("model/headstart.json", "checkpoints/config.json"), "comparison": ("comparison.json",),
                 "audit": ("audit.json",)}
-
-
-def write_marker(folder: Path, kind: str) -> None:
-    """Mark ``folder`` as one headstart wrote (called on the temporary folder before it is moved in place)."""
-    (Path(folder) / MARKER).write_text(json.dumps({"kind": kind}) + "\n")
 
 
 def folder_kind(folder: Path) -> str | None:
@@ -88,6 +84,17 @@ def guard_data(out: Path, inputs: Iterable[Any]) -> None:
         where, source = clash
         raise RunError(f"--out {out} is {where} {source}; headstart never writes into, or replaces, your "
                        "data. Choose an --out outside it (e.g. runs/NAME).")
+
+
+@contextmanager
+def hold(folder: str | Path, what: str, inputs: Iterable[Any] = ()) -> Iterator[None]:
+    """Hold ``folder``'s lock while the block writes ``what`` there (``headstart.core.locks.hold``), after refusing
+    a folder that is, holds or lies inside one of the call's data sources in ``inputs`` (``guard_data``)."""
+    from headstart.core import locks  # here, not at the top: `headstart compare --help` need not load filelock
+
+    guard_data(Path(folder), inputs)
+    with locks.hold(folder, what):
+        yield
 
 
 def guard_folders(folders: dict[str, Any], inputs: Iterable[Any]) -> None:

@@ -25,7 +25,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from headstart.backbones.audio_preprocessing import AudioPreprocessing
 from headstart.core.errors import ConfigError, HeadstartError
+from headstart.data.dataset import modality as data_modality
 from headstart.runs.folder import Predictor, keep_top, load_predictor
 from headstart.serve.backends import OnnxOutputs, TorchOutputs
 from headstart.serve.batching import Batcher
@@ -33,6 +35,7 @@ from headstart.serve.guards import AccessLog, BearerAuth, BodyLimit, log_access
 from headstart.serve.limits import (Limits, RequestError, bad, base64_bytes, check_count, image_item, json_inputs,
                                     sound_item, text_item, top_k_value)
 from headstart.serve.metrics import ServeMetrics
+from headstart.tasks.kinds import kind
 
 DECODE_THREADS = max(2, os.cpu_count() or 1)
 ENVIRONMENT = "HEADSTART_SERVE"  # what each worker process of ``--workers N`` loads: ServeOptions as JSON
@@ -204,12 +207,13 @@ def describe(name: str, predictor: Predictor) -> dict[str, Any]:
     task = predictor.task
     record: dict[str, Any] = {"name": name, "task": task.name, "modality": predictor.backbone.modality,
                               "backbone": public_name(predictor.backbone.name)}
-    if task.name == "regression":
-        record["target"] = task.target
-    else:
+    if kind(task.name).has_classes:
         record["classes"] = list(predictor.classes)
-    if task.name == "multi-label":
-        record["thresholds"] = {c: float(t) for c, t in zip(predictor.classes, task.thresholds)}
+    else:
+        record["target"] = task.target
+    thresholds = getattr(task, "thresholds", None)  # multi-label's, tuned per label
+    if thresholds is not None:
+        record["thresholds"] = {c: float(t) for c, t in zip(predictor.classes, thresholds)}
     record["preprocessing"] = predictor.backbone.preprocessing.to_dict()
     return record
 
@@ -232,9 +236,9 @@ async def read_request(request: Request, predictor: Predictor, limits: Limits) -
                               "{\"inputs\": [...]} with Content-Type: application/json.", 400) from None
         raw, top_k = json_inputs(payload, limits)
         fields = origins = [f"inputs[{i}]" for i in range(len(raw))]
-    if top_k is not None and predictor.task.name == "regression":
+    if top_k is not None and not kind(predictor.task.name).has_classes:
         raise bad("top_k", "'top_k' ranks classes, and this model is a regression (one value per input): drop it.")
-    if predictor.backbone.modality == "text":  # checks only: no need for a thread
+    if data_modality(predictor.backbone.modality).texts:  # checks only: no need for a thread
         return decode_all(raw, fields, predictor, limits), origins, top_k
     return await run_in_threadpool(decode_all, raw, fields, predictor, limits), origins, top_k
 
@@ -242,7 +246,8 @@ async def read_request(request: Request, predictor: Predictor, limits: Limits) -
 async def form_parts(request: Request, modality: str, limits: Limits) -> tuple[list, list[str], list[str], int | None]:
     """``(values, fields, origins, top_k)`` of a multipart form: ``files`` (images, sounds; an upload's origin
     is its file name) or ``inputs`` (texts)."""
-    wanted = "inputs" if modality == "text" else "files"
+    texts = data_modality(modality).texts
+    wanted = "inputs" if texts else "files"
     try:
         form = await request.form(max_files=limits.max_items + 1, max_fields=limits.max_items + 2)
     except (HTTPException, ValueError, AssertionError) as exc:
@@ -251,9 +256,9 @@ async def form_parts(request: Request, modality: str, limits: Limits) -> tuple[l
     check_count(len(parts), wanted, limits)
     fields = [f"{wanted}[{i}]" for i in range(len(parts))]
     for where, part in zip(fields, parts):
-        if isinstance(part, str) == (modality != "text"):
+        if isinstance(part, str) != texts:
             raise bad(where, f"This model reads {modality}s: send them as form field '{wanted}'"
-                      + (" (text values)." if modality == "text" else " (file uploads)."))
+                      + (" (text values)." if texts else " (file uploads)."))
     values = [part if isinstance(part, str) else await part.read() for part in parts]
     origins = [where if isinstance(part, str) else (part.filename or where) for where, part in zip(fields, parts)]
     return values, fields, origins, top_k_value(form.get("top_k"))
@@ -261,12 +266,12 @@ async def form_parts(request: Request, modality: str, limits: Limits) -> tuple[l
 
 def decode_all(raw: list, fields: list[str], predictor: Predictor, limits: Limits) -> list:
     """Every item decoded for the run's modality (texts checked, files decoded), each error naming its field."""
-    modality = predictor.backbone.modality
-    if modality == "text":
+    name, preprocessing = predictor.backbone.modality, predictor.backbone.preprocessing
+    if data_modality(name).texts:
         return [text_item(value, where, limits) for where, value in zip(fields, raw)]
     out = []
     for where, value in zip(fields, raw):
-        data = value if isinstance(value, bytes) else base64_bytes(value, where, modality)
-        out.append(image_item(data, where, limits) if modality == "image" else
-                   sound_item(data, where, limits, predictor.backbone.preprocessing.sample_rate))
+        data = value if isinstance(value, bytes) else base64_bytes(value, where, name)
+        out.append(sound_item(data, where, limits, preprocessing.sample_rate)
+                   if isinstance(preprocessing, AudioPreprocessing) else image_item(data, where, limits))
     return out

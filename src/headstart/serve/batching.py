@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-from PIL import Image
 
 from headstart.data import Dataset
 from headstart.runs.folder import Predictor
@@ -153,10 +152,4 @@ def warm_up_sizes(max_batch: int) -> list[int]:
 def neutral_item(predictor: Predictor) -> Any:
     """An input of the run's modality that says nothing, as large as the model takes (so that warm-up meets the
     largest buffers a request can ask for): a text of ``max_length`` words, a grey image, a quiet tone."""
-    modality = predictor.backbone.modality
-    if modality == "text":
-        return " ".join(["warm"] * predictor.backbone.preprocessing.max_length)
-    if modality == "image":
-        return Image.new("RGB", (64, 64), (128, 128, 128))
-    rate = predictor.backbone.preprocessing.sample_rate
-    return (0.1 * np.sin(np.linspace(0, 2 * np.pi * 440, rate))).astype(np.float32)
+    return predictor.backbone.preprocessing.neutral_item()

@@ -11,6 +11,7 @@ from torch import nn
 from headstart.backbones import Backbone
 from headstart.training.boundary import ActivationCache, Split, boundary_feed, split_at, store_activations
 from headstart.data import DataSplits
+from headstart.data.dataset import modality
 from headstart.training.engine import Feed, TrainSettings, bn_policy, freeze, param_groups, text_lengths, train
 from headstart.core.errors import ConfigError
 from headstart.training.heads import Classifier
@@ -72,6 +73,7 @@ def finetune(backbone: Backbone, splits: DataSplits, ctx: FitContext, *, unfreez
             "boundary_cached": feed is not None,
             "stopped_early": outcome.stopped_early, "stopped": "budget" if outcome.out_of_time else None,
             "lr": top * factor, "head_lr": settings.head_lr * factor, "lr_decay": lr_decay, "batch_size": batch,
+            "augment": settings.augment,
             "bn": ("frozen" if frozen_bn else "train") if _has_batchnorm(backbone.module) else None,
             "selected_on": "val_loss" if settings.select_on_loss else f"val_{settings.select_metric}",
             "balance": settings.balance}
@@ -89,7 +91,7 @@ def _can_cache(backbone: Backbone, cache_boundary: bool | None, augment: bool, d
     (``cache_boundary`` None) only on CPUs: on a GPU, the frozen forward of the backbones we measured cost
     less than reading the cache back (bench/device_check.py)."""
     wanted = device.type == "cpu" if cache_boundary is None else cache_boundary
-    return wanted and (backbone.modality == "text" or not augment)
+    return wanted and (modality(backbone.modality).texts or not augment)  # texts are never augmented
 
 
 def _boundary_feed(split: Split, backbone: Backbone, splits: DataSplits, ctx: FitContext, s: TrainSettings,

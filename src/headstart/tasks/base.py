@@ -8,10 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from headstart.data import Dataset
 from headstart.training.distributed import BatchLoss
 from headstart.core.errors import ConfigError
-from headstart.core.metrics import TASK_METRICS
+from headstart.tasks.kinds import KINDS
 
 
 class Task(Protocol):
@@ -64,8 +63,14 @@ class Task(Protocol):
     def metrics(self, outputs: np.ndarray, labels: Sequence) -> dict:
         """The task's metrics of the finished model's ``outputs`` against the dataset's ``labels``."""
 
-    def mistakes(self, data: Dataset, outputs: np.ndarray) -> list[dict]:
-        """The report's gallery: the worst mistakes on ``data`` with previews (``origin``, ``true``, ``predicted``)."""
+    def mistakes(self, labels: Sequence, outputs: np.ndarray, limit: int) -> list[tuple[int, dict]]:
+        """The report's gallery: the ``limit`` worst mistakes of the finished model's ``outputs`` against ``labels``,
+        worst first, as ``(index, {"true", "predicted", ...})`` (the caller adds the item's origin and preview)."""
+
+    @staticmethod
+    def evidence_targets(labels: np.ndarray) -> np.ndarray:
+        """The ``[N, T]`` targets whose LogME evidence, averaged, scores a backbone for this task
+        (``workflows.transferability.logme``); a DataError saying why when there is none."""
 
     def probabilities(self, outputs: np.ndarray) -> np.ndarray:
         """The finished model's outputs as probabilities (softmax; each label's sigmoid); a regression's values."""
@@ -79,7 +84,7 @@ class Task(Protocol):
 
 def check_select(task: str, metric: str) -> str:
     """``metric`` when the task can select on it (``auto``: the task's main metric), else ConfigError."""
-    allowed = TASK_METRICS[task]
+    allowed = KINDS[task].select_metrics
     if metric == "auto":
         return allowed[0]
     if metric not in allowed:

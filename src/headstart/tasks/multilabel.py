@@ -12,12 +12,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from headstart.training import distributed
-from headstart.data import Dataset
 from headstart.training.distributed import BatchLoss
 from headstart.training.heads import EXACT_VALUES, ProbeFit, lbfgs, moments, one_thread, standardised
+from headstart.core.errors import DataError
 from headstart.core.metrics import f1, multilabel_metrics, multilabel_score
-from headstart.report.previews import GALLERY_SIZE, preview
 from headstart.tasks.base import check_select, linear_from
+from headstart.tasks.kinds import MULTI_LABEL
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)  # candidate thresholds, tuned per label on validation
 MIN_POSITIVES = 3  # a label with fewer validation positives keeps 0.5: too few to tune on
@@ -31,7 +31,7 @@ class MultiLabel:
     select_metric: str = "auto"
     thresholds: np.ndarray | None = None  # per label, tuned on validation by ``finish`` (None: 0.5)
     sep: str = "|"  # what separated a table cell's labels (evaluate reads new tables with it)
-    name: str = field(default="multi-label", init=False)
+    name: str = field(default=MULTI_LABEL.name, init=False)
 
     def __post_init__(self) -> None:
         self.select_metric = check_select(self.name, self.select_metric)
@@ -44,7 +44,7 @@ class MultiLabel:
 
     @property
     def main_metric(self) -> str:
-        return "micro_f1"
+        return MULTI_LABEL.main_metric
 
     def fresh_head(self, features: int, targets: np.ndarray) -> nn.Linear:
         """A new head whose biases start at each label's training log-odds, so the first steps predict the
@@ -136,16 +136,30 @@ class MultiLabel:
     def metrics(self, outputs: np.ndarray, labels: Sequence) -> dict:
         return multilabel_metrics(self.targets(labels), sigmoid(outputs), self.thresholds, self.classes)
 
-    def mistakes(self, data: Dataset, outputs: np.ndarray) -> list[dict]:
+    def mistakes(self, labels: Sequence, outputs: np.ndarray, limit: int) -> list[tuple[int, dict]]:
         """The items with the most wrong labels (missed or extra), the most confident first."""
-        proba, y = sigmoid(outputs), self.targets(data.labels) > 0.5
+        proba, y = sigmoid(outputs), self.targets(labels) > 0.5
         pred = proba >= self.thresholds
         wrong = (pred != y).sum(1)
         confidence = np.abs(proba - 0.5).max(1)
-        ranked = [i for i in np.lexsort((-confidence, -wrong)) if wrong[i]][:GALLERY_SIZE]
-        return [{"origin": str(data.origins[i]), "true": ", ".join(data.labels[i]) or "(none)",
-                 "predicted": ", ".join(c for c, p in zip(self.classes, pred[i]) if p) or "(none)",
-                 **preview(data.items[i], data.modality)} for i in ranked]
+        ranked = [i for i in np.lexsort((-confidence, -wrong)) if wrong[i]][:limit]
+        return [(int(i), {"true": ", ".join(labels[i]) or "(none)",
+                          "predicted": ", ".join(c for c, p in zip(self.classes, pred[i]) if p) or "(none)"})
+                for i in ranked]
+
+    @staticmethod
+    def evidence_targets(labels: np.ndarray) -> np.ndarray:
+        """LogME's targets (transferability) of the ``[N, labels]`` 0/1 matrix: each label is a binary
+        classification, its presence and its absence; a label always or never present carries no evidence and
+        is left out, so the evidence is the mean over the informative labels."""
+        y = np.asarray(labels, dtype=np.float64) > 0.5
+        if y.ndim != 2:
+            raise DataError(f"multi-label targets must be a [rows, labels] 0/1 matrix; got shape {labels.shape}.")
+        varying = y.any(0) & ~y.all(0)
+        if not varying.any():
+            raise DataError("no label is present on some items and absent on others: nothing to transfer to.")
+        y = y[:, varying].astype(np.float64)
+        return np.concatenate([y, 1.0 - y], axis=1)  # equal columns per label: their mean is the mean over labels
 
     def probabilities(self, outputs: np.ndarray) -> np.ndarray:
         return sigmoid(outputs)

@@ -13,17 +13,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from headstart.training import distributed
-from headstart.data import Dataset
 from headstart.training.distributed import BatchLoss
 from headstart.training.heads import ProbeFit, moments
+from headstart.core.errors import DataError
 from headstart.core.metrics import r2, regression_metrics, spearman
-from headstart.report.previews import GALLERY_SIZE, preview
 from headstart.tasks.base import check_select, linear_from
+from headstart.tasks.kinds import REGRESSION
 
 PLOTTED = 2_000  # (true, predicted) pairs per split kept in metrics.json for the report's scatter plot
 
 
-REGRESSION_LOSSES = ("mse", "huber")
 HUBER_DELTA = 1.0  # in standard deviations of the training target: errors beyond it count linearly
 EXTEND = 4  # decades of stronger penalty tried beyond ``cs`` when its strongest wins
 
@@ -38,7 +37,7 @@ class Regression:
     target: str = "target"
     scale_folded: bool = False  # True once ``finish`` put the units into the head
     loss_kind: str = "mse"  # fine-tuning's loss: mse or huber (``REGRESSION_LOSSES``)
-    name: str = field(default="regression", init=False)
+    name: str = field(default=REGRESSION.name, init=False)
 
     def __post_init__(self) -> None:
         self.select_metric = check_select(self.name, self.select_metric)
@@ -59,7 +58,7 @@ class Regression:
 
     @property
     def main_metric(self) -> str:
-        return "r2"
+        return REGRESSION.main_metric
 
     def fresh_head(self, features: int, targets: np.ndarray) -> nn.Linear:
         return nn.Linear(features, 1)  # the target is standardised: a bias near 0 starts at its mean
@@ -150,12 +149,22 @@ class Regression:
         out["predictions"] = kept_predictions(truth, np.asarray(outputs, np.float64)[:, 0])
         return out
 
-    def mistakes(self, data: Dataset, outputs: np.ndarray) -> list[dict]:
+    def mistakes(self, labels: Sequence, outputs: np.ndarray, limit: int) -> list[tuple[int, dict]]:
         """The items with the largest absolute errors."""
-        truth, pred = np.asarray(data.labels, np.float64), np.asarray(outputs, np.float64)[:, 0]
-        ranked = np.argsort(-np.abs(truth - pred), kind="stable")[:GALLERY_SIZE]
-        return [{"origin": str(data.origins[i]), "true": f"{truth[i]:.4g}", "predicted": f"{pred[i]:.4g}",
-                 "error": float(pred[i] - truth[i]), **preview(data.items[i], data.modality)} for i in ranked]
+        truth, pred = np.asarray(labels, np.float64), np.asarray(outputs, np.float64)[:, 0]
+        ranked = np.argsort(-np.abs(truth - pred), kind="stable")[:limit]
+        return [(int(i), {"true": f"{truth[i]:.4g}", "predicted": f"{pred[i]:.4g}", "error": float(pred[i] - truth[i])})
+                for i in ranked]
+
+    @staticmethod
+    def evidence_targets(labels: np.ndarray) -> np.ndarray:
+        """LogME's target (transferability): the standardised values, one regression (LogME's native form)."""
+        values = np.asarray(labels, dtype=np.float64)
+        if values.ndim != 1 or not np.isfinite(values).all():
+            raise DataError(f"a regression target must be one finite number per row; got shape {values.shape}.")
+        if values.std() == 0:
+            raise DataError("the regression target is constant: transferability needs values that vary.")
+        return ((values - values.mean()) / values.std())[:, None]
 
     def probabilities(self, outputs: np.ndarray) -> np.ndarray:
         return np.asarray(outputs, np.float64)  # no probabilities: the values themselves

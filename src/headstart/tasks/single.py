@@ -13,12 +13,12 @@ from torch import nn
 
 from headstart.training import distributed
 from headstart.training.calibration import ECE_BINS, calibration_scores, fit_temperature, fold_temperature
-from headstart.data import Dataset
 from headstart.training.distributed import BatchLoss
 from headstart.training.heads import ProbeFit, linear_probe
+from headstart.core.errors import DataError
 from headstart.core.metrics import classification_metrics, selection_score, softmax
-from headstart.report.previews import misclassified
 from headstart.tasks.base import check_select
+from headstart.tasks.kinds import SINGLE_LABEL
 
 
 @dataclass
@@ -28,7 +28,7 @@ class SingleLabel:
     classes: list[str]
     select_metric: str = "auto"
     temperature: float = 1.0  # fitted on validation by ``finish`` (1: not calibrated)
-    name: str = field(default="single-label", init=False)
+    name: str = field(default=SINGLE_LABEL.name, init=False)
 
     def __post_init__(self) -> None:
         self.select_metric = check_select(self.name, self.select_metric)
@@ -39,7 +39,7 @@ class SingleLabel:
 
     @property
     def main_metric(self) -> str:
-        return "accuracy"
+        return SINGLE_LABEL.main_metric
 
     def fresh_head(self, features: int, targets: np.ndarray) -> nn.Linear:
         return nn.Linear(features, self.outputs)
@@ -89,9 +89,24 @@ class SingleLabel:
     def metrics(self, outputs: np.ndarray, labels: Sequence) -> dict:
         return classification_metrics(self.targets(labels), outputs.argmax(1), self.classes)
 
-    def mistakes(self, data: Dataset, outputs: np.ndarray) -> list[dict]:
-        """The most confident misclassified items."""
-        return misclassified(data, outputs, self.targets(data.labels), self.classes)
+    def mistakes(self, labels: Sequence, outputs: np.ndarray, limit: int) -> list[tuple[int, dict]]:
+        """The most confident misclassified items, with the probability of the class predicted."""
+        proba, targets = softmax(np.asarray(outputs, dtype=np.float64)), self.targets(labels)
+        predicted = proba.argmax(1)
+        wrong = np.flatnonzero(predicted != targets)
+        ranked = wrong[np.argsort(-proba[wrong, predicted[wrong]], kind="stable")][:limit]
+        return [(int(i), {"true": str(self.classes[targets[i]]), "predicted": str(self.classes[predicted[i]]),
+                          "probability": round(float(proba[i, predicted[i]]), 4)}) for i in ranked]
+
+    @staticmethod
+    def evidence_targets(labels: np.ndarray) -> np.ndarray:
+        """LogME's targets (transferability): one one-hot column per class (the paper's classification form)."""
+        if labels.ndim != 1:
+            raise DataError(f"labels must be one label per feature row: labels of shape {labels.shape}.")
+        classes, codes = np.unique(labels, return_inverse=True)
+        if len(classes) < 2:
+            raise DataError(f"transferability needs at least 2 classes; the labels hold {len(classes)}.")
+        return np.eye(len(classes))[codes.reshape(-1)]
 
     def probabilities(self, outputs: np.ndarray) -> np.ndarray:
         return softmax(np.asarray(outputs, np.float64))

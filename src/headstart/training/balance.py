@@ -14,7 +14,6 @@ import numpy as np
 from headstart.data.checks import IMBALANCE_RATIO
 from headstart.core.errors import ConfigError, option
 
-BALANCE_MODES = ("auto", "none", "weights", "sampler")
 
 
 def class_weights(targets: np.ndarray, n_classes: int) -> np.ndarray:
@@ -26,12 +25,13 @@ def class_weights(targets: np.ndarray, n_classes: int) -> np.ndarray:
     return weights
 
 
-def resolve_balance(mode: str, targets: np.ndarray, classes: list[str], task: str = "single-label") -> dict:
+def resolve_balance(mode: str, targets: np.ndarray, classes: list[str], unbalanced_task: str | None = None) -> dict:
     """What ``mode`` means for these training targets: ``{asked, used, ratio, threshold, class_weights}``
-    (``class_weights`` by class name, None when ``used`` is ``none``). Balancing is for single-label classes:
-    a multi-label or regression task records ``none``, with why; asking it for ``weights`` or ``sampler`` is a
-    ConfigError, as the option would be ignored."""
-    if task != "single-label":
+    (``class_weights`` by class name, None when ``used`` is ``none``). Balancing is for one class per item:
+    ``unbalanced_task`` names a task without (multi-label, regression), which records ``none``, with why; asking
+    it for ``weights`` or ``sampler`` is a ConfigError, as the option would be ignored."""
+    task = unbalanced_task
+    if task is not None:
         if mode not in ("auto", "none"):
             raise ConfigError(f"{option('balance', mode)} balances the classes of a single-label task, but this task "
                               f"is {task}, so it would be ignored. Leave out {option('balance')} (or give "

@@ -36,8 +36,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from headstart.core.errors import RunError
-from headstart.core.fileio import read_json_object, write_json, write_with
-from headstart.runs.outdir import MARKER, write_marker
+from headstart.core.fileio import MARKER, read_json_object, write_json, write_marker, write_with
 
 CHECKPOINTS = "checkpoints"
 STATE = "state.json"

@@ -8,9 +8,10 @@ import os
 import torch
 
 from headstart.training.distributed import launched, local_rank
+from headstart.core.choices import PRECISIONS
 from headstart.core.errors import ConfigError
+from headstart.data.dataset import modality as data_modality
 
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -75,7 +76,7 @@ def resolve_workers(num_workers: int | None, device: torch.device, modality: str
     if num_workers is not None:
         return num_workers
     cpus = os.cpu_count() or 1
-    if modality == "text" or cpus <= 2:
+    if data_modality(modality).texts or cpus <= 2:
         return 0  # tokenising is cheap; on 2 cores workers only compete with the model for them
     return min(8, cpus - 1) if device.type == "cuda" else min(4, cpus // 2)
 

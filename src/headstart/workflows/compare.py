@@ -32,9 +32,12 @@ from headstart.data import DataSplits, Dataset
 from headstart.data.split import carve, strata
 from headstart.core.errors import ConfigError
 from headstart.core.fileio import write_json, write_text
-from headstart.core.metrics import METRIC_NAMES, clearly_above, metric_range
+from headstart.tasks.kinds import METRIC_NAMES
+from headstart.tasks.kinds import kind as task_kind
+from headstart.core.metrics import clearly_above, metric_range
 from headstart.report import ReportData, read_run, render_report
-from headstart.runs.outdir import check_writable, write_marker
+from headstart.runs.outdir import check_writable
+from headstart.core.fileio import write_marker
 from headstart.workflows.pipeline import FitResult, check_folders, config_for, fit_prepared, for_strategy, prepare
 from headstart.workflows.runtime import Runtime
 from headstart.strategies import STRATEGIES, make_strategy
@@ -50,7 +53,6 @@ DEFAULT_REPEATS = 3
 SAVE_SECONDS = 1.0  # kept back from a budget per strategy: saving its run and plotting it in the report
 OVERFIT_GAP = 0.1  # a fine-tune that lost with this train-minus-validation gap, having fit its training data
 # at least as well as the probe scores on validation, is called overfitting
-SECOND_METRIC = {"single-label": "macro_f1", "multi-label": "map", "regression": "mae"}  # shown beside the main
 
 
 @dataclass
@@ -238,7 +240,7 @@ def compare(data: Any, model: str | Backbone = "minilm-l6", strategies: Sequence
 
 def row_metrics(task: str, main: str, select: str) -> list[str]:
     """The metrics a comparison row holds, in order: the task's main one, a second one, the select one."""
-    return list(dict.fromkeys((main, SECOND_METRIC[task], select)))
+    return list(dict.fromkeys((main, task_kind(task).second_metric, select)))
 
 
 def _run_plan(strategies: Sequence[str], repeats: int, curve: Sequence[float], clock: Budget, run: Callable,
@@ -303,11 +305,11 @@ def _measure_costs(backbone: Backbone, splits: DataSplits, cfg: FitConfig, strat
     """A cost model from one measured training step per depth the fine-tuning strategies train."""
     depths = {s: getattr(strat, "unfreeze", None) for s, strat in strats.items() if s != "linear"}  # None: all
     names = {d: "all" if d is None else f"last {d}" for d in [*depths.values(), None]}
-    step = measure_step_seconds(backbone, splits, cfg.batch_size, device,
+    step = measure_step_seconds(backbone, splits, cfg.batch(), device,
                                 {name: d for d, name in names.items()})
-    return CostModel(len(splits.train), len(splits.val), len(splits.test or []), cfg.batch_size, cfg.epochs,
+    return CostModel(len(splits.train), len(splits.val), len(splits.test or []), cfg.batch(), cfg.epochs,
                      {s: step[names[d]] for s, d in depths.items()},
-                     forward=step["all"] * FORWARD_PER_STEP / cfg.batch_size)
+                     forward=step["all"] * FORWARD_PER_STEP / cfg.batch())
 
 
 def _estimate(job: Job, clock: Budget, costs: CostModel | None, cached: bool | None = None) -> float | None:

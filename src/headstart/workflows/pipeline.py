@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -32,12 +32,14 @@ from headstart.training.engine import diverged, predict_logits
 from headstart.core.errors import ConfigError, DataError, Diverged, RunError, brief
 from headstart.core.metrics import clearly_above
 from headstart.report.notebook import fit_result_html, fit_result_repr
+from headstart.report.previews import GALLERY_SIZE, gallery
 from headstart.runs.outdir import guard_folders
 from headstart.core.progress import spinner
 from headstart.runs.folder import Predictor, check_out, item_columns, save_run
 from headstart.workflows.runtime import Runtime
 from headstart.strategies import STRATEGIES, FitContext, Strategy, StrategyResult, make_strategy
 from headstart.strategies.options import option_fields, option_values
+from headstart.tasks.kinds import kind
 
 # Options a strategy may leave to the fit (None), recorded as chosen: option -> its key in the strategy's info.
 RESOLVED_OPTIONS = {"unfreeze": "unfrozen_groups", "lr": "lr", "head_lr": "head_lr", "lr_decay": "lr_decay"}
@@ -97,7 +99,7 @@ class FitResult:
 def config_for(model: str | Backbone, strategy: Any, options: dict) -> FitConfig:
     """The FitConfig of a call, with the model and strategy named."""
     name = model.name if isinstance(model, Backbone) else model
-    return FitConfig(model=name, strategy=strategy if isinstance(strategy, str) else strategy.name, **options)
+    return FitConfig.of(**options, model=name, strategy=strategy if isinstance(strategy, str) else strategy.name)
 
 
 def check_folders(cfg: FitConfig, inputs: Iterable[Any]) -> None:
@@ -122,9 +124,9 @@ def fit_data(data: Any, model: str | Backbone, strat: Strategy, cfg: FitConfig, 
     splits, backbone = prepare(data, model, cfg, val, test, frozen=getattr(strat, "frozen_backbone", False))
     chose_size = cfg.image_size is None
     cfg = replace(cfg, **input_size(backbone))  # recorded as chosen (from the data when not given)
-    if runtime.progress and backbone.modality == "image" and chose_size:
+    if runtime.progress and isinstance(backbone.preprocessing, ImagePreprocessing) and chose_size:
         print(f"note: {image_size_note(splits, backbone)}", file=sys.stderr)
-    if runtime.progress and (splits.task != "single-label" or "numbers" in task_reason(splits)):
+    if runtime.progress and (not kind(splits.task).one_per_item or "numbers" in task_reason(splits)):
         print(f"note: {task_note(splits)}", file=sys.stderr)  # the usual case, one class per item, goes unsaid
     if distributed.is_main():  # unlike progress and notes, warnings print whatever --quiet (progress=False) says
         for warning in cheap_checks(splits, fine_tuning=not getattr(strat, "frozen_backbone", False)):
@@ -160,14 +162,15 @@ def _fit_checkpointed(run: Path, splits: DataSplits, backbone: Backbone, cfg: Fi
 
 
 def resume_fit(run: Path, data: Any, model: Any, strategy: Any, val: Any, test: Any, progress: bool,
-               options: dict) -> FitResult:
-    """``fit(resume=RUN)``: rebuild config, data, backbone and split from RUN; training continues."""
+               options: dict, callbacks: Sequence = ()) -> FitResult:
+    """``fit(resume=RUN)``: rebuild config, data, backbone and split from RUN; training continues (with the user's
+    training-loop ``callbacks``)."""
     check_out(run, resume=True)
     if options:
         raise ConfigError(f"resume={str(run)!r} takes its options from {run}/checkpoints/config.json; "
                           f"do not pass {', '.join(sorted(options))}. Start a new run to change them.")
     cfg, sources = _saved_config(run)
-    runtime = Runtime.from_config(cfg, progress)  # every process reads RUN: it must be on a shared file system
+    runtime = Runtime.from_config(cfg, progress).calling(callbacks)  # every process reads RUN: a shared file system
     for given, saved, what in ((model, cfg.model, "model"), (strategy, cfg.strategy, "strategy")):
         name = given.name if isinstance(given, Backbone) else given
         if name not in (saved, "minilm-l6" if what == "model" else "linear"):
@@ -214,17 +217,18 @@ def prepare(data: Any, model: str | Backbone, cfg: FitConfig, val: Any = None,
             torch.manual_seed(cfg.seed)
             backbone = load_backbone(cfg.model, weights=cfg.weights, image_size=cfg.image_size,
                                      max_length=cfg.max_length)
-        if cfg.image_size is None and isinstance(backbone.preprocessing, ImagePreprocessing):  # from the data
-            size = choose_image_size(native_size(splits.train), backbone.preprocessing.size, frozen)
-            backbone.preprocessing = backbone.preprocessing.with_size(size)
-        if isinstance(backbone.preprocessing, AudioPreprocessing) and splits.train.modality == "audio":
-            seconds = cfg.clip_seconds or choose_clip_seconds(list(splits.train.items))
-            backbone.preprocessing = backbone.preprocessing.with_clip(seconds)
     if backbone.modality != splits.train.modality:
         wanted = splits.train.modality
         raise DataError(f"The data holds {modality_plural(wanted)} but {backbone.name!r} is "
                         f"{modality_article(backbone.modality)} model. Pick {modality_article(wanted)} model "
                         "(see `headstart models`).")
+    if not isinstance(model, Backbone):  # the input size from the data, unless given
+        if cfg.image_size is None and isinstance(backbone.preprocessing, ImagePreprocessing):
+            size = choose_image_size(native_size(splits.train), backbone.preprocessing.size, frozen)
+            backbone.preprocessing = backbone.preprocessing.with_size(size)
+        if isinstance(backbone.preprocessing, AudioPreprocessing):
+            seconds = cfg.clip_seconds or choose_clip_seconds(list(splits.train.items))
+            backbone.preprocessing = backbone.preprocessing.with_clip(seconds)
     return splits, backbone
 
 
@@ -294,9 +298,7 @@ def task_reason(splits: DataSplits) -> str:
 def task_note(splits: DataSplits) -> str:
     """The task fitted and why (``split.json``'s ``task`` record), with how to change it."""
     record = splits.split.get("task") or {"task": splits.task, "reason": "asked for"}
-    what = {"single-label": f"{len(splits.classes)} classes",
-            "multi-label": f"{len(splits.classes)} labels, any number per item",
-            "regression": "one number per item"}[record["task"]]
+    what = kind(record["task"]).describe(len(splits.classes))
     change = "" if "--task" in record["reason"] else "; --task changes it"
     return f"task: {record['task']} ({what}): {record['reason']}{change}."
 
@@ -323,10 +325,11 @@ def resolved_config(cfg: FitConfig, backbone: Backbone, strat: Strategy, info: d
     values["options"] = options
     if info.get("bn"):
         values["bn"] = info["bn"]
+    if info.get("augment") is not None:  # the family's default where the fit left it open
+        values["augment"] = info["augment"]
     if info.get("balance"):  # auto's choice (and the probe's weights in place of a sampler), as what ran
         values["balance"] = info["balance"]
-    if info.get("batch_size"):
-        values["batch_size"] = info["batch_size"]
+    values["batch_size"] = info.get("batch_size") or cfg.batch()  # as given, else the strategy's default
     if info.get("lr_range"):  # the rates found are recorded as given: a rerun from this config uses them
         values["find_lr"] = False
     return replace(cfg, **values)
@@ -357,7 +360,7 @@ def _metrics(result: StrategyResult, backbone: Backbone, splits: DataSplits, ctx
         if name == "train":  # the report plots validation and test predictions (regression), not training ones
             out[name].pop("predictions", None)
         if name == "val":  # the report's gallery: the worst mistakes, with previews
-            out["misclassified"] = task.mistakes(splits.val, finished)
+            out["misclassified"] = gallery(splits.val, task.mistakes(splits.val.labels, finished, GALLERY_SIZE))
     out["overfit_gap"] = out["train"][task.main_metric] - out["val"][task.main_metric]
     return out
 

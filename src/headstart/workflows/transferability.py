@@ -24,9 +24,11 @@ from scipy import stats
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from headstart.core.errors import DataError
+from headstart.tasks.kinds import kind
+from headstart.tasks.make import TASK_CLASSES
 from headstart.training.heads import fit_predict_logistic
 from headstart.core.metrics import metric_range
-from headstart.strategies.declared import DEFAULT_CS
+from headstart.training.defaults import DEFAULT_CS
 
 if TYPE_CHECKING:
     from headstart.tasks import Task
@@ -96,36 +98,13 @@ def logme(features: np.ndarray, labels: np.ndarray, task: str = "single-label") 
     One eigendecomposition of the smaller Gram matrix, then MacKay's fixed-point updates for all targets at
     once, until the evidence stops changing (it also converges when the optimum lies at alpha or beta ->
     infinity)."""
-    if task == "single-label":
-        f, codes = _prepare(features, labels)
-        targets = np.eye(codes.max() + 1)[codes]
-    else:
-        f = _features(features, len(labels))
-        targets = _logme_targets(np.asarray(labels, dtype=np.float64), task)
+    if task not in TASK_CLASSES:
+        raise DataError(f"unknown task {task!r}; use {', '.join(TASK_CLASSES)}.")
+    f = _features(features, len(labels))
+    targets = TASK_CLASSES[task].evidence_targets(np.asarray(labels))  # the task says what is scored
     if not f.any():
         raise DataError("features are all zero; the backbone produced no signal.")
     return float(np.mean(_logme_evidences(f, targets)))
-
-
-def _logme_targets(labels: np.ndarray, task: str) -> np.ndarray:
-    """``[N, T]`` regression targets of a multi-label 0/1 matrix (each informative label and its complement)
-    or of a numeric target (standardised), or a DataError saying why there is none."""
-    if task == "regression":
-        if labels.ndim != 1 or not np.isfinite(labels).all():
-            raise DataError(f"a regression target must be one finite number per row; got shape {labels.shape}.")
-        if labels.std() == 0:
-            raise DataError("the regression target is constant: transferability needs values that vary.")
-        return ((labels - labels.mean()) / labels.std())[:, None]
-    if task != "multi-label":
-        raise DataError(f"unknown task {task!r}; use single-label, multi-label or regression.")
-    y = labels > 0.5
-    if y.ndim != 2:
-        raise DataError(f"multi-label targets must be a [rows, labels] 0/1 matrix; got shape {labels.shape}.")
-    varying = y.any(0) & ~y.all(0)
-    if not varying.any():
-        raise DataError("no label is present on some items and absent on others: nothing to transfer to.")
-    y = y[:, varying].astype(np.float64)
-    return np.concatenate([y, 1.0 - y], axis=1)  # equal columns per label: their mean is the mean over labels
 
 
 def _logme_evidences(f: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -285,7 +264,7 @@ def probe_cv_score(features: np.ndarray, labels: Sequence, task: Task, folds: in
 
     Returns ``mean``, ``std``, ``ci95`` (a t-interval over folds, clipped to the metric's range), ``per_fold``,
     ``folds`` and ``metric``. Folds are plain shuffled K folds for label sets and numbers."""
-    if task.name == "single-label":
+    if kind(task.name).one_per_item:  # classes: stratified folds
         return {**probe_cv_accuracy(features, np.asarray(labels), folds, seed), "metric": "accuracy"}
     f, y = _features(features, len(labels)), task.targets(labels)
     scores = [_task_score(f, y, task, tr, te) for tr, te in _kfold(len(f), folds, seed).split(f)]
@@ -298,7 +277,7 @@ def probe_curve_slope(features: np.ndarray, labels: Sequence, task: Task,
     training on nested random ``fractions`` of each training fold, and its gain per doubling (``slope``).
 
     Returns ``fractions``, ``n_train``, the scores under the metric's name, ``slope``, ``folds`` and ``metric``."""
-    if task.name == "single-label":
+    if kind(task.name).one_per_item:  # classes: stratified folds
         return {**learning_curve_slope(features, np.asarray(labels), fractions, seed), "metric": "accuracy"}
     fractions = _check_fractions(fractions)
     f, y = _features(features, len(labels)), task.targets(labels)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Protocol, Sequence
 
 import torch
 from torch import nn
@@ -22,11 +22,18 @@ from headstart.backbones.registry import family_of
 from headstart.backbones.sources import state_identity
 from headstart.core.errors import ConfigError, ExportError, RunError, brief
 
-if TYPE_CHECKING:
-    from headstart.runs.folder import Predictor
-
 CNN_KERNELS = {(1, 1), (3, 3)}
 SQUEEZE_EXCITE = re.compile(r"squeezeexcit|^(?:effective)?semodule$", re.IGNORECASE)
+
+
+class Fitted(Protocol):
+    """What a family's export reads of a fitted model (a loaded run's ``Predictor`` is one): the module, whose
+    ``backbone.`` and ``head.`` parameters it writes, the backbone, the head's outputs by name and the task."""
+
+    model: nn.Module
+    backbone: Backbone
+    classes: list[str]
+    task: Any  # headstart.tasks.Task: its ``name`` is what an exported config records
 
 
 @dataclass
@@ -84,6 +91,10 @@ class Family:
     modality: ClassVar[str]
     channels_last: ClassVar[bool] = False  # image batches in channels-last layout (faster convolutions)
     native_format: ClassVar[str | None] = None  # the export format besides onnx: "hf", "timm" or None
+    # Fine-tuning defaults the family declares, used where the fit leaves them open (--bn auto; neither
+    # --augment nor --no-augment): BatchNorm statistics "train" or "frozen" (None: engine.bn_policy), augmentation.
+    bn_auto: ClassVar[str | None] = None
+    augment: ClassVar[bool] = True
 
     def build(self, arch: dict) -> nn.Module:
         """A random-initialised module (pooled features out) for an architecture record of this family."""
@@ -125,7 +136,7 @@ class Family:
         """The classifier ``model`` as torch.onnx.export takes it, traced on ``batch``."""
         raise NotImplementedError
 
-    def write_native(self, predictor: "Predictor", folder: Path) -> NativeExport:
+    def write_native(self, predictor: Fitted, folder: Path) -> NativeExport:
         """Write the classifier into ``folder`` in ``native_format`` and load it back."""
         raise ConfigError(f"Backbones of family {self.name!r} export only as onnx.")
 
@@ -185,6 +196,6 @@ def load_strict(model: nn.Module, state: dict, what: str) -> None:
         raise ExportError(f"The run's weights do not map onto {what}: {exc}") from exc
 
 
-def backbone_state(predictor: "Predictor") -> dict[str, torch.Tensor]:
+def backbone_state(predictor: Fitted) -> dict[str, torch.Tensor]:
     """The run's backbone weights under the backbone module's own names (``backbone.`` removed)."""
     return {k[len("backbone."):]: v for k, v in predictor.model.state_dict().items() if k.startswith("backbone.")}

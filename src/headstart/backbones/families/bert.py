@@ -4,7 +4,7 @@ Architecture record: ``{"family": "hf", "config": {...}}`` (the transformers con
 groups: the embeddings, then one per encoder block. LoRA: every ``nn.Linear`` inside the blocks (on BERT
 and MiniLM: ``attention.self.{query,key,value}``, ``attention.output.dense``, ``intermediate.dense`` and
 ``output.dense``). Partial fine-tuning cuts ``encoder.layer`` of BERT-like models. Export: a Hugging Face
-folder for ``AutoModelForSequenceClassification`` once ``headstart.runs.hf_model`` is imported.
+folder for ``AutoModelForSequenceClassification`` once ``headstart.backbones.hf_model`` is imported.
 Nothing here runs code shipped with a model: every load passes ``trust_remote_code=False``.
 """
 
@@ -13,14 +13,14 @@ from __future__ import annotations
 import contextlib
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 import torch
 from torch import nn
 
 from headstart.backbones.base import Backbone, Batch, Preprocessing
 from headstart.backbones.bert_like import BERT_LIKE, has_pooler
-from headstart.backbones.families.base import (BoundaryCut, DictBatchGraph, Family, NativeExport, OnnxGraph,
+from headstart.backbones.families.base import (BoundaryCut, DictBatchGraph, Family, Fitted, NativeExport, OnnxGraph,
                                                assemble)
 from headstart.backbones.preprocessing import TextPreprocessing
 from headstart.backbones.registry import register_backbone, register_family
@@ -32,9 +32,6 @@ from headstart.backbones.sources import (
     refuse_remote_code,
 )
 from headstart.core.errors import ExportError, RemoteCodeError, RunError, brief
-
-if TYPE_CHECKING:
-    from headstart.runs.folder import Predictor
 
 # Layer groups of a Hugging Face encoder wrapped in MeanPooledEncoder: embeddings, then one per block.
 TEXT_GROUPS = dict(
@@ -159,11 +156,11 @@ class HFEncoder(Family):
         return OnnxGraph(DictBatchGraph(model, names), names, tuple(batch[n][:2] for n in names),
                          {n: {0: "batch", 1: "sequence"} for n in names})
 
-    def write_native(self, predictor: "Predictor", folder: Path) -> NativeExport:
+    def write_native(self, predictor: Fitted, folder: Path) -> NativeExport:
         from transformers import AutoModelForSequenceClassification
         from transformers.utils import logging as hf_logging
 
-        from headstart.runs.hf_model import HeadstartTextClassifier
+        from headstart.backbones.hf_model import HeadstartTextClassifier
 
         model = HeadstartTextClassifier(_hf_config(predictor)).eval()
         model.load_state_dict(_hf_state(predictor), strict=True)
@@ -180,7 +177,7 @@ class HFEncoder(Family):
                 hf_logging.enable_progress_bar()
         return NativeExport(lambda batch: loaded(**batch).logits, "Hugging Face",
                             "AutoModelForSequenceClassification.from_pretrained",
-                            ["model type 'headstart_text': `import headstart.runs.hf_model` before from_pretrained "
+                            ["model type 'headstart_text': `import headstart.backbones.hf_model` before from_pretrained "
                              "(no remote code; see README.md in the export)"])
 
 
@@ -238,8 +235,8 @@ HF_PROBLEM_TYPES = {"single-label": "single_label_classification", "multi-label"
                     "regression": "regression"}
 
 
-def _hf_config(predictor: "Predictor"):
-    from headstart.runs.hf_model import HeadstartTextClassifier, HeadstartTextConfig
+def _hf_config(predictor: Fitted):
+    from headstart.backbones.hf_model import HeadstartTextClassifier, HeadstartTextConfig
 
     classes = predictor.classes
     config = HeadstartTextConfig(
@@ -251,7 +248,7 @@ def _hf_config(predictor: "Predictor"):
     return config
 
 
-def _hf_state(predictor: "Predictor") -> dict[str, torch.Tensor]:
+def _hf_state(predictor: Fitted) -> dict[str, torch.Tensor]:
     """The run's weights under HeadstartTextClassifier's names."""
     state = {}
     for key, value in predictor.model.state_dict().items():
@@ -294,7 +291,7 @@ through a dense+tanh pooler), so the architecture ``headstart_text`` lives in th
 It is never loaded as remote code: import it, then use the usual Auto classes.
 
 ```python
-import headstart.runs.hf_model  # noqa: F401  registers model type "headstart_text"
+import headstart.backbones.hf_model  # noqa: F401  registers model type "headstart_text"
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 model = AutoModelForSequenceClassification.from_pretrained("THIS_FOLDER")

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from torch import nn
 
 from headstart.backbones.base import Backbone, Preprocessing
 from headstart.backbones.families.base import (
+    Fitted,
     ImageFamily,
     NativeExport,
     assemble,
@@ -28,9 +29,6 @@ from headstart.backbones.registry import register_backbone, register_family
 from headstart.backbones.sources import hub_cached_file, hub_reachable, load_into, load_state_dict, packaged_file
 from headstart.core.errors import ExportError, ModelNotFoundError
 from headstart.core.fileio import write_json
-
-if TYPE_CHECKING:
-    from headstart.runs.folder import Predictor
 
 VIT_LAYERS = ("qkv", "proj", "fc1", "fc2")
 
@@ -105,7 +103,7 @@ class TimmModel(ImageFamily):
             return [n for n in linear if n.rpartition(".")[2] in VIT_LAYERS], "vit-qkv-proj-mlp"
         return cnn_lora_targets(backbone, module)
 
-    def write_native(self, predictor: "Predictor", folder: Path) -> NativeExport:
+    def write_native(self, predictor: Fitted, folder: Path) -> NativeExport:
         import timm
         from timm.models import save_for_hf
 

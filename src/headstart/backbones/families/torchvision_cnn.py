@@ -8,21 +8,18 @@ Export: a state dict that loads strictly into ``torchvision.models.mobilenet_v2(
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Sequence
+from typing import ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from headstart.backbones.families.base import BoundaryCut, ImageFamily, NativeExport, backbone_state, load_strict
+from headstart.backbones.families.base import BoundaryCut, Fitted, ImageFamily, NativeExport, backbone_state, load_strict
 from headstart.backbones.registry import register_backbone, register_family
 from headstart.backbones.sources import load_state_dict, packaged_file
 from headstart.core.errors import ModelNotFoundError
 from headstart.core.fileio import write_json
-
-if TYPE_CHECKING:
-    from headstart.runs.folder import Predictor
 
 # Layer groups of torchvision's MobileNetV2, one per resolution stage (input side first).
 MOBILENETV2_GROUPS = dict(
@@ -85,7 +82,7 @@ class TorchvisionCNN(ImageFamily):
             return None
         return BoundaryCut(module.features, "features.", CNNTop)
 
-    def write_native(self, predictor: "Predictor", folder: Path) -> NativeExport:
+    def write_native(self, predictor: Fitted, folder: Path) -> NativeExport:
         import torchvision
 
         arch, classes = predictor.backbone.arch["name"], predictor.classes

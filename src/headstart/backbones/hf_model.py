@@ -8,7 +8,7 @@ hf`` writes a directory of model type ``headstart_text`` whose class is defined 
 package (never as remote code: no ``trust_remote_code``). Importing this module registers it with
 ``AutoConfig`` and ``AutoModelForSequenceClassification``::
 
-    import headstart.runs.hf_model  # noqa: F401  (registers the architecture)
+    import headstart.backbones.hf_model  # noqa: F401  (registers the architecture)
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     model = AutoModelForSequenceClassification.from_pretrained("exported/")
 
