@@ -6,7 +6,7 @@ STAMP := $(VENV)/.headstart-installed
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: setup browser audio-tools demo test test-fast bench bench-setup clean
+.PHONY: setup browser audio-tools demo test test-fast bench bench-setup zoo zoo-data clean
 
 setup: $(STAMP)
 
@@ -30,7 +30,7 @@ demo: setup
 # Debian's Chromium renders report.html in the browser test (needs root or sudo-less apt, as on CI).
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: the report's browser test will skip"
+		apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: the browser tests (report, labelling page) will skip"
 
 # Debian's espeak-ng and sox synthesise the spoken-word test set of the audio tests (as root, as on CI).
 audio-tools:
@@ -57,6 +57,14 @@ $(BENCH_STAMP): $(STAMP) bench/requirements.txt
 
 bench: setup bench-setup
 	$(PY) -m bench
+
+# The zoo (bench/zoo, issue 20): Debian's fortunes and WordNet for two of its text sets, espeak-ng/sox for its sounds.
+zoo-data: audio-tools
+	@(test -f /usr/share/wordnet/data.noun && test -f /usr/share/games/fortunes/law) || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fortunes fortunes-min wordnet-base >/dev/null)
+
+zoo: setup zoo-data
+	$(PY) -m bench.zoo
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -12,7 +12,9 @@ features) is fitted on the picked items and scored on the test items:
 - suggest: ``headstart.suggest``'s cold start (typical-and-diverse; 5 k-means seeds), the picks of seed 0 checked
   to be those of the public ``headstart.suggest`` on the same pool;
 - typical, then margin: half the budget typical, the probe fitted on it, then the other half uncertain-and-diverse
-  by margin (what ``suggest --run`` does past its switch), 5 seeds: the evidence for the switch rule.
+  by margin (what ``suggest --run`` does past its switch), 5 seeds: the evidence for the switch rule;
+- random / suggest, --unlabelled: the same picks, the probe fitted on them and on the labels spread from them
+  over the rest of the pool (``fit --unlabelled``'s label spreading; its answers stay hidden).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import headstart
 from headstart.data import Dataset, bbc_news_folder, load_labelled, mnist_folder
 from headstart.training.heads import linear_probe
 from headstart.label.select import margin_doubt, typical, uncertain
+from headstart.strategies.spread import spread_labels
 from headstart.label.suggest import Setup
 from headstart.core.metrics import softmax
 
@@ -40,8 +43,9 @@ def main() -> None:
         pools = {"MNIST (mobilenetv2, 64 px)": ("mobilenetv2", load_labelled(mnist_folder(Path(tmp) / "mnist", 250)),
                                                50, dict(image_size=64)),
                  "BBC News (minilm-l6)": ("minilm-l6", load_labelled(bbc_news_folder()), 100, {})}
-        print("| pool | labels a class | random (5 seeds) | suggest (typical-and-diverse) | typical, then margin |")
-        print("|---|---|---|---|---|")
+        print("| pool | labels a class | random (5 seeds) | suggest (typical-and-diverse) | typical, then margin | "
+              "random, --unlabelled | suggest, --unlabelled |")
+        print("|---|---|---|---|---|---|---|")
         for name, (model, data, test_per_class, options) in pools.items():
             backbone = headstart.load_backbone(model, **options)
             x = Setup.make("cpu", cache, False).features(backbone, data)  # as suggest extracts: its cache hits
@@ -50,8 +54,14 @@ def main() -> None:
             check_public(data.subset(pool), x[pool], model, options, cache)
             for per_class in BUDGETS:
                 n = per_class * len(data.classes)
-                scores = {way: [accuracy(x, y, pool[picks(way, x[pool], y[pool], n, seed)], test) for seed in SEEDS]
-                          for way in ("random", "typical", "then margin")}
+                scores: dict[str, list[float]] = {}
+                for seed in SEEDS:
+                    chosen = {way: pool[picks(way, x[pool], y[pool], n, seed)]
+                              for way in ("random", "typical", "then margin")}
+                    for way, train in chosen.items():
+                        scores.setdefault(way, []).append(accuracy(x, y, train, test))
+                    for way in ("random", "typical"):
+                        scores.setdefault(f"{way} + pool", []).append(accuracy(x, y, chosen[way], test, pool))
                 print(f"| {name} | {per_class} ({n}) | " + " | ".join(
                     f"{np.mean(s):.3f} +- {np.std(s):.3f}" for s in scores.values()) + " |", flush=True)
 
@@ -83,9 +93,16 @@ def probe(x: np.ndarray, y: np.ndarray):
     return lambda rows: fit.head(torch.from_numpy(np.asarray(rows, np.float32))).detach().double().numpy()
 
 
-def accuracy(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> float:
-    """Test accuracy of the probe fitted on the ``train`` positions."""
-    return float((probe(x[train], y[train])(x[test]).argmax(1) == y[test]).mean())
+def accuracy(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
+             pool: np.ndarray | None = None) -> float:
+    """Test accuracy of the probe fitted on the ``train`` positions; with ``pool``, also on the labels spread
+    from them over the rest of the pool (what ``fit --unlabelled`` adds, headstart.strategies.spread)."""
+    xt, yt = x[train], y[train]
+    if pool is not None:
+        rest = np.setdiff1d(pool, train)
+        spread = spread_labels(xt, yt, x[rest])
+        xt, yt = np.concatenate([xt, x[rest][spread.rows]]), np.concatenate([yt, spread.labels])
+    return float((probe(xt, yt)(x[test]).argmax(1) == y[test]).mean())
 
 
 def check_public(pool, x: np.ndarray, model: str, options: dict, cache: Path | None) -> None:

@@ -15,7 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from headstart.api import FitResult, evaluate, fit, load_run, models, predict, suggest
+    from headstart.api import FitResult, advise, audit, compare, evaluate, export, fit, load_run, models, predict, suggest
     from headstart.backbones import Backbone, Family, ImageFamily, load_backbone, register_backbone, register_family
     from headstart.workflows.check import check_strategy
     from headstart.core.config import FitConfig
@@ -23,13 +23,15 @@ if TYPE_CHECKING:
     from headstart.core.errors import ConfigError, DataError, HeadstartError, ModelNotFoundError, RunError
     from headstart.estimator import Classifier, Regressor
     from headstart.strategies import STRATEGIES, register_strategy
+    from headstart.training.engine import Callback
 
 __version__ = "0.1.0"
 
 # The public names load on first use (PEP 562): the CLI imports this package, and `headstart --help` must not
 # wait for torch (start-up time; no import cycle is involved).
 _HOMES = {
-    **dict.fromkeys(("FitResult", "evaluate", "fit", "load_run", "models", "predict", "suggest"), "headstart.api"),
+    **dict.fromkeys(("FitResult", "advise", "audit", "compare", "evaluate", "export", "fit", "load_run", "models",
+                     "predict", "suggest"), "headstart.api"),
     **dict.fromkeys(("Backbone", "Family", "ImageFamily", "load_backbone", "register_backbone", "register_family"),
                     "headstart.backbones"),
     "check_strategy": "headstart.workflows.check",
@@ -39,11 +41,13 @@ _HOMES = {
     **dict.fromkeys(("ConfigError", "DataError", "HeadstartError", "ModelNotFoundError", "RunError"),
                     "headstart.core.errors"),
     "STRATEGIES": "headstart.strategies", "register_strategy": "headstart.strategies",
+    "Callback": "headstart.training.engine",
 }
 
 __all__ = [
     "STRATEGIES",
     "Backbone",
+    "Callback",
     "Classifier",
     "ConfigError",
     "DataError",
@@ -55,8 +59,12 @@ __all__ = [
     "ModelNotFoundError",
     "Regressor",
     "RunError",
+    "advise",
+    "audit",
     "check_strategy",
+    "compare",
     "evaluate",
+    "export",
     "fit",
     "load_backbone",
     "load_data",

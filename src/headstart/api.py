@@ -1,4 +1,4 @@
-"""What users and the CLI call: fit, predict, evaluate, load_run, models, suggest.
+"""What users and the CLI call: fit, predict, evaluate, load_run, models, suggest, compare, advise, audit, export.
 
 A facade: the work is in headstart.workflows.pipeline (loading, fitting, scoring, saving), headstart.workflows.runtime (device,
 precision, cache, deadline, checkpoints) and headstart.workflows.auto (``--strategy auto``). Nothing below imports it.
@@ -10,10 +10,11 @@ import os
 import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 
 from headstart.training import distributed
+from headstart.training.engine import Callback
 from headstart.workflows.auto import fit_auto
 from headstart.backbones import Backbone, available_models
 from headstart.data import Dataset, load_labelled
@@ -28,15 +29,23 @@ from headstart.workflows.pipeline import FitResult, check_folders, config_for, f
 from headstart.runs.folder import Predictor, check_out, load_predictor
 from headstart.workflows.runtime import Runtime
 from headstart.runs.tracking import Session
+from headstart.runs.export import Exported
+from headstart.runs.export import export as export_run
+from headstart.runs.outdir import check_writable
 from headstart.strategies import make_strategy
+from headstart.strategies.declared import COMPARED
 from headstart.tasks.kinds import kind
+from headstart.workflows import advise as advising
+from headstart.workflows import audit as auditing
+from headstart.workflows import compare as comparing
 
-__all__ = ["FitResult", "Suggestions", "evaluate", "fit", "load_run", "models", "predict", "suggest"]
+__all__ = ["FitResult", "Suggestions", "advise", "audit", "compare", "evaluate", "export", "fit", "load_run", "models",
+           "predict", "suggest"]
 
 
 def fit(data: Any = None, model: str | Backbone = "minilm-l6", strategy: str = "linear", *, val: Any = None,
         test: Any = None, out: str | Path | None = None, overwrite: bool = False, progress: bool = True,
-        resume: str | Path | None = None, **options: Any) -> FitResult:
+        resume: str | Path | None = None, callbacks: Sequence[Callback] = (), **options: Any) -> FitResult:
     """Adapt a pretrained ``model`` to labelled ``data`` with ``strategy`` (linear, partial, full, lp-ft, lora, auto).
 
     ``data`` is an image folder, a table file, a DataFrame or an ``(items, labels)`` pair; ``options``
@@ -48,14 +57,17 @@ def fit(data: Any = None, model: str | Backbone = "minilm-l6", strategy: str = "
     when the data came from files; in-memory data (a DataFrame, an ``(items, labels)`` pair) must be
     passed again, and must give the same split. ``model`` may be passed again as a Backbone object.
 
+    ``callbacks`` (headstart.Callback subclasses) run in the training loop of every strategy that trains with it
+    (partial, full, lp-ft, lora, contrastive), after each batch and epoch, after its own.
+
     Under ``accelerate launch`` or ``torchrun`` every process calls ``fit`` alike; the work is shared
     (see headstart.training.distributed) and only the main process writes ``out`` and shows progress.
     """
     if resume is not None:
         with run_lock(resume):
-            return resume_fit(Path(resume), data, model, strategy, val, test, progress, options)
+            return resume_fit(Path(resume), data, model, strategy, val, test, progress, options, callbacks)
     with run_lock(out, (data, val, test)):
-        return _fit_new(data, model, strategy, val, test, out, overwrite, progress, options)
+        return _fit_new(data, model, strategy, val, test, out, overwrite, progress, options, callbacks)
 
 
 def run_lock(out: str | Path | None, inputs: tuple = ()) -> AbstractContextManager:
@@ -68,11 +80,11 @@ def run_lock(out: str | Path | None, inputs: tuple = ()) -> AbstractContextManag
 
 
 def _fit_new(data: Any, model: str | Backbone, strategy: str, val: Any, test: Any, out: str | Path | None,
-             overwrite: bool, progress: bool, options: dict) -> FitResult:
+             overwrite: bool, progress: bool, options: dict, callbacks: Sequence[Callback] = ()) -> FitResult:
     """``fit`` of a new run (``out`` already locked)."""
     cfg = config_for(model, strategy, options)
     check_folders(cfg, (data, val, test))
-    runtime = Runtime.from_config(cfg, progress)
+    runtime = Runtime.from_config(cfg, progress).calling(callbacks)
     if out is not None and distributed.is_main():
         check_out(Path(out), overwrite, inputs=(data, val, test))  # before any work: never train for nothing
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -134,3 +146,42 @@ def evaluate(run: str | Path, data: Any, device: str = "auto", **source_options:
 def models() -> list[dict]:
     """Backbones that load on this machine now, offline, and where they come from."""
     return available_models()
+
+
+def compare(data: Any, model: str | Backbone = "minilm-l6", strategies: Sequence[str] = COMPARED, *,
+            out: str | Path | None = None, overwrite: bool = False, **options: Any) -> comparing.Comparison:
+    """Fit each of ``strategies`` on the same split of ``data`` with ``model`` and measure them side by side.
+
+    ``options`` are ``fit``'s (FitConfig fields and the strategies' own options) and ``budget``, ``seeds``,
+    ``folds``, ``val``, ``test``, ``progress`` (see headstart.workflows.compare.compare). With ``out`` the
+    comparison (comparison.json, report.html, one run per strategy) is saved there, refused before any work
+    when ``out`` holds something else and ``overwrite`` is not given.
+    """
+    if out is None:
+        return comparing.compare(data, model, strategies, **options)
+    inputs = (data, options.get("val"), options.get("test"))
+    with hold(Path(out), "comparison", inputs):  # a second compare to OUT is refused up front
+        check_writable(Path(out), "comparison", overwrite, inputs=inputs)  # before any work
+        result = comparing.compare(data, model, strategies, **options)
+        result.save(out, overwrite)
+    return result
+
+
+def advise(data: Any, models: Sequence[str | Backbone] = ("minilm-l6",), **options: Any) -> advising.Advice:
+    """Rank candidate backbones ``models`` on ``data`` (LogME, H-score, a cross-validated probe) and recommend a
+    model and strategy with reasons in numbers; ``options``: ``budget``, ``val``, ``test``, ``progress`` and
+    FitConfig fields (see headstart.workflows.advise.advise)."""
+    return advising.advise(data, models, **options)
+
+
+def audit(data: Any, model: str | Backbone = "minilm-l6", **options: Any) -> auditing.AuditReport:
+    """Duplicates, leakage, likely label errors, outliers, imbalance and weak slices of labelled ``data``, on
+    ``model``'s frozen features; ``options``: ``out``, ``group_col``, ``folds``... and FitConfig fields (see
+    headstart.workflows.audit.audit)."""
+    return auditing.audit(data, model, **options)
+
+
+def export(run: str | Path, format: str, out: str | Path | None = None, samples: Any = None) -> Exported:
+    """Export the model of ``run`` as ``format`` (onnx, hf, timm) into ``out`` (default: ``RUN-FORMAT``), checked
+    against the run's own predictions on ``samples`` before it is written; never overwrites a folder."""
+    return export_run(run, format, out, samples=samples)

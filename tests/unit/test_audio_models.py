@@ -220,3 +220,25 @@ def test_a_misclassified_sound_is_shown_as_a_spectrogram_thumbnail(speech_folder
     image = Image.open(io.BytesIO(base64.b64decode(shown["thumbnail"].split(",", 1)[1])))
     assert image.size == (64, 64) and np.asarray(image).std() > 10  # a picture of the sound, not a flat square
     assert preview(str(wav.with_name("gone.wav")), "audio") == {}
+
+
+def test_advise_says_the_sound_effects_cnn_is_not_a_speech_model(three_words, tmp_path):
+    from typer.testing import CliRunner
+
+    from headstart.cli.app import app
+
+    result = CliRunner().invoke(app, ["advise", str(three_words), "--models", "aisfx-cnn"],
+                                env={"COLUMNS": "200", "NO_COLOR": "1", "HEADSTART_CACHE": str(tmp_path / "cache")})
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0, said
+    assert "aisfx-cnn learnt from sound-effects libraries, not from speech" in said and "--model facebook/wav2vec2" in said
+
+
+def test_the_sound_effects_cnn_fine_tunes_its_batchnorm_statistics_without_augmentation_unless_told(
+        audio_backbone, three_words):
+    options = dict(progress=False, epochs=1, batch_size=8)
+    default = headstart.fit(str(three_words), audio_backbone, "partial", **options)
+    assert default.info["bn"] == "train" and default.info["augment"] is False
+    assert default.config.bn == "train" and default.config.augment is False  # recorded as what ran
+    told = headstart.fit(str(three_words), audio_backbone, "partial", augment=True, bn="frozen", **options)
+    assert told.info["bn"] == "frozen" and told.info["augment"] is True

@@ -37,7 +37,7 @@ def test_every_invalid_option_is_reported_at_once():
 
 
 def test_default_config_is_valid_and_round_trips_through_a_dict():
-    cfg = headstart.FitConfig(strategy="partial", unfreeze=3, epochs=4, image_size=64)
+    cfg = headstart.FitConfig.of(strategy="partial", unfreeze=3, epochs=4, image_size=64)
     assert headstart.FitConfig.from_dict(cfg.to_dict()) == cfg
 
 
@@ -109,18 +109,18 @@ def test_image_model_on_texts_says_to_pick_a_text_model(text_csv, image_backbone
 
 def test_an_option_no_fit_takes_is_a_config_error_naming_who_takes_it():
     with pytest.raises(ConfigError, match=r"(?s)'linear' does not take dropout \(an option of: lora\)"):
-        headstart.FitConfig(dropout=0.1)
+        headstart.FitConfig.of(dropout=0.1)
     with pytest.raises(ConfigError, match="no_such_option"):
-        headstart.FitConfig(strategy="lora", no_such_option=1)
+        headstart.FitConfig.of(strategy="lora", no_such_option=1)
 
 
-def test_strategy_options_are_keywords_kept_in_options_and_checked_by_the_strategy():
-    cfg = headstart.FitConfig(strategy="lora", dropout=0.1, target_modules=["query", "value"], epochs=2)
+def test_strategy_options_are_keywords_of_of_kept_in_options_and_checked_by_the_strategy():
+    cfg = headstart.FitConfig.of(strategy="lora", dropout=0.1, target_modules=["query", "value"], epochs=2)
     assert cfg.options == {"dropout": 0.1, "target_modules": ("query", "value")} and cfg.epochs == 2
     assert headstart.FitConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(ConfigError, match="dropout=1.5"):
-        headstart.FitConfig(strategy="lora", dropout=1.5)
-    assert headstart.FitConfig(strategy="auto", unfreeze=1, steps=5).options == {"unfreeze": 1, "steps": 5}
+        headstart.FitConfig.of(strategy="lora", dropout=1.5)
+    assert headstart.FitConfig.of(strategy="auto", unfreeze=1, steps=5).options == {"unfreeze": 1, "steps": 5}
 
 
 def test_a_config_json_from_before_options_moved_reads_the_same():

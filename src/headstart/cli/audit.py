@@ -5,12 +5,13 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.table import Table
 
-from headstart.cli.options import LABEL_SEP_HELP, TASK_HELP, config_option
+from headstart.cli.flags import generated, given_options
+from headstart.cli.options import DATA_HELP, config_option
 from headstart.cli.output import SHORT_NAMES, console, print_json
 from headstart.tasks.kinds import kind as task_kind
 
@@ -20,52 +21,32 @@ if TYPE_CHECKING:
 LISTED = 15  # rows per findings table in the terminal; audit.json and report.html hold more
 
 
+@generated(("model", "input", "data", "hardware"), leave_out=("strategy", "shots"))
 def audit_cli(
-    data: str = typer.Argument(..., help="Image folder (root/<class>/*), or a CSV/TSV/JSONL/Parquet table."),
-    model: str = typer.Option("minilm-l6", "--model", "-m", help="Backbone whose frozen features are audited."),
+    data: str = typer.Argument(..., help=DATA_HELP),
     group_col: Optional[str] = typer.Option(None, "--group-col", help="Table column to slice by (e.g. a site)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for audit.json and report.html "
                                        "[default: runs/audit-<data>-<time>]"),
     val: Optional[str] = typer.Option(None, help="Validation data; default: a stratified split of DATA."),
     test: Optional[str] = typer.Option(None, help="Test data, checked for leakage from the training data."),
-    text_col: Optional[str] = typer.Option(None, help="Table column with the texts."),
-    label_col: Optional[str] = typer.Option(None, help="Table column with the labels."),
-    image_col: Optional[str] = typer.Option(None, help="Table column with image paths (relative to the table)."),
-    task: str = typer.Option("auto", help=TASK_HELP),
-    label_sep: Optional[str] = typer.Option(None, help=LABEL_SEP_HELP),
-    val_fraction: float = typer.Option(0.2, help="Share of DATA held out for validation when --val is not given."),
-    test_fraction: float = typer.Option(0.0, help="Share of DATA held out as a test set when --test is not given."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable or invalid items and list them."),
-    seed: int = typer.Option(0, help="Seed of the split and the cross-validation folds."),
     folds: int = typer.Option(5, help="Cross-validation folds of the probe that scores every item out of sample."),
     near_threshold: Optional[float] = typer.Option(None, help="Cosine similarity of near duplicates "
                                                    "[default: 0.98 images, 0.97 texts]."),
-    image_size: Optional[int] = typer.Option(None, help="Input size in pixels [default: the weights' own]."),
-    max_length: Optional[int] = typer.Option(None, help="Text: tokens kept per item [default: 128]."),
-    clip_seconds: Optional[float] = typer.Option(
-        None, help="Audio: clip length in seconds [default: from the data's durations]."),
-    weights: Optional[str] = typer.Option(None, help="Checkpoint file for the architecture named by --model."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
-    cache_dir: Optional[str] = typer.Option(None, help="Feature cache [default: ~/.cache/headstart]."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder at --out."),
     json_out: bool = typer.Option(False, "--json", help="Print the audit as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     config: Optional[str] = config_option(),
+    **options: Any,
 ) -> None:
     """Audit labelled DATA on MODEL's frozen features: what to fix before fitting.
 
     Example: headstart audit reviews.csv --model minilm-l6 --group-col source --out runs/audit
     """
-    from headstart.workflows.audit import audit  # lazy: `--help` need not load torch (start-up time)
+    from headstart.api import audit  # lazy: `--help` need not load torch (start-up time)
 
     out = out or Path("runs") / f"audit-{Path(data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    report = audit(data, model, val=val, test=test, group_col=group_col, folds=folds, near_threshold=near_threshold,
-                   out=out, overwrite=overwrite, progress=not quiet, text_col=text_col, label_col=label_col,
-                   image_col=image_col, task=task, label_sep=label_sep, val_fraction=val_fraction,
-                   test_fraction=test_fraction, skip_bad=skip_bad,
-                   seed=seed, image_size=image_size, max_length=max_length, weights=weights, device=device,
-                   clip_seconds=clip_seconds,
-                   cache_dir=cache_dir)
+    report = audit(data, val=val, test=test, group_col=group_col, folds=folds, near_threshold=near_threshold,
+                   out=out, overwrite=overwrite, progress=not quiet, **given_options(options))
     for warning in report.warnings:  # on stderr, as fit's (findings: --quiet keeps them)
         print(f"warning: {warning}", file=sys.stderr)
     if json_out:

@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.table import Table
 
 from headstart.workflows.budget import hms
-from headstart.cli.options import LABEL_SEP_HELP, SELECT_METRIC_HELP, TASK_HELP, config_option
+from headstart.cli.flags import generated, given_options
+from headstart.cli.options import DATA_HELP, config_option
 from headstart.cli.output import SHORT_NAMES, console, fmt_count, print_json
-from headstart.runs.outdir import check_writable, hold
 from headstart.strategies.declared import COMPARED
 
 if TYPE_CHECKING:
     from headstart.workflows.compare import Comparison
 
+COMPARE_GROUPS = ("model", "input", "data", "training", "hardware")  # every fit option but auto's budget, tracking
 
+
+@generated(COMPARE_GROUPS, leave_out=("strategy",), with_strategy_options=True)
 def compare_cli(
-    data: str = typer.Argument(..., help="Image folder (root/<class>/*), or a CSV/TSV/JSONL/Parquet table."),
-    model: str = typer.Option("minilm-l6", "--model", "-m", help="Built-in name, timm name, HF id or local dir."),
+    data: str = typer.Argument(..., help=DATA_HELP),
     strategies: str = typer.Option(",".join(COMPARED),
                                    help="Comma-separated strategies to compare (also lora; contrastive for text)."),
     budget: Optional[str] = typer.Option(None, help="Time budget for the whole comparison, e.g. 90s, 15m, 1h: "
@@ -32,50 +34,26 @@ def compare_cli(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to save [default: runs/compare-<time>]"),
     val: Optional[str] = typer.Option(None, help="Validation data; default: a stratified split of DATA."),
     test: Optional[str] = typer.Option(None, help="Test data, scored once per fit."),
-    text_col: Optional[str] = typer.Option(None, help="Table column with the texts."),
-    label_col: Optional[str] = typer.Option(None, help="Table column with the labels."),
-    image_col: Optional[str] = typer.Option(None, help="Table column with image paths."),
-    task: str = typer.Option("auto", help=TASK_HELP),
-    label_sep: Optional[str] = typer.Option(None, help=LABEL_SEP_HELP),
-    select_metric: str = typer.Option("auto", help=SELECT_METRIC_HELP + " Also what the recommendation "
-                                      "optimises."),
-    test_fraction: float = typer.Option(0.0, help="Share of DATA held out as a test set when --test is not given."),
-    shots: Optional[int] = typer.Option(None, help="Few-shot: keep this many training examples per class."),
-    unfreeze: Optional[int] = typer.Option(None, help="partial / lp-ft: train the last N layer groups."),
-    epochs: int = typer.Option(10, help="Most epochs of fine-tuning."),
-    image_size: Optional[int] = typer.Option(None, help="Input size in pixels [default: the weights' own]."),
-    max_length: Optional[int] = typer.Option(None, help="Text: tokens kept per item [default: 128]."),
-    clip_seconds: Optional[float] = typer.Option(
-        None, help="Audio: clip length in seconds [default: from the data's durations]."),
-    hflip: bool = typer.Option(True, "--hflip/--no-hflip", help="Random horizontal flips when fine-tuning."),
-    seed: int = typer.Option(0, help="Seed of the first split; repeats use seed+1, seed+2..."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing comparison at --out."),
     json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     config: Optional[str] = config_option(),
+    **options: Any,
 ) -> None:
     """Compare transfer learning and fine-tuning strategies on DATA with MODEL.
 
+    Every option of `headstart fit` applies to each strategy that takes it; --select-metric is also what the
+    recommendation optimises.
+
     Example: headstart compare data/pets --model mobilenetv2 --strategies linear,partial,full --budget 15m
     """
+    from headstart.api import compare  # lazy: `--help` need not load torch (start-up time)
 
     started = time.perf_counter()
     out = out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
-    with hold(out, "comparison", inputs=(data, val, test)):  # a second compare to OUT is refused up front
-        check_writable(out, "comparison", overwrite, inputs=(data, val, test))  # before any work
-        names = [s.strip() for s in strategies.split(",") if s.strip()]
-        from headstart.workflows.compare import compare  # lazy: `--help` need not load torch (start-up time)
-
-        result = compare(
-            data, model, names, budget=budget, seeds=seeds, folds=folds, val=val, test=test, progress=not quiet,
-            text_col=text_col, label_col=label_col, image_col=image_col, task=task, label_sep=label_sep,
-            select_metric=select_metric, test_fraction=test_fraction, shots=shots,
-            unfreeze=unfreeze, epochs=epochs, image_size=image_size, max_length=max_length, hflip=hflip, seed=seed,
-            clip_seconds=clip_seconds,
-            device=device,
-        )
-        result.save(out, overwrite)
+    names = [s.strip() for s in strategies.split(",") if s.strip()]
+    result = compare(data, strategies=names, budget=budget, seeds=seeds, folds=folds, val=val, test=test,
+                     out=out, overwrite=overwrite, progress=not quiet, **given_options(options))
     if json_out:
         print_json(result.to_dict())
         return

@@ -23,7 +23,7 @@ def export_cli(
 
     Example: headstart export runs/pets --format onnx --out exported/pets-onnx
     """
-    from headstart.runs.export import export
+    from headstart.api import export  # lazy: `--help` need not load torch (start-up time)
 
     source = None if not samples else samples[0] if len(samples) == 1 else samples
     result = export(run, format.lower(), out, samples=source)

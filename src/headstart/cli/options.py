@@ -1,8 +1,5 @@
-"""Options several verbs share, defined once; strategy options' flags take their help from the strategy.
-
-The built-in strategies' option declarations (headstart.strategies.declared) import without torch, so
-`headstart --help` starts fast.
-"""
+"""``--config FILE`` of fit, compare, advise and audit, and DATA's help (their other options are generated from
+declarations: headstart.cli.flags)."""
 
 from __future__ import annotations
 
@@ -10,7 +7,7 @@ import functools
 import json
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import typer
 
@@ -20,60 +17,8 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from headstart.core.errors import ConfigError
-from headstart.strategies.declared import BUILT_IN
-from headstart.strategies.options import option_fields, option_help
 
 DATA_HELP = "Image folder (root/<class>/*), or a CSV/TSV/JSONL/Parquet table."
-TEXT_COL_HELP = "Table column with the texts."
-LABEL_COL_HELP = "Table column with the labels."
-IMAGE_COL_HELP = "Table column with image paths (relative to the table)."
-SHOTS_HELP = "Few-shot: keep this many training examples per class."
-MAX_LENGTH_HELP = "Text: tokens kept per item [default: 128]."
-METAVARS = {"cs": "C,C,...", "target_modules": "NAME,NAME,...", "unfreeze": "N", "lr": "RATE", "head_lr": "RATE",
-            "lr_decay": "FACTOR"}  # what a strategy option's value looks like, where its type says too little
-
-
-TASK_HELP = ("What the labels are: single-label | multi-label | regression | auto (lists or separated names: "
-             "multi-label; numbers with over 20 distinct values: regression).")
-LABEL_SEP_HELP = "Multi-label: what separates a cell's labels, e.g. '|' [default: | or ; when found]."
-SELECT_METRIC_HELP = ("What chooses the epoch kept and the probe's C [default: the task's main metric]: accuracy | "
-                      "macro_f1 | balanced_accuracy (single-label); micro_f1 | macro_f1 | map | subset_accuracy "
-                      "(multi-label); r2 | spearman (regression).")
-
-
-def owners(name: str) -> list[str]:
-    """The built-in strategies that take option ``name``."""
-    return [s for s, cls in BUILT_IN.items() if name in option_fields(cls)]
-
-
-def strategy_option(name: str, *flags: str) -> Any:
-    """A flag for a strategy's option ``name`` (default None: the strategy's own), its help the field's,
-    prefixed with the strategies that take it."""
-    who = owners(name)
-    return typer.Option(None, *flags, metavar=METAVARS.get(name),
-                        help=f"{' / '.join(who)}: {option_help(BUILT_IN[who[0]], name)}")
-
-
-def comma_list(value: str | None) -> tuple[str, ...] | None:
-    """``"a,b"`` as ``("a", "b")``; None stays None."""
-    if value is None:
-        return None
-    return tuple(part.strip() for part in str(value).split(",") if part.strip())
-
-
-def number_list(value: str | None, flag: str) -> tuple[float, ...] | None:
-    """``"0.1,1"`` as ``(0.1, 1.0)``; None stays None; a part that is not a number is a ConfigError naming ``flag``."""
-    parts = comma_list(value)
-    if parts is None:
-        return None
-    numbers = []
-    for part in parts:
-        try:
-            numbers.append(float(part))
-        except ValueError:
-            raise ConfigError(f"{flag} {value}: {part!r} is not a number; give numbers separated by commas, "
-                              "e.g. 0.01,0.1,1.") from None
-    return tuple(numbers)
 
 
 CONFIG_HELP = ("A TOML or JSON file of this command's options (names as the flags, dashes or underscores; a run's "
@@ -86,10 +31,14 @@ def config_option() -> Any:
                         expose_value=False)
 
 
+KINDS = {"integer": int, "float": float, "boolean": bool, "text": str, "path": str, "list": str}  # click's type
+# names -> what a config value of that option may be (``list``: a comma-separated flag, see cli.flags)
+
+
 def _load_config(ctx: typer.Context, param: Any, value: str | None) -> None:
     if value:
-        hints = typing.get_type_hints(ctx.command.callback) if ctx.command.callback else {}
-        accepted = {p.name: hints.get(p.name, Any) for p in ctx.command.params if p.name}
+        accepted = {p.name: Optional[KINDS.get(getattr(getattr(p, "type", None), "name", ""), Any)]
+                    for p in ctx.command.params if p.name}
         ctx.default_map = {**(ctx.default_map or {}), **config_defaults(Path(value), ctx.command.name or "", accepted)}
 
 

@@ -1,82 +1,41 @@
 """FitConfig: every option of a fit, validated once, saved with the run as JSON.
 
-The options every fit shares are FitConfig's fields; a strategy's own options (``unfreeze``, ``rank``,
+The options every fit shares are FitConfig's fields, declared in headstart.core.fields; a strategy's own options (``unfreeze``, ``rank``,
 ``dropout``...) are declared once, in its dataclass (see headstart.strategies.options), and kept in
-``options``. ``FitConfig(strategy="lora", dropout=0.1)`` files ``dropout`` there; a name that neither
+``options``. ``FitConfig.of(strategy="lora", dropout=0.1)`` files ``dropout`` there; a name that neither
 FitConfig nor the strategy takes is a ConfigError naming the strategies that do take it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from headstart.core.choices import BALANCE_MODES, PRECISIONS, REGRESSION_LOSSES
 from headstart.core.errors import ConfigError
+from headstart.core.fields import DEFAULT_BATCH_SIZE, FitFields, shared_fields, shared_names
 from headstart.data.targets import TASK_CHOICES, check_task
 from headstart.tasks.kinds import SELECT_CHOICES
 from headstart.runs.tracking import parse_trackers
 from headstart.strategies import STRATEGIES, make_strategy
 from headstart.strategies.options import check_option_names, option_fields, option_problems
 
-BN_POLICIES = ("auto", "frozen", "train")
+BN_POLICIES = shared_fields()["bn"].metadata["choices"]
 AUTO_STRATEGIES = ("linear", "partial", "full", "lp-ft", "contrastive")  # what ``auto`` may fit
 # Keys of config.json before a strategy's options moved into ``options``: read back into it.
 LEGACY_OPTIONS = ("unfreeze", "lr", "head_lr", "lr_decay", "rank", "alpha")
 
 
 @dataclass(frozen=True)
-class FitConfig:
-    """Options of ``headstart.fit`` / ``headstart fit``; CLI flags are these names with dashes."""
+class FitConfig(FitFields):
+    """Options of ``headstart.fit`` / ``headstart fit``: the shared ones (``FitFields``, declared in
+    headstart.core.fields) and the strategy's own, in ``options``; CLI flags are these names with dashes.
+    ``FitConfig.of(strategy="lora", dropout=0.1, epochs=3)`` sorts keywords into the two."""
 
-    model: str = "minilm-l6"
-    strategy: str = "linear"
-    weights: str | None = None  # checkpoint file for a timm/torchvision architecture named by ``model``
-    image_size: int | None = None  # override the weights' input size (e.g. 96 for small images)
-    max_length: int | None = None  # text: tokens kept per item (default 128)
-    clip_seconds: float | None = None  # audio: clip length (default: from the data's durations)
-    # data
-    text_col: str | None = None
-    label_col: str | None = None
-    image_col: str | None = None
-    val_fraction: float = 0.2
-    test_fraction: float = 0.0
-    skip_bad: bool = False
-    task: str = "auto"  # single-label | multi-label | regression | auto: from the labels (headstart.data.targets)
-    label_sep: str | None = None  # multi-label: what separates a cell's labels (default: | or ; when found)
-    seed: int = 0
-    shots: int | None = None  # keep this many training examples per class (few-shot)
-    budget: str | float | None = None  # strategy auto: time for the recommended fine-tuning ("15m")
     # the strategy's own options (fields of its dataclass), by name; a None value means its default
     options: dict[str, Any] = field(default_factory=dict)
-    # training loop (fine-tuning strategies)
-    epochs: int = 10
-    batch_size: int = 32
-    patience: int = 3
-    augment: bool = True
-    hflip: bool = True
-    weight_decay: float = 0.01
-    warmup: float = 0.1
-    l2sp: float = 0.0  # L2-SP weight (Li et al. 2018): pull trained backbone weights to the pretrained ones; 0 = off
-    cache_boundary: bool | None = None  # partial, no augmentation: frozen groups run once, output cached; None: CPUs
-    bn: str = "auto"  # BatchNorm statistics while fine-tuning: frozen | train | auto (frozen on small data)
-    label_smoothing: float = 0.0
-    regression_loss: str = "mse"  # fine-tuning a regression: mse | huber (robust to a few wild targets)
-    balance: str = "auto"  # class imbalance: none | weights | sampler | auto (see headstart.training.balance)
-    select_metric: str = "auto"  # what selects the epoch kept / the probe's strength; auto: the task's main metric
-    calibrate: bool = True  # temperature scaling fitted on validation logits, folded into the saved head
-    find_lr: bool = False  # fine-tuning: a learning-rate range test picks the rates (the default ones scaled)
-    # hardware
-    device: str = "auto"
-    precision: str = "auto"
-    num_workers: int | None = None  # None: chosen from the device and core count
-    cache_dir: str | None = None
-    # tracking (headstart.runs.tracking): where the config, each epoch, the final metrics and the report are logged
-    track: tuple[str, ...] = ()  # tensorboard, mlflow (several allowed)
-    track_dir: str | None = None  # TensorBoard's log folder / MLflow's SQLite store (defaults: see tracking)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "track", parse_trackers(self.track))
@@ -89,7 +48,9 @@ class FitConfig:
             (self.epochs >= 1, "--epochs must be at least 1"),
             (0 <= self.seed < 2**32, "--seed must be a whole number from 0 to 2**32 - 1"),
             (self.shots is None or self.shots >= 1, "--shots must be at least 1 example per class"),
-            (self.batch_size >= 1, "--batch-size must be at least 1"),
+            (self.unlabelled is None or self.strategy == "linear", f"--unlabelled learns from the pool with "
+             f"--strategy linear only (got {self.strategy}); fit linear with the pool, or drop --unlabelled"),
+            (self.batch_size is None or self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.patience >= 1, "--patience must be at least 1"),
             (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
             (self.num_workers is None or self.num_workers >= 0, "--num-workers must be 0 or more"),
@@ -127,6 +88,17 @@ class FitConfig:
                                STRATEGIES)
             make_strategy(self.strategy, **given)  # the strategy's own checks of the values
 
+    @classmethod
+    def of(cls, **values: Any) -> "FitConfig":
+        """A FitConfig from keywords: the shared fields by name, the rest the strategy's own options
+        (``FitConfig.of(strategy="lora", dropout=0.1)`` is ``FitConfig(strategy="lora", options={"dropout": 0.1})``)."""
+        shared, own = split_options(values)
+        return cls(**shared, options={**values.get("options", {}), **own})
+
+    def batch(self) -> int:
+        """The training batch size: as given, else the strategy's default (``default_batch_size``, else 32)."""
+        return self.batch_size or getattr(STRATEGIES.get(self.strategy), "default_batch_size", DEFAULT_BATCH_SIZE)
+
     def strategy_options(self) -> dict[str, Any]:
         """The strategy's own options as given (those not given take the strategy's defaults)."""
         return dict(self.options)
@@ -153,25 +125,7 @@ class FitConfig:
 
 
 def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``options`` as (FitConfig's shared fields, the rest: strategy options, None values left out)."""
-    shared = {f.name for f in dataclasses.fields(FitConfig)}
+    """``options`` as (the shared fields, the rest: strategy options, None values left out)."""
+    shared = shared_names()
     return ({k: v for k, v in options.items() if k in shared},
-            {k: v for k, v in options.items() if k not in shared and v is not None})
-
-
-def _strategy_options_as_keywords(init: Callable) -> Callable:
-    """FitConfig's ``__init__``, taking a strategy's options as keywords too: ``FitConfig(strategy="lora",
-    dropout=0.1)`` is ``FitConfig(strategy="lora", options={"dropout": 0.1})``."""
-    shared = {f.name for f in dataclasses.fields(FitConfig)}
-
-    @functools.wraps(init)
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        own = {k: kwargs.pop(k) for k in list(kwargs) if k not in shared}
-        if own:
-            kwargs["options"] = {**kwargs.get("options", {}), **own}
-        init(self, *args, **kwargs)
-
-    return __init__
-
-
-FitConfig.__init__ = _strategy_options_as_keywords(FitConfig.__init__)
+            {k: v for k, v in options.items() if k not in shared and k != "options" and v is not None})

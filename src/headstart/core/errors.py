@@ -19,6 +19,11 @@ class ConfigError(HeadstartError, ValueError):
     """An option has a value headstart cannot use."""
 
 
+class FlagError(HeadstartError):
+    """A command-line value that cannot be read as its option's type. Not a ValueError, so that the CLI's parser
+    (click) hands it on as it is, and it prints as headstart's other errors do."""
+
+
 class Diverged(ConfigError):
     """Training stopped being finite (a learning rate far too high): the fit stops and nothing of it is kept."""
 

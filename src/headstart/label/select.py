@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
-from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge
 
 from headstart.features.neighbours import nearest
+from headstart.features.space import embedded, normalised
 
 UNCERTAIN_FROM = 20  # labelled items per class from which uncertain-and-diverse picks are made
 REGRESSION_GROUPS = 5  # regression: "classes" for the switch rule
@@ -35,7 +35,6 @@ NEIGHBOURS = 20  # typicality: mean distance to this many nearest neighbours (Ty
 CANDIDATES = 10  # uncertain picks: the most doubtful CANDIDATES x n items are clustered into n groups
 FULL_KMEANS = 64  # clusters up to which full k-means runs; above, mini-batch k-means
 BOOTSTRAP_HEADS = 10  # regression doubt: ridge heads on bootstrap resamples of the labelled items
-COMPONENTS = 64  # clustering runs on this many principal components of the unit-length features
 
 
 @dataclass(frozen=True)
@@ -128,19 +127,3 @@ def typicality(x: np.ndarray, seed: int = 0) -> np.ndarray:
     found = nearest(x, NEIGHBOURS, "l2", seed=seed)
     return 1 / (found.distances.mean(axis=1) + 1e-8)
 
-
-def embedded(x: np.ndarray, seed: int = 0) -> np.ndarray:
-    """What clustering and typicality see: the rows at unit length, projected on their ``COMPONENTS`` leading
-    principal components. On MNIST's mobilenetv2 features (bench/suggest.py's pool, 3 seeds) this lifted typical
-    picks at 2, 5 and 10 labels a class from 0.475, 0.608, 0.719 test accuracy (unit-length features alone) to
-    0.558, 0.653, 0.743: most of the 1,280 dimensions vary with ImageNet's concerns, not the pool's. (Whitened
-    components did as well there, but give a pool's noise directions the weight of its structure.)"""
-    x = normalised(x)
-    k = min(COMPONENTS, len(x) - 1, x.shape[1])
-    return PCA(k, random_state=seed).fit_transform(x) if k >= 2 else x
-
-
-def normalised(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (cosine geometry, as embeddings are compared)."""
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

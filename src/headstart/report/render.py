@@ -16,6 +16,7 @@ from html import escape
 from pathlib import Path
 
 from headstart.core.fileio import write_text
+from headstart.report.unlabelled import pool_sentence
 from headstart.report import plots, previews, scores
 from headstart.tasks.kinds import TaskKind, kind_of
 
@@ -208,6 +209,9 @@ def run_notes(run: dict) -> list[str]:
         notes.append(f"LP-FT first fitted a linear probe (C = {_value(probe.get('C'))}, validation "
                      f"{scores.name(main)} {scores.value(main, probe_score)}); fine-tuning started from its head "
                      "(epoch 0 in the curves).")
+    pool = (metrics.get("strategy_info") or {}).get("unlabelled")
+    if pool:
+        notes.append(pool_sentence(pool))
     calibration = metrics.get("calibration")
     if calibration:
         chose = "the epoch kept" if epochs else "the regularisation strength C"

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from headstart.backbones import Backbone
-from headstart.data import DataSplits
+from headstart.data import DataSplits, Dataset
 from headstart.training.engine import TrainSettings
 from headstart.features.cache import Extraction, FeatureCache
 from headstart.tasks import Task
@@ -30,6 +30,7 @@ class FitContext:
     cache_boundary: bool | None = None  # partial, no augmentation: frozen groups run once; None: on CPUs
     balance: dict | None = None  # how class imbalance is handled (headstart.training.balance.resolve_balance)
     task: Task | None = None  # what the labels ask: head width, loss, probe, scores (headstart.tasks)
+    unlabelled: Dataset | None = None  # items nobody labelled, to learn from (``--unlabelled``; linear only)
 
 
 @dataclass

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -31,11 +32,9 @@ from torch import nn
 
 from headstart.training import distributed
 from headstart.backbones import Backbone
-from headstart.backbones.base import batch_to
 from headstart.data import DataSplits
 from headstart.data.dataset import modality, modality_article
-from headstart.training.devices import autocast
-from headstart.training.engine import check_finite_loss
+from headstart.training.engine import Feed, TrainOutcome, predict_logits, train
 from headstart.core.errors import ConfigError
 from headstart.features.cache import Extraction, extract
 from headstart.training.heads import Classifier
@@ -43,6 +42,9 @@ from headstart.strategies.base import FitContext, StrategyResult
 from headstart.strategies.declared import CONTRASTIVE_LR as DEFAULT_LR
 from headstart.strategies.declared import ContrastiveOptions
 from headstart.tasks.kinds import kind
+
+EPOCHS = 10  # the steps are trained in this many epochs, each validated (early stopping, the best one kept)
+VAL_TEXTS = 256  # validation texts whose pairs score an epoch (all pairs: 32,640 at most)
 
 
 @dataclass(frozen=True)
@@ -53,17 +55,9 @@ class Contrastive(ContrastiveOptions):
 
     def __post_init__(self):
         super().__post_init__()
-        problems = []
-        for option in ("steps", "batch_size"):
-            value = getattr(self, option)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                problems.append(f"{option}={value!r}: must be a whole number of at least 1")
-        if isinstance(self.batch_size, int) and self.batch_size == 1:
-            problems.append("batch_size=1: a pair needs two texts per step; use 16 (SetFit's) or more")
-        if not 0 <= self.warmup < 1:
-            problems.append(f"warmup={self.warmup!r}: a fraction of the steps, in [0, 1)")
-        if problems:
-            raise ConfigError("Invalid contrastive options: " + "; ".join(problems) + ".")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ConfigError(f"Invalid contrastive options: steps={self.steps!r}: must be a whole number of at "
+                              "least 1.")
 
     def fit(self, backbone: Backbone, splits: DataSplits, ctx: FitContext) -> StrategyResult:
         """Fine-tune a copy of the encoder on pairs of training texts, then fit the head on its embeddings."""
@@ -75,6 +69,10 @@ class Contrastive(ContrastiveOptions):
             raise ConfigError(f"The contrastive strategy learns from pairs of the same and of different classes: "
                               f"single-label data only, and this task is {ctx.task.name}. Use linear, partial, "
                               "full, lp-ft or lora.")
+        if ctx.settings.batch_size < 2:
+            raise ConfigError(f"--batch-size {ctx.settings.batch_size} (batch_size={ctx.settings.batch_size}): the "
+                              "contrastive strategy needs two texts per step to make a pair; use 16 (SetFit's, its "
+                              "default) or more.")
         targets = ctx.targets["train"]
         if len(np.unique(targets)) < 2:
             raise ConfigError("The contrastive strategy needs training examples of at least two classes "
@@ -89,7 +87,7 @@ class Contrastive(ContrastiveOptions):
         start = time.perf_counter()
         targets = ctx.targets["train"]
         module = copy.deepcopy(backbone.module).requires_grad_(True)
-        losses, stopped = self._train(module, backbone, splits.train.items, targets, ctx)
+        outcome, counted = self._train(module, backbone, splits, ctx)
         module.eval()
         tuned = dataclasses.replace(backbone, module=module)
         run = Extraction(ctx.device, ctx.train_precision, ctx.extraction.batch_size, ctx.extraction.num_workers,
@@ -100,47 +98,51 @@ class Contrastive(ContrastiveOptions):
         probe = ctx.task.probe(x_train, targets, x_val, ctx.targets["val"], self.cs, s.seed, weights)
         module.cpu()
         model = Classifier(module, probe.head)
+        losses = [row["train_loss"] for row in outcome.history if "train_loss" in row]
         tail = max(1, len(losses) // 10)
-        per_step = pair_count(min(self.batch_size, len(targets)))
-        info = {"C": probe.C, "steps": len(losses), "pairs": len(losses) * per_step,
-                "lr": self.lr or DEFAULT_LR, "batch_size": self.batch_size,
-                "loss": "CosineSimilarityLoss", "stopped": stopped, "train_precision": training_precision(ctx),
+        info = {"C": probe.C, "steps": counted.steps, "pairs": counted.pairs, "epochs": len(losses),
+                "best_epoch": outcome.best_epoch, "stopped_early": outcome.stopped_early,
+                "resumed_from": outcome.resumed_from, "lr": self.lr or DEFAULT_LR, "batch_size": s.batch_size,
+                "loss": "CosineSimilarityLoss", "stopped": "budget" if outcome.out_of_time else None,
+                "train_precision": training_precision(ctx),
                 "first_loss": float(np.mean(losses[:tail])) if losses else None,
                 "last_loss": float(np.mean(losses[-tail:])) if losses else None,
                 "contrastive_seconds": time.perf_counter() - start}
         count = sum(p.numel() for p in model.parameters())
-        return StrategyResult(model, count, probe.candidates, info)
+        return StrategyResult(model, count, probe.candidates, {**info, "train_history": outcome.history})
 
-    def _train(self, module: nn.Module, backbone: Backbone, texts: tuple, targets: np.ndarray, ctx: FitContext
-               ) -> tuple[list[float], str | None]:
-        """``steps`` steps on batches of distinct texts, every pair among them scored; per-step losses, and
-        "budget" when the deadline stopped it."""
+    def _train(self, module: nn.Module, backbone: Backbone, splits: DataSplits, ctx: FitContext
+               ) -> tuple[TrainOutcome, "PairCount"]:
+        """About ``steps`` steps through the training loop (headstart.training.engine: checkpoints and resume,
+        the deadline, early stopping and the best epoch on the validation pairs' loss, tracking, the user's
+        callbacks). An epoch is a tenth of the steps: the training texts, repeated as needed, in shuffled
+        batches of distinct texts; every pair in a batch is scored."""
         from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
 
-        loss_fn = CosineSimilarityLoss(module)  # used on embeddings: the module is headstart's own encoder
-        module.to(ctx.device).train()
-        optimizer = torch.optim.AdamW(module.parameters(), lr=self.lr or DEFAULT_LR, weight_decay=0.01)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(self.steps, self.warmup))
-        collate, precision = backbone.preprocessing.collate(), training_precision(ctx)
-        rng = np.random.default_rng(ctx.settings.seed)
-        losses: list[float] = []
-        for step in range(1, self.steps + 1):
-            rows = rng.choice(len(texts), size=min(self.batch_size, len(texts)), replace=False)
-            batch, _ = collate([(texts[i], 0) for i in rows])
-            with autocast(ctx.device, precision):
-                embeddings = module(batch_to(batch, ctx.device)).float()
-            loss = pair_loss(loss_fn, embeddings, torch.from_numpy(targets[rows]).to(ctx.device))
-            losses.append(loss.item())
-            check_finite_loss(losses[-1], f"contrastive step {step}/{self.steps}", optimizer)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            deadline = ctx.settings.deadline
-            if deadline is not None and distributed.any_rank(time.perf_counter() > deadline):
-                return losses, "budget"
-        return losses, None
+        s = ctx.settings
+        texts, targets = splits.train.items, ctx.targets["train"]
+        per_epoch = max(1, math.ceil(self.steps / EPOCHS))  # steps
+        repeats = max(1, math.ceil(per_epoch * s.batch_size / len(texts)))
+        batches = math.ceil(len(texts) * repeats / s.batch_size)
+        loop = dataclasses.replace(s, epochs=max(1, math.ceil(self.steps / batches)), decay="linear",
+                                   select_on_loss=True, evaluate_start=False, balance="none", augment=False,
+                                   find_lr=False, lr=self.lr or DEFAULT_LR, weight_decay=0.01)
+        counted = PairCount(CosineSimilarityLoss(module))  # used on embeddings: the module is headstart's encoder
+        precision = training_precision(ctx)
+        val = splits.val.subset(np.random.default_rng(s.seed).permutation(len(splits.val))[:VAL_TEXTS].tolist())
+        feed = Feed(pairs=list(zip(texts, targets)) * repeats, collate=backbone.preprocessing.collate(),
+                    val_logits=lambda model: predict_logits(model, backbone, val, ctx.device, precision,
+                                                            2 * s.batch_size),
+                    loss=counted, scores=counted.scores)
+        groups = [{"params": list(module.parameters()), "lr": loop.lr, "weight_decay": 0.01, "name": "encoder"}]
+        val_targets = ctx.targets["val"][np.random.default_rng(s.seed).permutation(len(splits.val))[:VAL_TEXTS]]
+        outcome = train(module, backbone, splits.train, val, {"train": targets, "val": val_targets}, groups, loop,
+                        ctx.device, precision, ctx.progress, feed)
+        items = len(texts) * repeats  # the epochs a checkpoint held were not counted here
+        counted.steps += outcome.resumed_from * batches
+        counted.pairs += outcome.resumed_from * sum(pair_count(min(s.batch_size, items - first))
+                                                    for first in range(0, items, s.batch_size))
+        return outcome, counted
 
 
 def training_precision(ctx: FitContext) -> str:
@@ -161,18 +163,29 @@ def pair_loss(loss_fn: nn.Module, embeddings: torch.Tensor, labels: torch.Tensor
     return torch.stack(parts).mean()
 
 
+class PairCount:
+    """The contrastive loss of a batch for the training loop (``Feed.loss``), counting steps and pairs, and the
+    validation row (``Feed.scores``): the same loss over every pair of the validation texts."""
+
+    def __init__(self, loss_fn: nn.Module):
+        self.loss_fn, self.steps, self.pairs = loss_fn, 0, 0
+
+    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0,
+                 weight: torch.Tensor | None = None) -> distributed.BatchLoss:
+        self.steps += 1
+        self.pairs += pair_count(len(labels))
+        loss = pair_loss(self.loss_fn, embeddings, labels) if len(labels) > 1 else embeddings.sum() * 0.0
+        return distributed.BatchLoss(loss, loss.detach(), len(labels), len(labels))
+
+    def scores(self, embeddings: np.ndarray, labels: np.ndarray) -> dict:
+        with torch.no_grad():
+            loss = pair_loss(self.loss_fn, torch.from_numpy(embeddings).float(), torch.as_tensor(labels)) \
+                if len(labels) > 1 else torch.tensor(0.0)
+        return {"val_loss": float(loss)}
+
+
 def pair_count(texts: int) -> int:
     """Pairs among ``texts`` distinct texts."""
     return texts * (texts - 1) // 2
 
 
-def warmup_linear(total_steps: int, warmup: float) -> Callable[[int], float]:
-    """Learning-rate multiplier: linear warm-up over ``warmup`` of the steps, then linear decay to zero."""
-    warm = max(1, int(total_steps * warmup))
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return max(0.0, (total_steps - step) / max(1, total_steps - warm))
-
-    return factor

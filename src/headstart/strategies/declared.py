@@ -7,6 +7,7 @@ The default learning rates live here too, so a flag's help states the rate a fit
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from headstart.training.defaults import DEFAULT_CS
 from headstart.strategies.options import Checked, check_count, check_decay, check_rate, check_strengths, option
@@ -96,14 +97,16 @@ class LoRAOptions(Checked):
 class ContrastiveOptions(Checked):
     """Options of ``contrastive``."""
 
-    steps: int = option(60, "Optimizer steps, each on one batch of distinct training texts.")
-    batch_size: int = option(16, "Texts per step; every pair among them is scored.")
+    default_batch_size: ClassVar[int] = 16  # texts per step (--batch-size), SetFit's; every pair is scored
+
+    steps: int = option(60, "Optimizer steps (rounded up to whole passes over the training texts), each on one "
+                        "batch of distinct texts (--batch-size of them, 16 unless given; every pair is scored).")
     lr: float | None = option(None, f"Learning rate of the encoder [default: {rate(CONTRASTIVE_LR)}, SetFit's].",
                               check_rate)
-    warmup: float = option(0.1, "Share of the steps spent warming up, then linear decay to zero.")
     cs: tuple[float, ...] = option(DEFAULT_CS, "Inverse regularisation strengths C tried for the head; the "
                                    "best on validation is kept.", check_strengths)
 
 
-BUILT_IN: dict[str, type] = {"linear": LinearOptions, "partial": PartialOptions, "full": FullOptions,
+# The declarations by strategy name, read by the CLI's flags without torch; register_strategy adds a user's.
+DECLARED: dict[str, type] = {"linear": LinearOptions, "partial": PartialOptions, "full": FullOptions,
                              "lp-ft": LPFTOptions, "lora": LoRAOptions, "contrastive": ContrastiveOptions}

@@ -73,6 +73,7 @@ def finetune(backbone: Backbone, splits: DataSplits, ctx: FitContext, *, unfreez
             "boundary_cached": feed is not None,
             "stopped_early": outcome.stopped_early, "stopped": "budget" if outcome.out_of_time else None,
             "lr": top * factor, "head_lr": settings.head_lr * factor, "lr_decay": lr_decay, "batch_size": batch,
+            "augment": settings.augment,
             "bn": ("frozen" if frozen_bn else "train") if _has_batchnorm(backbone.module) else None,
             "selected_on": "val_loss" if settings.select_on_loss else f"val_{settings.select_metric}",
             "balance": settings.balance}

@@ -74,19 +74,22 @@ class TrainSettings:
     class_weights: tuple[float, ...] | None = None  # per class, inverse frequency: the loss's or the sampler's
     select_metric: str = "accuracy"  # what selects the epoch kept and stops early (metrics.TASK_METRICS)
     task: Task | None = None  # the loss and the validation scores (headstart.tasks); None: single-label
+    decay: str = "cosine"  # the learning rate after warm-up: cosine | linear (to zero)
+    callbacks: tuple[Callback, ...] = ()  # the user's (``headstart.fit(..., callbacks=[...])``), after the built-ins
 
     @classmethod
     def from_config(cls, cfg: FitConfig, num_workers: int | None = None, deadline: float | None = None,
-                    checkpoint: str | None = None, on_epoch: Callable[[dict], None] | None = None) -> "TrainSettings":
+                    checkpoint: str | None = None, on_epoch: Callable[[dict], None] | None = None,
+                    callbacks: Sequence[Callback] = ()) -> "TrainSettings":
         """The fine-tuning loop's settings from a fit's options; ``num_workers`` (default: as configured, else 0),
-        ``deadline``, ``checkpoint`` and ``on_epoch`` come from the runtime."""
+        ``deadline``, ``checkpoint``, ``on_epoch`` and the user's ``callbacks`` come from the runtime."""
         return cls(
-            epochs=cfg.epochs, batch_size=cfg.batch_size, patience=cfg.patience, augment=cfg.augment,
+            epochs=cfg.epochs, batch_size=cfg.batch(), patience=cfg.patience, augment=cfg.augment,
             hflip=cfg.hflip, weight_decay=cfg.weight_decay, warmup=cfg.warmup, l2sp=cfg.l2sp,
             label_smoothing=cfg.label_smoothing, find_lr=cfg.find_lr, select_metric=cfg.select_metric,
             frozen_bn={"auto": None, "frozen": True, "train": False}[cfg.bn],
             num_workers=cfg.num_workers or 0 if num_workers is None else num_workers, seed=cfg.seed,
-            deadline=deadline, checkpoint=checkpoint, on_epoch=on_epoch,
+            deadline=deadline, checkpoint=checkpoint, on_epoch=on_epoch, callbacks=tuple(callbacks),
         )
 
 
@@ -189,15 +192,16 @@ def param_groups(model: nn.Module, groups: Sequence[Sequence[str]], prefix: str,
     return out
 
 
-def warmup_cosine(total_steps: int, warmup: float) -> Callable[[int], float]:
-    """Learning-rate multiplier: linear warm-up over ``warmup`` of the steps, then cosine to zero."""
+def warmup_cosine(total_steps: int, warmup: float, decay: str = "cosine") -> Callable[[int], float]:
+    """Learning-rate multiplier: linear warm-up over ``warmup`` of the steps, then ``decay`` to zero: cosine, or
+    linear (SetFit's, for contrastive)."""
     warm = max(1, int(total_steps * warmup))
 
     def factor(step: int) -> float:
         if step < warm:
             return (step + 1) / warm
-        progress = (step - warm) / max(1, total_steps - warm)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+        return 0.5 * (1.0 + math.cos(math.pi * progress)) if decay == "cosine" else 1.0 - progress
 
     return factor
 
@@ -219,6 +223,8 @@ class Feed:
     channels_last: bool = False
     num_workers: int = 0
     lengths: Sequence[int] | None = None  # texts: batches then group items of similar length
+    loss: Callable | None = None  # (outputs, targets, label_smoothing, weight) -> BatchLoss: in place of the task's
+    scores: Callable[[np.ndarray, np.ndarray], dict] | None = None  # the validation row, in place of the task's
 
 
 def item_feed(backbone: Backbone, train_set: Dataset, val_set: Dataset, train_targets: Sequence[int],
@@ -298,13 +304,17 @@ class LoopState:
 
 
 class Callback:
-    """A hook of ``train``: after every batch (True ends the epoch) and after every epoch."""
+    """A hook of ``train``: after every batch (True ends the epoch) and after every epoch. Subclass it and pass
+    instances to ``headstart.fit(..., callbacks=[...])``: they run after the built-in ones (best state, early
+    stopping, checkpoint, tracking), on every process; ``state.outcome.history[-1]`` is the epoch's row, and
+    setting ``state.outcome.stopped_early`` ends training after this epoch."""
 
     def after_batch(self, state: LoopState) -> bool:
+        """After each optimizer step; True ends the epoch early."""
         return False
 
     def after_epoch(self, state: LoopState, epoch: int) -> None:
-        pass
+        """After each epoch's validation."""
 
 
 class Deadline(Callback):
@@ -368,7 +378,7 @@ def callbacks(s: TrainSettings) -> list[Callback]:
     then the checkpoint (which records both) and the listener; the deadline after every batch."""
     return [BestState(), EarlyStopping(s.patience), *([Checkpoint(s.checkpoint)] if s.checkpoint else []),
             *([EpochListener(s.on_epoch)] if s.on_epoch else []),
-            *([Deadline(s.deadline)] if s.deadline is not None else [])]
+            *([Deadline(s.deadline)] if s.deadline is not None else []), *s.callbacks]
 
 
 def _train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Dataset, targets: dict,
@@ -392,7 +402,7 @@ def _train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Da
     net = distributed.wrap(model, device)  # DDP under a launch: gradients averaged over the ranks
     optimizer = torch.optim.AdamW(groups)
     total = s.epochs * len(loader)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, s.warmup))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, s.warmup, s.decay))
     anchored = [(p, p.detach().clone().float()) for g in groups if g.get("name") != "head" for p in g["params"]
                 if s.l2sp > 0]
     state = LoopState(model, optimizer, scheduler, anchored, generator, s, total)
@@ -403,7 +413,7 @@ def _train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Da
         say(f"resuming from epoch {state.outcome.resumed_from} of {s.epochs} (saved in {s.checkpoint})", shown)
     elif s.evaluate_start:  # e.g. LP-FT: the probe's model is the one to beat, and may be kept
         state.outcome.history.append({"epoch": 0, **_scores(distributed.from_main(feed.val_logits(model)),
-                                                              targets["val"], s)})
+                                                              targets["val"], s, feed)})
         state.best_key, state.best_state = _selection_key(state.outcome.history[-1], s), copy.deepcopy(
             model.state_dict())
     hooks = callbacks(s)
@@ -418,7 +428,7 @@ def _train(model: nn.Module, backbone: Backbone, train_set: Dataset, val_set: Da
             logits = distributed.from_main(feed.val_logits(model))  # every rank decides on the same logits
         if not np.isfinite(logits).all():
             raise diverged(f"the model's outputs on the validation set were no longer finite after epoch {epoch}")
-        state.outcome.history.append({"epoch": epoch, **row, **_scores(logits, targets["val"], s),
+        state.outcome.history.append({"epoch": epoch, **row, **_scores(logits, targets["val"], s, feed),
                                       "seconds": time.perf_counter() - start})
         say(epoch_line(state.outcome.history[-1], s.epochs), shown)
         if anchored:
@@ -439,7 +449,7 @@ def _epoch(net: nn.Module, state: LoopState, loader: DataLoader, feed: Feed, hoo
     weight = torch.tensor(s.class_weights, dtype=torch.float32, device=device) \
         if s.balance == "weights" and s.class_weights else None
     seen, loss_sum, correct, penalty_sum, scored = 0, 0.0, 0, 0.0, False
-    batch_loss, hits = _task_loss(s)
+    batch_loss, hits = _task_loss(s, feed)
     with progress_task(title, len(feed.pairs), progress) as advance:
         for step, (inputs, y) in enumerate(loader, 1):
             inputs, y = batch_to(inputs, device, feed.channels_last), y.to(device)
@@ -473,8 +483,11 @@ def _epoch(net: nn.Module, state: LoopState, loader: DataLoader, feed: Feed, hoo
     return row, penalty_sum / seen
 
 
-def _task_loss(s: TrainSettings) -> tuple[Callable, Callable]:
-    """The task's ``batch_loss`` and ``hits`` (see ``Task``); with no task, cross-entropy and correct classes."""
+def _task_loss(s: TrainSettings, feed: Feed) -> tuple[Callable, Callable]:
+    """The task's ``batch_loss`` and ``hits`` (see ``Task``); with no task, cross-entropy and correct classes; a
+    feed's own loss (contrastive pairs) has no hits."""
+    if feed.loss is not None:
+        return feed.loss, lambda logits, y: None
     if s.task is not None:
         return s.task.batch_loss, s.task.hits
     return distributed.batch_loss, lambda logits, y: int((logits.argmax(1) == y).sum())
@@ -487,7 +500,7 @@ def _find_lr(model: nn.Module, feed: Feed, groups: list[dict], s: TrainSettings,
         return {"factor": 1.0, "suggestion": None, "reason": "not run under a multi-process launch"}
     loader = distributed.train_loader(feed.pairs, s.batch_size, torch.Generator().manual_seed(s.seed + 1),
                                       feed.collate, 0, feed.lengths)
-    batch_loss, _ = _task_loss(s)
+    batch_loss, _ = _task_loss(s, feed)
 
     def step_loss(net: nn.Module, inputs, y: torch.Tensor) -> torch.Tensor:
         with autocast(device, precision):
@@ -501,8 +514,11 @@ def _find_lr(model: nn.Module, feed: Feed, groups: list[dict], s: TrainSettings,
             "lrs": found.lrs, "losses": found.losses}
 
 
-def _scores(logits: np.ndarray, y: np.ndarray, s: TrainSettings) -> dict:
-    """The task's validation row of ``logits`` (see ``Task.scores``); with no task, single-label's."""
+def _scores(logits: np.ndarray, y: np.ndarray, s: TrainSettings, feed: Feed) -> dict:
+    """The task's validation row of ``logits`` (see ``Task.scores``), or the feed's own; with no task,
+    single-label's."""
+    if feed.scores is not None:
+        return feed.scores(logits, y)
     if s.task is not None:
         return s.task.scores(logits, y)
     metric = s.select_metric

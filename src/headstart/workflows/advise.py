@@ -14,7 +14,7 @@ import copy
 import math
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -23,9 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from headstart.backbones import Backbone, batch_to, load_backbone
+from headstart.backbones.registry import BACKBONES
 from headstart.workflows.budget import Budget
 from headstart.core.config import FitConfig
 from headstart.data import DataSplits
+from headstart.data.split import strata
 from headstart.training.devices import autocast, resolve_precision
 from headstart.features.cache import Extraction, FeatureCache
 from headstart.training.heads import Classifier
@@ -33,6 +35,7 @@ from headstart.tasks.kinds import METRIC_NAMES, kind
 from headstart.data.dataset import modality as data_modality
 from headstart.workflows.pipeline import check_folders, config_for, prepare
 from headstart.workflows.runtime import Runtime
+from headstart.label.forecast import Forecast, forecast
 from headstart.strategies import STRATEGIES
 from headstart.tasks import Task, make_task
 from headstart.workflows.transferability import h_score, logme, probe_curve_slope, probe_cv_score
@@ -79,10 +82,27 @@ def advise_prepared(splits: DataSplits, models: Sequence[str | Backbone], cfg: F
     rank_by_evidence(ranking)
     best = first if ranking[0]["model"] == first.name else load_backbone(
         ranking[0]["model"], image_size=cfg.image_size, max_length=cfg.max_length)
-    step = measure_step_seconds(best, splits, cfg.batch_size, runtime.device)
-    rec = recommend(ranking[0], splits, step, cfg.batch_size, cfg.epochs, Budget.parse(budget).total,
+    step = measure_step_seconds(best, splits, cfg.batch(), runtime.device)
+    rec = recommend(ranking[0], splits, step, cfg.batch(), cfg.epochs, Budget.parse(budget).total,
                     best.modality)
+    ahead = labelling_forecast(best, splits, runtime.cache, runtime.extraction(best.modality), task, cfg.seed)
+    rec["forecast"] = {**asdict(ahead), "flattened": ahead.flattened}
+    rec["reasons"].append(f"What labelling more buys: {ahead.sentence()}")
+    named = BACKBONES.get(rec["model"])
+    if named is not None and named.caveat:  # what the backbone is not for (aisfx-cnn: speech)
+        rec["reasons"].append(named.caveat)
     return Advice(ranking, rec)
+
+
+def labelling_forecast(backbone: Backbone, splits: DataSplits, cache: FeatureCache, extraction: Extraction,
+                       task: Task, seed: int = 0) -> Forecast:
+    """The task's main metric on validation after labelling as many items again as there are training items
+    (one doubling), from the probe's learning curve on cached features (headstart.label.forecast)."""
+    x_train, x_val = cache.features(backbone, splits.train, extraction), cache.features(backbone, splits.val,
+                                                                                       extraction)
+    labels = list(splits.train.labels)
+    return forecast(task, (x_train, task.targets(labels), strata(task.name, labels)),
+                    (x_val, task.targets(list(splits.val.labels))), len(labels), seed)
 
 
 def rank_by_evidence(ranking: list[dict]) -> None:
@@ -170,8 +190,8 @@ def recommend(top: dict, splits: DataSplits, step: dict, batch_size: int, epochs
     steps = math.ceil(len(splits.train) / batch_size) * epochs
     est = {name: seconds * steps * 1.3 for name, seconds in step.items()}  # + validation passes
     est["lp-ft"] = est["full"]  # every group trains (the probe before it costs seconds)
-    pairs = STRATEGIES["contrastive"]()
-    est["contrastive"] = step["full"] * pairs.steps * pairs.batch_size / batch_size  # one pass per text and step
+    pairs = STRATEGIES["contrastive"]()  # one pass per text and step, of its default batch
+    est["contrastive"] = step["full"] * pairs.steps * pairs.default_batch_size / batch_size
     fits = {name: budget_s is None or t <= budget_s for name, t in est.items()}
     numbers = {count_key: per_class, f"probe_{metric}": probe, "probe_ci95": top["probe"]["ci95"],
                "slope_per_doubling": slope, "estimated_partial_s": est["partial"], "estimated_full_s": est["full"],

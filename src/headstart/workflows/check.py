@@ -38,12 +38,12 @@ def check_strategy(strategy: str | Strategy, backbone: Backbone, data: Any, **op
     for name, field in option_fields(strat).items():
         assert field.metadata.get("help"), f"{strat.name}: option {name!r} has no help text (use options.option)"
     if STRATEGIES.get(strat.name) is type(strat):
-        record = json.loads(json.dumps(FitConfig(model=backbone.name, strategy=strat.name,
-                                                 options=option_values(strat)).to_dict()))
+        record = json.loads(json.dumps(FitConfig.of(model=backbone.name, strategy=strat.name,
+                                                    options=option_values(strat)).to_dict()))
         cfg = FitConfig.from_dict(record)
         assert make_strategy(cfg.strategy, **cfg.strategy_options()) == strat, \
             f"{strat.name}: not rebuilt from its config.json record {record['options']}"
-    cfg = FitConfig(model=backbone.name, strategy=strat.name, **options)
+    cfg = FitConfig.of(model=backbone.name, strategy=strat.name, **options)
     splits, backbone = prepare(data, backbone, cfg)
     runtime = Runtime.from_config(cfg, progress=False)
     before, weights = copy.deepcopy(strat), copy.deepcopy(backbone.module.state_dict())

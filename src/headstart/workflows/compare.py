@@ -305,11 +305,11 @@ def _measure_costs(backbone: Backbone, splits: DataSplits, cfg: FitConfig, strat
     """A cost model from one measured training step per depth the fine-tuning strategies train."""
     depths = {s: getattr(strat, "unfreeze", None) for s, strat in strats.items() if s != "linear"}  # None: all
     names = {d: "all" if d is None else f"last {d}" for d in [*depths.values(), None]}
-    step = measure_step_seconds(backbone, splits, cfg.batch_size, device,
+    step = measure_step_seconds(backbone, splits, cfg.batch(), device,
                                 {name: d for d, name in names.items()})
-    return CostModel(len(splits.train), len(splits.val), len(splits.test or []), cfg.batch_size, cfg.epochs,
+    return CostModel(len(splits.train), len(splits.val), len(splits.test or []), cfg.batch(), cfg.epochs,
                      {s: step[names[d]] for s, d in depths.items()},
-                     forward=step["all"] * FORWARD_PER_STEP / cfg.batch_size)
+                     forward=step["all"] * FORWARD_PER_STEP / cfg.batch())
 
 
 def _estimate(job: Job, clock: Budget, costs: CostModel | None, cached: bool | None = None) -> float | None:

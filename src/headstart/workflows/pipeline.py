@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -99,7 +99,7 @@ class FitResult:
 def config_for(model: str | Backbone, strategy: Any, options: dict) -> FitConfig:
     """The FitConfig of a call, with the model and strategy named."""
     name = model.name if isinstance(model, Backbone) else model
-    return FitConfig(model=name, strategy=strategy if isinstance(strategy, str) else strategy.name, **options)
+    return FitConfig.of(**options, model=name, strategy=strategy if isinstance(strategy, str) else strategy.name)
 
 
 def check_folders(cfg: FitConfig, inputs: Iterable[Any]) -> None:
@@ -121,7 +121,7 @@ def fit_data(data: Any, model: str | Backbone, strat: Strategy, cfg: FitConfig, 
              test: Any = None, out: Path | None = None, overwrite: bool = False) -> FitResult:
     """Load ``data`` and ``model``, say what was chosen and what looks wrong, fit ``strat``; with ``out``,
     fine-tuning keeps its state there after every epoch and the run is saved there."""
-    splits, backbone = prepare(data, model, cfg, val, test)
+    splits, backbone = prepare(data, model, cfg, val, test, frozen=getattr(strat, "frozen_backbone", False))
     chose_size = cfg.image_size is None
     cfg = replace(cfg, **input_size(backbone))  # recorded as chosen (from the data when not given)
     if runtime.progress and isinstance(backbone.preprocessing, ImagePreprocessing) and chose_size:
@@ -162,14 +162,15 @@ def _fit_checkpointed(run: Path, splits: DataSplits, backbone: Backbone, cfg: Fi
 
 
 def resume_fit(run: Path, data: Any, model: Any, strategy: Any, val: Any, test: Any, progress: bool,
-               options: dict) -> FitResult:
-    """``fit(resume=RUN)``: rebuild config, data, backbone and split from RUN; training continues."""
+               options: dict, callbacks: Sequence = ()) -> FitResult:
+    """``fit(resume=RUN)``: rebuild config, data, backbone and split from RUN; training continues (with the user's
+    training-loop ``callbacks``)."""
     check_out(run, resume=True)
     if options:
         raise ConfigError(f"resume={str(run)!r} takes its options from {run}/checkpoints/config.json; "
                           f"do not pass {', '.join(sorted(options))}. Start a new run to change them.")
     cfg, sources = _saved_config(run)
-    runtime = Runtime.from_config(cfg, progress)  # every process reads RUN: it must be on a shared file system
+    runtime = Runtime.from_config(cfg, progress).calling(callbacks)  # every process reads RUN: a shared file system
     for given, saved, what in ((model, cfg.model, "model"), (strategy, cfg.strategy, "strategy")):
         name = given.name if isinstance(given, Backbone) else given
         if name not in (saved, "minilm-l6" if what == "model" else "linear"):
@@ -201,8 +202,9 @@ def _saved_config(run: Path) -> tuple[FitConfig, dict]:
 
 
 def prepare(data: Any, model: str | Backbone, cfg: FitConfig, val: Any = None,
-            test: Any = None) -> tuple[DataSplits, Backbone]:
-    """Load and check the data (keeping ``cfg.shots`` per class when set) and the backbone."""
+            test: Any = None, frozen: bool = False) -> tuple[DataSplits, Backbone]:
+    """Load and check the data (keeping ``cfg.shots`` per class when set) and the backbone; ``frozen``: only
+    cached features will be used (``linear``), so images are fed at the weights' own size."""
     splits = load_data(data, val=val, test=test, text_col=cfg.text_col, label_col=cfg.label_col,
                        image_col=cfg.image_col, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
                        seed=cfg.seed, skip_bad=cfg.skip_bad, task=cfg.task, label_sep=cfg.label_sep)
@@ -222,7 +224,7 @@ def prepare(data: Any, model: str | Backbone, cfg: FitConfig, val: Any = None,
                         "(see `headstart models`).")
     if not isinstance(model, Backbone):  # the input size from the data, unless given
         if cfg.image_size is None and isinstance(backbone.preprocessing, ImagePreprocessing):
-            size = choose_image_size(native_size(splits.train), backbone.preprocessing.size)
+            size = choose_image_size(native_size(splits.train), backbone.preprocessing.size, frozen)
             backbone.preprocessing = backbone.preprocessing.with_size(size)
         if isinstance(backbone.preprocessing, AudioPreprocessing):
             seconds = cfg.clip_seconds or choose_clip_seconds(list(splits.train.items))
@@ -303,8 +305,12 @@ def task_note(splits: DataSplits) -> str:
 
 def image_size_note(splits: DataSplits, backbone: Backbone) -> str:
     """Why images are fed at their size: the data's native size against the backbone's pretrained one."""
+    native = native_size(splits.train)
+    if native is not None and backbone.preprocessing.size != choose_image_size(native, backbone.preprocessing.size):
+        return (f"images are fed at the weights' own {backbone.preprocessing.size} px (median short side "
+                f"{native} px): a frozen backbone's features are extracted once; --image-size changes it.")
     return (f"images are fed at {backbone.preprocessing.size} px, chosen from their median short side of "
-            f"{native_size(splits.train)} px (twice that, at least {MIN_SIZE} px, at most the weights' own size); "
+            f"{native} px (twice that, at least {MIN_SIZE} px, at most the weights' own size); "
             "--image-size changes it.")
 
 
@@ -319,10 +325,11 @@ def resolved_config(cfg: FitConfig, backbone: Backbone, strat: Strategy, info: d
     values["options"] = options
     if info.get("bn"):
         values["bn"] = info["bn"]
+    if info.get("augment") is not None:  # the family's default where the fit left it open
+        values["augment"] = info["augment"]
     if info.get("balance"):  # auto's choice (and the probe's weights in place of a sampler), as what ran
         values["balance"] = info["balance"]
-    if info.get("batch_size"):
-        values["batch_size"] = info["batch_size"]
+    values["batch_size"] = info.get("batch_size") or cfg.batch()  # as given, else the strategy's default
     if info.get("lr_range"):  # the rates found are recorded as given: a rerun from this config uses them
         values["find_lr"] = False
     return replace(cfg, **values)

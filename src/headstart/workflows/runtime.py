@@ -11,18 +11,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
 from headstart.training import distributed
 from headstart.backbones import Backbone
+from headstart.backbones.registry import family_of
 from headstart.training.balance import resolve_balance
 from headstart.core.config import FitConfig
-from headstart.data import DataSplits
+from headstart.data import DataSplits, Dataset
 from headstart.training.devices import extraction_batch, resolve_device, resolve_precision, resolve_workers
-from headstart.training.engine import TrainSettings
+from headstart.training.engine import Callback, TrainSettings
 from headstart.features.cache import Extraction, FeatureCache
+from headstart.core.errors import DataError
+from headstart.label.pool import read_pool
 from headstart.strategies import FitContext
 from headstart.tasks import make_task
 from headstart.tasks.kinds import kind
@@ -41,6 +44,7 @@ class Runtime:
     deadline: float | None = None  # time.perf_counter() value: fine-tuning stops after the batch that passes it
     checkpoint: str | None = None  # folder: fine-tuning's state after every epoch, resumed from when present
     on_epoch: Callable[[dict], None] | None = None  # given each fine-tuning epoch's history row (tracking)
+    callbacks: tuple[Callback, ...] = ()  # the user's, run by the training loop after its own
 
     @classmethod
     def from_config(cls, cfg: FitConfig, progress: bool = True) -> "Runtime":
@@ -61,6 +65,10 @@ class Runtime:
     def listening(self, on_epoch: Callable[[dict], None] | None) -> "Runtime":
         """The same runtime handing each fine-tuning epoch's history row to ``on_epoch``."""
         return replace(self, on_epoch=on_epoch)
+
+    def calling(self, callbacks: Sequence[Callback]) -> "Runtime":
+        """The same runtime with the user's training-loop ``callbacks`` (headstart.training.engine.Callback)."""
+        return replace(self, callbacks=tuple(callbacks))
 
     def workers(self, modality: str) -> int:
         """DataLoader workers for items of ``modality``."""
@@ -87,9 +95,27 @@ class Runtime:
         weights = balance["class_weights"]
         settings = replace(TrainSettings.from_config(cfg, num_workers=self.workers(backbone.modality),
                                                      deadline=self.deadline, checkpoint=self.checkpoint,
-                                                     on_epoch=self.on_epoch),
+                                                     on_epoch=self.on_epoch, callbacks=self.callbacks),
                            balance=balance["used"], class_weights=tuple(weights.values()) if weights else None,
                            select_metric=task.select_metric, task=task)
+        family = family_of(backbone.arch)  # what the fit left open, the model's family decides
+        if settings.augment is None:
+            settings = replace(settings, augment=family.augment)
+        if settings.frozen_bn is None and family.bn_auto is not None:
+            settings = replace(settings, frozen_bn=family.bn_auto == "frozen")
+        pool = None if cfg.unlabelled is None else unlabelled_rest(cfg, splits, backbone.modality)
         return FitContext(targets, self.cache, self.extraction(backbone.modality), self.device,
                           self.train_precision(backbone), settings, self.progress, self.cache_boundary, balance,
-                          task)
+                          task, pool)
+
+
+def unlabelled_rest(cfg: FitConfig, splits: DataSplits, modality: str) -> Dataset:
+    """The ``--unlabelled`` pool without the items the fit has labels for (training, validation and test, by
+    content): a validation item among the pool's would help the pool's probe win on validation."""
+    pool = read_pool(cfg.unlabelled, modality, cfg.text_col, cfg.image_col, skip_bad=cfg.skip_bad)
+    labelled = {h for ds in (splits.train, splits.val, splits.test) if ds is not None for h in ds.item_hashes()}
+    rest = [i for i, h in enumerate(pool.item_hashes()) if h not in labelled]
+    if not rest:
+        raise DataError(f"Every item of --unlabelled {cfg.unlabelled} is one of the labelled items; give a pool of "
+                        "items nobody has labelled yet, or drop --unlabelled.")
+    return pool if len(rest) == len(pool) else pool.subset(rest)

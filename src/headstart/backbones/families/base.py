@@ -91,6 +91,10 @@ class Family:
     modality: ClassVar[str]
     channels_last: ClassVar[bool] = False  # image batches in channels-last layout (faster convolutions)
     native_format: ClassVar[str | None] = None  # the export format besides onnx: "hf", "timm" or None
+    # Fine-tuning defaults the family declares, used where the fit leaves them open (--bn auto; neither
+    # --augment nor --no-augment): BatchNorm statistics "train" or "frozen" (None: engine.bn_policy), augmentation.
+    bn_auto: ClassVar[str | None] = None
+    augment: ClassVar[bool] = True
 
     def build(self, arch: dict) -> nn.Module:
         """A random-initialised module (pooled features out) for an architecture record of this family."""
