@@ -34,5 +34,5 @@ def test_contrastive_beats_linear_at_8_shots_on_bbc_news(tmp_path):
         result = headstart.fit(split["train"], "minilm-l6", strategy, val=split["val"], test=split["test"],
                                cache_dir=str(tmp_path / "cache"), progress=False)
         scores[strategy] = result.metrics["test"]["accuracy"]
-    assert result.info["steps"] == 60 and result.info["stopped"] is None
+    assert result.info["steps"] >= 60 and result.info["stopped"] is None  # 60 steps, rounded up to whole passes
     assert scores["contrastive"] >= scores["linear"] + MARGIN, scores

@@ -37,9 +37,17 @@ KINDS = {"integer": int, "float": float, "boolean": bool, "text": str, "path": s
 
 def _load_config(ctx: typer.Context, param: Any, value: str | None) -> None:
     if value:
-        accepted = {p.name: Optional[KINDS.get(getattr(getattr(p, "type", None), "name", ""), Any)]
-                    for p in ctx.command.params if p.name}
+        accepted = {p.name: _annotation(p) for p in ctx.command.params if p.name}
         ctx.default_map = {**(ctx.default_map or {}), **config_defaults(Path(value), ctx.command.name or "", accepted)}
+
+
+def _annotation(param: Any) -> Any:
+    """The Python type a config value of ``param`` may have: typer's own record of the flag's annotation where it
+    keeps one (``type_descriptor``), else from click's type name."""
+    described = getattr(param, "type_descriptor", None)
+    if described is not None:
+        return Optional[described.annotation]
+    return Optional[KINDS.get(getattr(getattr(param, "type", None), "name", ""), Any)]
 
 
 def config_defaults(path: Path, verb: str, accepted: dict[str, Any]) -> dict[str, Any]:

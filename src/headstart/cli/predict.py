@@ -190,8 +190,12 @@ def write_csv(rows: Iterable[dict], classes: list[str], skip_bad: bool, raw: boo
     k = min(top_k, len(classes)) if top_k else 0
     scores = [name for i in range(1, k + 1) for name in (f"label_{i}", f"p_{i}")] if k else [f"p_{c}" for c in classes]
     writer = csv.writer(sys.stdout)
-    writer.writerow(["input"] + (["text"] if text else []) + [answer] + scores + (["skipped"] if skip_bad else []))
+    header = ["input"] + (["text"] if text else []) + [answer] + scores + (["skipped"] if skip_bad else [])
+    written = False
     for r in rows:
+        if not written:  # with the first row: a run that fails on its first batch prints nothing
+            writer.writerow(header)
+            written = True
         shown = [cell(r.get("text", ""))] if text else []
         if "top_k" in r:
             probs = [v for t in r["top_k"] for v in (cell(t["label"]), f"{t['probability']:.6f}")]
@@ -205,6 +209,8 @@ def write_csv(rows: Iterable[dict], classes: list[str], skip_bad: bool, raw: boo
         writer.writerow([cell(r["input"]), *shown, value, *probs]
                         + ([r.get("skipped", "")] if skip_bad else []))
         sys.stdout.flush()
+    if not written:
+        writer.writerow(header)
 
 
 def write_json_rows(rows: Iterable[dict]) -> None:
